@@ -1,0 +1,22 @@
+"""W1 spawn + join: N trivial tasks in one Trio nursery."""
+import os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import trio
+import benchlib as B
+
+N = B.arg(1, 100000)
+
+
+async def noop():
+    pass
+
+
+async def main():
+    t0 = B.now()
+    async with trio.open_nursery() as nursery:
+        for _ in range(N):
+            nursery.start_soon(noop)
+    return B.now() - t0
+
+
+B.report("W1", "trio", N, trio.run(main))

@@ -1,0 +1,31 @@
+"""W3 ping-pong through two AnyIO memory object streams of buffer size 0 (asyncio backend)."""
+import os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import anyio
+import benchlib as B
+
+M = B.arg(1, 1000000)
+
+
+async def main():
+    to_b_send, to_b_recv = anyio.create_memory_object_stream(0)
+    to_a_send, to_a_recv = anyio.create_memory_object_stream(0)
+
+    async def ping():
+        for i in range(M):
+            await to_b_send.send(i)
+            await to_a_recv.receive()
+
+    async def pong():
+        for _ in range(M):
+            await to_a_send.send(await to_b_recv.receive())
+
+    t0 = B.now()
+    async with anyio.create_task_group() as nursery:
+        nursery.start_soon(pong)
+        nursery.start_soon(ping)
+    return B.now() - t0
+
+
+secs = anyio.run(main)
+B.report("W3-channel", "anyio", M, secs, "ns_per_switch=%.1f" % (secs * 1e9 / (2 * M)))

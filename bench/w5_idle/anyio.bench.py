@@ -1,0 +1,35 @@
+"""W5 idle memory: N AnyIO tasks (asyncio backend) blocked on one anyio.Event.
+bytes_per_task = growth of VmRSS (after gc.collect) / N."""
+import os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import anyio
+import benchlib as B
+
+N = B.arg(1, 100000)
+
+
+async def main():
+    ev = anyio.Event()
+    started = 0
+
+    async def waiter():
+        nonlocal started
+        started += 1
+        await ev.wait()
+
+    base = B.settled_rss_kb()
+    t0 = B.now()
+    async with anyio.create_task_group() as nursery:
+        for _ in range(N):
+            nursery.start_soon(waiter)
+        while started < N:
+            await anyio.sleep(0)
+        p0 = B.now()
+        blocked = B.settled_rss_kb()
+        paused = B.now() - p0
+        ev.set()
+    return B.now() - t0 - paused, (blocked - base) * 1024 / N
+
+
+secs, per_task = anyio.run(main)
+B.report("W5", "anyio", N, secs, "bytes_per_task=%.0f" % per_task)

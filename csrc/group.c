@@ -1,0 +1,403 @@
+/*
+ * group.c: task groups and tg:start(). A group owns a cancel scope entered
+ * by its host task; its children's private scopes hang below it, so
+ * cancelling the group reaches every child. The group counts its live
+ * children (and pending start() calls) and wakes the host, parked in
+ * core.group_wait, when the count drops to zero. Errors of failed children
+ * are recorded in order, with their tracebacks, and cancel the group.
+ */
+#include <string.h>
+
+#include "loom_internal.h"
+
+#define STATUS_MT "loom.TaskStatus"
+
+/* User values of a group userdata. */
+enum { G_SCOPE = 1, G_ERRORS = 2, G_TRACEBACKS = 3, G_HOST = 4 };
+
+static loom_group *check_group(lua_State *L, int idx) {
+  return (loom_group *)luaL_checkudata(L, idx, LOOM_GROUP_MT);
+}
+
+static void check_callable(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TFUNCTION) {
+    if (!luaL_getmetafield(L, idx, "__call"))
+      luaL_typeerror(L, idx, "function");
+    lua_pop(L, 1);
+  }
+}
+
+static void check_active(lua_State *L, loom_group *g) {
+  if (g->state == LOOM_GROUP_CLOSED)
+    luaL_error(L, "This task group is not active; no new tasks can be "
+               "started.");
+}
+
+/* core.group_open() -> tg; the calling task enters the group's scope. */
+static int l_group_open(lua_State *L) {
+  loom_task *t = loom__check_blocking(L, "task_group", 0);
+  loom_group *g;
+  int ud;
+  g = (loom_group *)lua_newuserdatauv(L, sizeof *g, 4);
+  ud = lua_gettop(L);
+  memset(g, 0, sizeof *g);
+  g->rt = t->rt;
+  g->host = t;
+  g->ref = LUA_NOREF;
+  loom__list_init(&g->children);
+  loom__list_init(&g->host_link);
+  luaL_setmetatable(L, LOOM_GROUP_MT);
+  g->scope = loom__scope_new(L);
+  lua_setiuservalue(L, ud, G_SCOPE);
+  loom__push_task(L, t);
+  lua_setiuservalue(L, ud, G_HOST);
+  loom__scope_enter(L, t, g->scope);
+  loom__list_push(&t->groups, &g->host_link);
+  lua_pushvalue(L, ud);
+  g->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+/* Put a new task (userdata on top) under scope `parent` and make it ready. */
+static void launch(lua_State *L, loom_task *t, loom_scope *parent,
+                   int parent_handle_idx) {
+  loom__scope_attach(&t->scope, parent);
+  t->cur = &t->scope;
+  loom__list_push(&t->scope.tasks, &t->scope_link);
+  lua_pushvalue(L, parent_handle_idx);
+  lua_setiuservalue(L, -2, LOOM_UV_PARENT);
+  loom__enqueue(t->rt, t);
+}
+
+/* tg:start_soon(fn, ...) / tg:create_task(fn, ...) -> TaskHandle */
+static int l_group_spawn(lua_State *L) {
+  loom_group *g = check_group(L, 1);
+  loom_rt *rt = g->rt;
+  int nargs = lua_gettop(L) - 2;
+  loom_task *t;
+  check_active(L, g);
+  check_callable(L, 2);
+  lua_getiuservalue(L, 1, G_HOST);
+  lua_insert(L, 3);  /* [tg, fn, host, args...] */
+  t = loom__task_new(L, rt, 2, 4, nargs, rt->current);
+  t->group = g;
+  loom__list_push(&g->children, &t->group_link);
+  g->nlive++;
+  launch(L, t, g->scope, 3);
+  return 1;
+}
+
+/* tg:start(fn, ...) -> value, handle: see the contract in API.md. */
+static int k_start(lua_State *L, int status, lua_KContext ctx) {
+  loom_task *caller = loom__task_of(L);
+  loom_task *t = loom__check_task(L, 1);
+  (void)status;
+  (void)ctx;
+  caller->wait_what = NULL;
+  caller->wait_data = NULL;
+  if (t->start_state == LOOM_START_MOVED) {
+    lua_pushvalue(L, 1);  /* [T, value, T] */
+    return 2;
+  }
+  switch (t->outcome) {
+  case LOOM_OUT_FAILED:
+    lua_getiuservalue(L, 1, LOOM_UV_RESULT);
+    return lua_error(L);  /* bare: the group is not told */
+  case LOOM_OUT_CANCELLED:
+    loom__cancel_point(L, caller);
+    lua_getiuservalue(L, 1, LOOM_UV_RESULT);
+    return lua_error(L);
+  default:
+    if (t->start_state == LOOM_START_NOOP) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, t->start_value_ref);
+      luaL_unref(L, LUA_REGISTRYINDEX, t->start_value_ref);
+      t->start_value_ref = LUA_NOREF;
+      lua_pushvalue(L, 1);
+      return 2;
+    }
+    return luaL_error(L, "child exited without calling "
+                      "task_status:started()");
+  }
+}
+
+static int l_group_start(lua_State *L) {
+  loom_group *g = check_group(L, 1);
+  loom_task *caller = loom__check_blocking(L, "TaskGroup:start", 1);
+  loom_rt *rt = g->rt;
+  int nargs = lua_gettop(L) - 2;
+  loom_task *t;
+  check_active(L, g);
+  check_callable(L, 2);
+  lua_newuserdatauv(L, 1, 1);  /* the task_status object */
+  luaL_setmetatable(L, STATUS_MT);
+  lua_insert(L, 3);            /* [tg, fn, status, args...] */
+  t = loom__task_new(L, rt, 2, 3, nargs + 1, caller);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 3, 1);
+  t->start_state = LOOM_START_PENDING;
+  t->start_caller = caller;
+  t->start_group = g;
+  g->nlive++;
+  /* Before started() the child lives under the caller's scopes. */
+  loom__push_task(L, caller);
+  lua_insert(L, -2);
+  launch(L, t, caller->cur, lua_gettop(L) - 1);
+  lua_replace(L, 1);
+  lua_settop(L, 1);
+  loom__park(caller, NULL, "start", t);
+  return loom__suspend(L, 0, k_start);
+}
+
+/* task_status:started([value]) */
+static int l_status_started(lua_State *L) {
+  loom_task *t, *caller;
+  loom_group *g;
+  luaL_checkudata(L, 1, STATUS_MT);
+  lua_settop(L, 2);
+  lua_getiuservalue(L, 1, 1);
+  t = (loom_task *)lua_touserdata(L, 3);
+  if (loom__task_of(L) != t && t->rt->current != t)
+    return luaL_error(L, "task_status:started() must be called by the task "
+                      "that tg:start() started");
+  if (t->start_state == LOOM_START_MOVED)
+    return luaL_error(L, "called 'started' twice on the same task status");
+  if (t->start_state == LOOM_START_NOOP) return 0;
+  caller = t->start_caller;
+  g = t->start_group;
+  if (loom__effective_cancel(caller->cur) != NULL) {
+    /* The start() caller is cancelled: stay under it; start() returns
+     * this value if the child then exits cleanly. */
+    t->start_state = LOOM_START_NOOP;
+    lua_pushvalue(L, 2);
+    t->start_value_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+  }
+  loom__list_remove(&t->scope.link);
+  t->scope.parent = g->scope;
+  loom__list_push(&g->scope->children, &t->scope.link);
+  t->group = g;
+  loom__list_push(&g->children, &t->group_link);
+  t->start_state = LOOM_START_MOVED;
+  t->start_caller = NULL;
+  t->start_group = NULL;
+  loom__push_task(L, g->host);
+  lua_setiuservalue(L, 3, LOOM_UV_PARENT);
+  lua_pushvalue(L, 2);
+  lua_xmove(L, caller->L, 1);
+  caller->wake_nargs = 1;
+  loom__wake(caller, LOOM_WAKE_OK);
+  return 0;
+}
+
+void loom__start_child_done(lua_State *L, loom_task *t, int err_idx) {
+  loom_task *caller = t->start_caller;
+  loom_group *g = t->start_group;
+  (void)err_idx;
+  t->start_caller = NULL;
+  t->start_group = NULL;
+  loom__group_child_done(L, g);
+  caller->wake_nargs = 0;
+  loom__wake(caller, LOOM_WAKE_OK);
+}
+
+void loom__group_record(lua_State *L, loom_group *g, int err_idx,
+                        int tb_idx) {
+  int gi;
+  err_idx = lua_absindex(L, err_idx);
+  if (tb_idx) tb_idx = lua_absindex(L, tb_idx);
+  luaL_checkstack(L, 6, "loom: recording an error");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
+  gi = lua_gettop(L);
+  g->nerrors++;
+  if (lua_getiuservalue(L, gi, G_ERRORS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, gi, G_ERRORS);
+  }
+  lua_pushvalue(L, err_idx);
+  lua_rawseti(L, -2, g->nerrors);
+  if (lua_getiuservalue(L, gi, G_TRACEBACKS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, gi, G_TRACEBACKS);
+  }
+  if (tb_idx && lua_type(L, tb_idx) == LUA_TSTRING)
+    lua_pushvalue(L, tb_idx);
+  else
+    lua_pushboolean(L, 0);
+  lua_rawseti(L, -2, g->nerrors);
+  lua_settop(L, gi - 1);
+  /* Always cancel the group's own scope, whatever the outer scopes say. */
+  loom__scope_cancel(L, g->rt, g->scope, 0, 0);
+}
+
+void loom__group_child_done(lua_State *L, loom_group *g) {
+  (void)L;
+  g->nlive--;
+  if (g->nlive == 0 && g->host_waiting) loom__wake(g->host, LOOM_WAKE_OK);
+}
+
+/* core.group_record(tg, err): the body failed with err. */
+static int l_group_record(lua_State *L) {
+  loom_group *g = check_group(L, 1);
+  loom_task *t = loom__check_blocking(L, "task_group", 0);
+  lua_settop(L, 2);
+  if (t->tberr_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->tberr_ref);
+    if (lua_rawequal(L, -1, 2)) {
+      lua_pop(L, 1);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, t->tb_ref);
+    } else {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
+  } else
+    lua_pushnil(L);
+  loom__group_record(L, g, 2, 3);
+  return 0;
+}
+
+static void host_wait_abort(loom_task *t) { (void)t; }
+
+static int wait_more(lua_State *L, loom_group *g, loom_task *t);
+
+static int k_group_wait(lua_State *L, int status, lua_KContext ctx) {
+  loom_task *t = loom__task_of(L);
+  loom_group *g = check_group(L, 1);
+  (void)status;
+  (void)ctx;
+  t->wait_what = NULL;
+  if (t->wake == LOOM_WAKE_CANCELLED) {
+    /* From now on the host waits shielded for its children (which the
+     * same cancellation reaches through the scope tree). */
+    t->wake = LOOM_WAKE_OK;
+    t->wake_scope = NULL;
+    g->host_cancelled = 1;
+  }
+  return wait_more(L, g, t);
+}
+
+static int wait_more(lua_State *L, loom_group *g, loom_task *t) {
+  if (g->nlive == 0) {
+    g->host_waiting = 0;
+    lua_pushboolean(L, g->host_cancelled);
+    return 1;
+  }
+  if (!g->host_cancelled && loom__effective_cancel(t->cur) != NULL)
+    g->host_cancelled = 1;
+  g->host_waiting = 1;
+  loom__park(t, g->host_cancelled ? NULL : host_wait_abort, "task_group", g);
+  return loom__suspend(L, 0, k_group_wait);
+}
+
+/* core.group_wait(tg) -> host_cancelled: wait for every child. */
+static int l_group_wait(lua_State *L) {
+  loom_group *g = check_group(L, 1);
+  loom_task *t = loom__check_blocking(L, "task_group", 1);
+  lua_settop(L, 1);
+  if (t != g->host)
+    return luaL_error(L, "loom.task_group: exited by a task other than its "
+                      "host");
+  g->state = LOOM_GROUP_EXITING;
+  if (g->nlive == 0) {
+    /* An empty group's exit is one schedule point, never a cancel point. */
+    t->state = LOOM_TASK_READY;
+    t->wake = LOOM_WAKE_OK;
+    loom__enqueue(t->rt, t);
+    return loom__suspend(L, 0, k_group_wait);
+  }
+  return wait_more(L, g, t);
+}
+
+/* core.group_close(tg) -> catches, errors|nil, tracebacks|nil */
+static int l_group_close(lua_State *L) {
+  loom_group *g = check_group(L, 1);
+  loom_task *t = loom__check_blocking(L, "task_group", 0);
+  int catches;
+  lua_settop(L, 1);
+  if (g->state == LOOM_GROUP_CLOSED) return 0;
+  g->state = LOOM_GROUP_CLOSED;
+  loom__list_remove(&g->host_link);
+  luaL_unref(L, LUA_REGISTRYINDEX, g->ref);
+  g->ref = LUA_NOREF;
+  catches = loom__scope_exit(L, t, g->scope);
+  lua_pushboolean(L, catches);
+  lua_getiuservalue(L, 1, G_ERRORS);
+  lua_getiuservalue(L, 1, G_TRACEBACKS);
+  return 3;
+}
+
+static int l_group_cancel(lua_State *L) {
+  loom_group *g = check_group(L, 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TSTRING);
+  lua_settop(L, 2);
+  loom__scope_cancel(L, g->rt, g->scope, lua_isnil(L, 2) ? 0 : 2, 0);
+  return 0;
+}
+
+static int l_group_index(lua_State *L) {
+  check_group(L, 1);
+  if (lua_type(L, 2) == LUA_TSTRING &&
+      strcmp(lua_tostring(L, 2), "cancel_scope") == 0) {
+    lua_getiuservalue(L, 1, G_SCOPE);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(2));
+  return 1;
+}
+
+static int l_group_tostring(lua_State *L) {
+  loom_group *g = check_group(L, 1);
+  static const char *const states[] = {"open", "exiting", "closed"};
+  lua_pushfstring(L, "loom.TaskGroup: %p (%s, %d live)", (void *)g,
+                  states[g->state], g->nlive);
+  return 1;
+}
+
+static const luaL_Reg group_meta[] = {
+  {"__tostring", l_group_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg group_methods[] = {
+  {"start_soon", l_group_spawn},
+  {"create_task", l_group_spawn},
+  {"start", l_group_start},
+  {"cancel", l_group_cancel},
+  {NULL, NULL}
+};
+
+static const luaL_Reg group_funcs[] = {
+  {"group_open", l_group_open},
+  {"group_record", l_group_record},
+  {"group_wait", l_group_wait},
+  {"group_close", l_group_close},
+  {NULL, NULL}
+};
+
+/* Stack: rt(1) module(top). */
+int loom__open_group(lua_State *L) {
+  luaL_newmetatable(L, LOOM_GROUP_MT);
+  loom__setfuncs(L, 1, group_meta);
+  lua_newtable(L);
+  loom__setfuncs(L, 1, group_methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -4, "group_methods");
+  lua_pushvalue(L, 1);
+  lua_insert(L, -2);
+  lua_pushcclosure(L, l_group_index, 2);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, STATUS_MT);
+  lua_newtable(L);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, l_status_started, 1);
+  lua_setfield(L, -2, "started");
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  loom__setfuncs(L, 1, group_funcs);
+  return 0;
+}

@@ -1,0 +1,293 @@
+/*
+ * loom_internal.h: the structures and contracts shared by the C files of
+ * loom.core. Grouped by the file that defines them. Nothing here is public;
+ * the embedding API is loom.h.
+ *
+ * The one rule every file relies on: Lua runs only inside the scheduler's
+ * drain (sched.c), one coroutine at a time. libuv callbacks store outcomes in
+ * C and call loom__wake(); they never call into Lua.
+ */
+#ifndef LOOM_INTERNAL_H
+#define LOOM_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "compat.h"
+#include "loom.h"
+
+#define LOOM_HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- intrusive doubly linked lists (used by every file) ---------------- */
+
+typedef struct loom_list {
+  struct loom_list *prev, *next;
+} loom_list;
+
+#define loom__container_of(p, type, member) \
+  ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+static inline void loom__list_init(loom_list *l) { l->prev = l->next = l; }
+static inline int loom__list_empty(const loom_list *l) { return l->next == l; }
+static inline void loom__list_push(loom_list *head, loom_list *n) {
+  n->prev = head->prev;
+  n->next = head;
+  head->prev->next = n;
+  head->prev = n;
+}
+static inline void loom__list_remove(loom_list *n) {
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->prev = n->next = n;
+}
+
+typedef struct loom_rt loom_rt;
+typedef struct loom_task loom_task;
+typedef struct loom_scope loom_scope;
+typedef struct loom_group loom_group;
+
+/* ---- deadline.c: one min-heap for sleeps and scope deadlines ----------- */
+
+enum { LOOM_TIMER_SLEEP = 1, LOOM_TIMER_SCOPE = 2 };
+
+typedef struct loom_timer {
+  double when;        /* absolute, seconds on loom.now()'s clock */
+  uint64_t seq;       /* insertion order: equal deadlines fire FIFO */
+  size_t index;       /* slot in the heap, LOOM_NOT_IN_HEAP otherwise */
+  int kind;           /* LOOM_TIMER_* : tells which struct embeds it */
+} loom_timer;
+
+#define LOOM_NOT_IN_HEAP ((size_t)-1)
+
+void loom__timer_init(loom_timer *tm, int kind) LOOM_HIDDEN;
+int loom__heap_insert(loom_rt *rt, loom_timer *tm, double when) LOOM_HIDDEN;
+void loom__heap_remove(loom_rt *rt, loom_timer *tm) LOOM_HIDDEN;
+loom_timer *loom__heap_min(loom_rt *rt) LOOM_HIDDEN;
+
+/* ---- scope.c: cancel scopes ------------------------------------------- */
+
+enum { LOOM_SCOPE_NEW = 0, LOOM_SCOPE_ACTIVE = 1, LOOM_SCOPE_EXITED = 2 };
+
+struct loom_scope {
+  loom_scope *parent;    /* enclosing scope while active (NULL: root) */
+  loom_list children;    /* active child scopes (task scopes included) */
+  loom_list link;        /* node in parent->children */
+  loom_list tasks;       /* tasks whose innermost scope is this one */
+  loom_timer timer;      /* in the deadline heap while active and finite */
+  double deadline;       /* HUGE_VAL: none */
+  loom_task *owner;      /* task that entered it */
+  int exc_ref;           /* registry ref of its Cancelled object, or NOREF */
+  unsigned char state;   /* LOOM_SCOPE_* */
+  unsigned char cancel_called, shield, caught, is_task_scope;
+};
+
+void loom__scope_init(loom_scope *s, int is_task_scope) LOOM_HIDDEN;
+/* Link s below parent (active). */
+void loom__scope_attach(loom_scope *s, loom_scope *parent) LOOM_HIDDEN;
+void loom__scope_detach(lua_State *L, loom_rt *rt, loom_scope *s) LOOM_HIDDEN;
+/* The outermost cancelled scope at or above s, below the nearest shield. */
+loom_scope *loom__effective_cancel(loom_scope *s) LOOM_HIDDEN;
+/* [-0, +0] cancel s; reason_idx is a stack index of a string or 0 (none).
+ * Aborts every abortable wait in the subtree synchronously. */
+void loom__scope_cancel(lua_State *L, loom_rt *rt, loom_scope *s,
+                        int reason_idx, int by_deadline) LOOM_HIDDEN;
+/* Abort the abortable waits of every task below s (not through shields). */
+void loom__scope_abort_subtree(loom_rt *rt, loom_scope *s) LOOM_HIDDEN;
+/* [-0, +1] push s's Cancelled object (creating it if needed). */
+void loom__push_cancelled(lua_State *L, loom_rt *rt, loom_scope *s) LOOM_HIDDEN;
+/* [-0, +1] a new, unentered CancelScope userdata. */
+loom_scope *loom__scope_new(lua_State *L) LOOM_HIDDEN;
+/* Enter s as t's innermost scope; raises if s was used before. */
+void loom__scope_enter(lua_State *L, loom_task *t, loom_scope *s) LOOM_HIDDEN;
+/* Leave s (must be t's innermost); returns whether s catches a Cancelled. */
+int loom__scope_exit(lua_State *L, loom_task *t, loom_scope *s) LOOM_HIDDEN;
+void loom__scope_fire_deadline(lua_State *L, loom_rt *rt,
+                               loom_timer *tm) LOOM_HIDDEN;
+int loom__open_scope(lua_State *L) LOOM_HIDDEN;
+
+/* ---- task.c: tasks and task handles ----------------------------------- */
+
+enum {
+  LOOM_TASK_NEW = 0,     /* spawned, never ran */
+  LOOM_TASK_READY,       /* in the ready queue after a wake */
+  LOOM_TASK_RUNNING,
+  LOOM_TASK_PARKED,      /* yielded, waiting for loom__wake */
+  LOOM_TASK_DONE
+};
+
+enum { LOOM_OUT_NONE = 0, LOOM_OUT_FINISHED, LOOM_OUT_FAILED,
+       LOOM_OUT_CANCELLED };
+
+/* Outcomes a parked task is woken with. */
+enum { LOOM_WAKE_OK = 0, LOOM_WAKE_CANCELLED = 1, LOOM_WAKE_CLOSED = 2,
+       LOOM_WAKE_ERROR = 3 };
+
+/* How the task was started with tg:start(). */
+enum { LOOM_START_NONE = 0, LOOM_START_PENDING, LOOM_START_MOVED,
+       LOOM_START_NOOP };
+
+/* Aborts a parked task's wait: unlink it from whatever queue holds it.
+ * Called synchronously from cancel(); must not call Lua. */
+typedef void (*loom_abort_fn)(loom_task *t);
+
+/* User value slots of a task userdata. Arguments follow LOOM_UV_ARGS. */
+enum {
+  LOOM_UV_FN = 1,       /* the body function */
+  LOOM_UV_CTX = 2,      /* context table (nil: empty) */
+  LOOM_UV_RESULT = 3,   /* one result, a packed table, or the error */
+  LOOM_UV_TB = 4,       /* traceback string of a failure */
+  LOOM_UV_NAME = 5,     /* explicit name (nil: derived from FN) */
+  LOOM_UV_PARENT = 6,   /* handle of the parent task */
+  LOOM_UV_ARGS = 7
+};
+
+struct loom_task {
+  loom_rt *rt;
+  lua_State *L;          /* its coroutine while it runs or is parked */
+  int thread_ref;        /* registry ref anchoring L */
+  int ref;               /* registry ref anchoring this userdata while live */
+  lua_Integer id;
+  loom_scope scope;      /* private scope: h:cancel() cancels it */
+  loom_scope *cur;       /* innermost active scope */
+  loom_list scope_link;  /* node in cur->tasks */
+  loom_group *group;     /* owning group (NULL: root, or before started) */
+  loom_list group_link;  /* node in group->children */
+  loom_list groups;      /* groups this task hosts, innermost last */
+  loom_task *next_ready;
+  /* Parking. */
+  loom_abort_fn abort;   /* NULL: the current wait cannot be aborted */
+  const char *wait_what; /* what it waits on, for task_tree() */
+  loom_list wait_link;   /* node in one wait queue (free while not parked) */
+  void *wait_data;       /* the object waited on, for the owner of the queue */
+  loom_scope *wake_scope;/* the cancelled scope that aborted the wait */
+  loom_timer sleep_timer;
+  loom_list waiters;     /* tasks in h:wait() / h:result() */
+  int wake_nargs;        /* values pushed on L for the resume */
+  int nargs;             /* arguments stored before the first run */
+  int nresults;
+  int tb_ref, tberr_ref; /* traceback captured by the message handler */
+  int start_value_ref;   /* value given to a no-op started() */
+  /* tg:start() bookkeeping. */
+  loom_task *start_caller;
+  loom_group *start_group;
+  unsigned char state, wake, outcome, cancel_requested, start_state;
+  unsigned char start_outcome;
+};
+
+#define LOOM_TASK_MT "loom.Task"
+
+loom_task *loom__check_task(lua_State *L, int idx) LOOM_HIDDEN;
+/* The task running on L, or NULL (L is not a task's own coroutine). */
+static inline loom_task *loom__task_of(lua_State *L) {
+  return *(loom_task **)lua_getextraspace(L);
+}
+/* [-0, +1] a new task userdata for fn(args...) taken from the stack.
+ * The caller links it into a group or start record, then enqueues it. */
+loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
+                          int first_arg, int nargs,
+                          loom_task *spawner) LOOM_HIDDEN;
+/* [-0, +1] push the userdata of a live task (or nil when finished). */
+void loom__push_task(lua_State *L, loom_task *t) LOOM_HIDDEN;
+/* Run the completion of t: results are on top of L (nres values after the
+ * task userdata). Pops them. */
+void loom__task_finish(lua_State *L, loom_task *t, int failed,
+                       int nres) LOOM_HIDDEN;
+int loom__task_main(lua_State *L) LOOM_HIDDEN;
+/* [-0, +n] push a finished task's return values (its userdata at ud). */
+int loom__task_push_results(lua_State *L, loom_task *t, int ud) LOOM_HIDDEN;
+int loom__msgh(lua_State *L) LOOM_HIDDEN;
+void loom__wake_waiters(loom_list *waiters) LOOM_HIDDEN;
+int loom__open_task(lua_State *L) LOOM_HIDDEN;
+
+/* ---- group.c: task groups and tg:start() ------------------------------ */
+
+enum { LOOM_GROUP_OPEN = 0, LOOM_GROUP_EXITING = 1, LOOM_GROUP_CLOSED = 2 };
+
+struct loom_group {
+  loom_rt *rt;
+  loom_task *host;
+  loom_scope *scope;     /* the CancelScope in user value 1 */
+  loom_list children;    /* live children (after started() for start) */
+  loom_list host_link;   /* node in host->groups */
+  int ref;               /* registry ref while not closed */
+  int nlive;             /* live children + pending start() calls */
+  int nerrors;
+  unsigned char state, host_waiting, host_cancelled;
+};
+
+#define LOOM_GROUP_MT "loom.TaskGroup"
+
+/* [-0, +0] record an error (err at err_idx, traceback at tb_idx or 0) and
+ * cancel the group's scope. */
+void loom__group_record(lua_State *L, loom_group *g, int err_idx,
+                        int tb_idx) LOOM_HIDDEN;
+void loom__group_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
+/* A task started with tg:start() finished before started() moved it. */
+void loom__start_child_done(lua_State *L, loom_task *t, int err_idx)
+  LOOM_HIDDEN;
+int loom__open_group(lua_State *L) LOOM_HIDDEN;
+
+/* ---- sched.c: the runtime's scheduler --------------------------------- */
+
+struct loom_rt {
+  uv_loop_t loop;
+  uv_timer_t timer;      /* armed for the heap's earliest deadline */
+  lua_State *S;          /* state running the drain (loom.run's caller) */
+  loom_task *current;    /* task being resumed, NULL between resumes */
+  loom_task *root;
+  loom_task *ready_head, *ready_tail;
+  /* deadline heap */
+  loom_timer **heap;
+  size_t heap_len, heap_cap;
+  uint64_t timer_seq;
+  /* finished coroutines kept for reuse */
+  lua_State **pool;
+  int *pool_refs;
+  int pool_len, pool_cap;
+  loom_list blocked_waiters;   /* tasks in wait_all_tasks_blocked() */
+  lua_Integer next_id;
+  size_t live_tasks;
+  int running;           /* inside loom.run */
+  int deadlock;          /* the root was cancelled because nothing could run */
+  int closed;
+  int hooks_ref;         /* registry ref of the hooks table (errors.lua) */
+};
+
+#define LOOM_RT_MT "loom.Runtime"
+
+double loom__now(void) LOOM_HIDDEN;
+loom_rt *loom__rt(lua_State *L) LOOM_HIDDEN;   /* from upvalue 1 */
+/* The running task; raises the API.md message naming fn when L is not
+ * inside a task, and (when must_yield) when L cannot yield. */
+loom_task *loom__check_blocking(lua_State *L, const char *fn,
+                                int must_yield) LOOM_HIDDEN;
+void loom__enqueue(loom_rt *rt, loom_task *t) LOOM_HIDDEN;
+/* Mark t parked; abort may be NULL (not abortable). */
+void loom__park(loom_task *t, loom_abort_fn abort, const char *what,
+                void *data) LOOM_HIDDEN;
+/* Wake a parked task with an outcome (no-op if it is not parked). Any
+ * values for it must already be pushed on t->L, counted in t->wake_nargs. */
+void loom__wake(loom_task *t, int how) LOOM_HIDDEN;
+/* Raise Cancelled if the running task is effectively cancelled. */
+void loom__cancel_point(lua_State *L, loom_task *t) LOOM_HIDDEN;
+/* Yield from a C function: the continuation k runs when woken. */
+int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k)
+  LOOM_HIDDEN;
+/* Continuation helper: raise Cancelled if the task was woken by a cancel. */
+void loom__check_wake(lua_State *L, loom_task *t) LOOM_HIDDEN;
+/* [-0, +1] push hooks[name] (a function set by errors.lua). */
+void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) LOOM_HIDDEN;
+void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t)
+  LOOM_HIDDEN;
+int loom__open_sched(lua_State *L) LOOM_HIDDEN;
+
+/* Register funcs in the table on top, each with the runtime as upvalue 1
+ * (the runtime userdata is at rt_idx). */
+void loom__setfuncs(lua_State *L, int rt_idx, const luaL_Reg *funcs)
+  LOOM_HIDDEN;
+
+#endif

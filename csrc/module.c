@@ -1,0 +1,64 @@
+/*
+ * module.c: luaopen_loom_core. Creates the one runtime of this Lua state
+ * (its libuv loop, timer and scheduler state, anchored in the registry and
+ * finalised by __gc at lua_close) and registers every file's functions with
+ * the runtime as upvalue 1.
+ */
+#include <string.h>
+
+#include "loom_internal.h"
+
+static const char rt_key = 'r';
+
+/* core.set_hooks(t): error constructors and class tables from errors.lua. */
+static int l_set_hooks(lua_State *L) {
+  loom_rt *rt = loom__rt(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  if (rt->hooks_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, rt->hooks_ref);
+  rt->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static loom_rt *new_runtime(lua_State *L) {
+  loom_rt *rt = (loom_rt *)lua_newuserdatauv(L, sizeof *rt, 0);
+  int err;
+  memset(rt, 0, sizeof *rt);
+  rt->hooks_ref = LUA_NOREF;
+  loom__list_init(&rt->blocked_waiters);
+  err = uv_loop_init(&rt->loop);
+  if (err != 0)
+    luaL_error(L, "loom: cannot create the libuv loop: %s", uv_strerror(err));
+  uv_timer_init(&rt->loop, &rt->timer);
+  uv_unref((uv_handle_t *)&rt->timer);
+  luaL_setmetatable(L, LOOM_RT_MT);
+  return rt;
+}
+
+LOOM_API int luaopen_loom_core(lua_State *L) {
+  lua_settop(L, 0);
+  lua_newtable(L);  /* placeholder for the runtime at index 1 */
+  lua_newtable(L);  /* the module */
+  /* The runtime metatable must exist before the runtime does. */
+  loom__open_sched(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &rt_key);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    new_runtime(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
+  }
+  lua_replace(L, 1);
+  /* Re-register now that upvalue 1 is the runtime. */
+  loom__open_sched(L);
+  loom__open_scope(L);
+  loom__open_task(L);
+  loom__open_group(L);
+  {
+    static const luaL_Reg funcs[] = {{"set_hooks", l_set_hooks}, {NULL, NULL}};
+    loom__setfuncs(L, 1, funcs);
+  }
+  lua_pushliteral(L, LOOM_VERSION);
+  lua_setfield(L, -2, "version");
+  return 1;
+}

@@ -1,0 +1,508 @@
+/*
+ * sched.c: the runtime's scheduler. It owns the FIFO ready queue, the pool
+ * of finished coroutines kept for reuse, and loom.run's drain loop: resume
+ * ready tasks one at a time (never nested), fire due deadlines, poll libuv
+ * when nothing is ready. Also the checkpoints and sleeps every task uses.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loom_internal.h"
+
+#define POOL_MAX 256     /* finished coroutines kept for reuse */
+#define IO_BUDGET 512    /* resumes between two polls of libuv */
+
+double loom__now(void) { return (double)uv_hrtime() / 1e9; }
+
+loom_rt *loom__rt(lua_State *L) {
+  return (loom_rt *)lua_touserdata(L, lua_upvalueindex(1));
+}
+
+void loom__setfuncs(lua_State *L, int rt_idx, const luaL_Reg *funcs) {
+  for (; funcs->name != NULL; funcs++) {
+    lua_pushvalue(L, rt_idx);
+    lua_pushcclosure(L, funcs->func, 1);
+    lua_setfield(L, -2, funcs->name);
+  }
+}
+
+void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->hooks_ref);
+  if (lua_type(L, -1) != LUA_TTABLE)
+    luaL_error(L, "loom.core: hooks not installed (require 'loom')");
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+}
+
+loom_task *loom__check_blocking(lua_State *L, const char *fn,
+                                int must_yield) {
+  loom_task *t = loom__task_of(L);
+  if (t == NULL || t->L != L)
+    luaL_error(L, "loom.%s: must be called from inside a loom task (start "
+               "one with loom.run)", fn);
+  if (must_yield && !lua_isyieldable(L))
+    luaL_error(L, "loom.%s: cannot suspend here (called where Lua cannot "
+               "yield, such as a table.sort comparator, a gsub callback or "
+               "a metamethod called from C)", fn);
+  return t;
+}
+
+/* ---- ready queue, park and wake ---------------------------------------- */
+
+void loom__enqueue(loom_rt *rt, loom_task *t) {
+  t->next_ready = NULL;
+  if (rt->ready_tail) rt->ready_tail->next_ready = t;
+  else rt->ready_head = t;
+  rt->ready_tail = t;
+}
+
+static loom_task *dequeue(loom_rt *rt) {
+  loom_task *t = rt->ready_head;
+  if (t) {
+    rt->ready_head = t->next_ready;
+    if (rt->ready_head == NULL) rt->ready_tail = NULL;
+    t->next_ready = NULL;
+  }
+  return t;
+}
+
+void loom__park(loom_task *t, loom_abort_fn abort, const char *what,
+                void *data) {
+  t->state = LOOM_TASK_PARKED;
+  t->abort = abort;
+  t->wait_what = what;
+  t->wait_data = data;
+  t->wake = LOOM_WAKE_OK;
+  t->wake_scope = NULL;
+}
+
+void loom__wake(loom_task *t, int how) {
+  if (t->state != LOOM_TASK_PARKED) return;
+  t->state = LOOM_TASK_READY;
+  t->abort = NULL;
+  t->wake = (unsigned char)how;
+  loom__enqueue(t->rt, t);
+}
+
+void loom__cancel_point(lua_State *L, loom_task *t) {
+  loom_scope *hit = loom__effective_cancel(t->cur);
+  if (hit != NULL) {
+    loom__push_cancelled(L, t->rt, hit);
+    lua_error(L);
+  }
+}
+
+int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+void loom__check_wake(lua_State *L, loom_task *t) {
+  t->wait_what = NULL;
+  t->wait_data = NULL;
+  if (t->wake == LOOM_WAKE_CANCELLED) {
+    loom_scope *hit = t->wake_scope;
+    t->wake = LOOM_WAKE_OK;
+    t->wake_scope = NULL;
+    if (hit == NULL) hit = loom__effective_cancel(t->cur);
+    if (hit != NULL) {
+      loom__push_cancelled(L, t->rt, hit);
+      lua_error(L);
+    }
+  }
+}
+
+/* ---- coroutine pool ---------------------------------------------------- */
+
+static lua_State *acquire_thread(loom_rt *rt, lua_State *S, int *ref) {
+  lua_State *co;
+  if (rt->pool_len > 0) {
+    rt->pool_len--;
+    *ref = rt->pool_refs[rt->pool_len];
+    return rt->pool[rt->pool_len];
+  }
+  co = lua_newthread(S);
+  *ref = luaL_ref(S, LUA_REGISTRYINDEX);
+  return co;
+}
+
+/* Return t's finished coroutine to the pool (or let it be collected). A
+ * coroutine that died with an error cannot be resumed again: reset and drop. */
+void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t) {
+  lua_State *co = t->L;
+  int ref = t->thread_ref;
+  if (co == NULL) return;
+  t->L = NULL;
+  t->thread_ref = LUA_NOREF;
+  *(loom_task **)lua_getextraspace(co) = NULL;
+  if (lua_status(co) == LUA_OK && rt->pool_len < POOL_MAX) {
+    if (rt->pool_len == rt->pool_cap) {
+      int cap = rt->pool_cap ? rt->pool_cap * 2 : 16;
+      lua_State **p = realloc(rt->pool, cap * sizeof *p);
+      int *r;
+      if (p == NULL) goto drop;
+      rt->pool = p;
+      r = realloc(rt->pool_refs, cap * sizeof *r);
+      if (r == NULL) goto drop;
+      rt->pool_refs = r;
+      rt->pool_cap = cap;
+    }
+    lua_settop(co, 0);
+    rt->pool[rt->pool_len] = co;
+    rt->pool_refs[rt->pool_len] = ref;
+    rt->pool_len++;
+    return;
+  }
+drop:
+  loom_closethread(co, S);
+  luaL_unref(S, LUA_REGISTRYINDEX, ref);
+}
+
+/* ---- the drain --------------------------------------------------------- */
+
+/* Resume t once. */
+static void step(loom_rt *rt, lua_State *S, loom_task *t) {
+  lua_State *co;
+  int nargs, nres = 0, status;
+  if (t->state == LOOM_TASK_NEW) {
+    int i;
+    co = acquire_thread(rt, S, &t->thread_ref);
+    t->L = co;
+    *(loom_task **)lua_getextraspace(co) = t;
+    lua_checkstack(co, t->nargs + 4);
+    lua_pushcfunction(co, loom__task_main);
+    loom__push_task(co, t);
+    lua_getiuservalue(co, -1, LOOM_UV_FN);
+    for (i = 0; i < t->nargs; i++) {
+      lua_getiuservalue(co, 2, LOOM_UV_ARGS + i);
+      /* the arguments are only needed once: drop the references */
+      lua_pushnil(co);
+      lua_setiuservalue(co, 2, LOOM_UV_ARGS + i);
+    }
+    nargs = t->nargs + 2;
+    t->nargs = 0;
+  } else {
+    co = t->L;
+    nargs = t->wake_nargs;
+    t->wake_nargs = 0;
+  }
+  t->state = LOOM_TASK_RUNNING;
+  rt->current = t;
+  status = lua_resume(co, S, nargs, &nres);
+  rt->current = NULL;
+  if (status == LUA_YIELD) {
+    lua_pop(co, nres);
+    if (t->state == LOOM_TASK_RUNNING) {
+      /* A bare coroutine.yield() in a task: a plain schedule point. */
+      t->state = LOOM_TASK_READY;
+      t->wake = LOOM_WAKE_OK;
+      loom__enqueue(rt, t);
+    }
+  } else if (status == LUA_OK) {
+    /* task_main returned: [task, ok, results...] */
+    int failed;
+    lua_checkstack(S, nres + LUA_MINSTACK);
+    lua_xmove(co, S, nres);
+    failed = !lua_toboolean(S, -nres + 1);
+    lua_remove(S, -nres + 1);
+    loom__task_finish(S, t, failed, nres - 2);
+  } else {
+    /* An error escaped task_main itself (out of memory in the handler). */
+    lua_checkstack(S, 4);
+    loom__push_task(S, t);
+    lua_xmove(co, S, 1);
+    loom__task_finish(S, t, 1, 1);
+  }
+}
+
+static void timer_cb(uv_timer_t *h) { (void)h; }
+
+static void fire_timers(loom_rt *rt, lua_State *S) {
+  double now = loom__now();
+  loom_timer *tm;
+  while ((tm = loom__heap_min(rt)) != NULL && tm->when <= now) {
+    loom__heap_remove(rt, tm);
+    if (tm->kind == LOOM_TIMER_SLEEP)
+      loom__wake(loom__container_of(tm, loom_task, sleep_timer),
+                 LOOM_WAKE_OK);
+    else
+      loom__scope_fire_deadline(S, rt, tm);
+  }
+}
+
+static void wait_for_events(loom_rt *rt) {
+  loom_timer *tm = loom__heap_min(rt);
+  if (tm != NULL) {
+    double ms = ceil((tm->when - loom__now()) * 1000.0);
+    if (ms < 0) ms = 0;
+    uv_update_time(&rt->loop);
+    uv_timer_start(&rt->timer, timer_cb, (uint64_t)ms, 0);
+    uv_ref((uv_handle_t *)&rt->timer);
+  }
+  uv_run(&rt->loop, UV_RUN_ONCE);
+  uv_timer_stop(&rt->timer);
+  uv_unref((uv_handle_t *)&rt->timer);
+}
+
+/* Nothing is ready, no deadline pending, no libuv handle or request alive:
+ * no task can ever be woken. Cancel the root so everything unwinds. */
+static void break_deadlock(loom_rt *rt, lua_State *S) {
+  rt->deadlock = 1;
+  lua_pushliteral(S, "deadlock: every task is blocked and nothing can "
+                  "wake them");
+  loom__scope_cancel(S, rt, &rt->root->scope, lua_gettop(S), 0);
+  lua_pop(S, 1);
+}
+
+static void drain(loom_rt *rt, lua_State *S) {
+  while (rt->root->state != LOOM_TASK_DONE) {
+    int n = 0;
+    loom_task *t;
+    fire_timers(rt, S);
+    while (n < IO_BUDGET && (t = dequeue(rt)) != NULL) {
+      step(rt, S, t);
+      n++;
+    }
+    if (rt->root->state == LOOM_TASK_DONE) break;
+    if (rt->ready_head != NULL) {
+      uv_run(&rt->loop, UV_RUN_NOWAIT);
+      continue;
+    }
+    if (!loom__list_empty(&rt->blocked_waiters)) {
+      /* Let pending I/O land first: a task woken by it is not blocked. */
+      uv_run(&rt->loop, UV_RUN_NOWAIT);
+      fire_timers(rt, S);
+      if (rt->ready_head == NULL) {
+        loom_task *w = loom__container_of(rt->blocked_waiters.next,
+                                          loom_task, wait_link);
+        loom__list_remove(&w->wait_link);
+        loom__wake(w, LOOM_WAKE_OK);
+      }
+      continue;
+    }
+    if (loom__heap_min(rt) == NULL && !uv_loop_alive(&rt->loop)) {
+      if (rt->deadlock) {
+        /* Even the cancellation could not make progress. */
+        luaL_error(S, "loom.run: deadlock: tasks stay blocked after being "
+                   "cancelled");
+      }
+      break_deadlock(rt, S);
+      continue;
+    }
+    wait_for_events(rt);
+  }
+}
+
+/* Run in protected mode so that loom.run can restore its state. */
+static int run_protected(lua_State *S) {
+  loom_rt *rt = (loom_rt *)lua_touserdata(S, 1);
+  drain(rt, S);
+  return 0;
+}
+
+/* loom.run(fn, ...) -> fn's results, or raises its error. */
+static int l_run(lua_State *L) {
+  loom_rt *rt = loom__rt(L);
+  int nargs = lua_gettop(L) - 1, status, ud;
+  loom_task *root;
+  if (loom__task_of(L) != NULL || rt->running)
+    return luaL_error(L, "loom.run: cannot be called from inside a loom "
+                      "task (loom is already running on this Lua state)");
+  if (lua_type(L, 1) != LUA_TFUNCTION && !luaL_getmetafield(L, 1, "__call"))
+    return luaL_typeerror(L, 1, "function");
+  root = loom__task_new(L, rt, 1, 2, nargs, NULL);
+  ud = lua_gettop(L);  /* keeps the root's handle for its outcome */
+  root->cur = &root->scope;
+  loom__scope_attach(&root->scope, NULL);
+  loom__list_push(&root->scope.tasks, &root->scope_link);
+  rt->root = root;
+  rt->running = 1;
+  rt->deadlock = 0;
+  rt->S = L;
+  loom__enqueue(rt, root);
+  lua_pushcfunction(L, run_protected);
+  lua_pushlightuserdata(L, rt);
+  status = lua_pcall(L, 1, 0, 0);
+  rt->running = 0;
+  rt->S = NULL;
+  rt->root = NULL;
+  if (status != LUA_OK) return lua_error(L);
+  if (root->outcome == LOOM_OUT_FINISHED)
+    return loom__task_push_results(L, root, ud);
+  /* Raise the root's error with its traceback kept (hooks.root_error). */
+  loom__push_hook(L, rt, "root_error");
+  lua_getiuservalue(L, ud, LOOM_UV_RESULT);
+  lua_getiuservalue(L, ud, LOOM_UV_TB);
+  lua_pushboolean(L, rt->deadlock);
+  lua_call(L, 3, 1);
+  return lua_error(L);
+}
+
+/* ---- checkpoints and sleeping ----------------------------------------- */
+
+static int k_return0(lua_State *L, int status, lua_KContext ctx) {
+  loom_task *t = loom__task_of(L);
+  (void)status;
+  (void)ctx;
+  loom__check_wake(L, t);
+  return 0;
+}
+
+/* Yield once and come back on the next scheduler turn. */
+static int schedule_point(lua_State *L, loom_task *t) {
+  t->state = LOOM_TASK_READY;
+  t->wake = LOOM_WAKE_OK;
+  loom__enqueue(t->rt, t);
+  return loom__suspend(L, 0, k_return0);
+}
+
+static void sleep_abort(loom_task *t) {
+  loom__heap_remove(t->rt, &t->sleep_timer);
+}
+
+static int sleep_until(lua_State *L, loom_task *t, double when) {
+  if (!loom__heap_insert(t->rt, &t->sleep_timer, when))
+    return luaL_error(L, "loom.sleep: out of memory");
+  loom__park(t, sleep_abort, "sleep", NULL);
+  return loom__suspend(L, 0, k_return0);
+}
+
+static double check_delay(lua_State *L, int idx) {
+  double d = luaL_checknumber(L, idx);
+  if (isnan(d)) luaL_argerror(L, idx, "delay is NaN");
+  if (d < 0) luaL_argerror(L, idx, "delay must not be negative");
+  return d;
+}
+
+static int l_sleep(lua_State *L) {
+  double d = check_delay(L, 1);
+  loom_task *t = loom__check_blocking(L, "sleep", 1);
+  loom__cancel_point(L, t);
+  if (d == 0) return schedule_point(L, t);
+  if (isinf(d)) {
+    loom__park(t, sleep_abort, "sleep_forever", NULL);
+    return loom__suspend(L, 0, k_return0);
+  }
+  return sleep_until(L, t, loom__now() + d);
+}
+
+static int l_sleep_until(lua_State *L) {
+  double when = luaL_checknumber(L, 1);
+  loom_task *t;
+  if (isnan(when)) luaL_argerror(L, 1, "deadline is NaN");
+  t = loom__check_blocking(L, "sleep_until", 1);
+  loom__cancel_point(L, t);
+  if (when <= loom__now()) return schedule_point(L, t);
+  if (isinf(when)) {
+    loom__park(t, sleep_abort, "sleep_forever", NULL);
+    return loom__suspend(L, 0, k_return0);
+  }
+  return sleep_until(L, t, when);
+}
+
+static int l_sleep_forever(lua_State *L) {
+  loom_task *t = loom__check_blocking(L, "sleep_forever", 1);
+  loom__cancel_point(L, t);
+  loom__park(t, sleep_abort, "sleep_forever", NULL);
+  return loom__suspend(L, 0, k_return0);
+}
+
+static int l_checkpoint(lua_State *L) {
+  loom_task *t = loom__check_blocking(L, "checkpoint", 1);
+  loom__cancel_point(L, t);
+  return schedule_point(L, t);
+}
+
+static int l_checkpoint_if_cancelled(lua_State *L) {
+  loom_task *t = loom__check_blocking(L, "checkpoint_if_cancelled", 0);
+  loom__cancel_point(L, t);
+  return 0;
+}
+
+static int l_cancel_shielded_checkpoint(lua_State *L) {
+  loom_task *t = loom__check_blocking(L, "cancel_shielded_checkpoint", 1);
+  return schedule_point(L, t);
+}
+
+static void blocked_abort(loom_task *t) { loom__list_remove(&t->wait_link); }
+
+static int l_wait_all_tasks_blocked(lua_State *L) {
+  loom_task *t = loom__check_blocking(L, "wait_all_tasks_blocked", 1);
+  loom__cancel_point(L, t);
+  loom__park(t, blocked_abort, "wait_all_tasks_blocked", NULL);
+  loom__list_push(&t->rt->blocked_waiters, &t->wait_link);
+  return loom__suspend(L, 0, k_return0);
+}
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, loom__now());
+  return 1;
+}
+
+/* core.stats() -> table: counters for tests and benchmarks */
+static int l_stats(lua_State *L) {
+  loom_rt *rt = loom__rt(L);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)rt->live_tasks);
+  lua_setfield(L, -2, "live_tasks");
+  lua_pushinteger(L, rt->pool_len);
+  lua_setfield(L, -2, "pooled_coroutines");
+  lua_pushinteger(L, (lua_Integer)rt->heap_len);
+  lua_setfield(L, -2, "deadlines");
+  lua_pushboolean(L, rt->running);
+  lua_setfield(L, -2, "running");
+  return 1;
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static int l_rt_gc(lua_State *L) {
+  loom_rt *rt = (loom_rt *)luaL_checkudata(L, 1, LOOM_RT_MT);
+  int i;
+  if (rt->closed) return 0;
+  rt->closed = 1;
+  /* Handles still open (their owners' __gc already ran): close them all so
+   * that the loop can be closed and nothing leaks. */
+  uv_walk(&rt->loop, close_walk_cb, NULL);
+  uv_run(&rt->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&rt->loop);
+  for (i = 0; i < rt->pool_len; i++)
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->pool_refs[i]);
+  free(rt->pool);
+  free(rt->pool_refs);
+  free(rt->heap);
+  rt->pool = NULL;
+  rt->pool_refs = NULL;
+  rt->heap = NULL;
+  rt->pool_len = rt->pool_cap = 0;
+  rt->heap_len = rt->heap_cap = 0;
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->hooks_ref);
+  return 0;
+}
+
+static const luaL_Reg sched_funcs[] = {
+  {"run", l_run},
+  {"now", l_now},
+  {"sleep", l_sleep},
+  {"sleep_until", l_sleep_until},
+  {"sleep_forever", l_sleep_forever},
+  {"checkpoint", l_checkpoint},
+  {"checkpoint_if_cancelled", l_checkpoint_if_cancelled},
+  {"cancel_shielded_checkpoint", l_cancel_shielded_checkpoint},
+  {"wait_all_tasks_blocked", l_wait_all_tasks_blocked},
+  {"stats", l_stats},
+  {NULL, NULL}
+};
+
+/* Stack: rt(1) module(top). */
+int loom__open_sched(lua_State *L) {
+  luaL_newmetatable(L, LOOM_RT_MT);
+  lua_pushcfunction(L, l_rt_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  loom__setfuncs(L, 1, sched_funcs);
+  return 0;
+}

@@ -1,0 +1,345 @@
+/*
+ * scope.c: cancel scopes. Scopes form a tree (a task's innermost scope points
+ * up to the scope it was entered in; a group's children hang below the
+ * group's scope). Cancelling a scope walks its subtree, stopping at shields,
+ * and aborts every abortable parked wait synchronously, so the woken task
+ * raises Cancelled at once. Cancellation is level-triggered: checkpoints
+ * compute it from the tree (loom__effective_cancel), nothing polls.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "loom_internal.h"
+
+#define SCOPE_MT "loom.CancelScope"
+
+void loom__scope_init(loom_scope *s, int is_task_scope) {
+  s->parent = NULL;
+  loom__list_init(&s->children);
+  loom__list_init(&s->link);
+  loom__list_init(&s->tasks);
+  loom__timer_init(&s->timer, LOOM_TIMER_SCOPE);
+  s->deadline = HUGE_VAL;
+  s->owner = NULL;
+  s->exc_ref = LUA_NOREF;
+  s->state = LOOM_SCOPE_NEW;
+  s->cancel_called = s->shield = s->caught = 0;
+  s->is_task_scope = (unsigned char)is_task_scope;
+}
+
+void loom__scope_attach(loom_scope *s, loom_scope *parent) {
+  s->parent = parent;
+  if (parent) loom__list_push(&parent->children, &s->link);
+  s->state = LOOM_SCOPE_ACTIVE;
+}
+
+/* Undo attach: the scope is left and can no longer cancel anything. Its
+ * Cancelled object is released; errors that escaped keep their own copy. */
+void loom__scope_detach(lua_State *L, loom_rt *rt, loom_scope *s) {
+  loom__heap_remove(rt, &s->timer);
+  loom__list_remove(&s->link);
+  s->state = LOOM_SCOPE_EXITED;
+  if (s->exc_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
+    s->exc_ref = LUA_NOREF;
+  }
+}
+
+loom_scope *loom__effective_cancel(loom_scope *s) {
+  loom_scope *hit = NULL;
+  for (; s != NULL; s = s->parent) {
+    if (s->cancel_called) hit = s;
+    if (s->shield) break;
+  }
+  return hit;
+}
+
+void loom__scope_abort_subtree(loom_rt *rt, loom_scope *s) {
+  loom_list *n, *next;
+  for (n = s->tasks.next; n != &s->tasks; n = next) {
+    loom_task *t = loom__container_of(n, loom_task, scope_link);
+    next = n->next;
+    if (t->state == LOOM_TASK_PARKED && t->abort != NULL) {
+      loom_scope *hit = loom__effective_cancel(t->cur);
+      loom_abort_fn abort = t->abort;
+      if (hit == NULL) continue;
+      t->abort = NULL;
+      abort(t);
+      t->wake_scope = hit;
+      loom__wake(t, LOOM_WAKE_CANCELLED);
+    }
+  }
+  for (n = s->children.next; n != &s->children; n = next) {
+    loom_scope *c = loom__container_of(n, loom_scope, link);
+    next = n->next;
+    if (!c->shield) loom__scope_abort_subtree(rt, c);
+  }
+  (void)rt;
+}
+
+void loom__scope_cancel(lua_State *L, loom_rt *rt, loom_scope *s,
+                        int reason_idx, int by_deadline) {
+  if (s->cancel_called) return;
+  s->cancel_called = 1;
+  loom__heap_remove(rt, &s->timer);
+  luaL_checkstack(L, 6, "loom: cancel");
+  loom__push_hook(L, rt, "cancelled");
+  if (reason_idx) lua_pushvalue(L, reason_idx);
+  else if (by_deadline) lua_pushliteral(L, "deadline exceeded");
+  else lua_pushnil(L);
+  lua_pushboolean(L, by_deadline);
+  if (rt->current) loom__push_task(L, rt->current);
+  else lua_pushnil(L);
+  lua_pushlightuserdata(L, s);
+  lua_call(L, 4, 1);
+  if (s->exc_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
+  s->exc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (s->state == LOOM_SCOPE_ACTIVE) loom__scope_abort_subtree(rt, s);
+}
+
+void loom__push_cancelled(lua_State *L, loom_rt *rt, loom_scope *s) {
+  if (s->exc_ref == LUA_NOREF) {
+    /* Cancelled without going through loom__scope_cancel: make one. */
+    loom__push_hook(L, rt, "cancelled");
+    lua_pushnil(L);
+    lua_pushboolean(L, 0);
+    lua_pushnil(L);
+    lua_pushlightuserdata(L, s);
+    lua_call(L, 4, 1);
+    s->exc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->exc_ref);
+}
+
+void loom__scope_fire_deadline(lua_State *L, loom_rt *rt, loom_timer *tm) {
+  loom_scope *s = loom__container_of(tm, loom_scope, timer);
+  loom__scope_cancel(L, rt, s, 0, 1);
+}
+
+/* A deadline that is already due cancels at once; else it goes in the heap. */
+static void arm_deadline(lua_State *L, loom_rt *rt, loom_scope *s) {
+  if (s->state != LOOM_SCOPE_ACTIVE || s->cancel_called) return;
+  if (s->deadline <= loom__now())
+    loom__scope_cancel(L, rt, s, 0, 1);
+  else if (s->deadline < HUGE_VAL) {
+    if (!loom__heap_insert(rt, &s->timer, s->deadline))
+      luaL_error(L, "loom: out of memory");
+  } else
+    loom__heap_remove(rt, &s->timer);
+}
+
+void loom__scope_enter(lua_State *L, loom_task *t, loom_scope *s) {
+  if (s->state != LOOM_SCOPE_NEW)
+    luaL_error(L, "loom.CancelScope:run: a cancel scope can be run only "
+               "once (this one is %s)",
+               s->state == LOOM_SCOPE_ACTIVE ? "active" : "already exited");
+  loom__scope_attach(s, t->cur);
+  s->owner = t;
+  loom__list_remove(&t->scope_link);
+  loom__list_push(&s->tasks, &t->scope_link);
+  t->cur = s;
+  arm_deadline(L, t->rt, s);
+}
+
+int loom__scope_exit(lua_State *L, loom_task *t, loom_scope *s) {
+  int catches;
+  if (s->state != LOOM_SCOPE_ACTIVE)
+    return luaL_error(L, "This cancel scope is not active");
+  if (s->owner != t)
+    return luaL_error(L, "Attempted to exit cancel scope in a different "
+                      "task than it was entered in");
+  if (t->cur != s)
+    return luaL_error(L, "Attempted to exit a cancel scope that isn't the "
+                      "current task's current cancel scope");
+  catches = s->cancel_called &&
+            (s->shield || loom__effective_cancel(s->parent) == NULL);
+  t->cur = s->parent;
+  loom__list_remove(&t->scope_link);
+  loom__list_push(&t->cur->tasks, &t->scope_link);
+  loom__scope_detach(L, t->rt, s);
+  return catches;
+}
+
+/* ---- Lua side ---------------------------------------------------------- */
+
+static loom_scope *check_scope(lua_State *L, int idx) {
+  return (loom_scope *)luaL_checkudata(L, idx, SCOPE_MT);
+}
+
+static double check_deadline(lua_State *L, int idx, const char *what) {
+  double d = luaL_checknumber(L, idx);
+  if (isnan(d)) luaL_argerror(L, idx, lua_pushfstring(L, "%s is NaN", what));
+  return d;
+}
+
+loom_scope *loom__scope_new(lua_State *L) {
+  loom_scope *s = (loom_scope *)lua_newuserdatauv(L, sizeof *s, 0);
+  loom__scope_init(s, 0);
+  luaL_setmetatable(L, SCOPE_MT);
+  return s;
+}
+
+/* core.scope_new([deadline [, shield]]) -> CancelScope */
+static int l_scope_new(lua_State *L) {
+  double deadline = HUGE_VAL;
+  int shield = 0;
+  loom_scope *s;
+  if (!lua_isnoneornil(L, 1)) deadline = check_deadline(L, 1, "deadline");
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TBOOLEAN);
+    shield = lua_toboolean(L, 2);
+  }
+  s = loom__scope_new(L);
+  s->deadline = deadline;
+  s->shield = (unsigned char)shield;
+  return 1;
+}
+
+static int l_scope_cancel(lua_State *L) {
+  loom_scope *s = check_scope(L, 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TSTRING);
+  lua_settop(L, 2);
+  loom__scope_cancel(L, loom__rt(L), s, lua_isnil(L, 2) ? 0 : 2, 0);
+  return 0;
+}
+
+static int l_scope_enter(lua_State *L) {
+  loom_task *t = loom__check_blocking(L, "CancelScope:run", 0);
+  loom__scope_enter(L, t, check_scope(L, 1));
+  return 0;
+}
+
+static int l_scope_exit(lua_State *L) {
+  loom_task *t = loom__check_blocking(L, "CancelScope:run", 0);
+  lua_pushboolean(L, loom__scope_exit(L, t, check_scope(L, 1)));
+  return 1;
+}
+
+static int l_scope_set_caught(lua_State *L) {
+  check_scope(L, 1)->caught = 1;
+  return 0;
+}
+
+static int l_scope_index(lua_State *L) {
+  loom_scope *s = check_scope(L, 1);
+  const char *k = lua_tostring(L, 2);
+  if (k == NULL) return 0;
+  if (strcmp(k, "deadline") == 0)
+    lua_pushnumber(L, s->deadline);
+  else if (strcmp(k, "shield") == 0)
+    lua_pushboolean(L, s->shield);
+  else if (strcmp(k, "cancel_called") == 0)
+    lua_pushboolean(L, s->cancel_called ||
+                       (s->state == LOOM_SCOPE_ACTIVE &&
+                        s->deadline <= loom__now()));
+  else if (strcmp(k, "cancelled_caught") == 0)
+    lua_pushboolean(L, s->caught);
+  else if (strcmp(k, "active") == 0)
+    lua_pushboolean(L, s->state == LOOM_SCOPE_ACTIVE);
+  else {
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(2));
+  }
+  return 1;
+}
+
+static int l_scope_newindex(lua_State *L) {
+  loom_scope *s = check_scope(L, 1);
+  loom_rt *rt = loom__rt(L);
+  const char *k = lua_tostring(L, 2);
+  if (k && strcmp(k, "deadline") == 0) {
+    if (lua_isnil(L, 3))
+      s->deadline = HUGE_VAL;
+    else
+      s->deadline = check_deadline(L, 3, "deadline");
+    arm_deadline(L, rt, s);
+  } else if (k && strcmp(k, "shield") == 0) {
+    int was = s->shield;
+    luaL_checktype(L, 3, LUA_TBOOLEAN);
+    s->shield = (unsigned char)lua_toboolean(L, 3);
+    /* Dropping a shield exposes a pending outer cancellation at once. */
+    if (was && !s->shield && s->state == LOOM_SCOPE_ACTIVE &&
+        loom__effective_cancel(s->parent) != NULL)
+      loom__scope_abort_subtree(rt, s);
+  } else
+    return luaL_error(L, "loom.CancelScope: cannot set field '%s' (only "
+                      "'deadline' and 'shield' are writable)",
+                      k ? k : luaL_typename(L, 2));
+  return 0;
+}
+
+static int l_scope_tostring(lua_State *L) {
+  loom_scope *s = check_scope(L, 1);
+  static const char *const states[] = {"new", "active", "exited"};
+  lua_pushfstring(L, "loom.CancelScope: %p (%s%s%s)", (void *)s,
+                  states[s->state], s->cancel_called ? ", cancel called" : "",
+                  s->shield ? ", shielded" : "");
+  return 1;
+}
+
+static int l_scope_gc(lua_State *L) {
+  loom_scope *s = check_scope(L, 1);
+  loom_rt *rt = loom__rt(L);
+  /* Only an abandoned scope can still be in the heap here. */
+  if (!rt->closed) loom__heap_remove(rt, &s->timer);
+  if (s->exc_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
+    s->exc_ref = LUA_NOREF;
+  }
+  return 0;
+}
+
+/* core.effective_deadline() -> number */
+static int l_effective_deadline(lua_State *L) {
+  loom_task *t = loom__check_blocking(L, "current_effective_deadline", 0);
+  loom_scope *s;
+  double d = HUGE_VAL;
+  for (s = t->cur; s != NULL; s = s->parent) {
+    if (s->cancel_called) {
+      d = -HUGE_VAL;
+      break;
+    }
+    if (s->deadline < d) d = s->deadline;
+    if (s->shield) break;
+  }
+  lua_pushnumber(L, d);
+  return 1;
+}
+
+static const luaL_Reg scope_meta[] = {
+  {"__newindex", l_scope_newindex},
+  {"__tostring", l_scope_tostring},
+  {"__gc", l_scope_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg scope_methods[] = {
+  {"cancel", l_scope_cancel},
+  {NULL, NULL}
+};
+
+static const luaL_Reg scope_funcs[] = {
+  {"scope_new", l_scope_new},
+  {"scope_enter", l_scope_enter},
+  {"scope_exit", l_scope_exit},
+  {"scope_set_caught", l_scope_set_caught},
+  {"effective_deadline", l_effective_deadline},
+  {NULL, NULL}
+};
+
+/* Stack: rt(1) module(top). Adds core.scope_methods for the Lua front. */
+int loom__open_scope(lua_State *L) {
+  luaL_newmetatable(L, SCOPE_MT);
+  loom__setfuncs(L, 1, scope_meta);
+  lua_newtable(L);                       /* methods */
+  loom__setfuncs(L, 1, scope_methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -4, "scope_methods");  /* module.scope_methods */
+  lua_pushvalue(L, 1);
+  lua_insert(L, -2);
+  lua_pushcclosure(L, l_scope_index, 2); /* upvalues: rt, methods */
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  loom__setfuncs(L, 1, scope_funcs);
+  return 0;
+}

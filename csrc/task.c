@@ -1,0 +1,544 @@
+/*
+ * task.c: tasks and their handles. A task is a userdata (this struct plus
+ * user values for its function, context, result and name) that runs on a
+ * pooled coroutine from its first resume to its end. Its completion
+ * (loom__task_finish) stores the outcome, wakes the tasks waiting on its
+ * handle and reports to its group. The userdata is its own TaskHandle.
+ */
+#include <string.h>
+
+#include "loom_internal.h"
+
+loom_task *loom__check_task(lua_State *L, int idx) {
+  return (loom_task *)luaL_checkudata(L, idx, LOOM_TASK_MT);
+}
+
+void loom__push_task(lua_State *L, loom_task *t) {
+  if (t != NULL && t->ref != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  else
+    lua_pushnil(L);
+}
+
+static int is_cancelled(lua_State *L, loom_rt *rt, int idx) {
+  int r;
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;
+  loom__push_hook(L, rt, "Cancelled");
+  r = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return r;
+}
+
+loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
+                          int first_arg, int nargs, loom_task *spawner) {
+  loom_task *t;
+  int i, ud;
+  luaL_checkstack(L, 8, "loom: spawn");
+  t = (loom_task *)lua_newuserdatauv(L, sizeof *t, LOOM_UV_ARGS - 1 + nargs);
+  ud = lua_gettop(L);
+  memset(t, 0, sizeof *t);
+  t->rt = rt;
+  t->thread_ref = t->ref = LUA_NOREF;
+  t->tb_ref = t->tberr_ref = t->start_value_ref = LUA_NOREF;
+  loom__scope_init(&t->scope, 1);
+  loom__list_init(&t->scope_link);
+  loom__list_init(&t->group_link);
+  loom__list_init(&t->groups);
+  loom__list_init(&t->wait_link);
+  loom__list_init(&t->waiters);
+  loom__timer_init(&t->sleep_timer, LOOM_TIMER_SLEEP);
+  t->state = LOOM_TASK_NEW;
+  t->id = ++rt->next_id;
+  t->nargs = nargs;
+  luaL_setmetatable(L, LOOM_TASK_MT);
+  lua_pushvalue(L, fn_idx);
+  lua_setiuservalue(L, ud, LOOM_UV_FN);
+  for (i = 0; i < nargs; i++) {
+    lua_pushvalue(L, first_arg + i);
+    lua_setiuservalue(L, ud, LOOM_UV_ARGS + i);
+  }
+  /* The child gets a shallow copy of the spawner's context, taken now. An
+   * empty or absent context stays absent: loom.context() makes one. */
+  if (spawner != NULL) {
+    loom__push_task(L, spawner);
+    if (lua_getiuservalue(L, -1, LOOM_UV_CTX) == LUA_TTABLE) {
+      int src = lua_gettop(L);
+      lua_pushnil(L);
+      if (lua_next(L, src)) {
+        lua_pop(L, 2);
+        lua_newtable(L);
+        lua_pushnil(L);
+        while (lua_next(L, src)) {
+          lua_pushvalue(L, -2);
+          lua_insert(L, -2);
+          lua_rawset(L, -4);
+        }
+        lua_setiuservalue(L, ud, LOOM_UV_CTX);
+      }
+    }
+    lua_settop(L, ud);
+  }
+  lua_pushvalue(L, ud);
+  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->live_tasks++;
+  return t;
+}
+
+/* ---- running ----------------------------------------------------------- */
+
+int loom__msgh(lua_State *L) {
+  loom_task *t = loom__task_of(L);
+  const char *msg;
+  lua_settop(L, 1);
+  if (t == NULL || is_cancelled(L, t->rt, 1)) return 1;
+  if (t->tberr_ref != LUA_NOREF) {
+    int same;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->tberr_ref);
+    same = lua_rawequal(L, -1, 1);
+    lua_pop(L, 1);
+    if (same) return 1;  /* re-raised: keep where it was first raised */
+    luaL_unref(L, LUA_REGISTRYINDEX, t->tberr_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->tb_ref);
+  }
+  msg = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+  luaL_traceback(L, L, msg, 1);
+  t->tb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, 1);
+  t->tberr_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
+  lua_replace(L, 2);  /* the message handler's slot */
+  return lua_gettop(L);
+}
+
+/* The body of every task coroutine: [task, fn, args...] ->
+ * [task, ok, results... | error]. Errors are caught here, in the task's own
+ * coroutine, after the message handler recorded their traceback. */
+int loom__task_main(lua_State *L) {
+  int nargs = lua_gettop(L) - 2;
+  lua_pushcfunction(L, loom__msgh);
+  lua_insert(L, 2);
+  return task_main_k(L, lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, task_main_k),
+                     0);
+}
+
+static void release_tb(lua_State *L, loom_task *t) {
+  if (t->tb_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, t->tb_ref);
+  if (t->tberr_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, t->tberr_ref);
+  t->tb_ref = t->tberr_ref = LUA_NOREF;
+}
+
+/* [-0, +1] the traceback recorded for the error at idx, or nil. */
+static void push_traceback_for(lua_State *L, loom_task *t, int idx) {
+  if (t->tberr_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->tberr_ref);
+    if (lua_rawequal(L, -1, idx)) {
+      lua_pop(L, 1);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, t->tb_ref);
+      return;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+}
+
+void loom__wake_waiters(loom_list *waiters) {
+  while (!loom__list_empty(waiters)) {
+    loom_list *n = waiters->next;
+    loom__list_remove(n);
+    loom__wake(loom__container_of(n, loom_task, wait_link), LOOM_WAKE_OK);
+  }
+}
+
+void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
+  loom_rt *rt = t->rt;
+  int ud = lua_gettop(L) - nres, err = 0, tb = 0;
+  if (failed) {
+    lua_settop(L, ud + 1);
+    err = ud + 1;
+    t->outcome = is_cancelled(L, rt, err) ? LOOM_OUT_CANCELLED
+                                          : LOOM_OUT_FAILED;
+    lua_pushvalue(L, err);
+    lua_setiuservalue(L, ud, LOOM_UV_RESULT);
+    if (t->outcome == LOOM_OUT_FAILED) {
+      push_traceback_for(L, t, err);
+      tb = lua_gettop(L);
+      lua_pushvalue(L, tb);
+      lua_setiuservalue(L, ud, LOOM_UV_TB);
+    }
+  } else {
+    t->outcome = LOOM_OUT_FINISHED;
+    t->nresults = nres;
+    if (nres == 1) {
+      lua_pushvalue(L, ud + 1);
+      lua_setiuservalue(L, ud, LOOM_UV_RESULT);
+    } else if (nres > 1) {
+      int i;
+      lua_createtable(L, nres, 0);
+      for (i = 1; i <= nres; i++) {
+        lua_pushvalue(L, ud + i);
+        lua_rawseti(L, -2, i);
+      }
+      lua_setiuservalue(L, ud, LOOM_UV_RESULT);
+    }
+  }
+  release_tb(L, t);
+  loom__release_thread(rt, L, t);
+  t->state = LOOM_TASK_DONE;
+  /* Leave every scope still entered (only misuse leaves any), then the
+   * task's own. */
+  while (t->cur != NULL && t->cur != &t->scope) {
+    loom_scope *s = t->cur;
+    t->cur = s->parent;
+    loom__scope_detach(L, rt, s);
+  }
+  loom__list_remove(&t->scope_link);
+  loom__scope_detach(L, rt, &t->scope);
+  t->cur = NULL;
+  loom__wake_waiters(&t->waiters);
+  if (t->start_state == LOOM_START_PENDING ||
+      t->start_state == LOOM_START_NOOP) {
+    loom__start_child_done(L, t, err);
+  } else if (t->group != NULL) {
+    loom_group *g = t->group;
+    if (t->outcome == LOOM_OUT_FAILED) loom__group_record(L, g, err, tb);
+    loom__list_remove(&t->group_link);
+    t->group = NULL;
+    loom__group_child_done(L, g);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+  t->ref = LUA_NOREF;
+  rt->live_tasks--;
+  lua_settop(L, ud - 1);
+}
+
+int loom__task_push_results(lua_State *L, loom_task *t, int ud) {
+  int i;
+  if (t->nresults == 0) return 0;
+  lua_getiuservalue(L, ud, LOOM_UV_RESULT);
+  if (t->nresults == 1) return 1;
+  luaL_checkstack(L, t->nresults, "loom: too many results");
+  for (i = 1; i <= t->nresults; i++) lua_rawgeti(L, -i, i);
+  return t->nresults;
+}
+
+/* ---- handles ------------------------------------------------------------ */
+
+static const char *status_of(loom_task *t) {
+  if (t->state != LOOM_TASK_DONE)
+    return t->cancel_requested ? "cancelling" : "pending";
+  switch (t->outcome) {
+  case LOOM_OUT_CANCELLED: return "cancelled";
+  case LOOM_OUT_FAILED: return "failed";
+  default: return "finished";
+  }
+}
+
+/* [-0, +1] the task's name: explicit, or "function <source>:<line>". */
+static void push_name(lua_State *L, int ud) {
+  lua_Debug ar;
+  if (lua_getiuservalue(L, ud, LOOM_UV_NAME) != LUA_TNIL) return;
+  lua_pop(L, 1);
+  lua_getiuservalue(L, ud, LOOM_UV_FN);
+  if (lua_type(L, -1) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "callable %s", luaL_typename(L, -1));
+    return;
+  }
+  lua_getinfo(L, ">S", &ar);
+  lua_pushfstring(L, "function %s:%d", ar.short_src, ar.linedefined);
+}
+
+static int l_task_status(lua_State *L) {
+  lua_pushstring(L, status_of(loom__check_task(L, 1)));
+  return 1;
+}
+
+static int l_task_done(lua_State *L) {
+  lua_pushboolean(L, loom__check_task(L, 1)->state == LOOM_TASK_DONE);
+  return 1;
+}
+
+static int l_task_cancel(lua_State *L) {
+  loom_task *t = loom__check_task(L, 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TSTRING);
+  lua_settop(L, 2);
+  if (t->state == LOOM_TASK_DONE) return 0;
+  t->cancel_requested = 1;
+  loom__scope_cancel(L, t->rt, &t->scope, lua_isnil(L, 2) ? 0 : 2, 0);
+  return 0;
+}
+
+/* [-0, +1] the error a non-blocking accessor raises, from hooks[name]. */
+static int raise_hook(lua_State *L, loom_task *t, int ud, const char *name,
+                      int with_cause) {
+  loom__push_hook(L, t->rt, name);
+  if (with_cause) {
+    lua_getiuservalue(L, ud, LOOM_UV_RESULT);
+    lua_getiuservalue(L, ud, LOOM_UV_TB);
+    lua_call(L, 2, 1);
+  } else
+    lua_call(L, 0, 1);
+  return lua_error(L);
+}
+
+/* The outcome of a finished task as result() gives it. */
+static int deliver_result(lua_State *L, loom_task *t, int ud) {
+  switch (t->outcome) {
+  case LOOM_OUT_FAILED: return raise_hook(L, t, ud, "task_failed", 1);
+  case LOOM_OUT_CANCELLED: return raise_hook(L, t, ud, "task_cancelled", 1);
+  default: return loom__task_push_results(L, t, ud);
+  }
+}
+
+static void waiter_abort(loom_task *t) { loom__list_remove(&t->wait_link); }
+
+static int k_wait(lua_State *L, int status, lua_KContext ctx) {
+  loom_task *self = loom__task_of(L);
+  loom_task *t = loom__check_task(L, 1);
+  (void)status;
+  loom__check_wake(L, self);
+  if (ctx) return deliver_result(L, t, 1);
+  return 0;
+}
+
+/* h:wait() / h:result(): a checkpoint even when the task is done. */
+static int wait_task(lua_State *L, const char *fn, int want_result) {
+  loom_task *t = loom__check_task(L, 1);
+  loom_task *self = loom__check_blocking(L, fn, 1);
+  lua_settop(L, 1);
+  if (t == self)
+    return luaL_error(L, "loom.%s: a task cannot wait for itself (it would "
+                      "wait forever)", fn);
+  loom__cancel_point(L, self);
+  if (t->state == LOOM_TASK_DONE) {
+    self->state = LOOM_TASK_READY;
+    self->wake = LOOM_WAKE_OK;
+    loom__enqueue(self->rt, self);
+  } else {
+    loom__park(self, waiter_abort, "task", t);
+    loom__list_push(&t->waiters, &self->wait_link);
+  }
+  return loom__suspend(L, want_result, k_wait);
+}
+
+static int l_task_wait(lua_State *L) {
+  return wait_task(L, "TaskHandle:wait", 0);
+}
+
+static int l_task_result(lua_State *L) {
+  return wait_task(L, "TaskHandle:result", 1);
+}
+
+static int l_task_return_value(lua_State *L) {
+  loom_task *t = loom__check_task(L, 1);
+  lua_settop(L, 1);
+  if (t->state != LOOM_TASK_DONE) {
+    if (t->cancel_requested)
+      return raise_hook(L, t, 1, "task_cancelled", 1);
+    return raise_hook(L, t, 1, "task_not_finished", 0);
+  }
+  return deliver_result(L, t, 1);
+}
+
+static int l_task_error(lua_State *L) {
+  loom_task *t = loom__check_task(L, 1);
+  lua_settop(L, 1);
+  if (t->state != LOOM_TASK_DONE) {
+    if (t->cancel_requested)
+      return raise_hook(L, t, 1, "task_cancelled", 1);
+    return raise_hook(L, t, 1, "task_not_finished", 0);
+  }
+  if (t->outcome == LOOM_OUT_CANCELLED)
+    return raise_hook(L, t, 1, "task_cancelled", 1);
+  if (t->outcome == LOOM_OUT_FAILED) {
+    lua_getiuservalue(L, 1, LOOM_UV_RESULT);
+    return 1;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+static int l_task_parent(lua_State *L) {
+  loom__check_task(L, 1);
+  lua_getiuservalue(L, 1, LOOM_UV_PARENT);
+  return 1;
+}
+
+static int l_task_index(lua_State *L) {
+  loom_task *t = loom__check_task(L, 1);
+  const char *k = lua_tostring(L, 2);
+  if (k != NULL && strcmp(k, "name") == 0)
+    push_name(L, 1);
+  else if (k != NULL && strcmp(k, "id") == 0)
+    lua_pushinteger(L, t->id);
+  else {
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(2));
+  }
+  return 1;
+}
+
+static int l_task_newindex(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  loom__check_task(L, 1);
+  if (k == NULL || strcmp(k, "name") != 0)
+    return luaL_error(L, "loom.Task: cannot set field '%s' (only 'name' is "
+                      "writable)", k ? k : luaL_typename(L, 2));
+  if (lua_type(L, 3) != LUA_TSTRING)
+    return luaL_error(L, "loom.Task: name must be a string, got %s",
+                      luaL_typename(L, 3));
+  lua_settop(L, 3);
+  lua_setiuservalue(L, 1, LOOM_UV_NAME);
+  return 0;
+}
+
+static int l_task_tostring(lua_State *L) {
+  loom_task *t = loom__check_task(L, 1);
+  push_name(L, 1);
+  lua_pushfstring(L, "loom.Task: %p (%s) \"%s\"", (void *)t, status_of(t),
+                  lua_tostring(L, -1));
+  return 1;
+}
+
+/* ---- context and introspection ---------------------------------------- */
+
+static int l_context(lua_State *L) {
+  loom_task *t = loom__check_blocking(L, "context", 0);
+  loom__push_task(L, t);
+  if (lua_getiuservalue(L, -1, LOOM_UV_CTX) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, -3, LOOM_UV_CTX);
+  }
+  return 1;
+}
+
+static int l_current_task(lua_State *L) {
+  loom_task *t = loom__check_blocking(L, "current_task", 0);
+  loom__push_task(L, t);
+  return 1;
+}
+
+/* [-0, +1] "source:line" of the innermost Lua frame of a parked task. */
+static void push_where(lua_State *L, loom_task *t) {
+  lua_Debug ar;
+  int level;
+  if (t->L != NULL && t->state != LOOM_TASK_RUNNING) {
+    for (level = 0; lua_getstack(t->L, level, &ar); level++) {
+      lua_getinfo(t->L, "Sl", &ar);
+      if (ar.currentline > 0) {
+        lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
+        return;
+      }
+    }
+  }
+  lua_pushnil(L);
+}
+
+static void push_tree(lua_State *L, loom_task *t);
+
+static void push_group_node(lua_State *L, loom_group *g) {
+  loom_list *n;
+  int i = 0;
+  lua_createtable(L, 0, 3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
+  lua_setfield(L, -2, "group");
+  lua_pushboolean(L, g->scope->cancel_called);
+  lua_setfield(L, -2, "cancelled");
+  lua_newtable(L);
+  for (n = g->children.next; n != &g->children; n = n->next) {
+    push_tree(L, loom__container_of(n, loom_task, group_link));
+    lua_rawseti(L, -2, ++i);
+  }
+  lua_setfield(L, -2, "children");
+}
+
+/* [-0, +1] {handle, id, name, status, waiting, where, groups = {...},
+ * starting = {...}} for t and its descendants. */
+static void push_tree(lua_State *L, loom_task *t) {
+  loom_list *n;
+  int i = 0;
+  luaL_checkstack(L, 8, "loom.task_tree: nesting too deep");
+  lua_createtable(L, 0, 7);
+  loom__push_task(L, t);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "handle");
+  push_name(L, lua_gettop(L));
+  lua_setfield(L, -3, "name");
+  lua_pop(L, 1);
+  lua_pushinteger(L, t->id);
+  lua_setfield(L, -2, "id");
+  lua_pushstring(L, status_of(t));
+  lua_setfield(L, -2, "status");
+  lua_pushstring(L, t->state == LOOM_TASK_RUNNING ? "running"
+                    : t->state == LOOM_TASK_NEW    ? "not started"
+                    : t->state == LOOM_TASK_READY  ? "ready"
+                    : t->wait_what ? t->wait_what : "ready");
+  lua_setfield(L, -2, "waiting");
+  push_where(L, t);
+  lua_setfield(L, -2, "where");
+  lua_newtable(L);
+  for (n = t->groups.next; n != &t->groups; n = n->next) {
+    push_group_node(L, loom__container_of(n, loom_group, host_link));
+    lua_rawseti(L, -2, ++i);
+  }
+  lua_setfield(L, -2, "groups");
+}
+
+/* core.task_tree() -> the root's node, or nil outside loom.run */
+static int l_task_tree(lua_State *L) {
+  loom_rt *rt = loom__rt(L);
+  if (rt->root == NULL || rt->root->state == LOOM_TASK_DONE) return 0;
+  push_tree(L, rt->root);
+  return 1;
+}
+
+static const luaL_Reg task_meta[] = {
+  {"__newindex", l_task_newindex},
+  {"__tostring", l_task_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg task_methods[] = {
+  {"status", l_task_status},
+  {"done", l_task_done},
+  {"cancel", l_task_cancel},
+  {"wait", l_task_wait},
+  {"result", l_task_result},
+  {"return_value", l_task_return_value},
+  {"error", l_task_error},
+  {"parent", l_task_parent},
+  {NULL, NULL}
+};
+
+static const luaL_Reg task_funcs[] = {
+  {"context", l_context},
+  {"current_task", l_current_task},
+  {"task_tree", l_task_tree},
+  {"msgh", loom__msgh},
+  {NULL, NULL}
+};
+
+/* Stack: rt(1) module(top). */
+int loom__open_task(lua_State *L) {
+  luaL_newmetatable(L, LOOM_TASK_MT);
+  loom__setfuncs(L, 1, task_meta);
+  lua_newtable(L);
+  loom__setfuncs(L, 1, task_methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -4, "task_methods");
+  lua_pushvalue(L, 1);
+  lua_insert(L, -2);
+  lua_pushcclosure(L, l_task_index, 2);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  loom__setfuncs(L, 1, task_funcs);
+  return 0;
+}

@@ -1,0 +1,299 @@
+-- loom: structured concurrency for Lua 5.4 on libuv.
+--
+-- This file is the facade: it re-exports the C core (loom.core) and adds the
+-- parts that run once per call setup — task groups' exit logic, cancel scope
+-- `run`, timeouts, gather, catch, task_tree formatting. Everything that runs
+-- on every await (spawn, park, wake, cancel delivery) is in C.
+
+local core = require("loom.core")
+local errors = require("loom.errors")
+
+local pack, unpack = table.pack, table.unpack
+local msgh = core.msgh
+local is_cancelled = errors.is_cancelled
+local ErrorGroup = errors.ErrorGroup
+
+core.set_hooks(errors.hooks(core))
+
+local loom = {
+  _VERSION = "loom " .. core.version,
+  version = core.version,
+}
+
+-- Errors -------------------------------------------------------------------
+
+for _, name in ipairs({ "Cancelled", "ErrorGroup", "TimeoutError",
+    "TaskFailed", "TaskCancelled", "TaskNotFinished", "WouldBlock",
+    "EndOfStream", "ClosedResourceError", "BrokenResourceError",
+    "BusyResourceError", "OSError", "IncompleteRead" }) do
+  loom[name] = errors[name]
+end
+loom.Error = errors.Error
+loom.error_class = errors.error_class
+loom.is = errors.is
+loom.is_cancelled = is_cancelled
+
+--- loom.catch(handlers, fn, ...): handlers = { {matcher, handler}, ... }.
+function loom.catch(handlers, fn, ...)
+  return errors.catch(msgh, handlers, fn, ...)
+end
+
+-- Running and time -----------------------------------------------------------
+
+loom.run = core.run
+loom.now = core.now
+loom.sleep = core.sleep
+loom.sleep_until = core.sleep_until
+loom.sleep_forever = core.sleep_forever
+loom.checkpoint = core.checkpoint
+loom.checkpoint_if_cancelled = core.checkpoint_if_cancelled
+loom.cancel_shielded_checkpoint = core.cancel_shielded_checkpoint
+loom.current_effective_deadline = core.effective_deadline
+loom.wait_all_tasks_blocked = core.wait_all_tasks_blocked
+loom.current_task = core.current_task
+loom.context = core.context
+
+local function callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function check_fn(v, n, fname)
+  if not callable(v) then
+    error(("bad argument #%d to '%s' (function expected, got %s)")
+      :format(n, fname, type(v)), 3)
+  end
+end
+
+local function check_delay(v, n, fname)
+  if type(v) ~= "number" then
+    error(("bad argument #%d to '%s' (number expected, got %s)")
+      :format(n, fname, v == nil and "no value" or type(v)), 3)
+  end
+  if v ~= v then
+    error(("bad argument #%d to '%s' (delay is NaN)"):format(n, fname), 3)
+  end
+end
+
+-- Cancel scopes ------------------------------------------------------------
+
+local scope_methods = core.scope_methods
+local scope_enter, scope_exit = core.scope_enter, core.scope_exit
+local scope_set_caught = core.scope_set_caught
+
+--- Leave `scope` after fn ended with r = pack(xpcall(...)); decide whether
+--- the scope swallows a Cancelled (or the Cancelled leaves of a group).
+local function finish_scope(scope, catches, r)
+  if r[1] then return unpack(r, 2, r.n) end
+  local e = r[2]
+  if catches then
+    if is_cancelled(e) then
+      scope_set_caught(scope)
+      return
+    end
+    if errors.is(e, ErrorGroup) then
+      local _, rest = e:split(errors.Cancelled)
+      if rest == nil then
+        scope_set_caught(scope)
+        return
+      end
+      e = rest
+    end
+  end
+  error(e, 0)
+end
+
+--- scope:run(fn, ...) -> fn's results (nothing if the scope caught a
+--- cancellation). fn is called as fn(scope, ...).
+function scope_methods.run(scope, fn, ...)
+  check_fn(fn, 1, "run")
+  scope_enter(scope)
+  local r = pack(xpcall(fn, msgh, scope, ...))
+  return finish_scope(scope, scope_exit(scope), r)
+end
+
+--- loom.cancel_scope{deadline=, shield=} -> an unentered CancelScope.
+function loom.cancel_scope(opts)
+  if opts == nil then return core.scope_new() end
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'cancel_scope' (table expected, got "
+      .. type(opts) .. ")", 2)
+  end
+  local d, s = opts.deadline, opts.shield
+  if d ~= nil and (type(d) ~= "number" or d ~= d) then
+    error("bad argument #1 to 'cancel_scope' (deadline must be a number, "
+      .. "got " .. (d ~= d and "NaN" or type(d)) .. ")", 2)
+  end
+  if s ~= nil and type(s) ~= "boolean" then
+    error("bad argument #1 to 'cancel_scope' (shield must be a boolean, got "
+      .. type(s) .. ")", 2)
+  end
+  return core.scope_new(d, s)
+end
+
+local function deadline_after(delay, fname)
+  if delay == nil then return nil end
+  check_delay(delay, 1, fname)
+  if delay < 0 then
+    error(("bad argument #1 to '%s' (delay must not be negative)")
+      :format(fname), 3)
+  end
+  return core.now() + delay
+end
+
+local function deadline_at(deadline, fname)
+  if deadline == nil then return nil end
+  check_delay(deadline, 1, fname)
+  return deadline
+end
+
+local function move_on(deadline, fname, fn, ...)
+  check_fn(fn, 2, fname)
+  local scope = core.scope_new(deadline)
+  return scope, scope:run(fn, ...)
+end
+
+local function fail(deadline, fname, fn, ...)
+  check_fn(fn, 2, fname)
+  local scope = core.scope_new(deadline)
+  local r = pack(scope:run(fn, ...))
+  if scope.cancelled_caught and core.now() >= scope.deadline then
+    error(errors.TimeoutError(), 0)
+  end
+  return unpack(r, 1, r.n)
+end
+
+function loom.move_on_after(delay, fn, ...)
+  return move_on(deadline_after(delay, "move_on_after"), "move_on_after",
+                 fn, ...)
+end
+
+function loom.move_on_at(deadline, fn, ...)
+  return move_on(deadline_at(deadline, "move_on_at"), "move_on_at", fn, ...)
+end
+
+function loom.fail_after(delay, fn, ...)
+  return fail(deadline_after(delay, "fail_after"), "fail_after", fn, ...)
+end
+
+function loom.fail_at(deadline, fn, ...)
+  return fail(deadline_at(deadline, "fail_at"), "fail_at", fn, ...)
+end
+
+-- Task groups ----------------------------------------------------------------
+
+local group_open, group_record = core.group_open, core.group_record
+local group_wait, group_close = core.group_wait, core.group_close
+
+--- loom.task_group(body) -> body's results, once every child has finished.
+function loom.task_group(body)
+  check_fn(body, 1, "task_group")
+  local tg = group_open()
+  local r = pack(xpcall(body, msgh, tg))
+  if not r[1] and not is_cancelled(r[2]) then group_record(tg, r[2]) end
+  local host_cancelled = group_wait(tg)
+  local catches, errs, tbs = group_close(tg)
+  if errs then
+    error(ErrorGroup.new(ErrorGroup.default_message, errs, tbs), 0)
+  end
+  if not r[1] or host_cancelled then
+    if catches then
+      scope_set_caught(tg.cancel_scope)
+      return
+    end
+    if not r[1] then error(r[2], 0) end
+    core.checkpoint_if_cancelled()
+  end
+  return unpack(r, 2, r.n)
+end
+
+--- A task_status whose started() does nothing, so that a function written
+--- for tg:start() can also be called directly.
+loom.TASK_STATUS_IGNORED = setmetatable({}, {
+  __index = { started = function() end },
+  __tostring = function() return "loom.TASK_STATUS_IGNORED" end,
+})
+
+-- Gathering ------------------------------------------------------------------
+
+--- loom.gather(fns[, opts]) -> array of first results in input order.
+function loom.gather(fns, opts)
+  if type(fns) ~= "table" then
+    error("bad argument #1 to 'gather' (table of functions expected, got "
+      .. type(fns) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'gather' (table expected, got "
+      .. type(opts) .. ")", 2)
+  end
+  local n = #fns
+  for i = 1, n do
+    if not callable(fns[i]) then
+      error(("bad argument #1 to 'gather' (element %d is a %s, not a "
+        .. "function)"):format(i, type(fns[i])), 2)
+    end
+  end
+  local results = { n = n }
+  local keep = opts and opts.return_exceptions
+  loom.task_group(function(tg)
+    for i = 1, n do
+      local f = fns[i]
+      if keep then
+        tg:start_soon(function()
+          local r = pack(xpcall(f, msgh))
+          results[i] = r[2]
+        end)
+      else
+        tg:start_soon(function() results[i] = (f()) end)
+      end
+    end
+  end)
+  return results
+end
+
+-- Introspection ----------------------------------------------------------------
+
+local tree_mt = {}
+
+local function render_task(node, prefix, lines, last, top)
+  local line = ("Task %d %q (%s)"):format(node.id, node.name, node.status)
+  if node.waiting ~= "running" then
+    line = line .. " " .. node.waiting
+    if node.where then line = line .. " at " .. node.where end
+  else
+    line = line .. " running"
+  end
+  if top then
+    lines[#lines + 1] = line
+  else
+    lines[#lines + 1] = prefix .. (last and "└── " or "├── ") .. line
+    prefix = prefix .. (last and "    " or "│   ")
+  end
+  for gi, g in ipairs(node.groups) do
+    local glast = gi == #node.groups
+    lines[#lines + 1] = prefix .. (glast and "└── " or "├── ")
+      .. ("task group (%d task%s%s)"):format(#g.children,
+        #g.children == 1 and "" or "s", g.cancelled and ", cancelled" or "")
+    local gp = prefix .. (glast and "    " or "│   ")
+    for ci, child in ipairs(g.children) do
+      render_task(child, gp, lines, ci == #g.children, false)
+    end
+  end
+end
+
+tree_mt.__tostring = function(tree)
+  if tree.root == nil then return "(no loom run in progress)" end
+  local lines = {}
+  render_task(tree.root, "", lines, true, true)
+  return table.concat(lines, "\n")
+end
+
+--- loom.task_tree() -> a table { root = node } that prints as a tree. Each
+--- node: handle, id, name, status, waiting, where ("source:line"), groups =
+--- { { children = {node...}, cancelled = bool }, ... }.
+function loom.task_tree()
+  return setmetatable({ root = core.task_tree() }, tree_mt)
+end
+
+return loom
