@@ -279,6 +279,12 @@ int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k)
   LOOM_HIDDEN;
 /* Continuation helper: raise Cancelled if the task was woken by a cancel. */
 void loom__check_wake(lua_State *L, loom_task *t) LOOM_HIDDEN;
+/* Raise a loom error object: cls is a class name of loom.errors
+ * ("ClosedResourceError", "OSError", ...), code (may be NULL) goes in .code.
+ * Only call it where loom__rt(L) works (a C function registered by
+ * loom__setfuncs) or from a task's own coroutine. */
+int loom__raise_error(lua_State *L, const char *cls, const char *msg,
+                      const char *code) LOOM_HIDDEN;
 /* [-0, +1] push hooks[name] (a function set by errors.lua). */
 void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) LOOM_HIDDEN;
 void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t)

@@ -35,6 +35,18 @@ void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) {
   lua_remove(L, -2);
 }
 
+int loom__raise_error(lua_State *L, const char *cls, const char *msg,
+                      const char *code) {
+  loom__push_hook(L, loom__task_of(L) ? loom__task_of(L)->rt : loom__rt(L),
+                  "new_error");
+  lua_pushstring(L, cls);
+  lua_pushstring(L, msg);
+  if (code) lua_pushstring(L, code);
+  else lua_pushnil(L);
+  lua_call(L, 3, 1);
+  return lua_error(L);
+}
+
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
                                 int must_yield) {
   loom_task *t = loom__task_of(L);

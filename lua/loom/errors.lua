@@ -321,6 +321,11 @@ function M.hooks(core)
     task_not_finished = function()
       return M.TaskNotFinished("the task has not finished yet")
     end,
+    new_error = function(cls, msg, code)
+      local c = M[cls]
+      if not is_class(c) then c = M.Error end
+      return c(msg, code and { code = code } or nil)
+    end,
     root_error = function(err, tb, deadlock)
       if deadlock and M.is_cancelled(err) then
         return "loom.run: deadlock: every task was blocked and nothing could "
