@@ -1,0 +1,35 @@
+# Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
+.PHONY: all build demo test valgrind asan bench clean
+
+all: build
+
+build:
+	bash .ci/setup build
+
+demo:
+	bash .ci/setup demo
+
+test:
+	bash .ci/setup test
+
+# The whole suite under valgrind: invalid accesses and definite leaks fail.
+# Example subprocesses inherit LOOM_TEST_PREFIX and run under valgrind too.
+valgrind:
+	command -v valgrind >/dev/null || apt-get install -y -qq valgrind
+	LOOM_TEST_PREFIX="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9" \
+	  bash .ci/setup test
+
+# The whole suite against an ASan+UBSan build of loom.core. The interpreter
+# is not instrumented, so the ASan runtime is preloaded; Lua's own
+# allocations at exit are not leaks of ours, hence detect_leaks=0 (valgrind
+# covers leaks).
+asan:
+	LOOM_BUILD_DIR=build-asan BUILD_TYPE=Debug LOOM_CMAKE_FLAGS=-DLOOM_SANITIZE=ON \
+	  LOOM_TEST_PREFIX="env LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1" \
+	  bash .ci/setup test
+
+bench:
+	bash bench/run.sh
+
+clean:
+	rm -rf build build-asan build-rel bench/out
