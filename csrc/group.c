@@ -16,7 +16,10 @@
 enum { G_SCOPE = 1, G_ERRORS = 2, G_TRACEBACKS = 3, G_HOST = 4 };
 
 static loom_group *check_group(lua_State *L, int idx) {
-  return (loom_group *)luaL_checkudata(L, idx, LOOM_GROUP_MT);
+  loom_group *g = (loom_group *)loom__test_ud(L, idx, sizeof *g,
+                                              LOOM_MAGIC_GROUP);
+  if (g == NULL) g = (loom_group *)luaL_checkudata(L, idx, LOOM_GROUP_MT);
+  return g;
 }
 
 static void check_callable(lua_State *L, int idx) {
@@ -41,6 +44,7 @@ static int l_group_open(lua_State *L) {
   g = (loom_group *)lua_newuserdatauv(L, sizeof *g, 4);
   ud = lua_gettop(L);
   memset(g, 0, sizeof *g);
+  g->magic = LOOM_MAGIC_GROUP;
   g->rt = t->rt;
   g->host = t;
   g->ref = LUA_NOREF;
@@ -339,13 +343,13 @@ static int l_group_cancel(lua_State *L) {
 
 static int l_group_index(lua_State *L) {
   check_group(L, 1);
-  if (lua_type(L, 2) == LUA_TSTRING &&
-      strcmp(lua_tostring(L, 2), "cancel_scope") == 0) {
-    lua_getiuservalue(L, 1, G_SCOPE);
-    return 1;
-  }
   lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(2));
+  if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+  if (lua_type(L, 2) == LUA_TSTRING &&
+      strcmp(lua_tostring(L, 2), "cancel_scope") == 0)
+    lua_getiuservalue(L, 1, G_SCOPE);
+  else
+    lua_pushnil(L);
   return 1;
 }
 

@@ -46,6 +46,22 @@ static inline void loom__list_remove(loom_list *n) {
 }
 
 typedef struct loom_rt loom_rt;
+
+/* Hot-path type checks: a full userdata of the struct's exact size whose
+ * first word is the struct's magic. Anything else falls back to
+ * luaL_checkudata for the standard error message. */
+#define LOOM_MAGIC_TASK 0x6c6d7454u
+#define LOOM_MAGIC_GROUP 0x6c6d7447u
+#define LOOM_MAGIC_SCOPE 0x6c6d7453u
+
+static inline void *loom__test_ud(lua_State *L, int idx, size_t size,
+                                  uint32_t magic) {
+  void *p = lua_touserdata(L, idx);
+  if (p != NULL && lua_type(L, idx) == LUA_TUSERDATA &&
+      lua_rawlen(L, idx) == size && *(uint32_t *)p == magic)
+    return p;
+  return NULL;
+}
 typedef struct loom_task loom_task;
 typedef struct loom_scope loom_scope;
 typedef struct loom_group loom_group;
@@ -73,6 +89,7 @@ loom_timer *loom__heap_min(loom_rt *rt) LOOM_HIDDEN;
 enum { LOOM_SCOPE_NEW = 0, LOOM_SCOPE_ACTIVE = 1, LOOM_SCOPE_EXITED = 2 };
 
 struct loom_scope {
+  uint32_t magic;        /* LOOM_MAGIC_SCOPE: fast type check */
   loom_scope *parent;    /* enclosing scope while active (NULL: root) */
   loom_list children;    /* active child scopes (task scopes included) */
   loom_list link;        /* node in parent->children */
@@ -146,6 +163,7 @@ enum {
 };
 
 struct loom_task {
+  uint32_t magic;        /* LOOM_MAGIC_TASK: fast type check */
   loom_rt *rt;
   lua_State *L;          /* its coroutine while it runs or is parked */
   int thread_ref;        /* registry ref anchoring L */
@@ -175,7 +193,7 @@ struct loom_task {
   loom_task *start_caller;
   loom_group *start_group;
   unsigned char state, wake, outcome, cancel_requested, start_state;
-  unsigned char start_outcome;
+  unsigned char has_ctx;  /* its context table exists (spawns copy it) */
 };
 
 #define LOOM_TASK_MT "loom.Task"
@@ -208,6 +226,7 @@ int loom__open_task(lua_State *L) LOOM_HIDDEN;
 enum { LOOM_GROUP_OPEN = 0, LOOM_GROUP_EXITING = 1, LOOM_GROUP_CLOSED = 2 };
 
 struct loom_group {
+  uint32_t magic;        /* LOOM_MAGIC_GROUP: fast type check */
   loom_rt *rt;
   loom_task *host;
   loom_scope *scope;     /* the CancelScope in user value 1 */
@@ -255,6 +274,7 @@ struct loom_rt {
   int deadlock;          /* the root was cancelled because nothing could run */
   int closed;
   int hooks_ref;         /* registry ref of the hooks table (errors.lua) */
+  int task_mt_ref;       /* registry ref of the loom.Task metatable */
 };
 
 #define LOOM_RT_MT "loom.Runtime"

@@ -25,6 +25,7 @@ static loom_rt *new_runtime(lua_State *L) {
   int err;
   memset(rt, 0, sizeof *rt);
   rt->hooks_ref = LUA_NOREF;
+  rt->task_mt_ref = LUA_NOREF;
   loom__list_init(&rt->blocked_waiters);
   err = uv_loop_init(&rt->loop);
   if (err != 0)

@@ -14,6 +14,7 @@
 #define SCOPE_MT "loom.CancelScope"
 
 void loom__scope_init(loom_scope *s, int is_task_scope) {
+  s->magic = LOOM_MAGIC_SCOPE;
   s->parent = NULL;
   loom__list_init(&s->children);
   loom__list_init(&s->link);
@@ -163,7 +164,10 @@ int loom__scope_exit(lua_State *L, loom_task *t, loom_scope *s) {
 /* ---- Lua side ---------------------------------------------------------- */
 
 static loom_scope *check_scope(lua_State *L, int idx) {
-  return (loom_scope *)luaL_checkudata(L, idx, SCOPE_MT);
+  loom_scope *s = (loom_scope *)loom__test_ud(L, idx, sizeof *s,
+                                              LOOM_MAGIC_SCOPE);
+  if (s == NULL) s = (loom_scope *)luaL_checkudata(L, idx, SCOPE_MT);
+  return s;
 }
 
 static double check_deadline(lua_State *L, int idx, const char *what) {

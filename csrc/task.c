@@ -10,7 +10,10 @@
 #include "loom_internal.h"
 
 loom_task *loom__check_task(lua_State *L, int idx) {
-  return (loom_task *)luaL_checkudata(L, idx, LOOM_TASK_MT);
+  loom_task *t = (loom_task *)loom__test_ud(L, idx, sizeof *t,
+                                            LOOM_MAGIC_TASK);
+  if (t == NULL) t = (loom_task *)luaL_checkudata(L, idx, LOOM_TASK_MT);
+  return t;
 }
 
 void loom__push_task(lua_State *L, loom_task *t) {
@@ -37,6 +40,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
   t = (loom_task *)lua_newuserdatauv(L, sizeof *t, LOOM_UV_ARGS - 1 + nargs);
   ud = lua_gettop(L);
   memset(t, 0, sizeof *t);
+  t->magic = LOOM_MAGIC_TASK;
   t->rt = rt;
   t->thread_ref = t->ref = LUA_NOREF;
   t->tb_ref = t->tberr_ref = t->start_value_ref = LUA_NOREF;
@@ -50,7 +54,8 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
   t->state = LOOM_TASK_NEW;
   t->id = ++rt->next_id;
   t->nargs = nargs;
-  luaL_setmetatable(L, LOOM_TASK_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->task_mt_ref);
+  lua_setmetatable(L, ud);
   lua_pushvalue(L, fn_idx);
   lua_setiuservalue(L, ud, LOOM_UV_FN);
   for (i = 0; i < nargs; i++) {
@@ -59,7 +64,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
   }
   /* The child gets a shallow copy of the spawner's context, taken now. An
    * empty or absent context stays absent: loom.context() makes one. */
-  if (spawner != NULL) {
+  if (spawner != NULL && spawner->has_ctx) {
     loom__push_task(L, spawner);
     if (lua_getiuservalue(L, -1, LOOM_UV_CTX) == LUA_TTABLE) {
       int src = lua_gettop(L);
@@ -74,6 +79,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
           lua_rawset(L, -4);
         }
         lua_setiuservalue(L, ud, LOOM_UV_CTX);
+        t->has_ctx = 1;
       }
     }
     lua_settop(L, ud);
@@ -372,15 +378,16 @@ static int l_task_parent(lua_State *L) {
 
 static int l_task_index(lua_State *L) {
   loom_task *t = loom__check_task(L, 1);
-  const char *k = lua_tostring(L, 2);
+  const char *k;
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+  k = lua_tostring(L, 2);
   if (k != NULL && strcmp(k, "name") == 0)
     push_name(L, 1);
   else if (k != NULL && strcmp(k, "id") == 0)
     lua_pushinteger(L, t->id);
-  else {
-    lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(2));
-  }
+  else
+    lua_pushnil(L);
   return 1;
 }
 
@@ -416,6 +423,7 @@ static int l_context(lua_State *L) {
     lua_newtable(L);
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, -3, LOOM_UV_CTX);
+    t->has_ctx = 1;
   }
   return 1;
 }
@@ -528,7 +536,12 @@ static const luaL_Reg task_funcs[] = {
 
 /* Stack: rt(1) module(top). */
 int loom__open_task(lua_State *L) {
+  loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
   luaL_newmetatable(L, LOOM_TASK_MT);
+  if (rt->task_mt_ref == LUA_NOREF) {
+    lua_pushvalue(L, -1);
+    rt->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   loom__setfuncs(L, 1, task_meta);
   lua_newtable(L);
   loom__setfuncs(L, 1, task_methods);
