@@ -338,7 +338,14 @@ static int l_run(lua_State *L) {
   rt->running = 0;
   rt->S = NULL;
   rt->root = NULL;
-  if (status != LUA_OK) return lua_error(L);
+  if (status != LUA_OK) {
+    /* The drain itself failed (out of memory, a broken hook): forget the
+     * queued work so that a later loom.run starts clean. Tasks still parked
+     * stay anchored until lua_close. */
+    while (rt->heap_len > 0) loom__heap_remove(rt, rt->heap[0]);
+    rt->ready_head = rt->ready_tail = NULL;
+    return lua_error(L);
+  }
   if (root->outcome == LOOM_OUT_FINISHED)
     return loom__task_push_results(L, root, ud);
   /* Raise the root's error with its traceback kept (hooks.root_error). */
