@@ -38,7 +38,8 @@ static void check_active(lua_State *L, loom_group *g) {
 
 /* core.group_open() -> tg; the calling task enters the group's scope. */
 static int l_group_open(lua_State *L) {
-  loom_task *t = loom__check_blocking(L, "task_group", 0);
+  /* The exit waits, so refuse at once where Lua cannot yield. */
+  loom_task *t = loom__check_blocking(L, "task_group", 1);
   loom_group *g;
   int ud;
   g = (loom_group *)lua_newuserdatauv(L, sizeof *g, 4);
@@ -49,6 +50,7 @@ static int l_group_open(lua_State *L) {
   g->host = t;
   g->ref = LUA_NOREF;
   loom__list_init(&g->children);
+  loom__list_init(&g->starting);
   loom__list_init(&g->host_link);
   luaL_setmetatable(L, LOOM_GROUP_MT);
   g->scope = loom__scope_new(L);
@@ -108,8 +110,12 @@ static int k_start(lua_State *L, int status, lua_KContext ctx) {
     lua_getiuservalue(L, 1, LOOM_UV_RESULT);
     return lua_error(L);  /* bare: the group is not told */
   case LOOM_OUT_CANCELLED:
+    /* Cancelled with the caller: the caller's own Cancelled. Cancelled on
+     * its own (its handle's cancel()): TaskCancelled, as result() says. */
     loom__cancel_point(L, caller);
+    loom__push_hook(L, caller->rt, "task_cancelled");
     lua_getiuservalue(L, 1, LOOM_UV_RESULT);
+    lua_call(L, 1, 1);
     return lua_error(L);
   default:
     if (t->start_state == LOOM_START_NOOP) {
@@ -141,6 +147,7 @@ static int l_group_start(lua_State *L) {
   t->start_state = LOOM_START_PENDING;
   t->start_caller = caller;
   t->start_group = g;
+  loom__list_push(&g->starting, &t->group_link);
   g->nlive++;
   /* Before started() the child lives under the caller's scopes. */
   loom__push_task(L, caller);
@@ -180,7 +187,12 @@ static int l_status_started(lua_State *L) {
   t->scope.parent = g->scope;
   loom__list_push(&g->scope->children, &t->scope.link);
   t->group = g;
+  loom__list_remove(&t->group_link);
   loom__list_push(&g->children, &t->group_link);
+  /* Moved under a group that was cancelled earlier: whatever the child
+   * left parked below itself (tasks of its own groups) is cancelled now. */
+  if (loom__effective_cancel(&t->scope) != NULL)
+    loom__scope_abort_subtree(t->rt, &t->scope);
   t->start_state = LOOM_START_MOVED;
   t->start_caller = NULL;
   t->start_group = NULL;
@@ -199,6 +211,7 @@ void loom__start_child_done(lua_State *L, loom_task *t, int err_idx) {
   (void)err_idx;
   t->start_caller = NULL;
   t->start_group = NULL;
+  loom__list_remove(&t->group_link);
   loom__group_child_done(L, g);
   caller->wake_nargs = 0;
   loom__wake(caller, LOOM_WAKE_OK);
@@ -266,6 +279,7 @@ static int l_group_record(lua_State *L) {
 static void host_wait_abort(loom_task *t) { (void)t; }
 
 static int wait_more(lua_State *L, loom_group *g, loom_task *t);
+static void host_cancelled(lua_State *L, loom_group *g);
 
 static int k_group_wait(lua_State *L, int status, lua_KContext ctx) {
   loom_task *t = loom__task_of(L);
@@ -274,13 +288,19 @@ static int k_group_wait(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   t->wait_what = NULL;
   if (t->wake == LOOM_WAKE_CANCELLED) {
-    /* From now on the host waits shielded for its children (which the
-     * same cancellation reaches through the scope tree). */
     t->wake = LOOM_WAKE_OK;
     t->wake_scope = NULL;
-    g->host_cancelled = 1;
+    host_cancelled(L, g);
   }
   return wait_more(L, g, t);
+}
+
+/* The host was cancelled while waiting for its children (S33): cancel the
+ * group's scope (the same cancellation already reaches the children
+ * through the scope tree) and from now on wait shielded. */
+static void host_cancelled(lua_State *L, loom_group *g) {
+  g->host_cancelled = 1;
+  loom__scope_cancel(L, g->rt, g->scope, 0, 0);
 }
 
 static int wait_more(lua_State *L, loom_group *g, loom_task *t) {
@@ -290,7 +310,7 @@ static int wait_more(lua_State *L, loom_group *g, loom_task *t) {
     return 1;
   }
   if (!g->host_cancelled && loom__effective_cancel(t->cur) != NULL)
-    g->host_cancelled = 1;
+    host_cancelled(L, g);
   g->host_waiting = 1;
   loom__park(t, g->host_cancelled ? NULL : host_wait_abort, "task_group", g);
   return loom__suspend(L, 0, k_group_wait);

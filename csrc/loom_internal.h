@@ -53,6 +53,7 @@ typedef struct loom_rt loom_rt;
 #define LOOM_MAGIC_TASK 0x6c6d7454u
 #define LOOM_MAGIC_GROUP 0x6c6d7447u
 #define LOOM_MAGIC_SCOPE 0x6c6d7453u
+#define LOOM_MAGIC_RT 0x6c6d7452u
 
 static inline void *loom__test_ud(lua_State *L, int idx, size_t size,
                                   uint32_t magic) {
@@ -199,9 +200,20 @@ struct loom_task {
 #define LOOM_TASK_MT "loom.Task"
 
 loom_task *loom__check_task(lua_State *L, int idx) LOOM_HIDDEN;
-/* The task running on L, or NULL (L is not a task's own coroutine). */
+static inline lua_State *loom__task_thread(loom_task *t) { return t->L; }
+loom_task *loom__rt_current(loom_rt *rt) LOOM_HIDDEN;
+/* The task running on L, or NULL (L is not a task's own coroutine: the
+ * main thread, a coroutine the user made, or no task is running). Only the
+ * running task can call into loom, so it is rt->current when its coroutine
+ * is L. Must be called from a C function (or its continuation) whose
+ * upvalue 1 is the runtime, as loom__setfuncs registers them; elsewhere it
+ * returns NULL. loom never touches lua_getextraspace: hosts may use it. */
 static inline loom_task *loom__task_of(lua_State *L) {
-  return *(loom_task **)lua_getextraspace(L);
+  loom_rt *rt = (loom_rt *)lua_touserdata(L, lua_upvalueindex(1));
+  loom_task *t;
+  if (rt == NULL || *(uint32_t *)(void *)rt != LOOM_MAGIC_RT) return NULL;
+  t = loom__rt_current(rt);
+  return (t != NULL && loom__task_thread(t) == L) ? t : NULL;
 }
 /* [-0, +1] a new task userdata for fn(args...) taken from the stack.
  * The caller links it into a group or start record, then enqueues it. */
@@ -231,6 +243,7 @@ struct loom_group {
   loom_task *host;
   loom_scope *scope;     /* the CancelScope in user value 1 */
   loom_list children;    /* live children (after started() for start) */
+  loom_list starting;    /* children of pending start() calls */
   loom_list host_link;   /* node in host->groups */
   int ref;               /* registry ref while not closed */
   int nlive;             /* live children + pending start() calls */
@@ -253,6 +266,7 @@ int loom__open_group(lua_State *L) LOOM_HIDDEN;
 /* ---- sched.c: the runtime's scheduler --------------------------------- */
 
 struct loom_rt {
+  uint32_t magic;        /* LOOM_MAGIC_RT, checked by loom__task_of */
   uv_loop_t loop;
   uv_timer_t timer;      /* armed for the heap's earliest deadline */
   lua_State *S;          /* state running the drain (loom.run's caller) */
@@ -274,6 +288,8 @@ struct loom_rt {
   int deadlock;          /* the root was cancelled because nothing could run */
   int closed;
   int hooks_ref;         /* registry ref of the hooks table (errors.lua) */
+  int task_main_ref;     /* registry ref of the task body closure */
+  int own_dir_ref;       /* source prefix of loom's Lua files, or NOREF */
   int task_mt_ref;       /* registry ref of the loom.Task metatable */
 };
 

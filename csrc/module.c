@@ -17,6 +17,12 @@ static int l_set_hooks(lua_State *L) {
   lua_settop(L, 1);
   if (rt->hooks_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, rt->hooks_ref);
   rt->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->hooks_ref);
+  if (lua_getfield(L, -1, "own_dir") == LUA_TSTRING) {
+    if (rt->own_dir_ref != LUA_NOREF)
+      luaL_unref(L, LUA_REGISTRYINDEX, rt->own_dir_ref);
+    rt->own_dir_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   return 0;
 }
 
@@ -24,8 +30,11 @@ static loom_rt *new_runtime(lua_State *L) {
   loom_rt *rt = (loom_rt *)lua_newuserdatauv(L, sizeof *rt, 0);
   int err;
   memset(rt, 0, sizeof *rt);
+  rt->magic = LOOM_MAGIC_RT;
   rt->hooks_ref = LUA_NOREF;
   rt->task_mt_ref = LUA_NOREF;
+  rt->task_main_ref = LUA_NOREF;
+  rt->own_dir_ref = LUA_NOREF;
   loom__list_init(&rt->blocked_waiters);
   err = uv_loop_init(&rt->loop);
   if (err != 0)

@@ -15,6 +15,8 @@
 
 double loom__now(void) { return (double)uv_hrtime() / 1e9; }
 
+loom_task *loom__rt_current(loom_rt *rt) { return rt->current; }
+
 loom_rt *loom__rt(lua_State *L) {
   return (loom_rt *)lua_touserdata(L, lua_upvalueindex(1));
 }
@@ -37,8 +39,10 @@ void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) {
 
 int loom__raise_error(lua_State *L, const char *cls, const char *msg,
                       const char *code) {
-  loom__push_hook(L, loom__task_of(L) ? loom__task_of(L)->rt : loom__rt(L),
-                  "new_error");
+  loom_rt *rt = loom__rt(L);
+  if (rt == NULL || rt->magic != LOOM_MAGIC_RT)
+    return luaL_error(L, "%s: %s", cls, msg);
+  loom__push_hook(L, rt, "new_error");
   lua_pushstring(L, cls);
   lua_pushstring(L, msg);
   if (code) lua_pushstring(L, code);
@@ -97,8 +101,15 @@ void loom__wake(loom_task *t, int how) {
   loom__enqueue(t->rt, t);
 }
 
+static void fire_timers(loom_rt *rt, lua_State *S);
+
 void loom__cancel_point(lua_State *L, loom_task *t) {
-  loom_scope *hit = loom__effective_cancel(t->cur);
+  loom_scope *hit;
+  loom_timer *tm = loom__heap_min(t->rt);
+  /* A deadline that passed while this task ran counts now, not only when
+   * the scheduler next looks at the heap. */
+  if (tm != NULL && tm->when <= loom__now()) fire_timers(t->rt, L);
+  hit = loom__effective_cancel(t->cur);
   if (hit != NULL) {
     loom__push_cancelled(L, t->rt, hit);
     lua_error(L);
@@ -146,7 +157,6 @@ void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t) {
   if (co == NULL) return;
   t->L = NULL;
   t->thread_ref = LUA_NOREF;
-  *(loom_task **)lua_getextraspace(co) = NULL;
   if (lua_status(co) == LUA_OK && rt->pool_len < POOL_MAX) {
     if (rt->pool_len == rt->pool_cap) {
       int cap = rt->pool_cap ? rt->pool_cap * 2 : 16;
@@ -180,9 +190,8 @@ static void step(loom_rt *rt, lua_State *S, loom_task *t) {
     int i;
     co = acquire_thread(rt, S, &t->thread_ref);
     t->L = co;
-    *(loom_task **)lua_getextraspace(co) = t;
     lua_checkstack(co, t->nargs + 4);
-    lua_pushcfunction(co, loom__task_main);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
     loom__push_task(co, t);
     lua_getiuservalue(co, -1, LOOM_UV_FN);
     for (i = 0; i < t->nargs; i++) {

@@ -219,6 +219,21 @@ static int l_scope_exit(lua_State *L) {
   return 1;
 }
 
+static int l_is_scope(lua_State *L) {
+  lua_pushboolean(L, loom__test_ud(L, 1, sizeof(loom_scope),
+                                   LOOM_MAGIC_SCOPE) != NULL ||
+                     luaL_testudata(L, 1, SCOPE_MT) != NULL);
+  return 1;
+}
+
+/* S99: once a deadline has passed, cancel_called is true for good, even
+ * if nothing noticed yet and the deadline is moved afterwards. */
+static void settle_deadline(lua_State *L, loom_rt *rt, loom_scope *s) {
+  if (!s->cancel_called && s->state != LOOM_SCOPE_EXITED &&
+      s->deadline <= loom__now())
+    loom__scope_cancel(L, rt, s, 0, 1);
+}
+
 static int l_scope_set_caught(lua_State *L) {
   check_scope(L, 1)->caught = 1;
   return 0;
@@ -232,10 +247,10 @@ static int l_scope_index(lua_State *L) {
     lua_pushnumber(L, s->deadline);
   else if (strcmp(k, "shield") == 0)
     lua_pushboolean(L, s->shield);
-  else if (strcmp(k, "cancel_called") == 0)
-    lua_pushboolean(L, s->cancel_called ||
-                       (s->state == LOOM_SCOPE_ACTIVE &&
-                        s->deadline <= loom__now()));
+  else if (strcmp(k, "cancel_called") == 0) {
+    settle_deadline(L, loom__rt(L), s);
+    lua_pushboolean(L, s->cancel_called);
+  }
   else if (strcmp(k, "cancelled_caught") == 0)
     lua_pushboolean(L, s->caught);
   else if (strcmp(k, "active") == 0)
@@ -252,6 +267,7 @@ static int l_scope_newindex(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   const char *k = lua_tostring(L, 2);
   if (k && strcmp(k, "deadline") == 0) {
+    settle_deadline(L, rt, s);
     if (lua_isnil(L, 3))
       s->deadline = HUGE_VAL;
     else
@@ -327,6 +343,7 @@ static const luaL_Reg scope_funcs[] = {
   {"scope_enter", l_scope_enter},
   {"scope_exit", l_scope_exit},
   {"scope_set_caught", l_scope_set_caught},
+  {"is_scope", l_is_scope},
   {"effective_deadline", l_effective_deadline},
   {NULL, NULL}
 };

@@ -92,6 +92,26 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
 
 /* ---- running ----------------------------------------------------------- */
 
+/* Is the innermost Lua frame of the raise in one of loom's own Lua files? */
+static int raised_by_loom(lua_State *L, loom_rt *rt) {
+  lua_Debug ar;
+  int level, r = 0;
+  if (rt->own_dir_ref == LUA_NOREF) return 0;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "S", &ar);
+    if (ar.what[0] == 'C') continue;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->own_dir_ref);
+    {
+      size_t n;
+      const char *dir = lua_tolstring(L, -1, &n);
+      r = dir != NULL && strncmp(ar.source, dir, n) == 0;
+    }
+    lua_pop(L, 1);
+    break;
+  }
+  return r;
+}
+
 int loom__msgh(lua_State *L) {
   loom_task *t = loom__task_of(L);
   const char *msg;
@@ -102,7 +122,10 @@ int loom__msgh(lua_State *L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->tberr_ref);
     same = lua_rawequal(L, -1, 1);
     lua_pop(L, 1);
-    if (same) return 1;  /* re-raised: keep where it was first raised */
+    /* Re-raised by loom itself on its way out of a scope or group: keep
+     * where it was first raised. A fresh raise of an equal value records
+     * a new traceback. */
+    if (same && raised_by_loom(L, t->rt)) return 1;
     luaL_unref(L, LUA_REGISTRYINDEX, t->tberr_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, t->tb_ref);
   }
@@ -126,7 +149,7 @@ static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
  * coroutine, after the message handler recorded their traceback. */
 int loom__task_main(lua_State *L) {
   int nargs = lua_gettop(L) - 2;
-  lua_pushcfunction(L, loom__msgh);
+  lua_pushvalue(L, lua_upvalueindex(2));  /* loom__msgh with the runtime */
   lua_insert(L, 2);
   return task_main_k(L, lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, task_main_k),
                      0);
@@ -167,6 +190,11 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   if (failed) {
     lua_settop(L, ud + 1);
     err = ud + 1;
+    if (lua_isnil(L, err)) {
+      /* error(nil): keep something a group and a reader can hold. */
+      lua_pushliteral(L, "(error object is a nil value)");
+      lua_replace(L, err);
+    }
     t->outcome = is_cancelled(L, rt, err) ? LOOM_OUT_CANCELLED
                                           : LOOM_OUT_FAILED;
     lua_pushvalue(L, err);
@@ -252,12 +280,16 @@ static void push_name(lua_State *L, int ud) {
   lua_pop(L, 1);
   lua_getiuservalue(L, ud, LOOM_UV_FN);
   if (lua_type(L, -1) != LUA_TFUNCTION) {
+    const char *tn = luaL_typename(L, -1);
     lua_pop(L, 1);
-    lua_pushfstring(L, "callable %s", luaL_typename(L, -1));
+    lua_pushfstring(L, "callable %s", tn);
     return;
   }
   lua_getinfo(L, ">S", &ar);
-  lua_pushfstring(L, "function %s:%d", ar.short_src, ar.linedefined);
+  if (ar.what[0] == 'C')
+    lua_pushliteral(L, "C function");
+  else
+    lua_pushfstring(L, "function %s:%d", ar.short_src, ar.linedefined);
 }
 
 static int l_task_status(lua_State *L) {
@@ -415,8 +447,17 @@ static int l_task_tostring(lua_State *L) {
 
 /* ---- context and introspection ---------------------------------------- */
 
+/* The task on whose behalf L runs: L's own task, or for a coroutine the
+ * user resumes inside a task, that task. Raises outside any task. */
+static loom_task *current_or_raise(lua_State *L, const char *fn) {
+  loom_rt *rt = loom__rt(L);
+  if (loom__task_of(L) == NULL && rt->current == NULL)
+    loom__check_blocking(L, fn, 0);  /* raises the API.md message */
+  return rt->current;
+}
+
 static int l_context(lua_State *L) {
-  loom_task *t = loom__check_blocking(L, "context", 0);
+  loom_task *t = current_or_raise(L, "context");
   loom__push_task(L, t);
   if (lua_getiuservalue(L, -1, LOOM_UV_CTX) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -429,18 +470,21 @@ static int l_context(lua_State *L) {
 }
 
 static int l_current_task(lua_State *L) {
-  loom_task *t = loom__check_blocking(L, "current_task", 0);
+  loom_task *t = current_or_raise(L, "current_task");
   loom__push_task(L, t);
   return 1;
 }
 
 /* [-0, +1] "source:line" of the innermost Lua frame of a parked task. */
-static void push_where(lua_State *L, loom_task *t) {
+static void push_where(lua_State *L, loom_task *t, const char *own_dir) {
   lua_Debug ar;
   int level;
+  size_t n = own_dir ? strlen(own_dir) : 0;
   if (t->L != NULL && t->state != LOOM_TASK_RUNNING) {
     for (level = 0; lua_getstack(t->L, level, &ar); level++) {
       lua_getinfo(t->L, "Sl", &ar);
+      /* Frames of loom's own Lua files are not where the user waits. */
+      if (n > 0 && strncmp(ar.source, own_dir, n) == 0) continue;
       if (ar.currentline > 0) {
         lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
         return;
@@ -450,9 +494,10 @@ static void push_where(lua_State *L, loom_task *t) {
   lua_pushnil(L);
 }
 
-static void push_tree(lua_State *L, loom_task *t);
+static void push_tree(lua_State *L, loom_task *t, const char *own_dir);
 
-static void push_group_node(lua_State *L, loom_group *g) {
+static void push_group_node(lua_State *L, loom_group *g,
+                            const char *own_dir) {
   loom_list *n;
   int i = 0;
   lua_createtable(L, 0, 3);
@@ -462,7 +507,14 @@ static void push_group_node(lua_State *L, loom_group *g) {
   lua_setfield(L, -2, "cancelled");
   lua_newtable(L);
   for (n = g->children.next; n != &g->children; n = n->next) {
-    push_tree(L, loom__container_of(n, loom_task, group_link));
+    push_tree(L, loom__container_of(n, loom_task, group_link), own_dir);
+    lua_rawseti(L, -2, ++i);
+  }
+  /* Children of pending tg:start() calls, not yet moved in. */
+  for (n = g->starting.next; n != &g->starting; n = n->next) {
+    push_tree(L, loom__container_of(n, loom_task, group_link), own_dir);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "starting");
     lua_rawseti(L, -2, ++i);
   }
   lua_setfield(L, -2, "children");
@@ -470,7 +522,7 @@ static void push_group_node(lua_State *L, loom_group *g) {
 
 /* [-0, +1] {handle, id, name, status, waiting, where, groups = {...},
  * starting = {...}} for t and its descendants. */
-static void push_tree(lua_State *L, loom_task *t) {
+static void push_tree(lua_State *L, loom_task *t, const char *own_dir) {
   loom_list *n;
   int i = 0;
   luaL_checkstack(L, 8, "loom.task_tree: nesting too deep");
@@ -490,22 +542,40 @@ static void push_tree(lua_State *L, loom_task *t) {
                     : t->state == LOOM_TASK_READY  ? "ready"
                     : t->wait_what ? t->wait_what : "ready");
   lua_setfield(L, -2, "waiting");
-  push_where(L, t);
+  push_where(L, t, own_dir);
   lua_setfield(L, -2, "where");
   lua_newtable(L);
   for (n = t->groups.next; n != &t->groups; n = n->next) {
-    push_group_node(L, loom__container_of(n, loom_group, host_link));
+    push_group_node(L, loom__container_of(n, loom_group, host_link),
+                    own_dir);
     lua_rawseti(L, -2, ++i);
   }
   lua_setfield(L, -2, "groups");
 }
 
 /* core.task_tree() -> the root's node, or nil outside loom.run */
+/* core.task_tree([own_dir]): own_dir is the source prefix of loom's Lua
+ * files ("@/path/lua/loom/"), whose frames `where` skips. */
 static int l_task_tree(lua_State *L) {
   loom_rt *rt = loom__rt(L);
+  const char *own_dir = luaL_optstring(L, 1, NULL);
   if (rt->root == NULL || rt->root->state == LOOM_TASK_DONE) return 0;
-  push_tree(L, rt->root);
+  push_tree(L, rt->root, own_dir);
   return 1;
+}
+
+/* core.check_in_task(name): raise the API.md message for loom.<name>. */
+static int l_check_in_task(lua_State *L) {
+  const char *fn = luaL_checkstring(L, 1);
+  if (loom__task_of(L) == NULL) {
+    /* Blame the caller of the loom.<fn> Lua function, not loom's file. */
+    luaL_where(L, 2);
+    lua_pushfstring(L, "loom.%s: must be called from inside a loom task "
+                    "(start one with loom.run)", fn);
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  return 0;
 }
 
 static const luaL_Reg task_meta[] = {
@@ -530,6 +600,7 @@ static const luaL_Reg task_funcs[] = {
   {"context", l_context},
   {"current_task", l_current_task},
   {"task_tree", l_task_tree},
+  {"check_in_task", l_check_in_task},
   {"msgh", loom__msgh},
   {NULL, NULL}
 };
@@ -541,6 +612,14 @@ int loom__open_task(lua_State *L) {
   if (rt->task_mt_ref == LUA_NOREF) {
     lua_pushvalue(L, -1);
     rt->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  if (rt->task_main_ref == LUA_NOREF) {
+    /* One closure for every task body: upvalues runtime, message handler. */
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, loom__msgh, 1);
+    lua_pushcclosure(L, loom__task_main, 2);
+    rt->task_main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   loom__setfuncs(L, 1, task_meta);
   lua_newtable(L);

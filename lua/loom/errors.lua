@@ -156,11 +156,11 @@ local function matches(m, e)
 end
 M.matches = matches
 
-local function check_matcher(m, fname)
+local function check_matcher(m, fname, level)
   local tm = type(m)
   if not (is_class(m) or tm == "function" or tm == "string") then
     error("bad argument #1 to '" .. fname .. "' (error class, function or "
-      .. "string pattern expected, got " .. tm .. ")", 3)
+      .. "string pattern expected, got " .. tm .. ")", level or 3)
   end
 end
 
@@ -252,7 +252,8 @@ ErrorGroup.__tostring = function(eg) return render(eg, 0) end
 -- catch
 
 --- errors.catch(handlers, fn, ...): see API.md.
-function M.catch(msgh, handlers, fn, ...)
+--- Argument checks of loom.catch; errors blame the caller of loom.catch.
+function M.check_catch(handlers, fn)
   if type(handlers) ~= "table" then
     error("bad argument #1 to 'catch' (table of {matcher, handler} expected, "
       .. "got " .. type(handlers) .. ")", 3)
@@ -262,12 +263,16 @@ function M.catch(msgh, handlers, fn, ...)
       error(("bad argument #1 to 'catch' (entry %d is not a {matcher, "
         .. "handler} pair)"):format(i), 3)
     end
-    check_matcher(h[1], "catch")
+    check_matcher(h[1], "catch", 4)
   end
   if type(fn) ~= "function" then
     error("bad argument #2 to 'catch' (function expected, got "
       .. type(fn) .. ")", 3)
   end
+end
+
+--- errors.catch(msgh, handlers, fn, ...): loom.catch after its checks.
+function M.catch(msgh, handlers, fn, ...)
   local r = pack(xpcall(fn, msgh, ...))
   if r[1] then return unpack(r, 2, r.n) end
   local err = r[2]

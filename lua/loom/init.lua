@@ -13,7 +13,13 @@ local msgh = core.msgh
 local is_cancelled = errors.is_cancelled
 local ErrorGroup = errors.ErrorGroup
 
-core.set_hooks(errors.hooks(core))
+-- Source prefix of loom's own Lua files ("@/.../lua/loom/"): their frames
+-- are not where a task waits, and their re-raises keep the first traceback.
+local own_dir = debug.getinfo(1, "S").source:match("^(@.*[/\\])[^/\\]*$")
+
+local hooks = errors.hooks(core)
+hooks.own_dir = own_dir
+core.set_hooks(hooks)
 
 local loom = {
   _VERSION = "loom " .. core.version,
@@ -35,6 +41,7 @@ loom.is_cancelled = is_cancelled
 
 --- loom.catch(handlers, fn, ...): handlers = { {matcher, handler}, ... }.
 function loom.catch(handlers, fn, ...)
+  errors.check_catch(handlers, fn)
   return errors.catch(msgh, handlers, fn, ...)
 end
 
@@ -66,13 +73,14 @@ local function check_fn(v, n, fname)
   end
 end
 
-local function check_delay(v, n, fname)
+local function check_delay(v, n, fname, level)
+  level = level or 3
   if type(v) ~= "number" then
     error(("bad argument #%d to '%s' (number expected, got %s)")
-      :format(n, fname, v == nil and "no value" or type(v)), 3)
+      :format(n, fname, v == nil and "no value" or type(v)), level)
   end
   if v ~= v then
-    error(("bad argument #%d to '%s' (delay is NaN)"):format(n, fname), 3)
+    error(("bad argument #%d to '%s' (delay is NaN)"):format(n, fname), level)
   end
 end
 
@@ -93,12 +101,12 @@ local function finish_scope(scope, catches, r)
       return
     end
     if errors.is(e, ErrorGroup) then
-      local _, rest = e:split(errors.Cancelled)
+      local cancelled, rest = e:split(errors.Cancelled)
       if rest == nil then
         scope_set_caught(scope)
         return
       end
-      e = rest
+      if cancelled ~= nil then e = rest end
     end
   end
   error(e, 0)
@@ -107,6 +115,10 @@ end
 --- scope:run(fn, ...) -> fn's results (nothing if the scope caught a
 --- cancellation). fn is called as fn(scope, ...).
 function scope_methods.run(scope, fn, ...)
+  if not core.is_scope(scope) then
+    error("calling 'run' on bad self (loom.CancelScope expected, got "
+      .. type(scope) .. ")", 2)
+  end
   check_fn(fn, 1, "run")
   scope_enter(scope)
   local r = pack(xpcall(fn, msgh, scope, ...))
@@ -132,9 +144,12 @@ function loom.cancel_scope(opts)
   return core.scope_new(d, s)
 end
 
-local function deadline_after(delay, fname)
+-- Each public function validates its own arguments, so that argument
+-- errors blame the caller's line (level 3: the check, the loom function,
+-- its caller). The helpers below run after validation.
+local function to_deadline(delay, fname)
   if delay == nil then return nil end
-  check_delay(delay, 1, fname)
+  check_delay(delay, 1, fname, 4)
   if delay < 0 then
     error(("bad argument #1 to '%s' (delay must not be negative)")
       :format(fname), 3)
@@ -142,20 +157,17 @@ local function deadline_after(delay, fname)
   return core.now() + delay
 end
 
-local function deadline_at(deadline, fname)
-  if deadline == nil then return nil end
-  check_delay(deadline, 1, fname)
+local function check_deadline(deadline, fname)
+  if deadline ~= nil then check_delay(deadline, 1, fname, 4) end
   return deadline
 end
 
-local function move_on(deadline, fname, fn, ...)
-  check_fn(fn, 2, fname)
+local function move_on(deadline, fn, ...)
   local scope = core.scope_new(deadline)
   return scope, scope:run(fn, ...)
 end
 
-local function fail(deadline, fname, fn, ...)
-  check_fn(fn, 2, fname)
+local function fail(deadline, fn, ...)
   local scope = core.scope_new(deadline)
   local r = pack(scope:run(fn, ...))
   if scope.cancelled_caught and core.now() >= scope.deadline then
@@ -165,20 +177,27 @@ local function fail(deadline, fname, fn, ...)
 end
 
 function loom.move_on_after(delay, fn, ...)
-  return move_on(deadline_after(delay, "move_on_after"), "move_on_after",
-                 fn, ...)
+  local deadline = to_deadline(delay, "move_on_after")
+  check_fn(fn, 2, "move_on_after")
+  return move_on(deadline, fn, ...)
 end
 
 function loom.move_on_at(deadline, fn, ...)
-  return move_on(deadline_at(deadline, "move_on_at"), "move_on_at", fn, ...)
+  check_deadline(deadline, "move_on_at")
+  check_fn(fn, 2, "move_on_at")
+  return move_on(deadline, fn, ...)
 end
 
 function loom.fail_after(delay, fn, ...)
-  return fail(deadline_after(delay, "fail_after"), "fail_after", fn, ...)
+  local deadline = to_deadline(delay, "fail_after")
+  check_fn(fn, 2, "fail_after")
+  return fail(deadline, fn, ...)
 end
 
 function loom.fail_at(deadline, fn, ...)
-  return fail(deadline_at(deadline, "fail_at"), "fail_at", fn, ...)
+  check_deadline(deadline, "fail_at")
+  check_fn(fn, 2, "fail_at")
+  return fail(deadline, fn, ...)
 end
 
 -- Task groups ----------------------------------------------------------------
@@ -217,6 +236,14 @@ loom.TASK_STATUS_IGNORED = setmetatable({}, {
 
 -- Gathering ------------------------------------------------------------------
 
+-- "function <source>:<line>", as a task's default name.
+local function describe(f)
+  if type(f) ~= "function" then return "callable " .. type(f) end
+  local info = debug.getinfo(f, "S")
+  if info.what == "C" then return "C function" end
+  return ("function %s:%d"):format(info.short_src, info.linedefined)
+end
+
 --- loom.gather(fns[, opts]) -> array of first results in input order.
 function loom.gather(fns, opts)
   if type(fns) ~= "table" then
@@ -227,6 +254,7 @@ function loom.gather(fns, opts)
     error("bad argument #2 to 'gather' (table expected, got "
       .. type(opts) .. ")", 2)
   end
+  core.check_in_task("gather")
   local n = #fns
   for i = 1, n do
     if not callable(fns[i]) then
@@ -239,14 +267,16 @@ function loom.gather(fns, opts)
   loom.task_group(function(tg)
     for i = 1, n do
       local f = fns[i]
+      local h
       if keep then
-        tg:start_soon(function()
+        h = tg:start_soon(function()
           local r = pack(xpcall(f, msgh))
           results[i] = r[2]
         end)
       else
-        tg:start_soon(function() results[i] = (f()) end)
+        h = tg:start_soon(function() results[i] = (f()) end)
       end
+      h.name = ("gather[%d] %s"):format(i, describe(f))
     end
   end)
   return results
@@ -267,6 +297,7 @@ local function render_task(node, prefix, lines, last, top)
   if top then
     lines[#lines + 1] = line
   else
+    if node.starting then line = line .. " [starting]" end
     lines[#lines + 1] = prefix .. (last and "└── " or "├── ") .. line
     prefix = prefix .. (last and "    " or "│   ")
   end
@@ -293,7 +324,7 @@ end
 --- node: handle, id, name, status, waiting, where ("source:line"), groups =
 --- { { children = {node...}, cancelled = bool }, ... }.
 function loom.task_tree()
-  return setmetatable({ root = core.task_tree() }, tree_mt)
+  return setmetatable({ root = core.task_tree(own_dir) }, tree_mt)
 end
 
 return loom
