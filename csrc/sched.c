@@ -255,7 +255,10 @@ static void wait_for_events(loom_rt *rt) {
   loom_timer *tm = loom__heap_min(rt);
   if (tm != NULL) {
     double ms = ceil((tm->when - loom__now()) * 1000.0);
-    if (ms < 0) ms = 0;
+    /* Clamp before converting: a far deadline (1e20 s) would overflow the
+     * integer and spin. Waking once a day is harmless. */
+    if (!(ms > 0)) ms = 0;
+    if (ms > 86400000.0) ms = 86400000.0;
     uv_update_time(&rt->loop);
     uv_timer_start(&rt->timer, timer_cb, (uint64_t)ms, 0);
     uv_ref((uv_handle_t *)&rt->timer);

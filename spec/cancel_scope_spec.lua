@@ -1,0 +1,1304 @@
+-- Cancel scopes, deadlines, shields and timeouts (API.md "Cancel scopes and
+-- timeouts"; SEMANTICS.md S90-S111, D4-D6). Ports of Trio test_run.py /
+-- test_timeouts.py and AnyIO test_taskgroups.py scope tests.
+
+local loom = require("loom")
+local H = require("helpers")
+
+local run, log = H.run, H.log
+local inf = math.huge
+
+-- pcall fn and return whether it raised Cancelled.
+local function raises_cancelled(fn, ...)
+  local ok, e = pcall(fn, ...)
+  return not ok and loom.is_cancelled(e)
+end
+
+describe("loom.cancel_scope", function()
+  it("builds an unentered scope with defaults", function()
+    local s = loom.cancel_scope()
+    assert.equal(inf, s.deadline)
+    assert.is_false(s.shield)
+    assert.is_false(s.cancel_called)
+    assert.is_false(s.cancelled_caught)
+    H.contains(tostring(s), "loom.CancelScope")
+  end)
+
+  it("takes deadline and shield options", function()
+    local s = loom.cancel_scope{ deadline = 12.5, shield = true }
+    assert.equal(12.5, s.deadline)
+    assert.is_true(s.shield)
+    assert.equal(inf, loom.cancel_scope{}.deadline)
+  end)
+
+  it("scope:run runs fn(scope, ...) in the calling task and returns its "
+    .. "results", function()
+    run(function()
+      local s = loom.cancel_scope()
+      local me = loom.current_task()
+      local r = table.pack(s:run(function(scope, a, b)
+        assert.equal(s, scope)
+        assert.equal(me, loom.current_task())
+        return b, a, nil
+      end, 1, 2))
+      assert.same({ n = 3, 2, 1, nil }, r)
+    end)
+  end)
+
+  it("scope:run returns nothing when the scope caught a cancellation",
+    function()
+      run(function()
+        local s = loom.cancel_scope()
+        local r = table.pack(s:run(function(scope)
+          scope:cancel()
+          loom.checkpoint()
+          return "not reached"
+        end))
+        assert.equal(0, r.n)
+        assert.is_true(s.cancelled_caught)
+      end)
+    end)
+
+  it("scope:run lets other errors through", function()
+    run(function()
+      local s = loom.cancel_scope()
+      local obj = {}
+      local err = H.capture_error(s.run, s, function() error(obj) end)
+      assert.is_true(rawequal(obj, err))
+      assert.is_false(s.cancelled_caught)
+    end)
+  end)
+
+  it("cancel() is idempotent and sets cancel_called (Trio "
+    .. "test_cancel_edge_cases)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      s:run(function()
+        s:cancel()
+        s:cancel()
+        loom.checkpoint()
+      end)
+      assert.is_true(s.cancel_called)
+      assert.is_true(s.cancelled_caught)
+    end)
+  end)
+
+  it("cancel() is not a checkpoint (S9)", function()
+    local events, add = log()
+    run(function()
+      local s = loom.cancel_scope()
+      s:run(function()
+        s:cancel()
+        add("still running")
+        loom.checkpoint()
+        add("not reached")
+      end)
+    end)
+    assert.same({ "still running" }, events)
+  end)
+
+  it("cancel() before entering cancels the first checkpoint inside "
+    .. "(S93, AnyIO test_cancel_before_entering_scope)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      s:cancel()
+      assert.is_true(s.cancel_called)
+      local reached = false
+      s:run(function()
+        loom.sleep(1)
+        reached = true
+      end)
+      assert.is_false(reached)
+      assert.is_true(s.cancelled_caught)
+    end)
+  end)
+
+  it("cancel() after exit only sets cancel_called (S93)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      s:run(function() loom.checkpoint() end)
+      s:cancel()
+      loom.checkpoint()
+      assert.is_true(s.cancel_called)
+      assert.is_false(s.cancelled_caught)
+    end)
+  end)
+
+  it("can be cancelled from another task (S108, AnyIO "
+    .. "test_cancel_scope_in_another_task)", function()
+    run(function()
+      local local_scope
+      local result = false
+      loom.task_group(function(tg)
+        tg:start_soon(function()
+          local_scope = loom.cancel_scope()
+          local_scope:run(function()
+            loom.sleep(2)
+            result = true
+          end)
+        end)
+        while local_scope == nil do loom.sleep(0) end
+        local_scope:cancel()
+      end)
+      assert.is_false(result)
+      assert.is_true(local_scope.cancelled_caught)
+    end)
+  end)
+
+  it("is level-triggered: every checkpoint raises (S95, Trio "
+    .. "test_cancel_edge_cases)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      local results = {}
+      s:run(function()
+        s:cancel()
+        results[1] = raises_cancelled(loom.sleep_forever)
+        results[2] = raises_cancelled(loom.sleep_forever)
+        results[3] = raises_cancelled(loom.checkpoint)
+        results[4] = raises_cancelled(loom.sleep, 0.1)
+        results[5] = raises_cancelled(loom.checkpoint_if_cancelled)
+      end)
+      assert.same({ true, true, true, true, true }, results)
+      assert.is_false(s.cancelled_caught)
+    end)
+  end)
+
+  it("a task that swallows Cancelled keeps running and leaves the scope "
+    .. "normally (S109)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      local r = table.pack(s:run(function()
+        s:cancel()
+        assert.is_true(raises_cancelled(loom.checkpoint))
+        return "kept going"
+      end))
+      assert.same({ n = 1, "kept going" }, r)
+      assert.is_true(s.cancel_called)
+      assert.is_false(s.cancelled_caught)
+    end)
+  end)
+
+  it("cancelled without a later checkpoint: cancelled_caught stays false "
+    .. "(S96, AnyIO test_cancelled_not_caught)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      s:run(function() s:cancel() end)
+      assert.is_true(s.cancel_called)
+      assert.is_false(s.cancelled_caught)
+    end)
+  end)
+
+  it("another error raised while handling Cancelled propagates (S98, "
+    .. "S110)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      local err = H.capture_error(s.run, s, function()
+        s:cancel()
+        local _ = pcall(loom.checkpoint)
+        error("cleanup failed", 0)
+      end)
+      assert.equal("cleanup failed", err)
+      assert.is_false(s.cancelled_caught)
+    end)
+  end)
+
+  it("a pending cancel of an exited scope is not delivered (Trio "
+    .. "test_cancel_scope_nesting)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      s:run(function()
+        s:cancel()
+        loom.cancel_shielded_checkpoint()
+      end)
+      loom.checkpoint()
+      assert.is_false(s.cancelled_caught)
+    end)
+  end)
+
+  it("the Cancelled message carries the reason (S107)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      local got
+      s:run(function()
+        s:cancel("operator asked")
+        local _, e = pcall(loom.checkpoint)
+        got = e
+        error(e, 0)
+      end)
+      assert.is_true(loom.is_cancelled(got))
+      H.contains(got.message, "operator asked")
+      H.contains(tostring(got), "Cancelled: ")
+    end)
+  end)
+
+  it("the first reason given is kept (S93)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      local got
+      s:run(function()
+        s:cancel("first")
+        s:cancel("second")
+        local _, e = pcall(loom.checkpoint)
+        got = e
+      end)
+      H.contains(got.message, "first")
+      assert.is_nil(got.message:find("second", 1, true))
+    end)
+  end)
+
+  it("a deadline's Cancelled says 'deadline exceeded' (S101)", function()
+    run(function()
+      local got
+      loom.move_on_after(0.005, function()
+        local _, e = pcall(loom.sleep_forever)
+        got = e
+      end)
+      assert.is_true(loom.is_cancelled(got))
+      H.contains(got.message, "deadline exceeded")
+    end)
+  end)
+end)
+
+describe("nested cancel scopes", function()
+  it("the outermost cancelled scope catches (S97, Trio "
+    .. "test_cancel_scope_nesting)", function()
+    run(function()
+      local s1, s2, s3 = loom.cancel_scope(), loom.cancel_scope(),
+                         loom.cancel_scope()
+      s1:run(function()
+        s2:run(function()
+          s3:run(function()
+            s3:cancel()
+            s2:cancel()
+            loom.sleep_forever()
+          end)
+        end)
+      end)
+      assert.is_true(s3.cancel_called)
+      assert.is_false(s3.cancelled_caught)
+      assert.is_true(s2.cancel_called)
+      assert.is_true(s2.cancelled_caught)
+      assert.is_false(s1.cancel_called)
+      assert.is_false(s1.cancelled_caught)
+    end)
+  end)
+
+  it("a shield in between splits the chain: the inner cancelled scope "
+    .. "catches first (S97)", function()
+    local events, add = log()
+    run(function()
+      local s1 = loom.cancel_scope()
+      local s2 = loom.cancel_scope{ shield = true }
+      local s3 = loom.cancel_scope()
+      s1:run(function()
+        s2:run(function()
+          s3:run(function()
+            s1:cancel()
+            s3:cancel()
+            loom.checkpoint()
+          end)
+          add("in s2 after s3")
+          loom.checkpoint()
+          add("s2 checkpoint passed")
+        end)
+        loom.checkpoint()
+        add("not reached")
+      end)
+      assert.same({ true, false, true },
+        { s3.cancelled_caught, s2.cancelled_caught, s1.cancelled_caught })
+    end)
+    assert.same({ "in s2 after s3", "s2 checkpoint passed" }, events)
+  end)
+
+  it("code between the inner and the catching scope does not run", function()
+    local events, add = log()
+    run(function()
+      local outer = loom.cancel_scope()
+      outer:run(function()
+        loom.cancel_scope():run(function(inner)
+          inner:cancel()
+          outer:cancel()
+          loom.checkpoint()
+        end)
+        add("between")
+      end)
+      add("after")
+      assert.is_true(outer.cancelled_caught)
+    end)
+    assert.same({ "after" }, events)
+  end)
+
+  it("an outer cancel reaches a blocked inner scope (AnyIO "
+    .. "test_nested_move_on_after)", function()
+    run(function()
+      local sleep_completed, inner_completed = false, false
+      local inner
+      local outer = loom.move_on_after(0.01, function(outer)
+        assert.equal(outer.deadline, loom.current_effective_deadline())
+        loom.move_on_after(1, function(scope)
+          inner = scope
+          assert.equal(outer.deadline, loom.current_effective_deadline())
+          loom.sleep(2)
+          sleep_completed = true
+        end)
+        inner_completed = true
+      end)
+      assert.is_false(sleep_completed)
+      assert.is_false(inner_completed)
+      assert.is_true(outer.cancel_called)
+      assert.is_true(outer.cancelled_caught)
+      assert.is_false(inner.cancel_called)
+      assert.is_false(inner.cancelled_caught)
+    end)
+  end)
+
+  it("no Cancelled escapes an outer scope cancelled after an inner "
+    .. "timeout (AnyIO test_escaping_cancelled_error_from_cancelled_task)",
+    function()
+      run(function()
+        local s = loom.cancel_scope()
+        s:run(function()
+          loom.move_on_after(0.005, function() loom.sleep(1) end)
+          s:cancel()
+        end)
+        assert.is_false(s.cancelled_caught)
+        loom.sleep(0)
+      end)
+    end)
+
+  it("a scope is not effective after it exited (AnyIO "
+    .. "test_cancel_scope_cleared)", function()
+    run(function()
+      loom.move_on_after(0.005, function() loom.sleep(1) end)
+      loom.sleep(0)
+    end)
+  end)
+
+  it("a Cancelled re-raised after making the inner scope shielded is still "
+    .. "caught by the outer scope (S97, Trio "
+    .. "test_unshield_while_cancel_propagating)", function()
+    run(function()
+      local outer, inner = loom.cancel_scope(), loom.cancel_scope()
+      outer:run(function()
+        inner:run(function()
+          outer:cancel()
+          local _, e = pcall(loom.checkpoint)
+          inner.shield = true
+          error(e, 0)
+        end)
+      end)
+      assert.is_true(outer.cancelled_caught)
+      assert.is_false(inner.cancelled_caught)
+    end)
+  end)
+
+  it("triple nesting, checkpoint in the outer scope (S111, AnyIO "
+    .. "test_triple_nested_shield_checkpoint_in_outer)", function()
+    run(function()
+      local got_past = false
+      loom.task_group(function(tg)
+        tg:start_soon(function()
+          loom.cancel_scope():run(function(scope1)
+            loom.cancel_scope():run(function(scope2)
+              loom.cancel_scope{ shield = true }:run(function()
+                scope1:cancel()
+                scope2:cancel()
+              end)
+            end)
+            loom.checkpoint()
+            got_past = true
+          end)
+        end)
+      end)
+      assert.is_false(got_past)
+    end)
+  end)
+
+  it("triple nesting, checkpoint in the middle scope (S111, AnyIO "
+    .. "test_triple_nested_shield_checkpoint_in_middle)", function()
+    run(function()
+      local got_past = false
+      loom.task_group(function(tg)
+        tg:start_soon(function()
+          loom.cancel_scope():run(function(scope1)
+            loom.cancel_scope():run(function()
+              loom.cancel_scope{ shield = true }:run(function()
+                scope1:cancel()
+              end)
+              loom.checkpoint()
+              got_past = true
+            end)
+          end)
+        end)
+      end)
+      assert.is_false(got_past)
+    end)
+  end)
+end)
+
+describe("shielded scopes", function()
+  it("block cancellation from outside (AnyIO test_shielding)", function()
+    run(function()
+      local inner_done, outer_done = false, false
+      local inner
+      local saved
+      loom.task_group(function(tg)
+        saved = tg
+        tg:start_soon(function()
+          loom.wait_all_tasks_blocked()
+          tg:cancel()
+        end)
+        inner = loom.move_on_after(10, function(scope)
+          scope.shield = true
+          assert.is_true(scope.shield)
+          loom.sleep(0.01)
+          inner_done = true
+        end)
+        loom.sleep(1)
+        outer_done = true
+      end)
+      assert.is_true(inner_done)
+      assert.is_false(outer_done)
+      assert.is_true(saved.cancel_scope.cancel_called)
+      assert.is_false(inner.cancel_called)
+    end)
+  end)
+
+  it("do not block their own cancel (S105, AnyIO "
+    .. "test_cancel_shielded_scope)", function()
+    run(function()
+      local s = loom.cancel_scope{ shield = true }
+      s:run(function()
+        assert.is_true(s.shield)
+        s:cancel()
+        assert.equal(-inf, loom.current_effective_deadline())
+        assert.is_true(raises_cancelled(loom.sleep, 0))
+      end)
+    end)
+  end)
+
+  it("do not block their own cancel from another task (AnyIO "
+    .. "test_shielding_immediate_scope_cancelled)", function()
+    run(function()
+      local sleep_completed = false
+      loom.task_group(function(tg)
+        local scope = loom.cancel_scope{ shield = true }
+        scope:run(function()
+          tg:start_soon(function()
+            loom.wait_all_tasks_blocked()
+            scope:cancel()
+          end)
+          loom.sleep(0.5)
+          sleep_completed = true
+        end)
+        assert.is_true(scope.cancelled_caught)
+      end)
+      assert.is_false(sleep_completed)
+    end)
+  end)
+
+  it("hide an outer cancellation until they exit (AnyIO "
+    .. "test_cancel_from_shielded_scope)", function()
+    run(function()
+      loom.task_group(function(tg)
+        loom.cancel_scope{ shield = true }:run(function(inner)
+          assert.is_true(inner.shield)
+          tg:cancel()
+          assert.equal(inf, loom.current_effective_deadline())
+          loom.checkpoint()
+        end)
+        assert.equal(-inf, loom.current_effective_deadline())
+        assert.is_true(raises_cancelled(loom.sleep, 0.01))
+        assert.is_true(raises_cancelled(loom.sleep, 0.01))
+      end)
+    end)
+  end)
+
+  it("can be switched at run time (S105, Trio test_cancel_shielding)",
+    function()
+      local events, add = log()
+      run(function()
+        local outer, inner = loom.cancel_scope(), loom.cancel_scope()
+        outer:run(function()
+          inner:run(function()
+            loom.checkpoint()
+            outer:cancel()
+            add(raises_cancelled(loom.checkpoint))
+            assert.is_false(inner.shield)
+            inner.shield = true
+            assert.is_true(inner.shield)
+            -- the shield protects from outer
+            loom.checkpoint()
+            loom.cancel_scope():run(function(innerest)
+              innerest:cancel()
+              -- but not from a scope inside it
+              add(raises_cancelled(loom.checkpoint))
+            end)
+            loom.checkpoint()
+            inner.shield = false
+            add(raises_cancelled(loom.checkpoint))
+            inner.shield = true
+            loom.checkpoint()
+            -- nor from inner itself; this one is caught by inner
+            inner:cancel()
+            loom.checkpoint()
+            add("not reached")
+          end)
+          add("inner caught " .. tostring(inner.cancelled_caught))
+        end)
+      end)
+      assert.same({ true, true, true, "inner caught true" }, events)
+    end)
+
+  it("set before entering, then dropped (Trio test_cancel_unbound)",
+    function()
+      run(function()
+        local scope = loom.cancel_scope()
+        scope.shield = true
+        local outer = loom.cancel_scope()
+        outer:run(function()
+          scope:run(function()
+            outer:cancel()
+            loom.checkpoint()
+            scope.shield = false
+            assert.is_true(raises_cancelled(loom.checkpoint))
+          end)
+        end)
+      end)
+    end)
+
+  it("dropping a shield wakes the tasks blocked inside (S105, Trio "
+    .. "test_cancel_shield_abort)", function()
+    run(function()
+      local record = {}
+      local outer = loom.cancel_scope()
+      outer:run(function()
+        loom.task_group(function(tg)
+          outer:cancel()
+          tg.cancel_scope.shield = true
+          tg:start_soon(function()
+            record[#record + 1] = "sleeping"
+            if raises_cancelled(loom.sleep_forever) then
+              record[#record + 1] = "cancelled"
+            end
+          end)
+          loom.wait_all_tasks_blocked()
+          assert.same({ "sleeping" }, record)
+          tg.cancel_scope.shield = false
+          loom.cancel_scope{ shield = true }:run(function()
+            loom.wait_all_tasks_blocked()
+            assert.same({ "sleeping", "cancelled" }, record)
+          end)
+        end)
+      end)
+      assert.same({ "sleeping", "cancelled" }, record)
+    end)
+  end)
+
+  it("switched off in a child exposes its group's cancellation (AnyIO "
+    .. "test_shielding_mutate)", function()
+    run(function()
+      local completed = false
+      local reached = false
+      loom.task_group(function(tg)
+        tg:start_soon(function()
+          loom.cancel_scope():run(function(scope)
+            scope.shield = true
+            loom.sleep(0.02)
+            completed = true
+            scope.shield = false
+            loom.sleep(1)
+            reached = true
+          end)
+        end)
+        loom.wait_all_tasks_blocked()
+        tg:cancel()
+      end)
+      assert.is_true(completed)
+      assert.is_false(reached)
+    end)
+  end)
+
+  it("protect cleanup after a cancellation (S106)", function()
+    local events, add = log()
+    run(function()
+      local s = loom.cancel_scope()
+      s:run(function()
+        s:cancel()
+        local _, e = pcall(loom.sleep_forever)
+        add(raises_cancelled(loom.checkpoint))
+        loom.move_on_after(1, function(guard)
+          guard.shield = true
+          assert.is_true(guard.deadline < inf)
+          assert.equal(guard.deadline, loom.current_effective_deadline())
+          loom.sleep(0.001)
+          add("cleanup done")
+        end)
+        assert.equal(-inf, loom.current_effective_deadline())
+        error(e, 0)
+      end)
+      assert.is_true(s.cancelled_caught)
+    end)
+    assert.same({ true, "cleanup done" }, events)
+  end)
+end)
+
+describe("deadlines", function()
+  it("a deadline cancels the scope when it passes", function()
+    run(function()
+      local s = loom.cancel_scope{ deadline = loom.now() + 0.01 }
+      local reached = false
+      s:run(function()
+        loom.sleep_forever()
+        reached = true
+      end)
+      assert.is_false(reached)
+      assert.is_true(s.cancel_called)
+      assert.is_true(s.cancelled_caught)
+    end)
+  end)
+
+  it("a deadline in the past cancels on entry (S101, AnyIO "
+    .. "test_deadline_reached_on_start)", function()
+    run(function()
+      local reached = false
+      local s = loom.move_on_after(0, function(scope)
+        assert.is_true(scope.cancel_called)
+        assert.equal(-inf, loom.current_effective_deadline())
+        loom.sleep(0)
+        reached = true
+      end)
+      assert.is_false(reached)
+      assert.is_true(s.cancelled_caught)
+      s = loom.move_on_at(loom.now() - 10, function() loom.checkpoint() end)
+      assert.is_true(s.cancelled_caught)
+    end)
+  end)
+
+  it("deadline can be read and set while active (Trio test_basic_timeout)",
+    function()
+      run(function()
+        local start = loom.now()
+        local s = loom.cancel_scope()
+        s:run(function()
+          assert.equal(inf, s.deadline)
+          s.deadline = start + 1
+          assert.equal(start + 1, s.deadline)
+        end)
+        assert.is_false(s.cancel_called)
+      end)
+    end)
+
+  it("pushing the deadline later avoids a timeout (S101, AnyIO "
+    .. "test_deadline_moved)", function()
+    run(function()
+      loom.fail_after(0.01, function(scope)
+        scope.deadline = scope.deadline + 0.3
+        loom.sleep(0.02)
+      end)
+    end)
+  end)
+
+  it("pulling the deadline earlier fires sooner (S101)", function()
+    run(function()
+      local t0 = loom.now()
+      local s = loom.cancel_scope{ deadline = t0 + 10 }
+      s:run(function()
+        loom.checkpoint()
+        s.deadline = loom.now() + 0.01
+        loom.sleep(5)
+      end)
+      assert.is_true(s.cancelled_caught)
+      assert.is_true(loom.now() - t0 < 2)
+    end)
+  end)
+
+  it("setting a deadline in the past cancels at the next checkpoint (Trio "
+    .. "test_basic_timeout)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      s:run(function()
+        loom.checkpoint()
+        s.deadline = loom.now() + 10
+        loom.checkpoint()
+        s.deadline = loom.now() - 1
+        assert.is_true(s.cancel_called)
+        assert.is_true(raises_cancelled(loom.checkpoint))
+        assert.is_true(raises_cancelled(loom.checkpoint))
+      end)
+    end)
+  end)
+
+  it("a deadline set in the past from another task wakes the sleeper",
+    function()
+      run(function()
+        local s = loom.cancel_scope()
+        local t0 = loom.now()
+        loom.task_group(function(tg)
+          tg:start_soon(function() s:run(function() loom.sleep(10) end) end)
+          loom.wait_all_tasks_blocked()
+          s.deadline = loom.now() - 1
+          assert.is_true(s.cancel_called)
+        end)
+        assert.is_true(s.cancelled_caught)
+        assert.is_true(loom.now() - t0 < 5)
+      end)
+    end)
+
+  it("deadline = nil removes the deadline", function()
+    run(function()
+      local s = loom.cancel_scope{ deadline = loom.now() + 0.005 }
+      s:run(function()
+        s.deadline = nil
+        assert.equal(inf, s.deadline)
+        loom.sleep(0.02)
+      end)
+      assert.is_false(s.cancel_called)
+    end)
+  end)
+
+  it("moving the deadline after a cancel does not un-cancel (S101)",
+    function()
+      run(function()
+        local s = loom.cancel_scope{ deadline = loom.now() + 0.005 }
+        s:run(function()
+          assert.is_true(raises_cancelled(loom.sleep, 1))
+          s.deadline = loom.now() + 100
+          assert.is_true(s.cancel_called)
+          assert.is_true(raises_cancelled(loom.checkpoint))
+        end)
+      end)
+    end)
+
+  it("cancel_called turns true once the deadline passes, before any "
+    .. "checkpoint, and never goes back (S99)", function()
+    run(function()
+      local s = loom.cancel_scope{ deadline = loom.now() + 0.005 }
+      s:run(function()
+        H.busy(0.01)
+        assert.is_true(s.cancel_called)
+        s.deadline = s.deadline + 100
+        assert.is_true(s.cancel_called)
+      end)
+    end)
+  end)
+
+  it("cancel_called of an unentered scope turns true once its deadline "
+    .. "passed (S99, Trio test_cancel_unbound)", function()
+    run(function()
+      local s = loom.cancel_scope{ deadline = loom.now() + 1 }
+      assert.is_false(s.cancel_called)
+      s.deadline = s.deadline - 2
+      assert.is_true(s.cancel_called)
+      s.deadline = s.deadline + 2
+      assert.is_true(s.cancel_called)
+    end)
+  end)
+
+  it("a deadline passing after exit leaves cancel_called false", function()
+    run(function()
+      local s = loom.move_on_after(0.005, function() end)
+      H.busy(0.01)
+      assert.is_false(s.cancel_called)
+      assert.is_false(s.cancelled_caught)
+    end)
+  end)
+
+  it("a deadline set before entering applies on entry", function()
+    run(function()
+      local s = loom.cancel_scope()
+      s.deadline = loom.now() - 1
+      local reached = false
+      s:run(function()
+        loom.checkpoint()
+        reached = true
+      end)
+      assert.is_false(reached)
+      assert.is_true(s.cancelled_caught)
+    end)
+  end)
+end)
+
+describe("loom.current_effective_deadline", function()
+  it("is math.huge with no deadline", function()
+    run(function()
+      assert.equal(inf, loom.current_effective_deadline())
+    end)
+  end)
+
+  it("is the minimum up to the first shield (S104, Trio "
+    .. "test_current_effective_deadline)", function()
+    run(function()
+      local base = loom.now() + 100
+      local scope1 = loom.cancel_scope{ deadline = base + 5 }
+      scope1:run(function()
+        local scope2 = loom.cancel_scope{ deadline = base + 10 }
+        scope2:run(function()
+          assert.equal(base + 5, loom.current_effective_deadline())
+          scope2.deadline = base + 3
+          assert.equal(base + 3, loom.current_effective_deadline())
+          scope2.deadline = base + 10
+          assert.equal(base + 5, loom.current_effective_deadline())
+          scope2.shield = true
+          assert.equal(base + 10, loom.current_effective_deadline())
+          scope2.shield = false
+          assert.equal(base + 5, loom.current_effective_deadline())
+          scope1:cancel()
+          assert.equal(-inf, loom.current_effective_deadline())
+          scope2.shield = true
+          assert.equal(base + 10, loom.current_effective_deadline())
+        end)
+        assert.equal(-inf, loom.current_effective_deadline())
+      end)
+      assert.equal(inf, loom.current_effective_deadline())
+    end)
+  end)
+
+  it("stops at a shield (AnyIO test_shielded_deadline)", function()
+    run(function()
+      loom.move_on_after(10, function()
+        loom.cancel_scope{ shield = true }:run(function()
+          loom.move_on_after(1000, function()
+            assert.is_true(loom.current_effective_deadline() - loom.now()
+              > 900)
+          end)
+        end)
+      end)
+    end)
+  end)
+
+  it("does not yield", function()
+    local events, add = log()
+    run(function()
+      loom.task_group(function(tg)
+        tg:start_soon(function() add("child") end)
+        loom.current_effective_deadline()
+        add("host")
+      end)
+    end)
+    assert.same({ "host", "child" }, events)
+  end)
+end)
+
+describe("scope:run", function()
+  it("refuses a second run of an exited scope (S91, D4)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      s:run(function() end)
+      local ran = false
+      local err = H.capture_error(s.run, s, function() ran = true end)
+      assert.is_false(ran)
+      H.contains(H.message(err), "only once")
+      H.contains(H.message(err), "already exited")
+    end)
+  end)
+
+  it("refuses to re-enter an active scope (S91)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      s:run(function()
+        local err = H.capture_error(s.run, s, function() end)
+        H.contains(H.message(err), "only once")
+      end)
+    end)
+  end)
+
+  it("refuses to enter a scope active in another task (S91)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      loom.task_group(function(tg)
+        tg:start_soon(function() s:run(loom.sleep_forever) end)
+        loom.wait_all_tasks_blocked()
+        local err = H.capture_error(s.run, s, function() end)
+        H.contains(H.message(err), "only once")
+        tg:cancel()
+      end)
+    end)
+  end)
+
+  it("a scope cancelled after a refused re-run still works", function()
+    run(function()
+      local s = loom.cancel_scope()
+      s:run(function()
+        pcall(s.run, s, function() end)
+        s:cancel()
+        loom.checkpoint()
+      end)
+      assert.is_true(s.cancelled_caught)
+    end)
+  end)
+end)
+
+describe("loom.move_on_after / loom.move_on_at", function()
+  it("return the scope followed by fn's results", function()
+    run(function()
+      local r = table.pack(loom.move_on_after(1, function(_, a)
+        return a, nil, "z"
+      end, "a"))
+      assert.equal(4, r.n)
+      assert.is_false(r[1].cancel_called)
+      assert.same({ "a", nil, "z" }, { r[2], r[3], r[4] })
+      r = table.pack(loom.move_on_at(loom.now() + 1, function(_, x)
+        return x
+      end, 5))
+      assert.equal(2, r.n)
+      assert.equal(5, r[2])
+    end)
+  end)
+
+  it("return only the scope after a timeout (S102, AnyIO "
+    .. "test_move_on_after)", function()
+    run(function()
+      local result = false
+      local r = table.pack(loom.move_on_after(0.01, function()
+        loom.sleep(1)
+        result = true
+        return "x"
+      end))
+      assert.equal(1, r.n)
+      assert.is_false(result)
+      assert.is_true(r[1].cancel_called)
+      assert.is_true(r[1].cancelled_caught)
+    end)
+  end)
+
+  it("move_on_after(0) times out at the first checkpoint (AnyIO "
+    .. "test_move_on_after[instant])", function()
+    run(function()
+      local s = loom.move_on_after(0, function() loom.sleep(1) end)
+      assert.is_true(s.cancel_called)
+      assert.is_true(s.cancelled_caught)
+    end)
+  end)
+
+  it("move_on_after(nil) has no deadline (AnyIO "
+    .. "test_move_on_after_no_timeout)", function()
+    run(function()
+      local result = false
+      local s = loom.move_on_after(nil, function(scope)
+        assert.equal(inf, scope.deadline)
+        loom.sleep(0.01)
+        result = true
+      end)
+      assert.is_true(result)
+      assert.is_false(s.cancel_called)
+    end)
+  end)
+
+  it("move_on_at(nil) has no deadline", function()
+    run(function()
+      local s = loom.move_on_at(nil, function(scope)
+        assert.equal(inf, scope.deadline)
+      end)
+      assert.is_false(s.cancel_called)
+    end)
+  end)
+
+  it("move_on_after computes the deadline from now", function()
+    run(function()
+      local before = loom.now()
+      local s = loom.move_on_after(5, function() end)
+      assert.is_true(s.deadline >= before + 5)
+      assert.is_true(s.deadline <= loom.now() + 5)
+    end)
+  end)
+
+  it("move_on_at sets the given deadline", function()
+    run(function()
+      local d = loom.now() + 7
+      local s = loom.move_on_at(d, function(scope)
+        assert.equal(d, scope.deadline)
+      end)
+      assert.equal(d, s.deadline)
+    end)
+  end)
+
+  it("move_on_at in the past cancels at once (Trio test_sleep)", function()
+    run(function()
+      loom.move_on_at(loom.now(), function()
+        assert.is_true(raises_cancelled(loom.sleep, 0))
+      end)
+    end)
+  end)
+
+  it("a timeout inside a task group ends the group", function()
+    run(function()
+      local s = loom.move_on_after(0.01, function()
+        loom.task_group(function(tg)
+          tg:start_soon(loom.sleep, 2)
+          loom.sleep(2)
+        end)
+      end)
+      assert.is_true(s.cancelled_caught)
+    end)
+  end)
+end)
+
+describe("loom.fail_after / loom.fail_at", function()
+  it("return only fn's results when in time", function()
+    run(function()
+      local r = table.pack(loom.fail_after(1, function(scope, a)
+        assert.equal("userdata", type(scope))
+        return a, nil
+      end, "a"))
+      assert.same({ n = 2, "a", nil }, r)
+      r = table.pack(loom.fail_at(loom.now() + 1, function() end))
+      assert.equal(0, r.n)
+    end)
+  end)
+
+  it("raise a bare TimeoutError on timeout (S103, AnyIO test_fail_after)",
+    function()
+      run(function()
+        for _, delay in ipairs({ 0, 0.01 }) do
+          local saved
+          local err = H.capture_error(loom.fail_after, delay, function(scope)
+            saved = scope
+            loom.sleep(1)
+          end)
+          assert.is_true(loom.is(err, loom.TimeoutError))
+          assert.is_false(loom.is(err, loom.ErrorGroup))
+          assert.is_true(saved.cancel_called)
+          assert.is_true(saved.cancelled_caught)
+        end
+      end)
+    end)
+
+  it("fail_at raises TimeoutError", function()
+    run(function()
+      local err = H.capture_error(loom.fail_at, loom.now() + 0.01,
+                                  loom.sleep_forever)
+      assert.is_true(loom.is(err, loom.TimeoutError))
+    end)
+  end)
+
+  it("fail_after(nil) has no deadline (AnyIO test_fail_after_no_timeout)",
+    function()
+      run(function()
+        local saved
+        loom.fail_after(nil, function(scope)
+          saved = scope
+          assert.equal(inf, scope.deadline)
+          loom.sleep(0.01)
+        end)
+        assert.is_false(saved.cancel_called)
+        assert.is_false(saved.cancelled_caught)
+      end)
+    end)
+
+  it("an explicit cancel before the deadline is no TimeoutError (D5, "
+    .. "AnyIO test_fail_after_cancelled_before_deadline)", function()
+    run(function()
+      local saved
+      local r = table.pack(loom.fail_after(1, function(scope)
+        saved = scope
+        scope:cancel()
+        loom.checkpoint()
+        return "not reached"
+      end))
+      assert.equal(0, r.n)
+      assert.is_true(saved.cancelled_caught)
+    end)
+  end)
+
+  it("a timeout is no TimeoutError when nothing was interrupted", function()
+    run(function()
+      local r = table.pack(loom.fail_after(0.005, function()
+        H.busy(0.01)
+        return "done"
+      end))
+      assert.same({ n = 1, "done" }, r)
+    end)
+  end)
+
+  it("TimeoutError comes out bare even with a task group inside (S103, "
+    .. "AnyIO test_timeout_error_with_multiple_cancellations)", function()
+    run(function()
+      local err = H.capture_error(loom.fail_after, 0.01, function()
+        loom.task_group(function(tg)
+          tg:start_soon(loom.sleep, 2)
+          loom.sleep(2)
+        end)
+      end)
+      assert.is_true(loom.is(err, loom.TimeoutError))
+    end)
+  end)
+
+  it("works after a cancelled task group (AnyIO "
+    .. "test_fail_after_after_cancellation)", function()
+    run(function()
+      loom.task_group(function(tg)
+        tg:cancel()
+        loom.sleep_forever()
+      end)
+      local block_complete = false
+      local err = H.capture_error(loom.fail_after, 0.01, function()
+        loom.sleep(0.5)
+        block_complete = true
+      end)
+      assert.is_true(loom.is(err, loom.TimeoutError))
+      assert.is_false(block_complete)
+    end)
+  end)
+
+  it("an outer explicit cancel takes precedence over an inner fail_after "
+    .. "(S103, AnyIO test_nested_fail_after)", function()
+    local events, add = log()
+    run(function()
+      local scope
+      loom.task_group(function(tg)
+        scope = loom.cancel_scope()
+        scope:run(function()
+          loom.cancel_scope():run(function()
+            tg:start_soon(function()
+              loom.wait_all_tasks_blocked()
+              scope:cancel()
+            end)
+            loom.fail_after(1, function()
+              loom.sleep(2)
+              add("inner")
+            end)
+            add("middle")
+          end)
+          add("outer")
+        end)
+      end)
+      assert.is_true(scope.cancel_called)
+      assert.is_true(scope.cancelled_caught)
+    end)
+    assert.same({}, events)
+  end)
+
+  it("a shielded fail_after still fires inside a cancelled scope (S103, "
+    .. "Trio test_fail_after_fails_even_if_shielded)", function()
+    run(function()
+      local outer = loom.cancel_scope()
+      local err = H.capture_error(outer.run, outer, function()
+        outer:cancel()
+        loom.fail_after(0.01, function(scope)
+          scope.shield = true
+          loom.sleep(1)
+        end)
+      end)
+      assert.is_true(loom.is(err, loom.TimeoutError))
+    end)
+  end)
+
+  it("a shielded fail_after in a group body gives ErrorGroup[TimeoutError] "
+    .. "(AnyIO test_nested_shield)", function()
+    run(function()
+      local err = H.capture_error(loom.task_group, function(tg)
+        local scope = loom.cancel_scope()
+        scope:run(function()
+          loom.cancel_scope{ shield = true }:run(function()
+            tg:start_soon(function()
+              loom.wait_all_tasks_blocked()
+              scope:cancel()
+            end)
+            loom.fail_after(0.02, function() loom.sleep(2) end)
+          end)
+        end)
+      end)
+      assert.is_true(loom.is(err, loom.ErrorGroup))
+      assert.equal(1, #err.errors)
+      assert.is_true(loom.is(err.errors[1], loom.TimeoutError))
+    end)
+  end)
+
+  it("errors other than Cancelled pass through fail_after", function()
+    run(function()
+      local err = H.capture_error(loom.fail_after, 1, function()
+        error("own", 0)
+      end)
+      assert.equal("own", err)
+    end)
+  end)
+end)
+
+describe("error groups leaving a cancel scope", function()
+  local function cancelled_obj()
+    local _, e = pcall(loom.checkpoint)
+    assert(loom.is_cancelled(e))
+    return e
+  end
+
+  it("a group of only Cancelled is swallowed (S100)", function()
+    run(function()
+      local s = loom.cancel_scope()
+      local r = table.pack(s:run(function()
+        s:cancel()
+        local c = cancelled_obj()
+        error(loom.ErrorGroup("m", { c, loom.ErrorGroup("n", { c }) }))
+      end))
+      assert.equal(0, r.n)
+      assert.is_true(s.cancelled_caught)
+    end)
+  end)
+
+  it("Cancelled leaves are removed, nesting and message kept (S100)",
+    function()
+      run(function()
+        local s = loom.cancel_scope()
+        local err = H.capture_error(s.run, s, function()
+          s:cancel()
+          local c = cancelled_obj()
+          error(loom.ErrorGroup("outer", {
+            c, loom.ErrorGroup("inner", { c, "x" }), "y" }))
+        end)
+        assert.is_true(loom.is(err, loom.ErrorGroup))
+        assert.equal("outer", err.message)
+        assert.equal(2, #err.errors)
+        assert.equal("inner", err.errors[1].message)
+        assert.same({ "x" }, err.errors[1].errors)
+        assert.equal("y", err.errors[2])
+        assert.is_false(s.cancelled_caught)
+      end)
+    end)
+
+  it("a group without Cancelled passes through unchanged (S100)",
+    function()
+      run(function()
+        local s = loom.cancel_scope()
+        local eg = loom.ErrorGroup("m", { "x" })
+        local err = H.capture_error(s.run, s, function()
+          s:cancel()
+          error(eg)
+        end)
+        assert.is_true(rawequal(eg, err))
+        assert.is_false(s.cancelled_caught)
+      end)
+    end)
+
+  it("a scope that does not catch leaves the group alone", function()
+    run(function()
+      local outer, s = loom.cancel_scope(), loom.cancel_scope()
+      outer:run(function()
+        outer:cancel()
+        local eg = loom.ErrorGroup("m", { cancelled_obj(), "x" })
+        local err = H.capture_error(s.run, s, function() error(eg) end)
+        assert.is_true(rawequal(eg, err))
+        assert.is_false(s.cancelled_caught)
+      end)
+    end)
+  end)
+
+  it("Trio test_cancel_scope_exceptiongroup_filtering", function()
+    run(function()
+      local outer = loom.cancel_scope()
+      local err = H.capture_error(outer.run, outer, function()
+        loom.task_group(function(tg)
+          tg:start_soon(loom.sleep_forever)
+          tg:start_soon(loom.sleep_forever)
+          tg:cancel()
+          loom.cancel_scope{ shield = true }:run(loom.wait_all_tasks_blocked)
+          tg:start_soon(loom.sleep_forever)
+          outer:cancel()
+          tg:start_soon(function() error("key", 0) end)
+        end)
+      end)
+      assert.is_true(loom.is(err, loom.ErrorGroup))
+      assert.same({ "key" }, err.errors)
+      assert.is_false(outer.cancelled_caught)
+    end)
+  end)
+end)

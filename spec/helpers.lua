@@ -1,0 +1,82 @@
+-- spec/helpers.lua: small helpers shared by the core specs.
+--
+--   local H = require("helpers")
+--   H.run(fn, ...)            loom.run(fn, ...)
+--   H.capture_error(fn, ...)  pcall fn, return its error (fails if none)
+--   H.log()                   an event list and a function appending to it
+--   H.message(err)            tostring(err) without a leading "file:line: "
+--   H.contains(s, sub)        plain substring test that explains a failure
+--   H.here()                  "short_src:line" of the caller
+--   H.busy(seconds)           spin without a checkpoint
+--   H.core_bug(pending, why, fn)  known core bug: see below
+
+local loom = require("loom")
+
+local H = {}
+
+--- H.run(fn, ...) -> loom.run(fn, ...)
+function H.run(fn, ...)
+  return loom.run(fn, ...)
+end
+
+--- H.capture_error(fn, ...) -> the error fn raises; fails the test when fn
+--- returns normally.
+function H.capture_error(fn, ...)
+  local r = table.pack(pcall(fn, ...))
+  if r[1] then
+    error("expected an error, but the call returned " .. r.n - 1
+      .. " value(s)", 2)
+  end
+  return r[2]
+end
+
+--- H.log() -> list, add: add(v) appends v to list.
+function H.log()
+  local list = {}
+  return list, function(v) list[#list + 1] = v end
+end
+
+--- H.message(err) -> tostring(err) with a leading "source:line: " removed.
+function H.message(err)
+  local s = tostring(err)
+  return (s:gsub("^[^\n:]+:%d+: ", "", 1))
+end
+
+--- H.contains(s, sub): assert that string s contains sub (plain).
+function H.contains(s, sub)
+  if type(s) ~= "string" or s:find(sub, 1, true) == nil then
+    error(("expected %q to contain %q"):format(tostring(s), sub), 2)
+  end
+  return true
+end
+
+--- H.here() -> "short_src:line" of the line that calls it.
+function H.here()
+  local info = debug.getinfo(2, "Sl")
+  return info.short_src .. ":" .. info.currentline
+end
+
+--- H.busy(seconds): spin on loom.now() without reaching a checkpoint.
+function H.busy(seconds)
+  local stop = loom.now() + seconds
+  while loom.now() < stop do end
+end
+
+--- H.core_bug(pending, why, fn): the test body fn asserts the correct
+--- behaviour, which the core does not have yet. While fn fails, the test is
+--- reported pending with `why`; once fn passes, the test fails so that the
+--- marker gets removed.
+--- Set LOOM_SPEC_SHOW_BUGS=1 to print what each such test fails with.
+function H.core_bug(pending, why, fn)
+  local ok, err = pcall(fn)
+  if not ok and os.getenv("LOOM_SPEC_SHOW_BUGS") then
+    io.stderr:write("\n[", why, "]\n  fails with: ", tostring(err), "\n")
+  end
+  if ok then
+    error("fixed? this test passes now: remove its core_bug marker ("
+      .. why .. ")", 2)
+  end
+  pending(why)
+end
+
+return H
