@@ -83,13 +83,13 @@ static int l_group_spawn(lua_State *L) {
   loom_task *t;
   check_active(L, g);
   check_callable(L, 2);
-  lua_getiuservalue(L, 1, G_HOST);
-  lua_insert(L, 3);  /* [tg, fn, host, args...] */
-  t = loom__task_new(L, rt, 2, 4, nargs, rt->current);
+  t = loom__task_new(L, rt, 2, 3, nargs, rt->current);
   t->group = g;
   loom__list_push(&g->children, &t->group_link);
   g->nlive++;
-  launch(L, t, g->scope, 3);
+  lua_getiuservalue(L, 1, G_HOST);
+  lua_insert(L, -2);  /* [..., host, task] */
+  launch(L, t, g->scope, lua_gettop(L) - 1);
   return 1;
 }
 

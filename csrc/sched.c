@@ -190,7 +190,8 @@ static void step(loom_rt *rt, lua_State *S, loom_task *t) {
     int i;
     co = acquire_thread(rt, S, &t->thread_ref);
     t->L = co;
-    lua_checkstack(co, t->nargs + 4);
+    /* A fresh or pooled coroutine has LUA_MINSTACK free slots. */
+    if (t->nargs + 4 > LUA_MINSTACK) lua_checkstack(co, t->nargs + 4);
     lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
     loom__push_task(co, t);
     lua_getiuservalue(co, -1, LOOM_UV_FN);
@@ -222,7 +223,7 @@ static void step(loom_rt *rt, lua_State *S, loom_task *t) {
   } else if (status == LUA_OK) {
     /* task_main returned: [task, ok, results...] */
     int failed;
-    lua_checkstack(S, nres + LUA_MINSTACK);
+    if (nres > 8) lua_checkstack(S, nres + LUA_MINSTACK);
     lua_xmove(co, S, nres);
     failed = !lua_toboolean(S, -nres + 1);
     lua_remove(S, -nres + 1);

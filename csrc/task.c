@@ -26,7 +26,7 @@ void loom__push_task(lua_State *L, loom_task *t) {
 static int is_cancelled(lua_State *L, loom_rt *rt, int idx) {
   int r;
   if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;
-  loom__push_hook(L, rt, "Cancelled");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->cancelled_ref);
   r = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
   return r;
