@@ -290,6 +290,7 @@ struct loom_rt {
   int hooks_ref;         /* registry ref of the hooks table (errors.lua) */
   int task_main_ref;     /* registry ref of the task body closure */
   int own_dir_ref;       /* source prefix of loom's Lua files, or NOREF */
+  int cancelled_ref;     /* the Cancelled class (hooks.Cancelled) */
   int task_mt_ref;       /* registry ref of the loom.Task metatable */
 };
 

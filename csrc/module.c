@@ -18,6 +18,10 @@ static int l_set_hooks(lua_State *L) {
   if (rt->hooks_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, rt->hooks_ref);
   rt->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->hooks_ref);
+  lua_getfield(L, -1, "Cancelled");
+  if (rt->cancelled_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->cancelled_ref);
+  rt->cancelled_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (lua_getfield(L, -1, "own_dir") == LUA_TSTRING) {
     if (rt->own_dir_ref != LUA_NOREF)
       luaL_unref(L, LUA_REGISTRYINDEX, rt->own_dir_ref);
@@ -35,6 +39,7 @@ static loom_rt *new_runtime(lua_State *L) {
   rt->task_mt_ref = LUA_NOREF;
   rt->task_main_ref = LUA_NOREF;
   rt->own_dir_ref = LUA_NOREF;
+  rt->cancelled_ref = LUA_NOREF;
   loom__list_init(&rt->blocked_waiters);
   err = uv_loop_init(&rt->loop);
   if (err != 0)
