@@ -181,6 +181,7 @@ struct loom_task {
   loom_abort_fn abort;   /* NULL: the current wait cannot be aborted */
   const char *wait_what; /* what it waits on, for task_tree() */
   loom_list wait_link;   /* node in one wait queue (free while not parked) */
+  struct loom_waitq *waitq; /* the queue wait_link is in (loom__waitq_*) */
   void *wait_data;       /* the object waited on, for the owner of the queue */
   loom_scope *wake_scope;/* the cancelled scope that aborted the wait */
   loom_timer sleep_timer;
@@ -200,21 +201,8 @@ struct loom_task {
 #define LOOM_TASK_MT "loom.Task"
 
 loom_task *loom__check_task(lua_State *L, int idx) LOOM_HIDDEN;
-static inline lua_State *loom__task_thread(loom_task *t) { return t->L; }
-loom_task *loom__rt_current(loom_rt *rt) LOOM_HIDDEN;
-/* The task running on L, or NULL (L is not a task's own coroutine: the
- * main thread, a coroutine the user made, or no task is running). Only the
- * running task can call into loom, so it is rt->current when its coroutine
- * is L. Must be called from a C function (or its continuation) whose
- * upvalue 1 is the runtime, as loom__setfuncs registers them; elsewhere it
- * returns NULL. loom never touches lua_getextraspace: hosts may use it. */
-static inline loom_task *loom__task_of(lua_State *L) {
-  loom_rt *rt = (loom_rt *)lua_touserdata(L, lua_upvalueindex(1));
-  loom_task *t;
-  if (rt == NULL || *(uint32_t *)(void *)rt != LOOM_MAGIC_RT) return NULL;
-  t = loom__rt_current(rt);
-  return (t != NULL && loom__task_thread(t) == L) ? t : NULL;
-}
+/* loom__task_of(L): the task running on L, or NULL; defined at the end
+ * of this header, after struct loom_rt. */
 /* [-0, +1] a new task userdata for fn(args...) taken from the stack.
  * The caller links it into a group or start record, then enqueues it. */
 loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
@@ -327,10 +315,50 @@ void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) LOOM_HIDDEN;
 void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t)
   LOOM_HIDDEN;
 int loom__open_sched(lua_State *L) LOOM_HIDDEN;
+int loom__open_sync(lua_State *L) LOOM_HIDDEN;
+int loom__open_channel(lua_State *L) LOOM_HIDDEN;
+
+/* FIFO wait queues of parked tasks (events, locks, channels ...), linked
+ * through the tasks themselves: waiting allocates nothing. */
+typedef struct loom_waitq {
+  loom_list head;
+  int n;
+} loom_waitq;
+
+void loom__waitq_init(loom_waitq *q) LOOM_HIDDEN;
+/* Link t at the tail of q (t must already be parked, or be parked next). */
+void loom__waitq_push(loom_waitq *q, loom_task *t) LOOM_HIDDEN;
+/* Unlink t from the queue it is in. */
+void loom__waitq_remove(loom_task *t) LOOM_HIDDEN;
+/* Park the running task t at the tail of q, abortable (a cancel unlinks
+ * it); data becomes t->wait_data. */
+void loom__waitq_park(loom_waitq *q, loom_task *t, const char *what,
+                      void *data) LOOM_HIDDEN;
+/* Unlink and return the longest waiter that can take a hand-off, or NULL.
+ * An abortable waiter whose cancellation is pending is woken with its
+ * Cancelled instead (S203), so nothing is handed to a task that could not
+ * keep it; non-abortable waiters are never skipped. */
+loom_task *loom__waitq_pop(loom_waitq *q) LOOM_HIDDEN;
+/* Unlink and return the longest waiter, or NULL (no skipping). */
+loom_task *loom__waitq_shift(loom_waitq *q) LOOM_HIDDEN;
 
 /* Register funcs in the table on top, each with the runtime as upvalue 1
  * (the runtime userdata is at rt_idx). */
 void loom__setfuncs(lua_State *L, int rt_idx, const luaL_Reg *funcs)
   LOOM_HIDDEN;
+
+/* The task running on L, or NULL (L is not a task's own coroutine: the
+ * main thread, a coroutine the user made, or no task is running). Only the
+ * running task can call into loom, so it is rt->current when its coroutine
+ * is L. Must be called from a C function (or its continuation) whose
+ * upvalue 1 is the runtime, as loom__setfuncs registers them; elsewhere it
+ * returns NULL. loom never touches lua_getextraspace: hosts may use it. */
+static inline loom_task *loom__task_of(lua_State *L) {
+  loom_rt *rt = (loom_rt *)lua_touserdata(L, lua_upvalueindex(1));
+  loom_task *t;
+  if (rt == NULL || rt->magic != LOOM_MAGIC_RT) return NULL;
+  t = rt->current;
+  return (t != NULL && t->L == L) ? t : NULL;
+}
 
 #endif

@@ -69,6 +69,8 @@ LOOM_API int luaopen_loom_core(lua_State *L) {
   loom__open_scope(L);
   loom__open_task(L);
   loom__open_group(L);
+  loom__open_sync(L);
+  loom__open_channel(L);
   {
     static const luaL_Reg funcs[] = {{"set_hooks", l_set_hooks}, {NULL, NULL}};
     loom__setfuncs(L, 1, funcs);

@@ -15,8 +15,6 @@
 
 double loom__now(void) { return (double)uv_hrtime() / 1e9; }
 
-loom_task *loom__rt_current(loom_rt *rt) { return rt->current; }
-
 loom_rt *loom__rt(lua_State *L) {
   return (loom_rt *)lua_touserdata(L, lua_upvalueindex(1));
 }
@@ -133,6 +131,58 @@ void loom__check_wake(lua_State *L, loom_task *t) {
       lua_error(L);
     }
   }
+}
+
+/* ---- wait queues -------------------------------------------------------- */
+
+void loom__waitq_init(loom_waitq *q) {
+  loom__list_init(&q->head);
+  q->n = 0;
+}
+
+void loom__waitq_push(loom_waitq *q, loom_task *t) {
+  loom__list_push(&q->head, &t->wait_link);
+  t->waitq = q;
+  q->n++;
+}
+
+void loom__waitq_remove(loom_task *t) {
+  loom__list_remove(&t->wait_link);
+  if (t->waitq != NULL) t->waitq->n--;
+  t->waitq = NULL;
+}
+
+static void waitq_abort(loom_task *t) { loom__waitq_remove(t); }
+
+void loom__waitq_park(loom_waitq *q, loom_task *t, const char *what,
+                      void *data) {
+  loom__park(t, waitq_abort, what, data);
+  loom__waitq_push(q, t);
+}
+
+loom_task *loom__waitq_pop(loom_waitq *q) {
+  while (q->n > 0) {
+    loom_task *t = loom__container_of(q->head.next, loom_task, wait_link);
+    loom__waitq_remove(t);
+    if (t->abort != NULL) {
+      loom_scope *hit = loom__effective_cancel(t->cur);
+      if (hit != NULL) {
+        t->wake_scope = hit;
+        loom__wake(t, LOOM_WAKE_CANCELLED);
+        continue;
+      }
+    }
+    return t;
+  }
+  return NULL;
+}
+
+loom_task *loom__waitq_shift(loom_waitq *q) {
+  loom_task *t;
+  if (q->n == 0) return NULL;
+  t = loom__container_of(q->head.next, loom_task, wait_link);
+  loom__waitq_remove(t);
+  return t;
 }
 
 /* ---- coroutine pool ---------------------------------------------------- */

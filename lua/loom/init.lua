@@ -282,6 +282,16 @@ function loom.gather(fns, opts)
   return results
 end
 
+-- Synchronisation (sync.c, channel.c) ---------------------------------------
+
+require("loom.sync")
+loom.event = core.event
+loom.lock = core.lock
+loom.semaphore = core.semaphore
+loom.condition = core.condition
+loom.capacity_limiter = core.capacity_limiter
+loom.channel = core.channel
+
 -- Introspection ----------------------------------------------------------------
 
 local tree_mt = {}
