@@ -39,3 +39,43 @@ collectgarbage("collect")
 local after = collectgarbage("count") * 1024
 print(("parked: %d sleeping tasks hold %.0f bytes each (Lua heap %.1f MB while parked, %.1f MB after)")
   :format(P, (during - after) / P, during / 2^20, after / 2^20))
+
+-- Issue 3 numbers: one create_task + result() round trip, and task_tree()
+-- (the data and its printed form) with 10,000 live tasks.
+local R = 200000
+loom.run(function()
+  loom.task_group(function(tg)
+    local function answer(x) return x end
+    local t0 = loom.now()
+    for i = 1, R do
+      local h = tg:create_task(answer, i)
+      assert(h:result() == i)
+    end
+    local dt = loom.now() - t0
+    print(("create_task + result(): %d round trips in %.3f s: %.2f us each")
+      :format(R, dt, dt / R * 1e6))
+  end)
+end)
+
+loom.run(function()
+  loom.task_group(function(tg)
+    for _ = 1, 100 do
+      tg:start_soon(function()
+        loom.task_group(function(inner)
+          for _ = 1, 99 do inner:start_soon(loom.sleep, 3600) end
+          loom.sleep(3600)
+        end)
+      end)
+    end
+    loom.wait_all_tasks_blocked()
+    local t0 = loom.now()
+    local tree = loom.task_tree()
+    local t1 = loom.now()
+    local text = tostring(tree)
+    local t2 = loom.now()
+    local lines = select(2, text:gsub("\n", "\n")) + 1
+    print(("task_tree(): 10,000 tasks: %.1f ms to build, %.1f ms to print "
+      .. "(%d lines)"):format((t1 - t0) * 1e3, (t2 - t1) * 1e3, lines))
+    tg:cancel()
+  end)
+end)
