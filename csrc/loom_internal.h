@@ -315,6 +315,8 @@ void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) LOOM_HIDDEN;
 void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t)
   LOOM_HIDDEN;
 int loom__open_sched(lua_State *L) LOOM_HIDDEN;
+int loom__open_tcp(lua_State *L) LOOM_HIDDEN;
+int loom__open_dns(lua_State *L) LOOM_HIDDEN;
 int loom__open_sync(lua_State *L) LOOM_HIDDEN;
 int loom__open_channel(lua_State *L) LOOM_HIDDEN;
 

@@ -282,6 +282,10 @@ function loom.gather(fns, opts)
   return results
 end
 
+-- Networking (tcp.c, dns.c, net.lua) ----------------------------------------
+
+require("loom.net").install(loom, core)
+
 -- Synchronisation (sync.c, channel.c) ---------------------------------------
 
 require("loom.sync")
