@@ -38,14 +38,21 @@ local function list_examples()
   return names
 end
 
+-- The build under test and the command prefix of the memory checks: `make
+-- asan` sets LOOM_BUILD_DIR, `make valgrind` and `make asan` set
+-- LOOM_TEST_PREFIX, so that the examples run under the same checks.
+local build_dir = os.getenv("LOOM_BUILD_DIR") or "build"
+local prefix = os.getenv("LOOM_TEST_PREFIX") or ""
+
 -- Run examples/<name>.lua; returns stdout, stderr, exit code.
 local function run_example(name)
   local err_path = os.tmpname()
   local cmd = table.concat({
     "cd", shell_quote(root), "&&",
     "env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;'",
-    "LUA_CPATH='./build/?.so;;' LOOM_EXAMPLE_FAST=1",
-    "timeout 60 lua5.4", shell_quote("examples/" .. name .. ".lua"),
+    "LUA_CPATH=" .. shell_quote("./" .. build_dir .. "/?.so;;"),
+    "LOOM_EXAMPLE_FAST=1",
+    "timeout 300", prefix, "lua5.4", shell_quote("examples/" .. name .. ".lua"),
     "2>" .. shell_quote(err_path),
   }, " ")
   local p = assert(io.popen(cmd, "r"))
