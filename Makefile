@@ -1,5 +1,5 @@
 # Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
-.PHONY: all build demo test valgrind asan bench clean
+.PHONY: all build demo test valgrind asan lint bench clean
 
 all: build
 
@@ -27,6 +27,10 @@ asan:
 	LOOM_BUILD_DIR=build-asan BUILD_TYPE=Debug LOOM_CMAKE_FLAGS=-DLOOM_SANITIZE=ON \
 	  LOOM_TEST_PREFIX="env LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1" \
 	  bash .ci/setup test
+
+lint:
+	command -v luacheck >/dev/null || apt-get install -y -qq lua-check
+	luacheck --codes lua spec examples bench
 
 bench:
 	bash bench/run.sh

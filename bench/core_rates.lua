@@ -46,12 +46,12 @@ local R = 200000
 loom.run(function()
   loom.task_group(function(tg)
     local function answer(x) return x end
-    local t0 = loom.now()
+    local start = loom.now()
     for i = 1, R do
       local h = tg:create_task(answer, i)
       assert(h:result() == i)
     end
-    local dt = loom.now() - t0
+    local dt = loom.now() - start
     print(("create_task + result(): %d round trips in %.3f s: %.2f us each")
       :format(R, dt, dt / R * 1e6))
   end)
@@ -68,14 +68,14 @@ loom.run(function()
       end)
     end
     loom.wait_all_tasks_blocked()
-    local t0 = loom.now()
+    local start = loom.now()
     local tree = loom.task_tree()
     local t1 = loom.now()
     local text = tostring(tree)
     local t2 = loom.now()
     local lines = select(2, text:gsub("\n", "\n")) + 1
     print(("task_tree(): 10,000 tasks: %.1f ms to build, %.1f ms to print "
-      .. "(%d lines)"):format((t1 - t0) * 1e3, (t2 - t1) * 1e3, lines))
+      .. "(%d lines)"):format((t1 - start) * 1e3, (t2 - t1) * 1e3, lines))
     tg:cancel()
   end)
 end)

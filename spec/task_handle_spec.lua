@@ -319,7 +319,7 @@ describe("TaskHandle", function()
         local h, seen
         loom.task_group(function(tg)
           h = tg:start_soon(function()
-            local ok, e = pcall(loom.sleep_forever)
+            local _, e = pcall(loom.sleep_forever)
             seen = h:status()
             error(e, 0)
           end)
