@@ -176,10 +176,7 @@ static chan_end *new_end(lua_State *L, chan_state *st, int sidx, int is_send,
 
 /* Yield once after a fast-path send or receive (done: not cancellable). */
 static int schedule_point(lua_State *L, loom_task *t, lua_KFunction k) {
-  t->state = LOOM_TASK_READY;
-  t->wake = LOOM_WAKE_OK;
-  loom__enqueue(t->rt, t);
-  return loom__suspend(L, TASK_CTX(t), k);
+  return loom__schedule_point(L, t, TASK_CTX(t), k);
 }
 
 /* ---- sending ------------------------------------------------------------ */

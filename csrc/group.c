@@ -327,10 +327,7 @@ static int l_group_wait(lua_State *L) {
   g->state = LOOM_GROUP_EXITING;
   if (g->nlive == 0) {
     /* An empty group's exit is one schedule point, never a cancel point. */
-    t->state = LOOM_TASK_READY;
-    t->wake = LOOM_WAKE_OK;
-    loom__enqueue(t->rt, t);
-    return loom__suspend(L, 0, k_group_wait);
+    return loom__schedule_point(L, t, 0, k_group_wait);
   }
   return wait_more(L, g, t);
 }

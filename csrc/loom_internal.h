@@ -299,6 +299,12 @@ void loom__park(loom_task *t, loom_abort_fn abort, const char *what,
 void loom__wake(loom_task *t, int how) LOOM_HIDDEN;
 /* Raise Cancelled if the running task is effectively cancelled. */
 void loom__cancel_point(lua_State *L, loom_task *t) LOOM_HIDDEN;
+/* Yield once and continue in k(ctx) on the next scheduler turn: the
+ * schedule point of an operation that did not need to wait. Not
+ * cancellable; a pending Cancelled comes at the next checkpoint, so what the
+ * fast path took is never lost. */
+int loom__schedule_point(lua_State *L, loom_task *t, lua_KContext ctx,
+                         lua_KFunction k) LOOM_HIDDEN;
 /* Yield from a C function: the continuation k runs when woken. */
 int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k)
   LOOM_HIDDEN;

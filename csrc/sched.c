@@ -430,12 +430,16 @@ static int k_return0(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
-/* Yield once and come back on the next scheduler turn. */
-static int schedule_point(lua_State *L, loom_task *t) {
+int loom__schedule_point(lua_State *L, loom_task *t, lua_KContext ctx,
+                         lua_KFunction k) {
   t->state = LOOM_TASK_READY;
   t->wake = LOOM_WAKE_OK;
   loom__enqueue(t->rt, t);
-  return loom__suspend(L, 0, k_return0);
+  return loom__suspend(L, ctx, k);
+}
+
+static int schedule_point(lua_State *L, loom_task *t) {
+  return loom__schedule_point(L, t, 0, k_return0);
 }
 
 static void sleep_abort(loom_task *t) {

@@ -73,15 +73,10 @@ static int k_return_self(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* Yield once and continue with k on the next turn: the schedule point of a
- * wait that did not need to wait (a fast-path acquisition, an event already
- * set). It cannot be cancelled; a pending Cancelled comes at the next
- * checkpoint, so a resource taken on the fast path is never lost. */
+/* The schedule point of a wait that did not need to wait (a fast-path
+ * acquisition, an event already set); see loom__schedule_point. */
 static int schedule_point(lua_State *L, loom_task *t, lua_KFunction k) {
-  t->state = LOOM_TASK_READY;
-  t->wake = LOOM_WAKE_OK;
-  loom__enqueue(t->rt, t);
-  return loom__suspend(L, TASK_CTX(t), k);
+  return loom__schedule_point(L, t, TASK_CTX(t), k);
 }
 
 static int would_block(lua_State *L, const char *msg) {

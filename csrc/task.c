@@ -354,14 +354,10 @@ static int wait_task(lua_State *L, const char *fn, int want_result) {
     return luaL_error(L, "loom.%s: a task cannot wait for itself (it would "
                       "wait forever)", fn);
   loom__cancel_point(L, self);
-  if (t->state == LOOM_TASK_DONE) {
-    self->state = LOOM_TASK_READY;
-    self->wake = LOOM_WAKE_OK;
-    loom__enqueue(self->rt, self);
-  } else {
-    loom__park(self, waiter_abort, "task", t);
-    loom__list_push(&t->waiters, &self->wait_link);
-  }
+  if (t->state == LOOM_TASK_DONE)
+    return loom__schedule_point(L, self, want_result, k_wait);
+  loom__park(self, waiter_abort, "task", t);
+  loom__list_push(&t->waiters, &self->wait_link);
   return loom__suspend(L, want_result, k_wait);
 }
 

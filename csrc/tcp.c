@@ -279,10 +279,7 @@ static int push_address(lua_State *L, const struct sockaddr_storage *ss) {
  * an operation that did not need to wait is still a checkpoint). */
 static int schedule_point(lua_State *L, loom_task *t, tcp_obj *o,
                           lua_KFunction k) {
-  t->state = LOOM_TASK_READY;
-  t->wake = LOOM_WAKE_OK;
-  loom__enqueue(t->rt, t);
-  return loom__suspend(L, (lua_KContext)o, k);
+  return loom__schedule_point(L, t, (lua_KContext)o, k);
 }
 
 /* ---- receive ----------------------------------------------------------- */
