@@ -15,7 +15,8 @@ static int l_set_hooks(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  if (rt->hooks_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, rt->hooks_ref);
+  if (rt->hooks_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->hooks_ref);
   rt->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->hooks_ref);
   lua_getfield(L, -1, "Cancelled");

@@ -608,7 +608,8 @@ static void limiter_grant(lua_State *L, sync_limiter *lim) {
   loom_task *w;
   luaL_checkstack(L, 4, "loom: capacity limiter");
   lua_getiuservalue(L, 1, 1);
-  while ((double)lim->borrowed < lim->total && (w = loom__waitq_pop(&lim->q)) != NULL) {
+  while ((double)lim->borrowed < lim->total &&
+         (w = loom__waitq_pop(&lim->q)) != NULL) {
     lua_pushvalue(w->L, 2);
     lua_xmove(w->L, L, 1);
     lua_pushvalue(L, -1);
