@@ -287,7 +287,11 @@ static void step(loom_rt *rt, lua_State *S, loom_task *t) {
   }
 }
 
-static void timer_cb(uv_timer_t *h) { (void)h; }
+/* The deadline timer only has to end uv_run: libuv 1.44 runs due timers
+ * *before* it polls, and with no timer left it then polls with no timeout.
+ * Without uv_stop, a deadline due on entry would block behind any open
+ * socket until it had traffic. */
+static void timer_cb(uv_timer_t *h) { uv_stop(h->loop); }
 
 static void fire_timers(loom_rt *rt, lua_State *S) {
   double now = loom__now();
@@ -306,9 +310,13 @@ static void wait_for_events(loom_rt *rt) {
   loom_timer *tm = loom__heap_min(rt);
   if (tm != NULL) {
     double ms = ceil((tm->when - loom__now()) * 1000.0);
+    if (!(ms > 0)) {
+      /* Already due (time passed while tasks ran): just poll. */
+      uv_run(&rt->loop, UV_RUN_NOWAIT);
+      return;
+    }
     /* Clamp before converting: a far deadline (1e20 s) would overflow the
      * integer and spin. Waking once a day is harmless. */
-    if (!(ms > 0)) ms = 0;
     if (ms > 86400000.0) ms = 86400000.0;
     uv_update_time(&rt->loop);
     uv_timer_start(&rt->timer, timer_cb, (uint64_t)ms, 0);
