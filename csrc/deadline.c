@@ -49,6 +49,19 @@ static void sift_down(loom_rt *rt, size_t i) {
   place(rt, i, tm);
 }
 
+/* Make room for one more entry, so that the next insert cannot fail.
+ * Returns 0 on allocation failure. */
+int loom__heap_reserve(loom_rt *rt) {
+  if (rt->heap_len == rt->heap_cap) {
+    size_t cap = rt->heap_cap ? rt->heap_cap * 2 : 64;
+    loom_timer **h = realloc(rt->heap, cap * sizeof *h);
+    if (h == NULL) return 0;
+    rt->heap = h;
+    rt->heap_cap = cap;
+  }
+  return 1;
+}
+
 /* Insert (or move) tm to fire at `when`. Returns 0 on allocation failure. */
 int loom__heap_insert(loom_rt *rt, loom_timer *tm, double when) {
   if (tm->index != LOOM_NOT_IN_HEAP) loom__heap_remove(rt, tm);

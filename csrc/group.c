@@ -36,34 +36,6 @@ static void check_active(lua_State *L, loom_group *g) {
                "started.");
 }
 
-/* core.group_open() -> tg; the calling task enters the group's scope. */
-static int l_group_open(lua_State *L) {
-  /* The exit waits, so refuse at once where Lua cannot yield. */
-  loom_task *t = loom__check_blocking(L, "task_group", 1);
-  loom_group *g;
-  int ud;
-  g = (loom_group *)lua_newuserdatauv(L, sizeof *g, 4);
-  ud = lua_gettop(L);
-  memset(g, 0, sizeof *g);
-  g->magic = LOOM_MAGIC_GROUP;
-  g->rt = t->rt;
-  g->host = t;
-  g->ref = LUA_NOREF;
-  loom__list_init(&g->children);
-  loom__list_init(&g->starting);
-  loom__list_init(&g->host_link);
-  luaL_setmetatable(L, LOOM_GROUP_MT);
-  g->scope = loom__scope_new(L);
-  lua_setiuservalue(L, ud, G_SCOPE);
-  loom__push_task(L, t);
-  lua_setiuservalue(L, ud, G_HOST);
-  loom__scope_enter(L, t, g->scope);
-  loom__list_push(&t->groups, &g->host_link);
-  lua_pushvalue(L, ud);
-  g->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  return 1;
-}
-
 /* Put a new task (userdata on top) under scope `parent` and make it ready. */
 static void launch(lua_State *L, loom_task *t, loom_scope *parent,
                    int parent_handle_idx) {
@@ -223,9 +195,9 @@ void loom__group_record(lua_State *L, loom_group *g, int err_idx,
   err_idx = lua_absindex(L, err_idx);
   if (tb_idx) tb_idx = lua_absindex(L, tb_idx);
   luaL_checkstack(L, 6, "loom: recording an error");
+  loom__scope_mark_cancelled(g->rt, g->scope, 0);
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
   gi = lua_gettop(L);
-  g->nerrors++;
   if (lua_getiuservalue(L, gi, G_ERRORS) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
@@ -233,7 +205,7 @@ void loom__group_record(lua_State *L, loom_group *g, int err_idx,
     lua_setiuservalue(L, gi, G_ERRORS);
   }
   lua_pushvalue(L, err_idx);
-  lua_rawseti(L, -2, g->nerrors);
+  lua_rawseti(L, -2, g->nerrors + 1);
   if (lua_getiuservalue(L, gi, G_TRACEBACKS) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
@@ -244,10 +216,41 @@ void loom__group_record(lua_State *L, loom_group *g, int err_idx,
     lua_pushvalue(L, tb_idx);
   else
     lua_pushboolean(L, 0);
-  lua_rawseti(L, -2, g->nerrors);
+  lua_rawseti(L, -2, g->nerrors + 1);
+  g->nerrors++;
   lua_settop(L, gi - 1);
-  /* Always cancel the group's own scope, whatever the outer scopes say. */
-  loom__scope_cancel(L, g->rt, g->scope, 0, 0);
+  /* Always cancel the group's own scope, whatever the outer scopes say
+   * (marked already; this builds its Cancelled object). */
+  loom__scope_cancel_object(L, g->rt, g->scope);
+}
+
+static int record_helper(lua_State *L) {
+  loom__group_record(L, (loom_group *)lua_touserdata(L, 1), 2, 3);
+  return 0;
+}
+
+void loom__group_record_safe(lua_State *L, loom_group *g, int err_idx,
+                             int tb_idx) {
+  /* Cancel first: this allocates nothing, so whatever happens next the
+   * group stops its children. */
+  loom__scope_mark_cancelled(g->rt, g->scope, 0);
+  err_idx = lua_absindex(L, err_idx);
+  if (tb_idx) tb_idx = lua_absindex(L, tb_idx);
+  if (!lua_checkstack(L, 5)) {
+    g->record_failed = 1;
+    return;
+  }
+  lua_pushcfunction(L, record_helper);
+  lua_pushlightuserdata(L, g);
+  lua_pushvalue(L, err_idx);
+  if (tb_idx) lua_pushvalue(L, tb_idx);
+  else lua_pushnil(L);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    /* Out of memory: the group raises "not enough memory" at its exit
+     * rather than lose the failure silently. */
+    lua_pop(L, 1);
+    g->record_failed = 1;
+  }
 }
 
 void loom__group_child_done(lua_State *L, loom_group *g) {
@@ -256,98 +259,144 @@ void loom__group_child_done(lua_State *L, loom_group *g) {
   if (g->nlive == 0 && g->host_waiting) loom__wake(g->host, LOOM_WAKE_OK);
 }
 
-/* core.group_record(tg, err): the body failed with err. */
-static int l_group_record(lua_State *L) {
-  loom_group *g = check_group(L, 1);
-  loom_task *t = loom__check_blocking(L, "task_group", 0);
-  lua_settop(L, 2);
-  if (t->tberr_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->tberr_ref);
-    if (lua_rawequal(L, -1, 2)) {
-      lua_pop(L, 1);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, t->tb_ref);
-    } else {
-      lua_pop(L, 1);
-      lua_pushnil(L);
-    }
-  } else
-    lua_pushnil(L);
-  loom__group_record(L, g, 2, 3);
-  return 0;
-}
-
 static void host_wait_abort(loom_task *t) { (void)t; }
 
 static int wait_more(lua_State *L, loom_group *g, loom_task *t);
-static void host_cancelled(lua_State *L, loom_group *g);
-
-static int k_group_wait(lua_State *L, int status, lua_KContext ctx) {
-  loom_task *t = loom__task_of(L);
-  loom_group *g = check_group(L, 1);
-  (void)status;
-  (void)ctx;
-  t->wait_what = NULL;
-  if (t->wake == LOOM_WAKE_CANCELLED) {
-    t->wake = LOOM_WAKE_OK;
-    t->wake_scope = NULL;
-    host_cancelled(L, g);
-  }
-  return wait_more(L, g, t);
-}
 
 /* The host was cancelled while waiting for its children (S33): cancel the
  * group's scope (the same cancellation already reaches the children
  * through the scope tree) and from now on wait shielded. */
-static void host_cancelled(lua_State *L, loom_group *g) {
+static void host_cancelled(loom_group *g) {
   g->host_cancelled = 1;
-  loom__scope_cancel(L, g->rt, g->scope, 0, 0);
+  loom__scope_mark_cancelled(g->rt, g->scope, 0);
 }
 
-static int wait_more(lua_State *L, loom_group *g, loom_task *t) {
-  if (g->nlive == 0) {
-    g->host_waiting = 0;
-    lua_pushboolean(L, g->host_cancelled);
-    return 1;
-  }
-  if (!g->host_cancelled && loom__effective_cancel(t->cur) != NULL)
-    host_cancelled(L, g);
-  g->host_waiting = 1;
-  loom__park(t, g->host_cancelled ? NULL : host_wait_abort, "task_group", g);
-  return loom__suspend(L, 0, k_group_wait);
-}
-
-/* core.group_wait(tg) -> host_cancelled: wait for every child. */
-static int l_group_wait(lua_State *L) {
-  loom_group *g = check_group(L, 1);
-  loom_task *t = loom__check_blocking(L, "task_group", 1);
-  lua_settop(L, 1);
-  if (t != g->host)
-    return luaL_error(L, "loom.task_group: exited by a task other than its "
-                      "host");
-  g->state = LOOM_GROUP_EXITING;
-  if (g->nlive == 0) {
-    /* An empty group's exit is one schedule point, never a cancel point. */
-    return loom__schedule_point(L, t, 0, k_group_wait);
+static int k_group_wait(lua_State *L, int status, lua_KContext ctx) {
+  loom_group *g = (loom_group *)ctx;
+  loom_task *t = g->host;
+  (void)status;
+  t->wait_what = NULL;
+  if (t->wake == LOOM_WAKE_CANCELLED) {
+    t->wake = LOOM_WAKE_OK;
+    t->wake_scope = NULL;
+    host_cancelled(g);
   }
   return wait_more(L, g, t);
 }
 
-/* core.group_close(tg) -> catches, errors|nil, tracebacks|nil */
-static int l_group_close(lua_State *L) {
-  loom_group *g = check_group(L, 1);
-  loom_task *t = loom__check_blocking(L, "task_group", 0);
-  int catches;
-  lua_settop(L, 1);
-  if (g->state == LOOM_GROUP_CLOSED) return 0;
+/* Every child finished: close the group. Nothing before the scope is left
+ * can fail. Stack [tg, msgh, results... | error] ->
+ * tg, catches, errors|nil, tracebacks|nil, host_cancelled, ok,
+ * results... | error. */
+static int group_exit(lua_State *L, loom_group *g, loom_task *t) {
+  int catches, ok = !g->body_failed;
+  g->host_waiting = 0;
   g->state = LOOM_GROUP_CLOSED;
   loom__list_remove(&g->host_link);
+  catches = loom__scope_unlink(L, t, g->scope);
   luaL_unref(L, LUA_REGISTRYINDEX, g->ref);
   g->ref = LUA_NOREF;
-  catches = loom__scope_exit(L, t, g->scope);
+  /* Closed: from here on, raising is safe. */
+  lua_remove(L, 2);
+  luaL_checkstack(L, 6, "loom: task_group");
+  if (g->record_failed) {
+    /* A failure could not be recorded (out of memory): never drop it. */
+    catches = 0;
+    if (ok) {
+      lua_settop(L, 1);
+      lua_pushliteral(L, "not enough memory");
+      ok = 0;
+    }
+  }
   lua_pushboolean(L, catches);
   lua_getiuservalue(L, 1, G_ERRORS);
   lua_getiuservalue(L, 1, G_TRACEBACKS);
-  return 3;
+  lua_pushboolean(L, g->host_cancelled);
+  lua_pushboolean(L, ok);
+  lua_rotate(L, 2, 5);
+  return lua_gettop(L);
+}
+
+static int wait_more(lua_State *L, loom_group *g, loom_task *t) {
+  if (g->nlive == 0) return group_exit(L, g, t);
+  if (!g->host_cancelled && loom__effective_cancel(t->cur) != NULL)
+    host_cancelled(g);
+  g->host_waiting = 1;
+  loom__park(t, g->host_cancelled ? NULL : host_wait_abort, "task_group", g);
+  return loom__suspend(L, (lua_KContext)g, k_group_wait);
+}
+
+/* The body returned or raised: record its error, then wait for every
+ * child, then close. */
+static int k_group_body(lua_State *L, int status, lua_KContext ctx) {
+  loom_group *g = (loom_group *)ctx;
+  loom_task *t = g->host;
+  g->state = LOOM_GROUP_EXITING;
+  if (status != LUA_OK && status != LUA_YIELD) {
+    g->body_failed = 1;
+    if (!loom__is_cancelled(L, g->rt, -1)) {
+      /* Its traceback, if the message handler recorded one for it. */
+      int tb = 0;
+      if (t->tberr_ref != LUA_NOREF && lua_checkstack(L, 2)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, t->tberr_ref);
+        if (lua_rawequal(L, -1, -2)) {
+          lua_pop(L, 1);
+          lua_rawgeti(L, LUA_REGISTRYINDEX, t->tb_ref);
+          tb = lua_gettop(L);
+        } else
+          lua_pop(L, 1);
+      }
+      loom__group_record_safe(L, g, tb ? tb - 1 : -1, tb);
+      if (tb) lua_pop(L, 1);
+    }
+  }
+  if (g->nlive == 0) {
+    /* An empty group's exit is one schedule point, never a cancel point. */
+    return loom__schedule_point(L, t, (lua_KContext)g, k_group_wait);
+  }
+  return wait_more(L, g, t);
+}
+
+/* core.group_run(body) -> tg, catches, errors|nil, tracebacks|nil,
+ * host_cancelled, ok, results... | error. The whole life of a group in one
+ * C call: everything that can fail (the group, its scope, its anchor) is
+ * made before the host enters the group's scope; the body runs under a
+ * protected call; the exit (record, wait for every child, close) allocates
+ * nothing until the scope is left, so the children are always waited for
+ * and the scope always left, even when memory runs out. */
+static int l_group_run(lua_State *L) {
+  /* The exit waits, so refuse at once where Lua cannot yield. */
+  loom_task *t = loom__check_blocking(L, "task_group", 1);
+  loom_group *g;
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  luaL_checkstack(L, 8, "loom: task_group");
+  g = (loom_group *)lua_newuserdatauv(L, sizeof *g, 4);
+  memset(g, 0, sizeof *g);
+  g->magic = LOOM_MAGIC_GROUP;
+  g->rt = t->rt;
+  g->host = t;
+  g->ref = LUA_NOREF;
+  loom__list_init(&g->children);
+  loom__list_init(&g->starting);
+  loom__list_init(&g->host_link);
+  luaL_setmetatable(L, LOOM_GROUP_MT);
+  g->scope = loom__scope_new(L);
+  lua_setiuservalue(L, 2, G_SCOPE);
+  loom__push_task(L, t);
+  lua_setiuservalue(L, 2, G_HOST);
+  lua_pushvalue(L, 2);
+  g->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_insert(L, 1);                       /* [tg, body] */
+  lua_pushvalue(L, lua_upvalueindex(2));  /* the message handler */
+  lua_insert(L, 2);                       /* [tg, msgh, body] */
+  lua_pushvalue(L, 1);                    /* [tg, msgh, body, tg] */
+  /* Nothing below can fail before the protected call. */
+  loom__scope_link(t, g->scope);
+  loom__list_push(&t->groups, &g->host_link);
+  return k_group_body(L, lua_pcallk(L, 1, LUA_MULTRET, 2, (lua_KContext)g,
+                                    k_group_body),
+                      (lua_KContext)g);
 }
 
 static int l_group_cancel(lua_State *L) {
@@ -391,13 +440,6 @@ static const luaL_Reg group_methods[] = {
   {NULL, NULL}
 };
 
-static const luaL_Reg group_funcs[] = {
-  {"group_open", l_group_open},
-  {"group_record", l_group_record},
-  {"group_wait", l_group_wait},
-  {"group_close", l_group_close},
-  {NULL, NULL}
-};
 
 /* Stack: rt(1) module(top). */
 int loom__open_group(lua_State *L) {
@@ -419,6 +461,11 @@ int loom__open_group(lua_State *L) {
   lua_setfield(L, -2, "started");
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  loom__setfuncs(L, 1, group_funcs);
+  /* core.group_run: upvalues runtime, message handler. */
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, loom__msgh, 1);
+  lua_pushcclosure(L, l_group_run, 2);
+  lua_setfield(L, -2, "group_run");
   return 0;
 }

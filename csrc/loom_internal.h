@@ -101,6 +101,7 @@ struct loom_scope {
   int exc_ref;           /* registry ref of its Cancelled object, or NOREF */
   unsigned char state;   /* LOOM_SCOPE_* */
   unsigned char cancel_called, shield, caught, is_task_scope;
+  unsigned char by_deadline;  /* cancelled because its deadline passed */
 };
 
 void loom__scope_init(loom_scope *s, int is_task_scope) LOOM_HIDDEN;
@@ -119,10 +120,6 @@ void loom__scope_abort_subtree(loom_rt *rt, loom_scope *s) LOOM_HIDDEN;
 void loom__push_cancelled(lua_State *L, loom_rt *rt, loom_scope *s) LOOM_HIDDEN;
 /* [-0, +1] a new, unentered CancelScope userdata. */
 loom_scope *loom__scope_new(lua_State *L) LOOM_HIDDEN;
-/* Enter s as t's innermost scope; raises if s was used before. */
-void loom__scope_enter(lua_State *L, loom_task *t, loom_scope *s) LOOM_HIDDEN;
-/* Leave s (must be t's innermost); returns whether s catches a Cancelled. */
-int loom__scope_exit(lua_State *L, loom_task *t, loom_scope *s) LOOM_HIDDEN;
 void loom__scope_fire_deadline(lua_State *L, loom_rt *rt,
                                loom_timer *tm) LOOM_HIDDEN;
 int loom__open_scope(lua_State *L) LOOM_HIDDEN;
@@ -134,7 +131,8 @@ enum {
   LOOM_TASK_READY,       /* in the ready queue after a wake */
   LOOM_TASK_RUNNING,
   LOOM_TASK_PARKED,      /* yielded, waiting for loom__wake */
-  LOOM_TASK_DONE
+  LOOM_TASK_DONE,
+  LOOM_TASK_ABANDONED    /* could not finish (memory exhausted): inert */
 };
 
 enum { LOOM_OUT_NONE = 0, LOOM_OUT_FINISHED, LOOM_OUT_FAILED,
@@ -196,6 +194,12 @@ struct loom_task {
   loom_group *start_group;
   unsigned char state, wake, outcome, cancel_requested, start_state;
   unsigned char has_ctx;  /* its context table exists (spawns copy it) */
+  /* Suspension (loom__suspend): the real continuation, and the stack top
+   * at the yield, so a resume by anyone but the scheduler is refused. */
+  lua_KFunction k;
+  lua_KContext kctx;
+  int park_top;
+  loom_list all_link;    /* node in rt->all_tasks while live */
 };
 
 #define LOOM_TASK_MT "loom.Task"
@@ -237,6 +241,7 @@ struct loom_group {
   int nlive;             /* live children + pending start() calls */
   int nerrors;
   unsigned char state, host_waiting, host_cancelled;
+  unsigned char body_failed, record_failed;  /* see group_exit */
 };
 
 #define LOOM_GROUP_MT "loom.TaskGroup"
@@ -280,6 +285,8 @@ struct loom_rt {
   int own_dir_ref;       /* source prefix of loom's Lua files, or NOREF */
   int cancelled_ref;     /* the Cancelled class (hooks.Cancelled) */
   int task_mt_ref;       /* registry ref of the loom.Task metatable */
+  int issued_ref;        /* weak set of the Cancelled objects scopes made */
+  loom_list all_tasks;   /* every live task (stranded ones are found here) */
 };
 
 #define LOOM_RT_MT "loom.Runtime"
@@ -368,5 +375,35 @@ static inline loom_task *loom__task_of(lua_State *L) {
   t = rt->current;
   return (t != NULL && t->L == L) ? t : NULL;
 }
+
+/* ---- failure safety (see docs/architecture.md, "Failure points") ------- */
+
+/* Reserve one heap slot: the next loom__heap_insert cannot fail. */
+int loom__heap_reserve(loom_rt *rt) LOOM_HIDDEN;
+/* Mark s cancelled and abort the waits below it; allocates nothing, calls
+ * no Lua (the Cancelled object is built when first delivered). */
+void loom__scope_mark_cancelled(loom_rt *rt, loom_scope *s,
+                                int by_deadline) LOOM_HIDDEN;
+/* Enter / leave a scope without failing (scope.c): the only way scopes
+ * are entered, always around a protected call (core.scope_run,
+ * core.group_run). */
+void loom__scope_link(loom_task *t, loom_scope *s) LOOM_HIDDEN;
+int loom__scope_unlink(lua_State *L, loom_task *t, loom_scope *s)
+  LOOM_HIDDEN;
+/* Build s's Cancelled object now if it has none (by: the running task). */
+void loom__scope_cancel_object(lua_State *L, loom_rt *rt, loom_scope *s)
+  LOOM_HIDDEN;
+/* Record a failure in g without ever raising: g is cancelled first; if
+ * recording runs out of memory, g raises "not enough memory" at its exit. */
+void loom__group_record_safe(lua_State *L, loom_group *g, int err_idx,
+                             int tb_idx) LOOM_HIDDEN;
+/* Raise a clear error when the runtime was finalised (lua_close). */
+void loom__check_open(lua_State *L, loom_rt *rt, const char *fn) LOOM_HIDDEN;
+/* If co is the suspended coroutine of a loom task, that task, else NULL. */
+loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co)
+  LOOM_HIDDEN;
+/* Is the value at idx a Cancelled issued by a cancel scope? A hand-made
+ * setmetatable({}, loom.Cancelled) is not: it is an ordinary error. */
+int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) LOOM_HIDDEN;
 
 #endif

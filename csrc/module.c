@@ -23,6 +23,11 @@ static int l_set_hooks(lua_State *L) {
   if (rt->cancelled_ref != LUA_NOREF)
     luaL_unref(L, LUA_REGISTRYINDEX, rt->cancelled_ref);
   rt->cancelled_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, 1, "issued");
+  if (rt->issued_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->issued_ref);
+  rt->issued_ref = lua_istable(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX)
+                                      : (lua_pop(L, 1), LUA_NOREF);
   if (lua_getfield(L, -1, "own_dir") == LUA_TSTRING) {
     if (rt->own_dir_ref != LUA_NOREF)
       luaL_unref(L, LUA_REGISTRYINDEX, rt->own_dir_ref);
@@ -41,7 +46,9 @@ static loom_rt *new_runtime(lua_State *L) {
   rt->task_main_ref = LUA_NOREF;
   rt->own_dir_ref = LUA_NOREF;
   rt->cancelled_ref = LUA_NOREF;
+  rt->issued_ref = LUA_NOREF;
   loom__list_init(&rt->blocked_waiters);
+  loom__list_init(&rt->all_tasks);
   err = uv_loop_init(&rt->loop);
   if (err != 0)
     luaL_error(L, "loom: cannot create the libuv loop: %s", uv_strerror(err));

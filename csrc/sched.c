@@ -49,9 +49,17 @@ int loom__raise_error(lua_State *L, const char *cls, const char *msg,
   return lua_error(L);
 }
 
+void loom__check_open(lua_State *L, loom_rt *rt, const char *fn) {
+  if (rt != NULL && rt->magic == LOOM_MAGIC_RT && rt->closed)
+    luaL_error(L, "loom.%s: the loom runtime is closed (its Lua state is "
+               "being closed)", fn);
+}
+
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
                                 int must_yield) {
-  loom_task *t = loom__task_of(L);
+  loom_task *t;
+  loom__check_open(L, loom__rt(L), fn);
+  t = loom__task_of(L);
   if (t == NULL || t->L != L)
     luaL_error(L, "loom.%s: must be called from inside a loom task (start "
                "one with loom.run)", fn);
@@ -114,8 +122,57 @@ void loom__cancel_point(lua_State *L, loom_task *t) {
   }
 }
 
+/* Every suspension continues here. Only the scheduler may resume a task:
+ * it is then rt->current and its coroutine is L. Anyone else (a
+ * coroutine.resume the guard of init.lua did not see, such as a function
+ * captured before require "loom") gets nothing: what it passed is dropped
+ * and the task stays suspended exactly as it was. */
+static int k_guard(lua_State *L, int status, lua_KContext ctx) {
+  loom_task *t = (loom_task *)ctx;
+  if (t->rt->current != t || t->L != L) {
+    lua_settop(L, t->park_top + t->wake_nargs);
+    return lua_yieldk(L, 0, ctx, k_guard);
+  }
+  return t->k(L, status, t->kctx);
+}
+
 int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k) {
-  return lua_yieldk(L, 0, ctx, k);
+  loom_task *t = loom__task_of(L);
+  t->k = k;
+  t->kctx = ctx;
+  t->park_top = lua_gettop(L);
+  return lua_yieldk(L, 0, (lua_KContext)t, k_guard);
+}
+
+loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co) {
+  lua_Debug ar;
+  int lo = 0, hi = 1, is_main;
+  loom_task *t;
+  if (co == NULL || co == L || lua_status(co) != LUA_YIELD ||
+      rt->task_main_ref == LUA_NOREF || !lua_getstack(co, 0, &ar) ||
+      !lua_checkstack(L, 3) || !lua_checkstack(co, 3))
+    return NULL;
+  /* The outermost frame of a task's coroutine is task_main. */
+  while (lua_getstack(co, hi, &ar)) {
+    lo = hi;
+    hi *= 2;
+  }
+  while (hi - lo > 1) {
+    int mid = lo + (hi - lo) / 2;
+    if (lua_getstack(co, mid, &ar)) lo = mid;
+    else hi = mid;
+  }
+  lua_getstack(co, lo, &ar);
+  lua_getinfo(co, "f", &ar);
+  lua_xmove(co, L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->task_main_ref);
+  is_main = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (!is_main || lua_getlocal(co, &ar, 1) == NULL) return NULL;
+  lua_xmove(co, L, 1);
+  t = (loom_task *)loom__test_ud(L, -1, sizeof *t, LOOM_MAGIC_TASK);
+  lua_pop(L, 1);
+  return (t != NULL && t->L == co) ? t : NULL;
 }
 
 void loom__check_wake(lua_State *L, loom_task *t) {
@@ -232,16 +289,38 @@ drop:
 
 /* ---- the drain --------------------------------------------------------- */
 
-/* Resume t once. */
+/* t's coroutine was closed, or ran to its end, outside the scheduler
+ * (coroutine.close or coroutine.resume on it, by a function the guard of
+ * init.lua did not see). The task fails with a clear error. */
+static void step_killed(loom_rt *rt, lua_State *S, loom_task *t) {
+  lua_checkstack(S, 4);
+  loom__push_task(S, t);
+  lua_pushliteral(S, "loom: this task's coroutine was closed or resumed "
+                  "outside the scheduler (coroutine.close/coroutine.resume "
+                  "on a task's coroutine); use an event, or cancel the "
+                  "task");
+  dequeue(rt);
+  lua_settop(t->L, 0);
+  loom__task_finish(S, t, 1, 1);
+}
+
+/* Resume t, the head of the ready queue, once. Everything that can fail
+ * (a coroutine for a new task, stack space) is done while t is still
+ * queued, so an error (out of memory) leaves it there, intact. */
 static void step(loom_rt *rt, lua_State *S, loom_task *t) {
   lua_State *co;
   int nargs, nres = 0, status;
   if (t->state == LOOM_TASK_NEW) {
     int i;
-    co = acquire_thread(rt, S, &t->thread_ref);
-    t->L = co;
+    if (t->L == NULL) {
+      co = acquire_thread(rt, S, &t->thread_ref);
+      t->L = co;
+    }
+    co = t->L;
     /* A fresh or pooled coroutine has LUA_MINSTACK free slots. */
-    if (t->nargs + 4 > LUA_MINSTACK) lua_checkstack(co, t->nargs + 4);
+    if (t->nargs + 4 > LUA_MINSTACK && !lua_checkstack(co, t->nargs + 4))
+      luaL_error(S, "not enough memory");
+    dequeue(rt);
     lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
     loom__push_task(co, t);
     lua_getiuservalue(co, -1, LOOM_UV_FN);
@@ -255,6 +334,11 @@ static void step(loom_rt *rt, lua_State *S, loom_task *t) {
     t->nargs = 0;
   } else {
     co = t->L;
+    if (lua_status(co) != LUA_YIELD) {
+      step_killed(rt, S, t);
+      return;
+    }
+    dequeue(rt);
     nargs = t->wake_nargs;
     t->wake_nargs = 0;
   }
@@ -270,19 +354,25 @@ static void step(loom_rt *rt, lua_State *S, loom_task *t) {
       t->wake = LOOM_WAKE_OK;
       loom__enqueue(rt, t);
     }
-  } else if (status == LUA_OK) {
+  } else if (status == LUA_OK &&
+             (nres + LUA_MINSTACK <= 8 + LUA_MINSTACK ||
+              lua_checkstack(S, nres + LUA_MINSTACK))) {
     /* task_main returned: [task, ok, results...] */
     int failed;
-    if (nres > 8) lua_checkstack(S, nres + LUA_MINSTACK);
     lua_xmove(co, S, nres);
     failed = !lua_toboolean(S, -nres + 1);
     lua_remove(S, -nres + 1);
     loom__task_finish(S, t, failed, nres - 2);
   } else {
-    /* An error escaped task_main itself (out of memory in the handler). */
+    /* An error escaped task_main itself (out of memory in the handler), or
+     * its results do not fit (out of memory). */
     lua_checkstack(S, 4);
     loom__push_task(S, t);
-    lua_xmove(co, S, 1);
+    if (status == LUA_OK) {
+      lua_settop(co, 0);
+      lua_pushliteral(S, "not enough memory");
+    } else
+      lua_xmove(co, S, 1);
     loom__task_finish(S, t, 1, 1);
   }
 }
@@ -337,16 +427,22 @@ static void break_deadlock(loom_rt *rt, lua_State *S) {
   lua_pop(S, 1);
 }
 
-static void drain(loom_rt *rt, lua_State *S) {
-  while (rt->root->state != LOOM_TASK_DONE) {
+/* Until the root finished (all_tasks: until no task is live). */
+static int drain_done(loom_rt *rt, int all_tasks) {
+  if (all_tasks) return loom__list_empty(&rt->all_tasks);
+  return rt->root->state == LOOM_TASK_DONE;
+}
+
+static void drain(loom_rt *rt, lua_State *S, int all_tasks) {
+  while (!drain_done(rt, all_tasks)) {
     int n = 0;
     loom_task *t;
     fire_timers(rt, S);
-    while (n < IO_BUDGET && (t = dequeue(rt)) != NULL) {
+    while (n < IO_BUDGET && (t = rt->ready_head) != NULL) {
       step(rt, S, t);
       n++;
     }
-    if (rt->root->state == LOOM_TASK_DONE) break;
+    if (drain_done(rt, all_tasks)) break;
     if (rt->ready_head != NULL) {
       uv_run(&rt->loop, UV_RUN_NOWAIT);
       continue;
@@ -379,8 +475,48 @@ static void drain(loom_rt *rt, lua_State *S) {
 /* Run in protected mode so that loom.run can restore its state. */
 static int run_protected(lua_State *S) {
   loom_rt *rt = (loom_rt *)lua_touserdata(S, 1);
-  drain(rt, S);
+  drain(rt, S, lua_toboolean(S, 2));
   return 0;
+}
+
+static int drain_protected(lua_State *L, loom_rt *rt, int all_tasks) {
+  if (!lua_checkstack(L, 3)) return LUA_ERRMEM;
+  lua_pushcfunction(L, run_protected);
+  lua_pushlightuserdata(L, rt);
+  lua_pushboolean(L, all_tasks);
+  return lua_pcall(L, 2, 0, 0);
+}
+
+/* Tasks still live when a run ends (its drain failed, out of memory; or
+ * their host's coroutine was killed): cancel every one and let them finish,
+ * so that none of them runs inside the next loom.run. What still cannot
+ * finish (memory stays exhausted) is abandoned: unlinked from every queue
+ * and the deadline heap, so that nothing resumes it, and freed by
+ * lua_close. */
+static void finish_stranded(loom_rt *rt, lua_State *L) {
+  int attempt;
+  loom_list *n, *next;
+  for (attempt = 0; attempt < 4 && !loom__list_empty(&rt->all_tasks);
+       attempt++) {
+    for (n = rt->all_tasks.next; n != &rt->all_tasks; n = n->next) {
+      loom_task *t = loom__container_of(n, loom_task, all_link);
+      loom__scope_mark_cancelled(rt, &t->scope, 0);
+    }
+    rt->deadlock = 0;
+    if (drain_protected(L, rt, 1) != LUA_OK) lua_pop(L, 1);
+  }
+  for (n = rt->all_tasks.next; n != &rt->all_tasks; n = next) {
+    loom_task *t = loom__container_of(n, loom_task, all_link);
+    next = n->next;
+    if (t->state == LOOM_TASK_PARKED && t->abort != NULL) t->abort(t);
+    loom__heap_remove(rt, &t->sleep_timer);
+    t->abort = NULL;
+    t->state = LOOM_TASK_ABANDONED;
+    loom__list_remove(&t->all_link);
+    rt->live_tasks--;
+  }
+  while (rt->heap_len > 0) loom__heap_remove(rt, rt->heap[0]);
+  rt->ready_head = rt->ready_tail = NULL;
 }
 
 /* loom.run(fn, ...) -> fn's results, or raises its error. */
@@ -388,6 +524,7 @@ static int l_run(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   int nargs = lua_gettop(L) - 1, status, ud;
   loom_task *root;
+  loom__check_open(L, rt, "run");
   if (loom__task_of(L) != NULL || rt->running)
     return luaL_error(L, "loom.run: cannot be called from inside a loom "
                       "task (loom is already running on this Lua state)");
@@ -403,18 +540,15 @@ static int l_run(lua_State *L) {
   rt->deadlock = 0;
   rt->S = L;
   loom__enqueue(rt, root);
-  lua_pushcfunction(L, run_protected);
-  lua_pushlightuserdata(L, rt);
-  status = lua_pcall(L, 1, 0, 0);
+  status = drain_protected(L, rt, 0);
+  if (status != LUA_OK || !loom__list_empty(&rt->all_tasks))
+    finish_stranded(rt, L);
   rt->running = 0;
   rt->S = NULL;
   rt->root = NULL;
   if (status != LUA_OK) {
-    /* The drain itself failed (out of memory, a broken hook): forget the
-     * queued work so that a later loom.run starts clean. Tasks still parked
-     * stay anchored until lua_close. */
-    while (rt->heap_len > 0) loom__heap_remove(rt, rt->heap[0]);
-    rt->ready_head = rt->ready_tail = NULL;
+    /* The drain itself failed (out of memory, a broken hook): its error,
+     * once every task of this run was cancelled and finished. */
     return lua_error(L);
   }
   if (root->outcome == LOOM_OUT_FINISHED)
@@ -577,7 +711,55 @@ static int l_rt_gc(lua_State *L) {
   return 0;
 }
 
+/* The guarded coroutine.resume / coroutine.close: upvalues runtime, the
+ * function they replace. A loom task's coroutine belongs to the scheduler:
+ * resuming or closing it from elsewhere raises here, in the caller, and
+ * the task is left intact. */
+static int l_co_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  if (co != NULL && loom__task_of_thread(L, loom__rt(L), co) != NULL)
+    return luaL_error(L, "cannot resume a loom task's coroutine directly; "
+                      "use an event");
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int l_co_close(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  if (co != NULL && loom__task_of_thread(L, loom__rt(L), co) != NULL)
+    return luaL_error(L, "cannot close a loom task's coroutine directly; "
+                      "cancel the task instead");
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* core.guard_coroutines(coroutine): replace coroutine.resume and
+ * coroutine.close of that table with the guarded versions (once). */
+static int l_guard_coroutines(lua_State *L) {
+  static const char *const names[] = {"resume", "close"};
+  static const lua_CFunction fns[] = {l_co_resume, l_co_close};
+  int i;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  for (i = 0; i < 2; i++) {
+    lua_getfield(L, 1, names[i]);
+    if (lua_tocfunction(L, -1) == fns[i] || !lua_isfunction(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, -2);
+    lua_pushcclosure(L, fns[i], 2);
+    lua_setfield(L, 1, names[i]);
+  }
+  return 0;
+}
+
 static const luaL_Reg sched_funcs[] = {
+  {"guard_coroutines", l_guard_coroutines},
   {"run", l_run},
   {"now", l_now},
   {"sleep", l_sleep},

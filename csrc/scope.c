@@ -24,7 +24,7 @@ void loom__scope_init(loom_scope *s, int is_task_scope) {
   s->owner = NULL;
   s->exc_ref = LUA_NOREF;
   s->state = LOOM_SCOPE_NEW;
-  s->cancel_called = s->shield = s->caught = 0;
+  s->cancel_called = s->shield = s->caught = s->by_deadline = 0;
   s->is_task_scope = (unsigned char)is_task_scope;
 }
 
@@ -78,35 +78,54 @@ void loom__scope_abort_subtree(loom_rt *rt, loom_scope *s) {
   (void)rt;
 }
 
-void loom__scope_cancel(lua_State *L, loom_rt *rt, loom_scope *s,
-                        int reason_idx, int by_deadline) {
+void loom__scope_mark_cancelled(loom_rt *rt, loom_scope *s,
+                                int by_deadline) {
   if (s->cancel_called) return;
   s->cancel_called = 1;
+  s->by_deadline = (unsigned char)by_deadline;
   loom__heap_remove(rt, &s->timer);
+  if (s->state == LOOM_SCOPE_ACTIVE) loom__scope_abort_subtree(rt, s);
+}
+
+/* [-0, +1] build s's Cancelled through hooks.cancelled (allocates, may
+ * raise). */
+static void make_cancelled(lua_State *L, loom_rt *rt, loom_scope *s,
+                           int reason_idx, loom_task *by) {
   luaL_checkstack(L, 6, "loom: cancel");
   loom__push_hook(L, rt, "cancelled");
   if (reason_idx) lua_pushvalue(L, reason_idx);
-  else if (by_deadline) lua_pushliteral(L, "deadline exceeded");
+  else if (s->by_deadline) lua_pushliteral(L, "deadline exceeded");
   else lua_pushnil(L);
-  lua_pushboolean(L, by_deadline);
-  if (rt->current) loom__push_task(L, rt->current);
-  else lua_pushnil(L);
+  lua_pushboolean(L, s->by_deadline);
+  loom__push_task(L, by);
   lua_pushlightuserdata(L, s);
   lua_call(L, 4, 1);
+}
+
+/* The tree is updated first (marking and aborting allocate nothing), so an
+ * error while building the Cancelled object (out of memory) leaves the
+ * scope cancelled and its waiters woken; the object is then built when it
+ * is first delivered (loom__push_cancelled). */
+void loom__scope_cancel(lua_State *L, loom_rt *rt, loom_scope *s,
+                        int reason_idx, int by_deadline) {
+  if (s->cancel_called) return;
+  if (reason_idx) reason_idx = lua_absindex(L, reason_idx);
+  loom__scope_mark_cancelled(rt, s, by_deadline);
+  make_cancelled(L, rt, s, reason_idx, rt->current);
   if (s->exc_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
   s->exc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (s->state == LOOM_SCOPE_ACTIVE) loom__scope_abort_subtree(rt, s);
+}
+
+void loom__scope_cancel_object(lua_State *L, loom_rt *rt, loom_scope *s) {
+  if (s->exc_ref != LUA_NOREF) return;
+  make_cancelled(L, rt, s, 0, rt->current);
+  s->exc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 void loom__push_cancelled(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (s->exc_ref == LUA_NOREF) {
-    /* Cancelled without going through loom__scope_cancel: make one. */
-    loom__push_hook(L, rt, "cancelled");
-    lua_pushnil(L);
-    lua_pushboolean(L, 0);
-    lua_pushnil(L);
-    lua_pushlightuserdata(L, s);
-    lua_call(L, 4, 1);
+    /* Marked without an object yet (see loom__scope_cancel): make one. */
+    make_cancelled(L, rt, s, 0, NULL);
     s->exc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->exc_ref);
@@ -129,35 +148,44 @@ static void arm_deadline(lua_State *L, loom_rt *rt, loom_scope *s) {
     loom__heap_remove(rt, &s->timer);
 }
 
-void loom__scope_enter(lua_State *L, loom_task *t, loom_scope *s) {
-  if (s->state != LOOM_SCOPE_NEW)
-    luaL_error(L, "loom.CancelScope:run: a cancel scope can be run only "
-               "once (this one is %s)",
-               s->state == LOOM_SCOPE_ACTIVE ? "active" : "already exited");
+/* Make s (never entered) t's innermost scope. Allocates nothing and cannot
+ * fail: the caller has reserved a heap slot (loom__heap_reserve) when s has
+ * a finite deadline. A deadline already due only marks the scope; its
+ * Cancelled object is built at the first checkpoint inside. */
+void loom__scope_link(loom_task *t, loom_scope *s) {
+  loom_rt *rt = t->rt;
   loom__scope_attach(s, t->cur);
   s->owner = t;
   loom__list_remove(&t->scope_link);
   loom__list_push(&s->tasks, &t->scope_link);
   t->cur = s;
-  arm_deadline(L, t->rt, s);
+  if (s->cancel_called) return;
+  if (s->deadline <= loom__now())
+    loom__scope_mark_cancelled(rt, s, 1);
+  else if (s->deadline < HUGE_VAL)
+    (void)loom__heap_insert(rt, &s->timer, s->deadline);
 }
 
-int loom__scope_exit(lua_State *L, loom_task *t, loom_scope *s) {
+/* Leave s, entered by t with loom__scope_link; any scope t left entered
+ * inside s is left too. Allocates nothing and cannot fail. Returns whether
+ * s catches a Cancelled. */
+int loom__scope_unlink(lua_State *L, loom_task *t, loom_scope *s) {
+  loom_rt *rt = t->rt;
   int catches;
-  if (s->state != LOOM_SCOPE_ACTIVE)
-    return luaL_error(L, "This cancel scope is not active");
-  if (s->owner != t)
-    return luaL_error(L, "Attempted to exit cancel scope in a different "
-                      "task than it was entered in");
-  if (t->cur != s)
-    return luaL_error(L, "Attempted to exit a cancel scope that isn't the "
-                      "current task's current cancel scope");
+  if (s->state != LOOM_SCOPE_ACTIVE) return 0;
+  while (t->cur != s && t->cur != NULL && t->cur != &t->scope) {
+    loom_scope *inner = t->cur;
+    t->cur = inner->parent;
+    loom__scope_detach(L, rt, inner);
+  }
   catches = s->cancel_called &&
             (s->shield || loom__effective_cancel(s->parent) == NULL);
-  t->cur = s->parent;
-  loom__list_remove(&t->scope_link);
-  loom__list_push(&t->cur->tasks, &t->scope_link);
-  loom__scope_detach(L, t->rt, s);
+  if (t->cur == s) {
+    t->cur = s->parent;
+    loom__list_remove(&t->scope_link);
+    loom__list_push(&t->cur->tasks, &t->scope_link);
+  }
+  loom__scope_detach(L, rt, s);
   return catches;
 }
 
@@ -207,16 +235,45 @@ static int l_scope_cancel(lua_State *L) {
   return 0;
 }
 
-static int l_scope_enter(lua_State *L) {
-  loom_task *t = loom__check_blocking(L, "CancelScope:run", 0);
-  loom__scope_enter(L, t, check_scope(L, 1));
-  return 0;
+/* The run continuation: fn returned or raised (status), under the
+ * protection set up by l_scope_run. Leaves the scope first (nothing before
+ * that can fail), then returns catches, ok, results... | error. */
+static int k_scope_run(lua_State *L, int status, lua_KContext ctx) {
+  loom_scope *s = (loom_scope *)ctx;
+  int catches = loom__scope_unlink(L, s->owner, s);
+  /* [scope, msgh, results... | error] */
+  lua_pushboolean(L, catches);
+  lua_replace(L, 1);
+  lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
+  lua_replace(L, 2);
+  return lua_gettop(L);
 }
 
-static int l_scope_exit(lua_State *L) {
+/* core.scope_run(scope, fn, ...) -> catches, ok, results... | error.
+ * Entering and leaving are this one C call around a protected call of fn:
+ * everything that can fail (argument checks, the heap slot for the
+ * deadline, stack space) happens before the scope becomes current, and the
+ * continuation leaves it before anything else, whether fn returned, raised
+ * or was unwound after yielding. Nothing can leave the scope entered. */
+static int l_scope_run(lua_State *L) {
   loom_task *t = loom__check_blocking(L, "CancelScope:run", 0);
-  lua_pushboolean(L, loom__scope_exit(L, t, check_scope(L, 1)));
-  return 1;
+  loom_scope *s = check_scope(L, 1);
+  int nargs = lua_gettop(L) - 2;
+  if (nargs < 0) luaL_checkany(L, 2);
+  if (s->state != LOOM_SCOPE_NEW)
+    return luaL_error(L, "loom.CancelScope:run: a cancel scope can be run "
+                      "only once (this one is %s)",
+                      s->state == LOOM_SCOPE_ACTIVE ? "active"
+                                                    : "already exited");
+  luaL_checkstack(L, 4, "loom: CancelScope:run");
+  if (s->deadline < HUGE_VAL && !loom__heap_reserve(t->rt))
+    return luaL_error(L, "not enough memory");
+  lua_pushvalue(L, lua_upvalueindex(2));  /* the message handler */
+  lua_insert(L, 2);
+  loom__scope_link(t, s);
+  return k_scope_run(L, lua_pcallk(L, nargs, LUA_MULTRET, 2,
+                                   (lua_KContext)s, k_scope_run),
+                     (lua_KContext)s);
 }
 
 static int l_is_scope(lua_State *L) {
@@ -340,8 +397,6 @@ static const luaL_Reg scope_methods[] = {
 
 static const luaL_Reg scope_funcs[] = {
   {"scope_new", l_scope_new},
-  {"scope_enter", l_scope_enter},
-  {"scope_exit", l_scope_exit},
   {"scope_set_caught", l_scope_set_caught},
   {"is_scope", l_is_scope},
   {"effective_deadline", l_effective_deadline},
@@ -362,5 +417,11 @@ int loom__open_scope(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   loom__setfuncs(L, 1, scope_funcs);
+  /* core.scope_run: upvalues runtime, message handler. */
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, loom__msgh, 1);
+  lua_pushcclosure(L, l_scope_run, 2);
+  lua_setfield(L, -2, "scope_run");
   return 0;
 }

@@ -23,14 +23,24 @@ void loom__push_task(lua_State *L, loom_task *t) {
     lua_pushnil(L);
 }
 
-static int is_cancelled(lua_State *L, loom_rt *rt, int idx) {
+int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
   int r;
-  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_checkstack(L, 2) ||
+      !lua_getmetatable(L, idx))
+    return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->cancelled_ref);
   r = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
+  if (r && rt->issued_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->issued_ref);
+    lua_pushvalue(L, idx);
+    r = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+  }
   return r;
 }
+#define is_cancelled loom__is_cancelled
 
 loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
                           int first_arg, int nargs, loom_task *spawner) {
@@ -50,6 +60,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
   loom__list_init(&t->groups);
   loom__list_init(&t->wait_link);
   loom__list_init(&t->waiters);
+  loom__list_init(&t->all_link);
   loom__timer_init(&t->sleep_timer, LOOM_TIMER_SLEEP);
   t->state = LOOM_TASK_NEW;
   t->id = ++rt->next_id;
@@ -86,6 +97,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
   }
   lua_pushvalue(L, ud);
   t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  loom__list_push(&rt->all_tasks, &t->all_link);
   rt->live_tasks++;
   return t;
 }
@@ -184,15 +196,46 @@ void loom__wake_waiters(loom_list *waiters) {
   }
 }
 
+static int pack_values(lua_State *L) {
+  int i, n = lua_gettop(L);
+  lua_createtable(L, n, 0);
+  for (i = 1; i <= n; i++) {
+    lua_pushvalue(L, i);
+    lua_rawseti(L, -2, i);
+  }
+  return 1;
+}
+
+static int nil_error(lua_State *L) {
+  lua_pushliteral(L, "(error object is a nil value)");
+  return 1;
+}
+
+/* Completion cannot fail half-way: the two steps that allocate (packing
+ * several results, naming a nil error) run first, protected; when they run
+ * out of memory the task fails with that error instead. */
 void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   loom_rt *rt = t->rt;
-  int ud = lua_gettop(L) - nres, err = 0, tb = 0;
+  int ud = lua_gettop(L) - nres, err = 0, tb = 0, count = nres;
+  if (!failed && nres > 1) {
+    if (!lua_checkstack(L, 2)) {
+      lua_settop(L, ud);
+      lua_pushliteral(L, "not enough memory");
+      failed = 1;
+    } else {
+      lua_pushcfunction(L, pack_values);
+      lua_insert(L, ud + 1);
+      if (lua_pcall(L, nres, 1, 0) != LUA_OK) failed = 1;
+    }
+    nres = 1;
+  }
   if (failed) {
     lua_settop(L, ud + 1);
     err = ud + 1;
     if (lua_isnil(L, err)) {
       /* error(nil): keep something a group and a reader can hold. */
-      lua_pushliteral(L, "(error object is a nil value)");
+      lua_pushcfunction(L, nil_error);
+      lua_pcall(L, 0, 1, 0);
       lua_replace(L, err);
     }
     t->outcome = is_cancelled(L, rt, err) ? LOOM_OUT_CANCELLED
@@ -207,17 +250,9 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
     }
   } else {
     t->outcome = LOOM_OUT_FINISHED;
-    t->nresults = nres;
+    t->nresults = count;
     if (nres == 1) {
       lua_pushvalue(L, ud + 1);
-      lua_setiuservalue(L, ud, LOOM_UV_RESULT);
-    } else if (nres > 1) {
-      int i;
-      lua_createtable(L, nres, 0);
-      for (i = 1; i <= nres; i++) {
-        lua_pushvalue(L, ud + i);
-        lua_rawseti(L, -2, i);
-      }
       lua_setiuservalue(L, ud, LOOM_UV_RESULT);
     }
   }
@@ -240,13 +275,15 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
     loom__start_child_done(L, t, err);
   } else if (t->group != NULL) {
     loom_group *g = t->group;
-    if (t->outcome == LOOM_OUT_FAILED) loom__group_record(L, g, err, tb);
+    if (t->outcome == LOOM_OUT_FAILED)
+      loom__group_record_safe(L, g, err, tb);
     loom__list_remove(&t->group_link);
     t->group = NULL;
     loom__group_child_done(L, g);
   }
   luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
   t->ref = LUA_NOREF;
+  loom__list_remove(&t->all_link);
   rt->live_tasks--;
   lua_settop(L, ud - 1);
 }

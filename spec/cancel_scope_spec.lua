@@ -31,13 +31,13 @@ describe("loom.cancel_scope", function()
     assert.equal(inf, loom.cancel_scope{}.deadline)
   end)
 
-  it("scope:run runs fn(scope, ...) in the calling task and returns its "
-    .. "results", function()
+  it("scope:run runs fn(...) (only the given arguments, like pcall) in the "
+    .. "calling task and returns its results", function()
     run(function()
       local s = loom.cancel_scope()
       local me = loom.current_task()
-      local r = table.pack(s:run(function(scope, a, b)
-        assert.equal(s, scope)
+      local r = table.pack(s:run(function(a, b, ...)
+        assert.equal(0, select("#", ...))
         assert.equal(me, loom.current_task())
         return b, a, nil
       end, 1, 2))
@@ -49,8 +49,8 @@ describe("loom.cancel_scope", function()
     function()
       run(function()
         local s = loom.cancel_scope()
-        local r = table.pack(s:run(function(scope)
-          scope:cancel()
+        local r = table.pack(s:run(function()
+          s:cancel()
           loom.checkpoint()
           return "not reached"
         end))
@@ -315,7 +315,8 @@ describe("nested cancel scopes", function()
     run(function()
       local outer = loom.cancel_scope()
       outer:run(function()
-        loom.cancel_scope():run(function(inner)
+        local inner = loom.cancel_scope()
+        inner:run(function()
           inner:cancel()
           outer:cancel()
           loom.checkpoint()
@@ -333,10 +334,11 @@ describe("nested cancel scopes", function()
     run(function()
       local sleep_completed, inner_completed = false, false
       local inner
-      local outer = loom.move_on_after(0.01, function(outer)
+      local outer = loom.cancel_scope{ deadline = loom.now() + 0.01 }
+      outer:run(function()
         assert.equal(outer.deadline, loom.current_effective_deadline())
-        loom.move_on_after(1, function(scope)
-          inner = scope
+        inner = loom.cancel_scope{ deadline = loom.now() + 1 }
+        inner:run(function()
           assert.equal(outer.deadline, loom.current_effective_deadline())
           loom.sleep(2)
           sleep_completed = true
@@ -398,8 +400,10 @@ describe("nested cancel scopes", function()
       local got_past = false
       loom.task_group(function(tg)
         tg:start_soon(function()
-          loom.cancel_scope():run(function(scope1)
-            loom.cancel_scope():run(function(scope2)
+          local scope1 = loom.cancel_scope()
+          scope1:run(function()
+            local scope2 = loom.cancel_scope()
+            scope2:run(function()
               loom.cancel_scope{ shield = true }:run(function()
                 scope1:cancel()
                 scope2:cancel()
@@ -420,7 +424,8 @@ describe("nested cancel scopes", function()
       local got_past = false
       loom.task_group(function(tg)
         tg:start_soon(function()
-          loom.cancel_scope():run(function(scope1)
+          local scope1 = loom.cancel_scope()
+          scope1:run(function()
             loom.cancel_scope():run(function()
               loom.cancel_scope{ shield = true }:run(function()
                 scope1:cancel()
@@ -448,9 +453,10 @@ describe("shielded scopes", function()
           loom.wait_all_tasks_blocked()
           tg:cancel()
         end)
-        inner = loom.move_on_after(10, function(scope)
-          scope.shield = true
-          assert.is_true(scope.shield)
+        inner = loom.cancel_scope{ deadline = loom.now() + 10 }
+        inner:run(function()
+          inner.shield = true
+          assert.is_true(inner.shield)
           loom.sleep(0.01)
           inner_done = true
         end)
@@ -501,7 +507,8 @@ describe("shielded scopes", function()
     .. "test_cancel_from_shielded_scope)", function()
     run(function()
       loom.task_group(function(tg)
-        loom.cancel_scope{ shield = true }:run(function(inner)
+        local inner = loom.cancel_scope{ shield = true }
+        inner:run(function()
           assert.is_true(inner.shield)
           tg:cancel()
           assert.equal(inf, loom.current_effective_deadline())
@@ -529,7 +536,8 @@ describe("shielded scopes", function()
             assert.is_true(inner.shield)
             -- the shield protects from outer
             loom.checkpoint()
-            loom.cancel_scope():run(function(innerest)
+            local innerest = loom.cancel_scope()
+            innerest:run(function()
               innerest:cancel()
               -- but not from a scope inside it
               add(raises_cancelled(loom.checkpoint))
@@ -602,7 +610,8 @@ describe("shielded scopes", function()
       local reached = false
       loom.task_group(function(tg)
         tg:start_soon(function()
-          loom.cancel_scope():run(function(scope)
+          local scope = loom.cancel_scope()
+          scope:run(function()
             scope.shield = true
             loom.sleep(0.02)
             completed = true
@@ -627,7 +636,8 @@ describe("shielded scopes", function()
         s:cancel()
         local _, e = pcall(loom.sleep_forever)
         add(raises_cancelled(loom.checkpoint))
-        loom.move_on_after(1, function(guard)
+        local guard = loom.cancel_scope{ deadline = loom.now() + 1 }
+        guard:run(function()
           guard.shield = true
           assert.is_true(guard.deadline < inf)
           assert.equal(guard.deadline, loom.current_effective_deadline())
@@ -662,8 +672,8 @@ describe("deadlines", function()
     .. "test_deadline_reached_on_start)", function()
     run(function()
       local reached = false
-      local s = loom.move_on_after(0, function(scope)
-        assert.is_true(scope.cancel_called)
+      local s = loom.move_on_after(0, function()
+        assert.equal(-inf, loom.current_effective_deadline())
         assert.equal(-inf, loom.current_effective_deadline())
         loom.sleep(0)
         reached = true
@@ -692,10 +702,12 @@ describe("deadlines", function()
   it("pushing the deadline later avoids a timeout (S101, AnyIO "
     .. "test_deadline_moved)", function()
     run(function()
-      loom.fail_after(0.01, function(scope)
-        scope.deadline = scope.deadline + 0.3
+      local s = loom.cancel_scope{ deadline = loom.now() + 0.01 }
+      s:run(function()
+        s.deadline = s.deadline + 0.3
         loom.sleep(0.02)
       end)
+      assert.is_false(s.cancel_called)
     end)
   end)
 
@@ -932,13 +944,14 @@ end)
 describe("loom.move_on_after / loom.move_on_at", function()
   it("return the scope followed by fn's results", function()
     run(function()
-      local r = table.pack(loom.move_on_after(1, function(_, a)
+      local r = table.pack(loom.move_on_after(1, function(a, ...)
+        assert.equal(0, select("#", ...))
         return a, nil, "z"
       end, "a"))
       assert.equal(4, r.n)
       assert.is_false(r[1].cancel_called)
       assert.same({ "a", nil, "z" }, { r[2], r[3], r[4] })
-      r = table.pack(loom.move_on_at(loom.now() + 1, function(_, x)
+      r = table.pack(loom.move_on_at(loom.now() + 1, function(x)
         return x
       end, 5))
       assert.equal(2, r.n)
@@ -975,8 +988,8 @@ describe("loom.move_on_after / loom.move_on_at", function()
     .. "test_move_on_after_no_timeout)", function()
     run(function()
       local result = false
-      local s = loom.move_on_after(nil, function(scope)
-        assert.equal(inf, scope.deadline)
+      local s = loom.move_on_after(nil, function()
+        assert.equal(inf, loom.current_effective_deadline())
         loom.sleep(0.01)
         result = true
       end)
@@ -987,8 +1000,8 @@ describe("loom.move_on_after / loom.move_on_at", function()
 
   it("move_on_at(nil) has no deadline", function()
     run(function()
-      local s = loom.move_on_at(nil, function(scope)
-        assert.equal(inf, scope.deadline)
+      local s = loom.move_on_at(nil, function()
+        assert.equal(inf, loom.current_effective_deadline())
       end)
       assert.is_false(s.cancel_called)
     end)
@@ -1006,8 +1019,8 @@ describe("loom.move_on_after / loom.move_on_at", function()
   it("move_on_at sets the given deadline", function()
     run(function()
       local d = loom.now() + 7
-      local s = loom.move_on_at(d, function(scope)
-        assert.equal(d, scope.deadline)
+      local s = loom.move_on_at(d, function()
+        assert.equal(d, loom.current_effective_deadline())
       end)
       assert.equal(d, s.deadline)
     end)
@@ -1037,8 +1050,8 @@ end)
 describe("loom.fail_after / loom.fail_at", function()
   it("return only fn's results when in time", function()
     run(function()
-      local r = table.pack(loom.fail_after(1, function(scope, a)
-        assert.equal("userdata", type(scope))
+      local r = table.pack(loom.fail_after(1, function(a, ...)
+        assert.equal(0, select("#", ...))
         return a, nil
       end, "a"))
       assert.same({ n = 2, "a", nil }, r)
@@ -1051,15 +1064,14 @@ describe("loom.fail_after / loom.fail_at", function()
     function()
       run(function()
         for _, delay in ipairs({ 0, 0.01 }) do
-          local saved
-          local err = H.capture_error(loom.fail_after, delay, function(scope)
-            saved = scope
+          local reached = false
+          local err = H.capture_error(loom.fail_after, delay, function()
             loom.sleep(1)
+            reached = true
           end)
           assert.is_true(loom.is(err, loom.TimeoutError))
           assert.is_false(loom.is(err, loom.ErrorGroup))
-          assert.is_true(saved.cancel_called)
-          assert.is_true(saved.cancelled_caught)
+          assert.is_false(reached)
         end
       end)
     end)
@@ -1075,29 +1087,29 @@ describe("loom.fail_after / loom.fail_at", function()
   it("fail_after(nil) has no deadline (AnyIO test_fail_after_no_timeout)",
     function()
       run(function()
-        local saved
-        loom.fail_after(nil, function(scope)
-          saved = scope
-          assert.equal(inf, scope.deadline)
+        local done = false
+        loom.fail_after(nil, function()
+          assert.equal(inf, loom.current_effective_deadline())
           loom.sleep(0.01)
+          done = true
         end)
-        assert.is_false(saved.cancel_called)
-        assert.is_false(saved.cancelled_caught)
+        assert.is_true(done)
       end)
     end)
 
   it("an explicit cancel before the deadline is no TimeoutError (D5, "
     .. "AnyIO test_fail_after_cancelled_before_deadline)", function()
     run(function()
-      local saved
-      local r = table.pack(loom.fail_after(1, function(scope)
-        saved = scope
-        scope:cancel()
-        loom.checkpoint()
-        return "not reached"
+      local outer = loom.cancel_scope()
+      local r = table.pack(outer:run(function()
+        return loom.fail_after(1, function()
+          outer:cancel()
+          loom.checkpoint()
+          return "not reached"
+        end)
       end))
       assert.equal(0, r.n)
-      assert.is_true(saved.cancelled_caught)
+      assert.is_true(outer.cancelled_caught)
     end)
   end)
 
@@ -1175,10 +1187,8 @@ describe("loom.fail_after / loom.fail_at", function()
       local outer = loom.cancel_scope()
       local err = H.capture_error(outer.run, outer, function()
         outer:cancel()
-        loom.fail_after(0.01, function(scope)
-          scope.shield = true
-          loom.sleep(1)
-        end)
+        local shield = loom.cancel_scope{ shield = true }
+        shield:run(loom.fail_after, 0.01, loom.sleep, 1)
       end)
       assert.is_true(loom.is(err, loom.TimeoutError))
     end)

@@ -261,7 +261,8 @@ describe("loom.condition", function()
 
       -- A cancelled wait still returns holding the lock.
       local held_after = nil
-      loom.cancel_scope():run(function(scope)
+      local scope = loom.cancel_scope()
+      scope:run(function()
         local _ <close> = c:acquire()
         scope:cancel()
         local _, err = pcall(c.wait, c)

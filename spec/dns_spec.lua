@@ -105,7 +105,8 @@ describe("loom.getaddrinfo", function()
 
   it("raises Cancelled before resolving in a cancelled scope", function()
     loom.run(function()
-      loom.cancel_scope():run(function(scope)
+      local scope = loom.cancel_scope()
+      scope:run(function()
         scope:cancel()
         assert.is_true(loom.is_cancelled(
           err_of(loom.getaddrinfo, "localhost", 80)))

@@ -53,8 +53,8 @@ describe("loom.event", function()
       end)
       local scope = loom.cancel_scope()
       local reached = false
-      scope:run(function(s)
-        s:cancel()
+      scope:run(function()
+        scope:cancel()
         e:wait()
         reached = true
       end)

@@ -843,7 +843,7 @@ describe("task group cancellation", function()
     function()
       run(function()
         local seen
-        local outer = loom.move_on_after(30, function(_)
+        local outer = loom.move_on_after(30, function()
           loom.task_group(function(tg)
             loom.move_on_after(10, function()
               tg:start_soon(function()

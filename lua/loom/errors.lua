@@ -98,8 +98,13 @@ M.BusyResourceError = error_class("BusyResourceError", M.Error)
 M.OSError = error_class("OSError", M.Error)
 M.IncompleteRead = error_class("IncompleteRead", M.EndOfStream)
 
+-- The Cancelled objects cancel scopes issued. Only these count as a
+-- cancellation: a hand-made setmetatable({}, loom.Cancelled) is an error.
+local issued = setmetatable({}, { __mode = "k" })
+
 function M.is_cancelled(err)
   return type(err) == "table" and getmetatable(err) == M.Cancelled
+    and issued[err] == true
 end
 
 ---------------------------------------------------------------------------
@@ -114,7 +119,15 @@ function ErrorGroup.new(message, errs, tracebacks)
     error("bad argument #2 to 'ErrorGroup' (table of errors expected, got "
       .. type(errs) .. ")", 2)
   end
-  local n = errs.n or #errs
+  if tracebacks ~= nil and type(tracebacks) ~= "table" then
+    error("bad argument #3 to 'ErrorGroup' (table of tracebacks expected, "
+      .. "got " .. type(tracebacks) .. ")", 2)
+  end
+  local n = rawget(errs, "n") or #errs
+  if math.type(n) ~= "integer" or n < 0 then
+    error("bad argument #2 to 'ErrorGroup' (field 'n' must be a "
+      .. "non-negative integer)", 2)
+  end
   if n == 0 then
     error("bad argument #2 to 'ErrorGroup' (an error group cannot be empty)", 2)
   end
@@ -132,6 +145,20 @@ ErrorGroup.__new = ErrorGroup.new
 
 local function is_group(e)
   return type(e) == "table" and getmetatable(e) == ErrorGroup
+end
+
+-- Methods called on something that is not an ErrorGroup: the lauxlib
+-- message, blaming the caller.
+local function check_self(self, fname)
+  if not is_group(self) then
+    local t = type(self)
+    if t == "table" and getmetatable(self) ~= nil then
+      local name = rawget(getmetatable(self), "__name")
+      if type(name) == "string" then t = name end
+    end
+    error(("calling '%s' on bad self (loom.ErrorGroup expected, got %s)")
+      :format(fname, t), 3)
+  end
 end
 
 local function leaf_text(e)
@@ -193,18 +220,21 @@ end
 
 --- eg:split(matcher) -> match, rest (either nil when empty; nesting kept).
 function ErrorGroup:split(m)
+  check_self(self, "split")
   check_matcher(m, "split")
   return split(self, m)
 end
 
 --- eg:subgroup(matcher) -> the matching part, or nil.
 function ErrorGroup:subgroup(m)
+  check_self(self, "subgroup")
   check_matcher(m, "subgroup")
   return (split(self, m))
 end
 
 --- Every leaf error, depth first.
 function ErrorGroup:leaves()
+  check_self(self, "leaves")
   local out = {}
   local function walk(g)
     for _, e in ipairs(g.errors) do
@@ -219,18 +249,28 @@ local function indent(s, pad)
   return pad .. s:gsub("\n", "\n" .. pad)
 end
 
+-- tostring that never raises: a member whose __tostring fails (or returns
+-- a non-string) renders as <error in __tostring: ...>.
+local function safe_tostring(e)
+  local ok, s = pcall(tostring, e)
+  if ok and type(s) == "string" then return s end
+  if ok then s = "'__tostring' must return a string" end
+  local ok2, msg = pcall(tostring, s)
+  return "<error in __tostring: " .. (ok2 and msg or "?") .. ">"
+end
+
 local function render(eg, depth)
   local lines = {}
   local n = #eg.errors
   lines[1] = ("ErrorGroup: %s (%d sub-error%s)"):format(
-    tostring(eg.message), n, n == 1 and "" or "s")
+    safe_tostring(eg.message), n, n == 1 and "" or "s")
   for i, e in ipairs(eg.errors) do
     lines[#lines + 1] = ("+-- %d of %d --"):format(i, n)
     local body
     if is_group(e) then
       body = render(e, depth + 1)
     else
-      body = tostring(e)
+      body = safe_tostring(e)
       local tb = eg.tracebacks[i]
       if type(tb) == "string" and tb ~= "" then
         -- A string error's traceback already starts with its message.
@@ -313,9 +353,12 @@ function M.hooks(core)
         tostring(scope_ptr):gsub("^userdata: ", ""))
       if task ~= nil then msg = msg .. " by " .. task_name(task) end
       if reason ~= nil then msg = msg .. "; reason: " .. reason end
-      return setmetatable({ message = msg, reason = reason,
-                            deadline = by_deadline or nil }, M.Cancelled)
+      local e = setmetatable({ message = msg, reason = reason,
+                               deadline = by_deadline or nil }, M.Cancelled)
+      issued[e] = true
+      return e
     end,
+    issued = issued,
     task_failed = function(cause, tb)
       return M.TaskFailed("the task raised an exception",
         { cause = cause, traceback = tb or nil })

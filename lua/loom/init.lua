@@ -20,6 +20,9 @@ local own_dir = debug.getinfo(1, "S").source:match("^(@.*[/\\])[^/\\]*$")
 local hooks = errors.hooks(core)
 hooks.own_dir = own_dir
 core.set_hooks(hooks)
+-- A task's coroutine belongs to the scheduler: coroutine.resume and
+-- coroutine.close refuse it (the task is left intact).
+core.guard_coroutines(coroutine)
 
 local loom = {
   _VERSION = "loom " .. core.version,
@@ -87,14 +90,16 @@ end
 -- Cancel scopes ------------------------------------------------------------
 
 local scope_methods = core.scope_methods
-local scope_enter, scope_exit = core.scope_enter, core.scope_exit
+local scope_run = core.scope_run
 local scope_set_caught = core.scope_set_caught
 
---- Leave `scope` after fn ended with r = pack(xpcall(...)); decide whether
---- the scope swallows a Cancelled (or the Cancelled leaves of a group).
-local function finish_scope(scope, catches, r)
-  if r[1] then return unpack(r, 2, r.n) end
-  local e = r[2]
+--- After core.scope_run left `scope` (catches, ok, results... | error):
+--- decide whether the scope swallows a Cancelled (or the Cancelled leaves
+--- of a group). Runs after the scope was left, so nothing here can corrupt
+--- the scope tree, even when it fails.
+local function finish_scope(scope, catches, ok, ...)
+  if ok then return ... end
+  local e = ...
   if catches then
     if is_cancelled(e) then
       scope_set_caught(scope)
@@ -113,16 +118,14 @@ local function finish_scope(scope, catches, r)
 end
 
 --- scope:run(fn, ...) -> fn's results (nothing if the scope caught a
---- cancellation). fn is called as fn(scope, ...).
+--- cancellation). fn is called as fn(...), like pcall.
 function scope_methods.run(scope, fn, ...)
   if not core.is_scope(scope) then
     error("calling 'run' on bad self (loom.CancelScope expected, got "
       .. type(scope) .. ")", 2)
   end
   check_fn(fn, 1, "run")
-  scope_enter(scope)
-  local r = pack(xpcall(fn, msgh, scope, ...))
-  return finish_scope(scope, scope_exit(scope), r)
+  return finish_scope(scope, scope_run(scope, fn, ...))
 end
 
 --- loom.cancel_scope{deadline=, shield=} -> an unentered CancelScope.
@@ -202,29 +205,29 @@ end
 
 -- Task groups ----------------------------------------------------------------
 
-local group_open, group_record = core.group_open, core.group_record
-local group_wait, group_close = core.group_wait, core.group_close
+local group_run = core.group_run
 
---- loom.task_group(body) -> body's results, once every child has finished.
-function loom.task_group(body)
-  check_fn(body, 1, "task_group")
-  local tg = group_open()
-  local r = pack(xpcall(body, msgh, tg))
-  if not r[1] and not is_cancelled(r[2]) then group_record(tg, r[2]) end
-  local host_cancelled = group_wait(tg)
-  local catches, errs, tbs = group_close(tg)
+--- After core.group_run closed the group: raise its ErrorGroup, or let its
+--- scope catch its own cancellation, or return the body's results.
+local function finish_group(tg, catches, errs, tbs, host_cancelled, ok, ...)
   if errs then
     error(ErrorGroup.new(ErrorGroup.default_message, errs, tbs), 0)
   end
-  if not r[1] or host_cancelled then
+  if not ok or host_cancelled then
     if catches then
       scope_set_caught(tg.cancel_scope)
       return
     end
-    if not r[1] then error(r[2], 0) end
+    if not ok then error((...), 0) end
     core.checkpoint_if_cancelled()
   end
-  return unpack(r, 2, r.n)
+  return ...
+end
+
+--- loom.task_group(body) -> body's results, once every child has finished.
+function loom.task_group(body)
+  check_fn(body, 1, "task_group")
+  return finish_group(group_run(body))
 end
 
 --- A task_status whose started() does nothing, so that a function written
