@@ -656,6 +656,7 @@ static int l_tcp_listen(lua_State *L) {
   lua_Integer backlog = luaL_optinteger(L, 3, 65536);
   char where[80];
   tcp_obj *o;
+  loom__check_open(L, rt, "create_tcp_listener");
   check_ip(L, 1, &ss, port);
   if (backlog < 1 || backlog > 0x7fffffff)
     luaL_argerror(L, 3, "backlog must be in 1..2147483647");

@@ -60,21 +60,28 @@ local Buffered = {}
 Buffered.__index = Buffered
 Buffered.__name = "loom.BufferedStream"
 
+local function check_buffered(b, fname)
+  if getmetatable(b) ~= Buffered then
+    local mt, got = getmetatable(b), b == nil and "no value" or type(b)
+    if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then
+      got = rawget(mt, "__name")
+    end
+    error(("calling '%s' on bad self (loom.BufferedStream expected, got %s)")
+      :format(fname, got), 3)
+  end
+end
+
 function Buffered.__tostring(b)
+  check_buffered(b, "__tostring")
   return ("loom.BufferedStream: %d byte%s buffered over %s"):format(
     #b.buffer, #b.buffer == 1 and "" or "s", tostring(b.stream))
 end
 
 function Buffered.__close(b)
+  check_buffered(b, "__close")
   b:close()
 end
 
-local function check_buffered(b, fname)
-  if getmetatable(b) ~= Buffered then
-    error(("calling '%s' on bad self (loom.BufferedStream expected, got %s)")
-      :format(fname, type(b)), 3)
-  end
-end
 
 local function check_count(v, n, fname, what)
   local c = math.type(v) == "float" and math.tointeger(v) or v
@@ -181,11 +188,26 @@ function Buffered.receive_until(b, delim, max_bytes)
   end
 end
 
-function Buffered.send(b, data) return b.stream:send(data) end
-function Buffered.send_eof(b) return b.stream:send_eof() end
-function Buffered.close(b) return b.stream:close() end
-function Buffered.local_address(b) return b.stream:local_address() end
-function Buffered.remote_address(b) return b.stream:remote_address() end
+function Buffered.send(b, data)
+  check_buffered(b, "send")
+  return b.stream:send(data)
+end
+function Buffered.send_eof(b)
+  check_buffered(b, "send_eof")
+  return b.stream:send_eof()
+end
+function Buffered.close(b)
+  check_buffered(b, "close")
+  return b.stream:close()
+end
+function Buffered.local_address(b)
+  check_buffered(b, "local_address")
+  return b.stream:local_address()
+end
+function Buffered.remote_address(b)
+  check_buffered(b, "remote_address")
+  return b.stream:remote_address()
+end
 
 -- Listeners ----------------------------------------------------------------
 
