@@ -302,15 +302,20 @@ static int group_exit(lua_State *L, loom_group *g, loom_task *t) {
   if (g->record_failed) {
     /* A failure could not be recorded (out of memory): never drop it. */
     catches = 0;
-    if (ok) {
+    if (ok || loom__is_cancelled(L, g->rt, -1)) {
       lua_settop(L, 1);
       lua_pushliteral(L, "not enough memory");
       ok = 0;
     }
   }
   lua_pushboolean(L, catches);
-  lua_getiuservalue(L, 1, G_ERRORS);
-  lua_getiuservalue(L, 1, G_TRACEBACKS);
+  if (g->nerrors > 0) {
+    lua_getiuservalue(L, 1, G_ERRORS);
+    lua_getiuservalue(L, 1, G_TRACEBACKS);
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
   lua_pushboolean(L, g->host_cancelled);
   lua_pushboolean(L, ok);
   lua_rotate(L, 2, 5);
