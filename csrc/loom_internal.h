@@ -397,6 +397,9 @@ void loom__scope_cancel_object(lua_State *L, loom_rt *rt, loom_scope *s)
  * recording runs out of memory, g raises "not enough memory" at its exit. */
 void loom__group_record_safe(lua_State *L, loom_group *g, int err_idx,
                              int tb_idx) LOOM_HIDDEN;
+/* luaL_error, but the position is the innermost caller outside loom's own
+ * Lua files (the user's line, not a line of a loom wrapper). */
+int loom__errorf(lua_State *L, const char *fmt, ...) LOOM_HIDDEN;
 /* Raise a clear error when the runtime was finalised (lua_close). */
 void loom__check_open(lua_State *L, loom_rt *rt, const char *fn) LOOM_HIDDEN;
 /* If co is the suspended coroutine of a loom task, that task, else NULL. */

@@ -5,6 +5,7 @@
  * when nothing is ready. Also the checkpoints and sleeps every task uses.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,10 +50,47 @@ int loom__raise_error(lua_State *L, const char *cls, const char *msg,
   return lua_error(L);
 }
 
+/* [-0, +1] "source:line: " of the innermost caller outside loom's own Lua
+ * files (a Lua wrapper such as loom.task_group calls the C function: the
+ * error must blame the user's line, as lauxlib's level does). */
+static void push_where(lua_State *L) {
+  loom_rt *rt = loom__rt(L);
+  lua_Debug ar;
+  int level;
+  const char *dir = NULL;
+  size_t n = 0;
+  if (rt != NULL && rt->magic == LOOM_MAGIC_RT &&
+      rt->own_dir_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->own_dir_ref);
+    dir = lua_tolstring(L, -1, &n);
+    lua_pop(L, 1);  /* still referenced by the registry */
+  }
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (dir != NULL && n > 0 && strncmp(ar.source, dir, n) == 0) continue;
+    if (ar.currentline > 0) {
+      lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+      return;
+    }
+    break;
+  }
+  lua_pushliteral(L, "");
+}
+
+int loom__errorf(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  push_where(L);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 void loom__check_open(lua_State *L, loom_rt *rt, const char *fn) {
   if (rt != NULL && rt->magic == LOOM_MAGIC_RT && rt->closed)
-    luaL_error(L, "loom.%s: the loom runtime is closed (its Lua state is "
-               "being closed)", fn);
+    loom__errorf(L, "loom.%s: the loom runtime is closed (its Lua state is "
+                 "being closed)", fn);
 }
 
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
@@ -61,12 +99,12 @@ loom_task *loom__check_blocking(lua_State *L, const char *fn,
   loom__check_open(L, loom__rt(L), fn);
   t = loom__task_of(L);
   if (t == NULL || t->L != L)
-    luaL_error(L, "loom.%s: must be called from inside a loom task (start "
-               "one with loom.run)", fn);
+    loom__errorf(L, "loom.%s: must be called from inside a loom task (start "
+                 "one with loom.run)", fn);
   if (must_yield && !lua_isyieldable(L))
-    luaL_error(L, "loom.%s: cannot suspend here (called where Lua cannot "
-               "yield, such as a table.sort comparator, a gsub callback or "
-               "a metamethod called from C)", fn);
+    loom__errorf(L, "loom.%s: cannot suspend here (called where Lua cannot "
+                 "yield, such as a table.sort comparator, a gsub callback "
+                 "or a metamethod called from C)", fn);
   return t;
 }
 

@@ -261,8 +261,8 @@ static int l_scope_run(lua_State *L) {
   int nargs = lua_gettop(L) - 2;
   if (nargs < 0) luaL_checkany(L, 2);
   if (s->state != LOOM_SCOPE_NEW)
-    return luaL_error(L, "loom.CancelScope:run: a cancel scope can be run "
-                      "only once (this one is %s)",
+    return loom__errorf(L, "loom.CancelScope:run: a cancel scope can be "
+                        "run only once (this one is %s)",
                       s->state == LOOM_SCOPE_ACTIVE ? "active"
                                                     : "already exited");
   luaL_checkstack(L, 4, "loom: CancelScope:run");

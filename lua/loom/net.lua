@@ -190,6 +190,9 @@ end
 
 function Buffered.send(b, data)
   check_buffered(b, "send")
+  if type(data) ~= "string" then
+    argerror(1, "send", "string expected, got " .. tname(data))
+  end
   return b.stream:send(data)
 end
 function Buffered.send_eof(b)
