@@ -393,7 +393,7 @@ describe("loom TCP streams", function()
           assert.is_true(loom.is_cancelled(err_of(l.accept, l)))
         end)
         assert.equal("kept", s:receive())
-        local scope = loom.move_on_after(0.02, function() c:receive() end)
+        scope = loom.move_on_after(0.02, function() c:receive() end)
         assert.is_true(scope.cancelled_caught)  -- "never" was not sent
         c:close(); s:close(); l:close()
         assert_no_leaks()
