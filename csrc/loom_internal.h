@@ -158,15 +158,15 @@ enum {
   LOOM_UV_TB = 4,       /* traceback string of a failure */
   LOOM_UV_NAME = 5,     /* explicit name (nil: derived from FN) */
   LOOM_UV_PARENT = 6,   /* handle of the parent task */
-  LOOM_UV_ARGS = 7
+  LOOM_UV_THREAD = 7,   /* its coroutine while it has one */
+  LOOM_UV_ARGS = 8
 };
 
 struct loom_task {
   uint32_t magic;        /* LOOM_MAGIC_TASK: fast type check */
   loom_rt *rt;
   lua_State *L;          /* its coroutine while it runs or is parked */
-  int thread_ref;        /* registry ref anchoring L */
-  int ref;               /* registry ref anchoring this userdata while live */
+  int ref;               /* slot in the runtime's anchor table while live */
   lua_Integer id;
   loom_scope scope;      /* private scope: h:cancel() cancels it */
   loom_scope *cur;       /* innermost active scope */
@@ -270,10 +270,9 @@ struct loom_rt {
   loom_timer **heap;
   size_t heap_len, heap_cap;
   uint64_t timer_seq;
-  /* finished coroutines kept for reuse */
-  lua_State **pool;
-  int *pool_refs;
-  int pool_len, pool_cap;
+  /* finished coroutines kept for reuse, in the pool table */
+  int pool_ref;          /* registry ref of the pool table */
+  int pool_len;
   loom_list blocked_waiters;   /* tasks in wait_all_tasks_blocked() */
   lua_Integer next_id;
   size_t live_tasks;
@@ -287,9 +286,16 @@ struct loom_rt {
   int task_mt_ref;       /* registry ref of the loom.Task metatable */
   int issued_ref;        /* weak set of the Cancelled objects scopes made */
   loom_list all_tasks;   /* every live task (stranded ones are found here) */
+  /* The anchor table: live tasks at 1..anchor_n (task->ref is the slot),
+   * kept dense and rebuilt smaller after a burst, so that its array does
+   * not keep the size of the largest burst (a registry ref per task
+   * would). */
+  int anchor_ref;
+  int anchor_n, anchor_peak;
 };
 
 #define LOOM_RT_MT "loom.Runtime"
+#define LOOM_POOL_MAX 256  /* finished coroutines kept for reuse */
 
 double loom__now(void) LOOM_HIDDEN;
 loom_rt *loom__rt(lua_State *L) LOOM_HIDDEN;   /* from upvalue 1 */
@@ -404,6 +410,12 @@ int loom__errorf(lua_State *L, const char *fmt, ...) LOOM_HIDDEN;
 void loom__check_open(lua_State *L, loom_rt *rt, const char *fn) LOOM_HIDDEN;
 /* If co is the suspended coroutine of a loom task, that task, else NULL. */
 loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co)
+  LOOM_HIDDEN;
+/* [-0, +0] anchor the task userdata at idx (may raise: out of memory). */
+void loom__anchor_task(lua_State *L, loom_rt *rt, loom_task *t, int idx)
+  LOOM_HIDDEN;
+/* Release t's anchor; allocates nothing (a later rebuild may). */
+void loom__unanchor_task(lua_State *L, loom_rt *rt, loom_task *t)
   LOOM_HIDDEN;
 /* Is the value at idx a Cancelled issued by a cancel scope? A hand-made
  * setmetatable({}, loom.Cancelled) is not: it is an ordinary error. */

@@ -47,6 +47,8 @@ static loom_rt *new_runtime(lua_State *L) {
   rt->own_dir_ref = LUA_NOREF;
   rt->cancelled_ref = LUA_NOREF;
   rt->issued_ref = LUA_NOREF;
+  rt->anchor_ref = LUA_NOREF;
+  rt->pool_ref = LUA_NOREF;
   loom__list_init(&rt->blocked_waiters);
   loom__list_init(&rt->all_tasks);
   err = uv_loop_init(&rt->loop);
@@ -55,6 +57,10 @@ static loom_rt *new_runtime(lua_State *L) {
   uv_timer_init(&rt->loop, &rt->timer);
   uv_unref((uv_handle_t *)&rt->timer);
   luaL_setmetatable(L, LOOM_RT_MT);
+  /* The coroutine pool: every slot allocated now, so that returning a
+   * coroutine to it never allocates. */
+  lua_createtable(L, LOOM_POOL_MAX, 0);
+  rt->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return rt;
 }
 

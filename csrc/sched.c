@@ -11,7 +11,7 @@
 
 #include "loom_internal.h"
 
-#define POOL_MAX 256     /* finished coroutines kept for reuse */
+#define POOL_MAX LOOM_POOL_MAX
 #define IO_BUDGET 512    /* resumes between two polls of libuv */
 
 double loom__now(void) { return (double)uv_hrtime() / 1e9; }
@@ -282,47 +282,53 @@ loom_task *loom__waitq_shift(loom_waitq *q) {
 
 /* ---- coroutine pool ---------------------------------------------------- */
 
-static lua_State *acquire_thread(loom_rt *rt, lua_State *S, int *ref) {
+/* Give t (the head of the ready queue, never run) a coroutine: a pooled
+ * one, or a new one (may raise: out of memory, with t still queued). The
+ * coroutine is anchored by t's user value LOOM_UV_THREAD, so that a burst
+ * of tasks leaves no registry slots behind. */
+static lua_State *acquire_thread(loom_rt *rt, lua_State *S, loom_task *t) {
   lua_State *co;
+  luaL_checkstack(S, 4, "loom: resume");
+  loom__push_task(S, t);
   if (rt->pool_len > 0) {
+    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
+    lua_rawgeti(S, -1, rt->pool_len);
+    co = lua_tothread(S, -1);
+    lua_setiuservalue(S, -3, LOOM_UV_THREAD);
+    lua_pushnil(S);
+    lua_rawseti(S, -2, rt->pool_len);
     rt->pool_len--;
-    *ref = rt->pool_refs[rt->pool_len];
-    return rt->pool[rt->pool_len];
+    lua_pop(S, 2);
+    return co;
   }
   co = lua_newthread(S);
-  *ref = luaL_ref(S, LUA_REGISTRYINDEX);
+  lua_setiuservalue(S, -2, LOOM_UV_THREAD);
+  lua_pop(S, 1);
   return co;
 }
 
 /* Return t's finished coroutine to the pool (or let it be collected). A
- * coroutine that died with an error cannot be resumed again: reset and drop. */
+ * coroutine that died with an error cannot be resumed again: reset and drop.
+ * Allocates nothing: the pool table has all its slots from the start. */
 void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t) {
   lua_State *co = t->L;
-  int ref = t->thread_ref;
   if (co == NULL) return;
   t->L = NULL;
-  t->thread_ref = LUA_NOREF;
-  if (lua_status(co) == LUA_OK && rt->pool_len < POOL_MAX) {
-    if (rt->pool_len == rt->pool_cap) {
-      int cap = rt->pool_cap ? rt->pool_cap * 2 : 16;
-      lua_State **p = realloc(rt->pool, cap * sizeof *p);
-      int *r;
-      if (p == NULL) goto drop;
-      rt->pool = p;
-      r = realloc(rt->pool_refs, cap * sizeof *r);
-      if (r == NULL) goto drop;
-      rt->pool_refs = r;
-      rt->pool_cap = cap;
-    }
+  if (!lua_checkstack(S, 4)) return;  /* collected with the task */
+  loom__push_task(S, t);
+  if (lua_status(co) == LUA_OK && rt->pool_len < POOL_MAX &&
+      rt->pool_ref != LUA_NOREF) {
     lua_settop(co, 0);
-    rt->pool[rt->pool_len] = co;
-    rt->pool_refs[rt->pool_len] = ref;
+    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
+    lua_getiuservalue(S, -2, LOOM_UV_THREAD);
+    lua_rawseti(S, -2, rt->pool_len + 1);
     rt->pool_len++;
-    return;
-  }
-drop:
-  loom_closethread(co, S);
-  luaL_unref(S, LUA_REGISTRYINDEX, ref);
+    lua_pop(S, 1);
+  } else
+    loom_closethread(co, S);
+  lua_pushnil(S);
+  lua_setiuservalue(S, -2, LOOM_UV_THREAD);
+  lua_pop(S, 1);
 }
 
 /* ---- the drain --------------------------------------------------------- */
@@ -350,10 +356,7 @@ static void step(loom_rt *rt, lua_State *S, loom_task *t) {
   int nargs, nres = 0, status;
   if (t->state == LOOM_TASK_NEW) {
     int i;
-    if (t->L == NULL) {
-      co = acquire_thread(rt, S, &t->thread_ref);
-      t->L = co;
-    }
+    if (t->L == NULL) t->L = acquire_thread(rt, S, t);
     co = t->L;
     /* A fresh or pooled coroutine has LUA_MINSTACK free slots. */
     if (t->nargs + 4 > LUA_MINSTACK && !lua_checkstack(co, t->nargs + 4))
@@ -727,7 +730,6 @@ static void close_walk_cb(uv_handle_t *h, void *arg) {
 
 static int l_rt_gc(lua_State *L) {
   loom_rt *rt = (loom_rt *)luaL_checkudata(L, 1, LOOM_RT_MT);
-  int i;
   if (rt->closed) return 0;
   rt->closed = 1;
   /* Handles still open (their owners' __gc already ran): close them all so
@@ -735,15 +737,9 @@ static int l_rt_gc(lua_State *L) {
   uv_walk(&rt->loop, close_walk_cb, NULL);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   uv_loop_close(&rt->loop);
-  for (i = 0; i < rt->pool_len; i++)
-    luaL_unref(L, LUA_REGISTRYINDEX, rt->pool_refs[i]);
-  free(rt->pool);
-  free(rt->pool_refs);
   free(rt->heap);
-  rt->pool = NULL;
-  rt->pool_refs = NULL;
   rt->heap = NULL;
-  rt->pool_len = rt->pool_cap = 0;
+  rt->pool_len = 0;
   rt->heap_len = rt->heap_cap = 0;
   luaL_unref(L, LUA_REGISTRYINDEX, rt->hooks_ref);
   return 0;

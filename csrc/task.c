@@ -17,10 +17,70 @@ loom_task *loom__check_task(lua_State *L, int idx) {
 }
 
 void loom__push_task(lua_State *L, loom_task *t) {
-  if (t != NULL && t->ref != LUA_NOREF)
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
-  else
+  if (t != NULL && t->ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->rt->anchor_ref);
+    lua_rawgeti(L, -1, t->ref);
+    lua_remove(L, -2);
+  } else
     lua_pushnil(L);
+}
+
+void loom__anchor_task(lua_State *L, loom_rt *rt, loom_task *t, int idx) {
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 2, "loom: spawn");
+  if (rt->anchor_ref == LUA_NOREF) {
+    lua_createtable(L, 64, 0);
+    rt->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    rt->anchor_n = rt->anchor_peak = 0;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, rt->anchor_n + 1);  /* may grow the table: may raise */
+  lua_pop(L, 1);
+  t->ref = ++rt->anchor_n;
+  if (rt->anchor_n > rt->anchor_peak) rt->anchor_peak = rt->anchor_n;
+}
+
+/* Copy the live anchors into a table of their size (the old one keeps the
+ * array of the largest burst). */
+static int rebuild_anchors(lua_State *L) {
+  loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
+  int i, n = rt->anchor_n;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
+  lua_createtable(L, n > 64 ? n : 64, 0);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, i);
+    lua_rawseti(L, 3, i);
+  }
+  lua_rawseti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
+  rt->anchor_peak = n;
+  return 0;
+}
+
+void loom__unanchor_task(lua_State *L, loom_rt *rt, loom_task *t) {
+  int slot = t->ref, last = rt->anchor_n;
+  if (slot == LUA_NOREF) return;
+  t->ref = LUA_NOREF;
+  if (!lua_checkstack(L, 3)) return;  /* (cannot happen: see the drain) */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
+  if (slot != last) {
+    /* Keep the array dense: the last task moves into the freed slot. */
+    loom_task *moved;
+    lua_rawgeti(L, -1, last);
+    moved = (loom_task *)lua_touserdata(L, -1);
+    lua_rawseti(L, -2, slot);
+    moved->ref = slot;
+  }
+  lua_pushnil(L);
+  lua_rawseti(L, -2, last);
+  lua_pop(L, 1);
+  rt->anchor_n--;
+  if (rt->anchor_peak > 4096 && rt->anchor_n < rt->anchor_peak / 4) {
+    /* Shrink; out of memory here only postpones it. */
+    lua_pushcfunction(L, rebuild_anchors);
+    lua_pushlightuserdata(L, rt);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+  }
 }
 
 int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
@@ -52,7 +112,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
   memset(t, 0, sizeof *t);
   t->magic = LOOM_MAGIC_TASK;
   t->rt = rt;
-  t->thread_ref = t->ref = LUA_NOREF;
+  t->ref = LUA_NOREF;
   t->tb_ref = t->tberr_ref = t->start_value_ref = LUA_NOREF;
   loom__scope_init(&t->scope, 1);
   loom__list_init(&t->scope_link);
@@ -95,8 +155,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
     }
     lua_settop(L, ud);
   }
-  lua_pushvalue(L, ud);
-  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  loom__anchor_task(L, rt, t, ud);
   loom__list_push(&rt->all_tasks, &t->all_link);
   rt->live_tasks++;
   return t;
@@ -281,8 +340,7 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
     t->group = NULL;
     loom__group_child_done(L, g);
   }
-  luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
-  t->ref = LUA_NOREF;
+  loom__unanchor_task(L, rt, t);
   loom__list_remove(&t->all_link);
   rt->live_tasks--;
   lua_settop(L, ud - 1);

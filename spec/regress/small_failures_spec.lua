@@ -58,6 +58,30 @@ describe("regression: tasks stranded by a failed loom.run", function()
   end)
 end)
 
+describe("regression: a burst of tasks", function()
+  it("leaves no anchor array of its size behind", function()
+    local function mem()
+      collectgarbage()
+      collectgarbage()
+      return collectgarbage("count")
+    end
+    local function burst(n)
+      loom.run(function()
+        loom.task_group(function(tg)
+          for _ = 1, n do tg:start_soon(loom.sleep, 0.001) end
+        end)
+      end)
+    end
+    burst(1000)  -- fills the coroutine pool
+    local before = mem()
+    burst(100000)
+    -- A registry ref per task and per coroutine kept ~4 MB of array.
+    assert.is_true(mem() - before < 512, ("%.0f KB kept after the burst")
+      :format(mem() - before))
+    assert.equal(0, core.stats().live_tasks)
+  end)
+end)
+
 describe("regression: a Cancelled not issued by a scope", function()
   it("is an error of the child, not a silent cancellation", function()
     local fake = setmetatable({ message = "fake" }, loom.Cancelled)
