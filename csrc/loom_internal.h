@@ -331,7 +331,7 @@ int loom__raise_error(lua_State *L, const char *cls, const char *msg,
                       const char *code) LOOM_HIDDEN;
 /* [-0, +1] push hooks[name] (a function set by errors.lua). */
 void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) LOOM_HIDDEN;
-void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t)
+void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t, int ud)
   LOOM_HIDDEN;
 int loom__open_sched(lua_State *L) LOOM_HIDDEN;
 int loom__open_tcp(lua_State *L) LOOM_HIDDEN;

@@ -282,53 +282,48 @@ loom_task *loom__waitq_shift(loom_waitq *q) {
 
 /* ---- coroutine pool ---------------------------------------------------- */
 
-/* Give t (the head of the ready queue, never run) a coroutine: a pooled
- * one, or a new one (may raise: out of memory, with t still queued). The
- * coroutine is anchored by t's user value LOOM_UV_THREAD, so that a burst
- * of tasks leaves no registry slots behind. */
-static lua_State *acquire_thread(loom_rt *rt, lua_State *S, loom_task *t) {
+/* Give t (the head of the ready queue, never run; its userdata at ud on S)
+ * a coroutine: a pooled one, or a new one (may raise: out of memory, with t
+ * still queued). The coroutine is anchored by t's user value
+ * LOOM_UV_THREAD, so that a burst of tasks leaves no registry slots
+ * behind. */
+static lua_State *acquire_thread(loom_rt *rt, lua_State *S, int ud) {
   lua_State *co;
-  luaL_checkstack(S, 4, "loom: resume");
-  loom__push_task(S, t);
   if (rt->pool_len > 0) {
     lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
     lua_rawgeti(S, -1, rt->pool_len);
     co = lua_tothread(S, -1);
-    lua_setiuservalue(S, -3, LOOM_UV_THREAD);
+    lua_setiuservalue(S, ud, LOOM_UV_THREAD);
     lua_pushnil(S);
     lua_rawseti(S, -2, rt->pool_len);
     rt->pool_len--;
-    lua_pop(S, 2);
+    lua_pop(S, 1);
     return co;
   }
   co = lua_newthread(S);
-  lua_setiuservalue(S, -2, LOOM_UV_THREAD);
-  lua_pop(S, 1);
+  lua_setiuservalue(S, ud, LOOM_UV_THREAD);
   return co;
 }
 
-/* Return t's finished coroutine to the pool (or let it be collected). A
- * coroutine that died with an error cannot be resumed again: reset and drop.
- * Allocates nothing: the pool table has all its slots from the start. */
-void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t) {
+/* Return t's finished coroutine to the pool (or let it be collected); t's
+ * userdata is at ud on S. A coroutine that died with an error cannot be
+ * resumed again: reset and drop. Allocates nothing: the pool table has all
+ * its slots from the start. */
+void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t, int ud) {
   lua_State *co = t->L;
   if (co == NULL) return;
   t->L = NULL;
-  if (!lua_checkstack(S, 4)) return;  /* collected with the task */
-  loom__push_task(S, t);
   if (lua_status(co) == LUA_OK && rt->pool_len < POOL_MAX &&
-      rt->pool_ref != LUA_NOREF) {
+      lua_checkstack(S, 2)) {
     lua_settop(co, 0);
     lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
-    lua_getiuservalue(S, -2, LOOM_UV_THREAD);
-    lua_rawseti(S, -2, rt->pool_len + 1);
-    rt->pool_len++;
+    lua_getiuservalue(S, ud, LOOM_UV_THREAD);
+    lua_rawseti(S, -2, ++rt->pool_len);
     lua_pop(S, 1);
   } else
     loom_closethread(co, S);
   lua_pushnil(S);
-  lua_setiuservalue(S, -2, LOOM_UV_THREAD);
-  lua_pop(S, 1);
+  lua_setiuservalue(S, ud, LOOM_UV_THREAD);
 }
 
 /* ---- the drain --------------------------------------------------------- */
@@ -356,14 +351,16 @@ static void step(loom_rt *rt, lua_State *S, loom_task *t) {
   int nargs, nres = 0, status;
   if (t->state == LOOM_TASK_NEW) {
     int i;
-    if (t->L == NULL) t->L = acquire_thread(rt, S, t);
+    luaL_checkstack(S, 4, "loom: resume");
+    loom__push_task(S, t);
+    if (t->L == NULL) t->L = acquire_thread(rt, S, lua_gettop(S));
     co = t->L;
     /* A fresh or pooled coroutine has LUA_MINSTACK free slots. */
     if (t->nargs + 4 > LUA_MINSTACK && !lua_checkstack(co, t->nargs + 4))
       luaL_error(S, "not enough memory");
     dequeue(rt);
     lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
-    loom__push_task(co, t);
+    lua_xmove(S, co, 1);  /* the task */
     lua_getiuservalue(co, -1, LOOM_UV_FN);
     for (i = 0; i < t->nargs; i++) {
       lua_getiuservalue(co, 2, LOOM_UV_ARGS + i);

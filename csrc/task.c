@@ -20,7 +20,8 @@ void loom__push_task(lua_State *L, loom_task *t) {
   if (t != NULL && t->ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->rt->anchor_ref);
     lua_rawgeti(L, -1, t->ref);
-    lua_remove(L, -2);
+    lua_copy(L, -1, -2);
+    lua_pop(L, 1);
   } else
     lua_pushnil(L);
 }
@@ -316,7 +317,7 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
     }
   }
   release_tb(L, t);
-  loom__release_thread(rt, L, t);
+  loom__release_thread(rt, L, t, ud);
   t->state = LOOM_TASK_DONE;
   /* Leave every scope still entered (only misuse leaves any), then the
    * task's own. */
