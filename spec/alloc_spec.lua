@@ -19,6 +19,11 @@ end
 local root = sh("pwd"):gsub("%s+$", "")
 local prefix = os.getenv("LOOM_TEST_PREFIX") or ""
 local under_valgrind = prefix:find("valgrind", 1, true) ~= nil
+if under_valgrind then
+  -- The children's libuv worker threads keep glibc's resolver state.
+  prefix = prefix:gsub("valgrind", "valgrind --suppressions="
+    .. root .. "/spec/alloc/valgrind.supp", 1)
+end
 local cases = tonumber(os.getenv("LOOM_ALLOC_CASES"))
   or (under_valgrind and 20 or 600)
 local seed = tonumber(os.getenv("LOOM_ALLOC_SEED")) or 20261206
