@@ -234,20 +234,13 @@ describe("misuse fuzzer", function()
     local values = plain_values()
     -- Outside any task.
     local outside = math.max(1, count // 10)
+    local stale, stale_keep
     loom.run(function()
-      local first = true
-      while calls < count do
+      while calls < count - outside do
         -- One group per batch: a random call may start a failing child,
         -- which cancels the rest of its batch only.
         local ok, e = pcall(loom.task_group, function(tg)
           local objs, keep = make_objects(tg)
-          if first then
-            first = false
-            for _ = 1, outside do
-              local what, thunk = random_call(objs, values)
-              contexts.gc(what, thunk)
-            end
-          end
           for _ = 1, 200 do
             local what, thunk = random_call(objs, values)
             contexts[pick(context_names)](what, thunk)
@@ -257,7 +250,20 @@ describe("misuse fuzzer", function()
         end)
         if not ok then record("task_group", false, e) end
       end
+      -- Objects that outlive their run: used from outside any task below.
+      pcall(loom.task_group, function(tg)
+        stale, stale_keep = make_objects(tg)
+        tg:cancel()
+      end)
     end)
+    -- Outside any task (the main thread, no loom.run in progress), and in
+    -- finalisers run there.
+    for i = 1, outside do
+      local what, thunk = random_call(stale, values)
+      if i % 2 == 0 then record(what, pcall(thunk))
+      else contexts.gc(what, thunk) end
+    end
+    for _, v in ipairs(stale_keep) do pcall(v.close, v) end
     collectgarbage()
     collectgarbage()
     assert.same({}, failures)
