@@ -33,8 +33,9 @@ asan:
 
 # The allocation-failure sweep (spec/alloc/host.c): the workload of
 # spec/alloc/workload.lua once per N, for every N, with the N-th allocation
-# failing for good (permanent) and with two failures then memory back
-# (transient). The suite runs a sample (spec/alloc_spec.lua). Under `make
+# failing for good (permanent), with two failures then memory back
+# (transient), and with one failure (single: a full emergency collection at
+# that allocation). The suite runs a sample (spec/alloc_spec.lua). Under `make
 # asan` the host and loom.core are instrumented, and LeakSanitizer checks
 # every case's C allocations.
 ALLOC_BUILD ?= build
@@ -49,6 +50,9 @@ alloc-sweep:
 	LOOM_BUILD_DIR=$(ALLOC_BUILD) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(ALLOC_BUILD)/alloc-host sweep $(CURDIR) transient 1 0 1
+	LOOM_BUILD_DIR=$(ALLOC_BUILD) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(ALLOC_BUILD)/alloc-host sweep $(CURDIR) single 1 0 1
 
 # The misuse fuzzer, long: LOOM_FUZZ_SEED and LOOM_FUZZ_COUNT choose the
 # run (the suite runs a short one, spec/fuzz_spec.lua).

@@ -254,9 +254,26 @@ void loom__group_record_safe(lua_State *L, loom_group *g, int err_idx,
 }
 
 void loom__group_child_done(lua_State *L, loom_group *g) {
-  (void)L;
   g->nlive--;
+  if (g->nlive == 0 && g->host == NULL && g->ref != LUA_NOREF) {
+    /* The last child of an orphaned group: release it. */
+    luaL_unref(L, LUA_REGISTRYINDEX, g->ref);
+    g->ref = LUA_NOREF;
+    return;
+  }
   if (g->nlive == 0 && g->host_waiting) loom__wake(g->host, LOOM_WAKE_OK);
+}
+
+void loom__group_orphan(lua_State *L, loom_group *g) {
+  loom__list_remove(&g->host_link);
+  g->host = NULL;
+  g->host_waiting = 0;
+  g->state = LOOM_GROUP_CLOSED;
+  loom__scope_mark_cancelled(g->rt, g->scope, 0);
+  if (g->nlive == 0 && g->ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, g->ref);
+    g->ref = LUA_NOREF;
+  }
 }
 
 static void host_wait_abort(loom_task *t) { (void)t; }

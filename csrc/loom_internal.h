@@ -396,6 +396,9 @@ void loom__scope_mark_cancelled(loom_rt *rt, loom_scope *s,
 void loom__scope_link(loom_task *t, loom_scope *s) LOOM_HIDDEN;
 int loom__scope_unlink(lua_State *L, loom_task *t, loom_scope *s)
   LOOM_HIDDEN;
+/* g's host finished while hosting it (its coroutine was killed): cancel g,
+ * detach it from the host; it is released when its last child is done. */
+void loom__group_orphan(lua_State *L, loom_group *g) LOOM_HIDDEN;
 /* Build s's Cancelled object now if it has none (by: the running task). */
 void loom__scope_cancel_object(lua_State *L, loom_rt *rt, loom_scope *s)
   LOOM_HIDDEN;

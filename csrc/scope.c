@@ -39,6 +39,7 @@ void loom__scope_attach(loom_scope *s, loom_scope *parent) {
 void loom__scope_detach(lua_State *L, loom_rt *rt, loom_scope *s) {
   loom__heap_remove(rt, &s->timer);
   loom__list_remove(&s->link);
+  s->parent = NULL;  /* it may be collected before s */
   s->state = LOOM_SCOPE_EXITED;
   if (s->exc_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
@@ -354,11 +355,36 @@ static int l_scope_tostring(lua_State *L) {
   return 1;
 }
 
+/* s is being collected: nothing may point to it afterwards. Normally
+ * nothing does (a scope is left before its run returns, and its run's
+ * stack anchors it); a scope entered by a task whose coroutine was killed
+ * behind the scheduler's back, or still entered at lua_close, is spliced
+ * out: its children and tasks move up to its parent. */
+static void splice_out(loom_scope *s) {
+  loom_scope *p = s->parent;
+  while (!loom__list_empty(&s->children)) {
+    loom_scope *c = loom__container_of(s->children.next, loom_scope, link);
+    loom__list_remove(&c->link);
+    c->parent = p;
+    if (p != NULL) loom__list_push(&p->children, &c->link);
+  }
+  while (!loom__list_empty(&s->tasks)) {
+    loom_task *t = loom__container_of(s->tasks.next, loom_task, scope_link);
+    loom__list_remove(&t->scope_link);
+    if (t->cur == s) t->cur = p;
+    if (p != NULL) loom__list_push(&p->tasks, &t->scope_link);
+  }
+  loom__list_remove(&s->link);
+  s->parent = NULL;
+  s->state = LOOM_SCOPE_EXITED;
+}
+
 static int l_scope_gc(lua_State *L) {
   loom_scope *s = check_scope(L, 1);
   loom_rt *rt = loom__rt(L);
   /* Only an abandoned scope can still be in the heap here. */
   if (!rt->closed) loom__heap_remove(rt, &s->timer);
+  splice_out(s);
   if (s->exc_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
     s->exc_ref = LUA_NOREF;

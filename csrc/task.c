@@ -319,8 +319,13 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   release_tb(L, t);
   loom__release_thread(rt, L, t, ud);
   t->state = LOOM_TASK_DONE;
-  /* Leave every scope still entered (only misuse leaves any), then the
-   * task's own. */
+  /* Groups it still hosts (its coroutine was killed inside them): they are
+   * cancelled and live on without a host until their children finished. */
+  while (!loom__list_empty(&t->groups))
+    loom__group_orphan(L, loom__container_of(t->groups.next, loom_group,
+                                             host_link));
+  /* Leave every scope still entered (only a killed coroutine leaves any),
+   * then the task's own. */
   while (t->cur != NULL && t->cur != &t->scope) {
     loom_scope *s = t->cur;
     t->cur = s->parent;

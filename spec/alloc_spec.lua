@@ -4,7 +4,9 @@
 -- end in success or a clean "not enough memory", with no crash, hang or
 -- sanitizer report, 0 bytes and 0 file descriptors left after lua_close,
 -- and a healthy fresh state afterwards; in the transient mode (two failures,
--- then memory comes back) the same state must run the workload again.
+-- then memory comes back) the same state must run the workload again; in the
+-- single mode one allocation fails, so Lua runs a full emergency collection
+-- at that point and retries: everything loom holds must be anchored.
 --
 -- The suite runs a sampled subset (LOOM_ALLOC_CASES, LOOM_ALLOC_SEED);
 -- `make alloc-sweep` runs every N, and `make asan` runs it under ASan.
@@ -39,7 +41,7 @@ describe("allocation failures", function()
     assert.are.equal(0, code, out)
   end)
 
-  for _, mode in ipairs({ "permanent", "transient" }) do
+  for _, mode in ipairs({ "permanent", "transient", "single" }) do
     it(("every sampled N ends cleanly (%s failure)"):format(mode), function()
       local n = mode == "permanent" and cases or cases // 2
       local out, code = sh(("timeout 600 %s %s sample %q %s %d %d"):format(

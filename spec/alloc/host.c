@@ -12,6 +12,10 @@
  *   permanent: every allocation from the N-th on fails (memory is gone).
  *   transient: only the N-th and (N+1)-th fail, then memory comes back; the
  *              same state must then run the workload again successfully.
+ *   single:    only the N-th fails. Lua then collects garbage (a full
+ *              emergency collection) and retries, so this checks that
+ *              everything loom needs is anchored at every allocation point;
+ *              then the same state runs the workload again.
  *
  * Usage:
  *   host count <dir>                        allocations of one clean run
@@ -154,7 +158,7 @@ static int one_case(long n, int transient) {
     return 2;
   }
   c.fail_at = n;
-  c.fail_until = transient ? n + 1 : 0;
+  c.fail_until = transient ? n + transient - 1 : 0;
   r = run_workload(L, &c, msg, sizeof msg);
   if (r == 2) {
     c.fail_at = 0;
@@ -271,7 +275,9 @@ int main(int argc, char **argv) {
   }
   if (argc < 4) return 2;
   mode = argv[3];
-  transient = strcmp(mode, "transient") == 0;
+  transient = strcmp(mode, "transient") == 0 ? 2
+              : strcmp(mode, "single") == 0    ? 1
+                                               : 0;
   /* Keep loom.core (and libuv) loaded for the whole process: libuv creates
    * process-wide descriptors (its signal pipe) on the first loop and closes
    * them when it is unloaded. Lua's loadlib leaks its dlopen handle when

@@ -132,4 +132,42 @@ describe("regression: resuming a task's coroutine", function()
         .. "resumed outside the scheduler", 1, true), tostring(err))
       assert.equal(0, core.stats().live_tasks)
     end)
+
+  it("a host closed behind the guard's back: its group's children are "
+    .. "cancelled and nothing dangles", function()
+      local log = {}
+      local ok, err = pcall(loom.run, function()
+        local host_co
+        local s = loom.cancel_scope()
+        loom.task_group(function(tg)
+          tg:start_soon(function()
+            s:run(function()
+              host_co = coroutine.running()
+              loom.task_group(function(inner)
+                inner:start_soon(function()
+                  local ok2 = pcall(loom.sleep_forever)
+                  log[#log + 1] = ok2 and "woken" or "cancelled"
+                  collectgarbage()
+                  collectgarbage()
+                  -- Walks the scope tree up through the dead host's scopes.
+                  log[#log + 1] = tostring(loom.current_effective_deadline())
+                end)
+                loom.sleep_forever()
+              end)
+            end)
+          end)
+          loom.wait_all_tasks_blocked()
+          assert.is_true(raw_close(host_co))
+          s = nil
+          collectgarbage()
+          collectgarbage()
+          loom.sleep(0.01)
+        end)
+      end)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("coroutine was closed or resumed",
+        1, true), tostring(err))
+      assert.same({ "cancelled", "-inf" }, log)
+      assert.equal(0, core.stats().live_tasks)
+    end)
 end)
