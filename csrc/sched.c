@@ -187,8 +187,7 @@ loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co) {
   int lo = 0, hi = 1, is_main;
   loom_task *t;
   if (co == NULL || co == L || lua_status(co) != LUA_YIELD ||
-      rt->task_main_ref == LUA_NOREF || !lua_getstack(co, 0, &ar) ||
-      !lua_checkstack(L, 3) || !lua_checkstack(co, 3))
+      rt->task_main_ref == LUA_NOREF || !lua_getstack(co, 0, &ar))
     return NULL;
   /* The outermost frame of a task's coroutine is task_main. */
   while (lua_getstack(co, hi, &ar)) {
@@ -201,6 +200,11 @@ loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co) {
     else hi = mid;
   }
   lua_getstack(co, lo, &ar);
+  /* Cheap first (a generator's outermost frame is a Lua function): task_main
+   * is a C closure with two upvalues. */
+  lua_getinfo(co, "u", &ar);
+  if (ar.nups != 2 || !ar.isvararg || ar.nparams != 0) return NULL;
+  if (!lua_checkstack(L, 3) || !lua_checkstack(co, 3)) return NULL;
   lua_getinfo(co, "f", &ar);
   lua_xmove(co, L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->task_main_ref);
