@@ -397,8 +397,7 @@ static void step(loom_rt *rt, lua_State *S, loom_task *t) {
       loom__enqueue(rt, t);
     }
   } else if (status == LUA_OK &&
-             (nres + LUA_MINSTACK <= 8 + LUA_MINSTACK ||
-              lua_checkstack(S, nres + LUA_MINSTACK))) {
+             (nres <= 8 || lua_checkstack(S, nres + LUA_MINSTACK))) {
     /* task_main returned: [task, ok, results...] */
     int failed;
     lua_xmove(co, S, nres);

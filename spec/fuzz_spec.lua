@@ -163,7 +163,9 @@ local function random_call(objs, values)
     local name = pick(module_fns)
     if name == "run" and math.random() < 0.9 then name = "now" end
     local f = loom[name]
-    return "loom." .. name, function() return f(table.unpack(args, 1, nargs)) end
+    return "loom." .. name, function()
+      return f(table.unpack(args, 1, nargs))
+    end
   end
   local o = pick(objs)
   local m = pick(o.methods)

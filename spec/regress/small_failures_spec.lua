@@ -112,7 +112,8 @@ end)
 
 describe("regression: ErrorGroup rendering and methods", function()
   it("renders a member whose __tostring raises", function()
-    local bad = setmetatable({}, { __tostring = function() error("boom", 0) end })
+    local bad = setmetatable({}, {
+      __tostring = function() error("boom", 0) end })
     local eg = loom.ErrorGroup("m", { bad, "plain" })
     local s = tostring(eg)
     assert.truthy(s:find("<error in __tostring: boom>", 1, true), s)
