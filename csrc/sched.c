@@ -95,9 +95,12 @@ void loom__check_open(lua_State *L, loom_rt *rt, const char *fn) {
 
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
                                 int must_yield) {
-  loom_task *t;
-  loom__check_open(L, loom__rt(L), fn);
-  t = loom__task_of(L);
+  loom_rt *rt = (loom_rt *)lua_touserdata(L, lua_upvalueindex(1));
+  loom_task *t = NULL;
+  if (rt != NULL && rt->magic == LOOM_MAGIC_RT) {
+    if (rt->closed) loom__check_open(L, rt, fn);
+    t = rt->current;
+  }
   if (t == NULL || t->L != L)
     loom__errorf(L, "loom.%s: must be called from inside a loom task (start "
                  "one with loom.run)", fn);
