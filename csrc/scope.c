@@ -242,7 +242,8 @@ static int l_scope_cancel(lua_State *L) {
 static int k_scope_run(lua_State *L, int status, lua_KContext ctx) {
   loom_scope *s = (loom_scope *)ctx;
   int catches = loom__scope_unlink(L, s->owner, s);
-  /* [scope, msgh, results... | error] */
+  /* [scope, msgh, results... | error]; left: raising is safe now. */
+  luaL_checkstack(L, 2, "loom: CancelScope:run");
   lua_pushboolean(L, catches);
   lua_replace(L, 1);
   lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
