@@ -765,7 +765,7 @@ static int l_tcp_stats(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   tcp_counts c;
   memset(&c, 0, sizeof c);
-  uv_walk(&rt->loop, count_cb, &c);
+  if (!rt->closed) uv_walk(&rt->loop, count_cb, &c);  /* closed: none */
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, c.streams);
   lua_setfield(L, -2, "streams");

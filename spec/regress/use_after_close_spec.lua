@@ -5,7 +5,7 @@
 
 local script = [[
 local loom
-local results = {}
+local keep = {}
 local g = setmetatable({}, { __gc = function()
   local function try(name, f, ...)
     local ok, err = pcall(f, ...)
@@ -16,10 +16,21 @@ local g = setmetatable({}, { __gc = function()
   try("sleep", loom.sleep, 0)
   try("event", function() local e = loom.event(); e:set() end)
   try("getaddrinfo", loom.getaddrinfo, "localhost", 80)
+  -- Objects of the last run, used after the runtime was finalised.
+  try("local_address", function() return keep.l:local_address() end)
+  try("close", function() keep.c:close() end)
+  try("set", function() keep.ev:set() end)
+  try("tcp_stats", require("loom.core").tcp_stats)
+  try("task_tree", function() return tostring(loom.task_tree()) end)
   io.stdout:flush()
 end })
 loom = require("loom")
-loom.run(function() end)
+loom.run(function()
+  keep.l = loom.create_tcp_listener{ local_host = "127.0.0.1" }
+  local _, port = keep.l:local_address()
+  keep.c = loom.connect_tcp("127.0.0.1", port)
+  keep.ev = loom.event()
+end)
 ]]
 
 local function sh(cmd)
@@ -48,5 +59,9 @@ describe("regression: use after the runtime was finalised", function()
     assert.truthy(out:find("event: ok", 1, true), out)
     assert.truthy(out:find("getaddrinfo: loom.getaddrinfo: " .. closed, 1,
       true), out)
+    assert.truthy(out:find("local_address: [^\n]*bad self", 1), out)
+    assert.truthy(out:find("set: ok", 1, true), out)
+    assert.truthy(out:find("tcp_stats: ok", 1, true), out)
+    assert.truthy(out:find("task_tree: ok", 1, true), out)
   end)
 end)
