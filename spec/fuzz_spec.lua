@@ -13,7 +13,9 @@ local loom = require("loom")
 local core = require("loom.core")
 
 local seed = tonumber(os.getenv("LOOM_FUZZ_SEED")) or 20261206
-local count = tonumber(os.getenv("LOOM_FUZZ_COUNT")) or 20000
+local slow = (os.getenv("LOOM_TEST_PREFIX") or ""):find("valgrind", 1, true)
+local count = tonumber(os.getenv("LOOM_FUZZ_COUNT")) or (slow and 3000)
+  or 20000
 
 local own_dir = debug.getinfo(loom.run ~= nil and loom.task_group or print,
   "S").source:match("^@(.*[/\\])[^/\\]*$")
