@@ -301,7 +301,16 @@ function M.install(loom, core)
   --- listener:serve(handler[, tg]): accept connections until cancelled and
   --- run handler(stream) for each in its own task, in tg or in a task group
   --- of serve's own. The stream is closed when the handler returns.
+  local listener_mt = debug.getregistry()["loom.TCPListener"]
   function core.tcp_listener_methods.serve(listener, handler, tg)
+    if getmetatable(listener) ~= listener_mt then
+      local mt, got = getmetatable(listener), tname(listener)
+      if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then
+        got = rawget(mt, "__name")
+      end
+      error("calling 'serve' on bad self (loom.TCPListener expected, got "
+        .. got .. ")", 2)
+    end
     if not callable(handler) then
       argerror(1, "serve", "function expected, got " .. tname(handler))
     end

@@ -158,6 +158,10 @@ describe("regression: ErrorGroup rendering and methods", function()
         assert.truthy(e:find(("calling '%s' on bad self (loom.BufferedStream "
           .. "expected, got loom.TCPStream)"):format(m), 1, true), e)
       end
+      ok, e = pcall(listener.serve, stream, function() end)
+      assert.is_false(ok)
+      assert.truthy(e:find("calling 'serve' on bad self (loom.TCPListener "
+        .. "expected, got loom.TCPStream)", 1, true), e)
     end)
   end)
 end)
