@@ -209,6 +209,11 @@ void loom__start_child_done(lua_State *L, loom_task *t, int err_idx) {
   loom_task *caller = t->start_caller;
   loom_group *g = t->start_group;
   (void)err_idx;
+  /* The value of a no-op started() is returned only by a clean exit. */
+  if (t->outcome != LOOM_OUT_FINISHED && t->start_value_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, t->start_value_ref);
+    t->start_value_ref = LUA_NOREF;
+  }
   t->start_caller = NULL;
   t->start_group = NULL;
   loom__list_remove(&t->group_link);

@@ -280,6 +280,9 @@ struct loom_rt {
   int own_dir_ref;       /* source prefix of loom's Lua files, or NOREF */
   int cancelled_ref;     /* the Cancelled class (hooks.Cancelled) */
   int task_mt_ref;       /* registry ref of the loom.Task metatable */
+  /* Live counts for core.stats() (the specs' leak check). */
+  size_t parked;         /* tasks in LOOM_TASK_PARKED */
+  size_t queued;         /* tasks linked in a loom_waitq */
 };
 
 #define LOOM_RT_MT "loom.Runtime"

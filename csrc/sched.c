@@ -83,6 +83,7 @@ static loom_task *dequeue(loom_rt *rt) {
 
 void loom__park(loom_task *t, loom_abort_fn abort, const char *what,
                 void *data) {
+  if (t->state != LOOM_TASK_PARKED) t->rt->parked++;
   t->state = LOOM_TASK_PARKED;
   t->abort = abort;
   t->wait_what = what;
@@ -93,6 +94,7 @@ void loom__park(loom_task *t, loom_abort_fn abort, const char *what,
 
 void loom__wake(loom_task *t, int how) {
   if (t->state != LOOM_TASK_PARKED) return;
+  t->rt->parked--;
   t->state = LOOM_TASK_READY;
   t->abort = NULL;
   t->wake = (unsigned char)how;
@@ -144,11 +146,15 @@ void loom__waitq_push(loom_waitq *q, loom_task *t) {
   loom__list_push(&q->head, &t->wait_link);
   t->waitq = q;
   q->n++;
+  t->rt->queued++;
 }
 
 void loom__waitq_remove(loom_task *t) {
   loom__list_remove(&t->wait_link);
-  if (t->waitq != NULL) t->waitq->n--;
+  if (t->waitq != NULL) {
+    t->waitq->n--;
+    t->rt->queued--;
+  }
   t->waitq = NULL;
 }
 
@@ -533,16 +539,77 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
-/* core.stats() -> table: counters for tests and benchmarks */
+/* Live libuv handles, not counting the runtime's own (those embedded in the
+ * loom_rt struct, such as its deadline timer, which live as long as it). */
+typedef struct uv_counts {
+  const char *own_lo, *own_hi;
+  lua_Integer handles, closing;
+} uv_counts;
+
+static void uv_count_cb(uv_handle_t *h, void *arg) {
+  uv_counts *c = (uv_counts *)arg;
+  const char *p = (const char *)h;
+  if (p >= c->own_lo && p < c->own_hi) return;
+  if (uv_is_closing(h)) c->closing++;
+  else c->handles++;
+}
+
+/* Registry references alive (luaL_ref slots in use, every library's): the
+ * array part minus the reserved slots and the free list. lauxlib keeps the
+ * free list head at LUA_RIDX_LAST + 1 since 5.4.3, at key 0 before. */
+static lua_Integer registry_refs(lua_State *L) {
+#if LUA_VERSION_RELEASE_NUM >= 50403
+  const lua_Integer head = LUA_RIDX_LAST + 1, reserved = LUA_RIDX_LAST + 1;
+#else
+  const lua_Integer head = 0, reserved = LUA_RIDX_LAST;
+#endif
+  lua_Integer n, nfree = 0, ref;
+  n = (lua_Integer)lua_rawlen(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, head);
+  ref = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  while (ref > 0 && nfree < n) {
+    nfree++;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    ref = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  return n > reserved ? n - reserved - nfree : 0;
+}
+
+static void set_count(lua_State *L, const char *name, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, name);
+}
+
+/* core.stats() -> table: counters for tests and benchmarks. Every number
+ * but pooled_coroutines and registry_refs is a count of live things that a
+ * finished loom.run must not leave behind. */
 static int l_stats(lua_State *L) {
   loom_rt *rt = loom__rt(L);
-  lua_createtable(L, 0, 4);
-  lua_pushinteger(L, (lua_Integer)rt->live_tasks);
-  lua_setfield(L, -2, "live_tasks");
-  lua_pushinteger(L, rt->pool_len);
-  lua_setfield(L, -2, "pooled_coroutines");
-  lua_pushinteger(L, (lua_Integer)rt->heap_len);
-  lua_setfield(L, -2, "deadlines");
+  uv_counts uc;
+  lua_Integer ready = 0, blocked = 0;
+  loom_task *t;
+  const loom_list *n;
+  for (t = rt->ready_head; t != NULL; t = t->next_ready) ready++;
+  for (n = rt->blocked_waiters.next; n != &rt->blocked_waiters; n = n->next)
+    blocked++;
+  memset(&uc, 0, sizeof uc);
+  uc.own_lo = (const char *)rt;
+  uc.own_hi = (const char *)(rt + 1);
+  uv_walk(&rt->loop, uv_count_cb, &uc);
+  lua_createtable(L, 0, 12);
+  set_count(L, "live_tasks", (lua_Integer)rt->live_tasks);
+  set_count(L, "pooled_coroutines", rt->pool_len);
+  set_count(L, "deadlines", (lua_Integer)rt->heap_len);
+  set_count(L, "ready", ready);
+  set_count(L, "parked", (lua_Integer)rt->parked);
+  set_count(L, "queued", (lua_Integer)rt->queued);
+  set_count(L, "blocked_waiters", blocked);
+  set_count(L, "uv_handles", uc.handles);
+  set_count(L, "uv_closing", uc.closing);
+  set_count(L, "uv_reqs", (lua_Integer)rt->loop.active_reqs.count);
+  set_count(L, "registry_refs", registry_refs(L));
   lua_pushboolean(L, rt->running);
   lua_setfield(L, -2, "running");
   return 1;

@@ -3,18 +3,8 @@
 -- tasks blocked on that very end with ClosedResourceError).
 local loom = require("loom")
 
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(loom.is(err, cls), "unexpected error: " .. tostring(err))
-  return err
-end
-
-local function fails_with(text, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.matches(text, tostring(err), 1, true)
-end
+local H = require("helpers")
+local raises, fails_with = H.raises, H.fails_with
 
 -- Run body(tg) in a task group that must fail with exactly one error of
 -- class cls; returns it.

@@ -7,16 +7,8 @@
 -- AnyIO's gather (S254) and the tests say so.
 local loom = require("loom")
 
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  if ok then return nil end
-  return err
-end
-
-local function logger()
-  local log = {}
-  return log, function(s) log[#log + 1] = s end
-end
+local H = require("helpers")
+local catch, logger = H.catch, H.log
 
 describe("loom.gather", function()
   it("returns an empty array for no functions", function()

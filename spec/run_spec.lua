@@ -641,6 +641,8 @@ describe("deadlock detection", function()
     end)
 
   it("raises when tasks stay blocked after being cancelled", function()
+    H.known_leak("a run that ends in a deadlock keeps its stuck tasks "
+      .. "anchored until lua_close")
     local err = H.capture_error(run, function()
       loom.cancel_scope{ shield = true }:run(loom.sleep_forever)
     end)

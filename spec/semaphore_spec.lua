@@ -3,18 +3,8 @@
 -- test_Semaphore_bounded, the generic lock tests with Semaphore(1)).
 local loom = require("loom")
 
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(loom.is(err, cls), "unexpected error: " .. tostring(err))
-  return err
-end
-
-local function fails_with(text, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.matches(text, tostring(err), 1, true)
-end
+local H = require("helpers")
+local raises, fails_with = H.raises, H.fails_with
 
 describe("loom.semaphore", function()
   it("limits holders through <close> guards (test_contextmanager)",

@@ -3,20 +3,8 @@
 -- tests/test_taskgroups.py (test_start_*) and Trio test_nursery_start*.
 local loom = require("loom")
 
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  if ok then return nil end
-  return err
-end
-
-local function bare(msg)
-  return (tostring(msg):gsub("^[^:]*:%d+: ", ""))
-end
-
-local function logger()
-  local log = {}
-  return log, function(s) log[#log + 1] = s end
-end
+local H = require("helpers")
+local catch, bare, logger = H.catch, H.message, H.log
 
 describe("tg:start", function()
   it("returns the started value and a handle", function()

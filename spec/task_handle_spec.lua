@@ -3,17 +3,10 @@
 -- and task-name tests) and the documented TaskHandle example.
 local loom = require("loom")
 
--- pcall that returns the error object (or nil when fn did not raise).
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  if ok then return nil end
-  return err
-end
-
--- The message of a string error without its "file:line: " prefix.
-local function bare(msg)
-  return (tostring(msg):gsub("^[^:]*:%d+: ", ""))
-end
+-- catch: the error object fn raised, or nil; bare: a string error's
+-- message without its "file:line: " prefix.
+local H = require("helpers")
+local catch, bare = H.catch, H.message
 
 describe("TaskHandle", function()
   describe("from start_soon and create_task", function()

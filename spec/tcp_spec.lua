@@ -1,6 +1,8 @@
 -- TCP streams and listeners (tcp.c, net.lua), on 127.0.0.1 only.
 local loom = require("loom")
 local core = require("loom.core")
+local H = require("helpers")
+local err_of = H.capture_error
 
 local HOST = "127.0.0.1"
 
@@ -16,12 +18,6 @@ local function pair()
   local c = loom.connect_tcp(HOST, port)
   local s = l:accept()
   return l, c, s, port
-end
-
-local function err_of(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return e
 end
 
 local function free_port()

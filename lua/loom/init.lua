@@ -296,7 +296,7 @@ loom.condition = core.condition
 loom.capacity_limiter = core.capacity_limiter
 loom.channel = core.channel
 
--- Introspection ----------------------------------------------------------------
+-- Introspection ---------------------------------------------------------------
 
 local tree_mt = {}
 
