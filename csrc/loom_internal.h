@@ -29,7 +29,7 @@ typedef struct loom_list {
 } loom_list;
 
 #define loom__container_of(p, type, member) \
-  ((type *)(void *)((char *)(p) - offsetof(type, member)))
+  ((type *)(void *)(((char *)(p)) - offsetof(type, member)))
 
 static inline void loom__list_init(loom_list *l) { l->prev = l->next = l; }
 static inline int loom__list_empty(const loom_list *l) { return l->next == l; }

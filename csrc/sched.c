@@ -270,6 +270,8 @@ static void step(loom_rt *rt, lua_State *S, loom_task *t) {
   rt->current = NULL;
   if (status == LUA_YIELD) {
     lua_pop(co, nres);
+    /* cppcheck-suppress knownConditionTrueFalse ; the task's own code
+     * parks it (changes t->state) inside lua_resume */
     if (t->state == LOOM_TASK_RUNNING) {
       /* A bare coroutine.yield() in a task: a plain schedule point. */
       t->state = LOOM_TASK_READY;
