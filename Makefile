@@ -1,6 +1,6 @@
 # Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
 .PHONY: all build demo test valgrind asan lint lint-lua lint-c format \
-  format-check bench clean
+  format-check bench bench-core clean
 
 all: build
 
@@ -63,6 +63,15 @@ format-check:
 
 bench:
 	bash bench/run.sh
+
+# Instructions per spawn and per switch (total and by function) and bytes
+# per parked task split into task and coroutine: the numbers of
+# bench/results/core-before.md.
+bench-core: build
+	bash bench/callgrind.sh
+	bash bench/core/callgrind_split.sh
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+	  lua5.4 bench/core/mem_split.lua
 
 clean:
 	rm -rf build build-asan build-rel bench/out
