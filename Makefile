@@ -44,14 +44,18 @@ lint-lua:
 	luacheck --codes -q lua spec examples bench
 
 # cppcheck sees lua.h (so Lua's macros are understood) but not the system
-# or libuv headers; the defines describe the one configuration we build.
+# or libuv headers; the defines describe the configurations we build:
+# release, and debug with LOOM_ASSERT checked.
+CPPCHECK = cppcheck --enable=warning,style,performance,portability \
+  --std=c99 --quiet --inline-suppr --error-exitcode=1 \
+  --suppressions-list=.ci/cppcheck.supp \
+  -D__GNUC__ -D__linux__ -DLLONG_MAX=9223372036854775807LL \
+  -I csrc $(or $(LUA_INC),-I/usr/include/lua5.4)
+
 lint-c:
 	command -v cppcheck >/dev/null || apt-get install -y -qq cppcheck
-	cppcheck --enable=warning,style,performance,portability --std=c99 \
-	  --quiet --inline-suppr --error-exitcode=1 \
-	  --suppressions-list=.ci/cppcheck.supp \
-	  -D__GNUC__ -D__linux__ -DLLONG_MAX=9223372036854775807LL \
-	  -I csrc $(or $(LUA_INC),-I/usr/include/lua5.4) csrc/
+	$(CPPCHECK) csrc/
+	$(CPPCHECK) -DLOOM_DEBUG csrc/
 
 format:
 	command -v clang-format >/dev/null || apt-get install -y -qq clang-format

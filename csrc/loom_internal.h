@@ -22,6 +22,19 @@
 
 #define LOOM_HIDDEN __attribute__((visibility("hidden")))
 
+/* LOOM_ASSERT(cond): an invariant of the core (task state transitions,
+ * queue membership). Checked when LOOM_DEBUG is defined (Debug and
+ * sanitizer builds: see CMakeLists.txt), compiled out otherwise. A failure
+ * prints the condition and its place, then aborts. */
+#ifdef LOOM_DEBUG
+void loom__assert_fail(const char *cond, const char *file, int line)
+  LOOM_HIDDEN;
+#define LOOM_ASSERT(cond) \
+  ((cond) ? (void)0 : loom__assert_fail(#cond, __FILE__, __LINE__))
+#else
+#define LOOM_ASSERT(cond) ((void)0)
+#endif
+
 /* ---- intrusive doubly linked lists (used by every file) ---------------- */
 
 typedef struct loom_list {

@@ -5,6 +5,7 @@
  * when nothing is ready. Also the checkpoints and sleeps every task uses.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,13 @@
 #define IO_BUDGET 512    /* resumes between two polls of libuv */
 
 double loom__now(void) { return (double)uv_hrtime() / 1e9; }
+
+#ifdef LOOM_DEBUG
+void loom__assert_fail(const char *cond, const char *file, int line) {
+  fprintf(stderr, "loom: assertion failed: %s (%s:%d)\n", cond, file, line);
+  abort();
+}
+#endif
 
 loom_rt *loom__rt(lua_State *L) {
   return (loom_rt *)lua_touserdata(L, lua_upvalueindex(1));
@@ -65,6 +73,8 @@ loom_task *loom__check_blocking(lua_State *L, const char *fn,
 /* ---- ready queue, park and wake ---------------------------------------- */
 
 void loom__enqueue(loom_rt *rt, loom_task *t) {
+  LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
+  LOOM_ASSERT(t->next_ready == NULL && rt->ready_tail != t);
   t->next_ready = NULL;
   if (rt->ready_tail) rt->ready_tail->next_ready = t;
   else rt->ready_head = t;
@@ -83,6 +93,10 @@ static loom_task *dequeue(loom_rt *rt) {
 
 void loom__park(loom_task *t, loom_abort_fn abort, const char *what,
                 void *data) {
+  /* The running task parks itself; a parked one may be moved to another
+   * wait (a condition's waiter to its lock's queue). */
+  LOOM_ASSERT((t->state == LOOM_TASK_RUNNING && t->rt->current == t) ||
+              t->state == LOOM_TASK_PARKED);
   if (t->state != LOOM_TASK_PARKED) t->rt->parked++;
   t->state = LOOM_TASK_PARKED;
   t->abort = abort;
@@ -94,6 +108,10 @@ void loom__park(loom_task *t, loom_abort_fn abort, const char *what,
 
 void loom__wake(loom_task *t, int how) {
   if (t->state != LOOM_TASK_PARKED) return;
+  /* Whoever wakes it has unlinked it from its wait and its deadline. */
+  LOOM_ASSERT(t->waitq == NULL && loom__list_empty(&t->wait_link));
+  LOOM_ASSERT(t->sleep_timer.index == LOOM_NOT_IN_HEAP);
+  LOOM_ASSERT(t->rt->parked > 0);
   t->rt->parked--;
   t->state = LOOM_TASK_READY;
   t->abort = NULL;
@@ -143,6 +161,7 @@ void loom__waitq_init(loom_waitq *q) {
 }
 
 void loom__waitq_push(loom_waitq *q, loom_task *t) {
+  LOOM_ASSERT(t->waitq == NULL && loom__list_empty(&t->wait_link));
   loom__list_push(&q->head, &t->wait_link);
   t->waitq = q;
   q->n++;
@@ -242,6 +261,8 @@ drop:
 static void step(loom_rt *rt, lua_State *S, loom_task *t) {
   lua_State *co;
   int nargs, nres = 0, status;
+  LOOM_ASSERT(rt->current == NULL);  /* resumes never nest */
+  LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
   if (t->state == LOOM_TASK_NEW) {
     int i;
     co = acquire_thread(rt, S, &t->thread_ref);
@@ -448,6 +469,7 @@ static int k_return0(lua_State *L, int status, lua_KContext ctx) {
 
 int loom__schedule_point(lua_State *L, loom_task *t, lua_KContext ctx,
                          lua_KFunction k) {
+  LOOM_ASSERT(t->state == LOOM_TASK_RUNNING && t->rt->current == t);
   t->state = LOOM_TASK_READY;
   t->wake = LOOM_WAKE_OK;
   loom__enqueue(t->rt, t);

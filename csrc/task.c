@@ -187,6 +187,10 @@ void loom__wake_waiters(loom_list *waiters) {
 void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   loom_rt *rt = t->rt;
   int ud = lua_gettop(L) - nres, err = 0, tb = 0;
+  /* It just returned from its last resume: in no queue, no wait. */
+  LOOM_ASSERT(t->state == LOOM_TASK_RUNNING && t->next_ready == NULL);
+  LOOM_ASSERT(t->waitq == NULL && loom__list_empty(&t->wait_link));
+  LOOM_ASSERT(t->sleep_timer.index == LOOM_NOT_IN_HEAP);
   if (failed) {
     lua_settop(L, ud + 1);
     err = ud + 1;
@@ -245,6 +249,7 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
     t->group = NULL;
     loom__group_child_done(L, g);
   }
+  LOOM_ASSERT(rt->live_tasks > 0 && loom__list_empty(&t->waiters));
   luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
   t->ref = LUA_NOREF;
   rt->live_tasks--;
