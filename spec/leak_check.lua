@@ -2,8 +2,9 @@
 -- per-test marker H.known_leak (spec/helpers.lua) sets.
 --
 -- A snapshot holds every number of core.stats() and of every other
--- core.<area>_stats() function (tcp_stats, and whatever areas add later),
--- plus the registry references alive minus the coroutines kept in the pool.
+-- core.<area>_stats() function (tcp_stats, and whatever areas add later;
+-- called without arguments, numbers in nested tables included), plus the
+-- registry references alive minus the coroutines kept in the pool.
 -- All of them are counts of live objects: after a test none may be higher
 -- than before it. Fields that are caches or running totals are listed in
 -- NOT_LIVE; an area adding such a field to its stats table adds it there.
@@ -36,14 +37,22 @@ function M.snapshot(core)
     end
   end
   table.sort(names)
-  for _, name in ipairs(names) do
-    local t = core[name]()
-    if type(t) == "table" then
-      for k, v in pairs(t) do
-        local key = name .. "." .. tostring(k)
-        if type(v) == "number" and not NOT_LIVE[key] then snap[key] = v end
+  local function add(prefix, t, depth)
+    for k, v in pairs(t) do
+      local key = prefix .. "." .. tostring(k)
+      if type(v) == "number" and not NOT_LIVE[key] then
+        snap[key] = v
+      elseif type(v) == "table" and depth < 2 then
+        add(key, v, depth + 1)  -- e.g. counts per kind
       end
     end
+  end
+  for _, name in ipairs(names) do
+    local ok, t = pcall(core[name])
+    if not ok then
+      error(("leak check: core.%s() raised: %s"):format(name, tostring(t)), 0)
+    end
+    if type(t) == "table" then add(name, t, 1) end
   end
   local st = core.stats()
   snap[REFS] = st.registry_refs - st.pooled_coroutines
