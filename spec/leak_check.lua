@@ -20,7 +20,9 @@ local NOT_LIVE = {
 -- Registry references alive, minus pooled coroutines (each holds one).
 local REFS = "[registry refs minus pooled coroutines]"
 
-local SETTLE_SECONDS = 1.0
+-- How long closes and requests in flight get to land (LOOM_LEAK_SETTLE
+-- overrides it, in seconds).
+local SETTLE_SECONDS = tonumber(os.getenv("LOOM_LEAK_SETTLE")) or 1.0
 
 --- M.core() -> the loaded loom.core module, or nil.
 function M.core()

@@ -4,6 +4,25 @@ local loom = require("loom")
 local core = require("loom.core")
 local LC = require("leak_check")
 
+-- Run a spec file in its own busted (from the repo root, so .busted loads
+-- spec/setup.lua as for the suite); returns its TAP output.
+local function busted_output(spec_source)
+  local path = os.tmpname()
+  local file = path .. "_spec.lua"
+  local f = assert(io.open(file, "w"))
+  f:write(spec_source)
+  f:close()
+  local build = os.getenv("LOOM_BUILD_DIR") or "build"
+  local p = assert(io.popen(("LOOM_LEAK_SETTLE=0.05 "
+    .. "LUA_CPATH='%s/?.so;;' lua5.4 /usr/bin/busted "
+    .. "-o TAP --cpath='%s/?.so' '%s' 2>&1"):format(build, build, file)))
+  local out = p:read("a")
+  p:close()
+  os.remove(file)
+  os.remove(path)
+  return out
+end
+
 describe("the leak check after each test", function()
   it("finds every core.*_stats() function", function()
     local snap = LC.snapshot(core)
@@ -74,6 +93,42 @@ describe("the leak check after each test", function()
       LC.leftovers(core, before))
     ref[slot] = nil
   end)
+
+  it("fails a test that leaves something behind, and says what and where",
+    function()
+      local out = busted_output([[
+local loom = require("loom")
+local H = require("helpers")
+describe("probe", function()
+  it("leaves a listener open", function()
+    loom.run(function()
+      _G.keep = loom.create_tcp_listener{ local_host = "127.0.0.1" }
+    end)
+  end)
+  it("is marked as leaking but leaves nothing", function()
+    H.known_leak("a reason")
+    loom.run(function() loom.sleep(0) end)
+  end)
+  it("closes what it opened", function()
+    loom.run(function()
+      local l = loom.create_tcp_listener{ local_host = "127.0.0.1" }
+      l:close()
+    end)
+  end)
+end)
+]])
+      assert.matches("probe leaves a listener open left live objects "
+        .. "behind:\n#   core.stats%(%).uv_handles: 0 before the test, 1 "
+        .. "after\n#   core.tcp_stats%(%).listeners: 0 before the test, 1 "
+        .. "after\n", out)
+      assert.matches("fixed%? [^\n]* probe is marked as leaking but leaves "
+        .. "nothing leaves nothing behind now: remove its known_leak marker "
+        .. "%(a reason%)", out)
+      -- three tests pass their bodies; the two leak reports fail
+      assert.matches("\nok 5 %- probe closes what it opened\n1%.%.5", out)
+      local failures = select(2, out:gsub("\nnot ok ", ""))
+      assert.equal(2, failures)
+    end)
 
   it("says when the runtime is not idle", function()
     assert.is_nil(LC.idle_problem(core))
