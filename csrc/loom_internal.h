@@ -28,7 +28,7 @@
  * prints the condition and its place, then aborts. */
 #ifdef LOOM_DEBUG
 void loom__assert_fail(const char *cond, const char *file, int line)
-  LOOM_HIDDEN;
+  LOOM_HIDDEN __attribute__((noreturn));
 #define LOOM_ASSERT(cond) \
   ((cond) ? (void)0 : loom__assert_fail(#cond, __FILE__, __LINE__))
 #else
