@@ -366,7 +366,7 @@ static int l_group_index(lua_State *L) {
       strcmp(lua_tostring(L, 2), "cancel_scope") == 0)
     lua_getiuservalue(L, 1, G_SCOPE);
   else
-    lua_pushnil(L);
+    return loom__no_member(L);
   return 1;
 }
 

@@ -369,4 +369,20 @@ static inline loom_task *loom__task_of(lua_State *L) {
   return (t != NULL && t->L == L) ? t : NULL;
 }
 
+/* ---- members.c: names objects and option tables accept ---------------- */
+
+/* The end of an object's __index when key 2 names no method or field of
+ * object 1: raises "<Class> has no method '<key>' (did you mean ...?)" at
+ * the caller's position (or returns nil for a non-string key). Must be
+ * called from a closure whose upvalue 1 is the runtime. */
+int loom__no_member(lua_State *L) LOOM_HIDDEN;
+/* Raise "bad argument #idx to '<fn>' (unknown option '<key>')" when the
+ * option table at idx has a key not in names (NULL-terminated). */
+void loom__check_options(lua_State *L, int idx, const char *const names[])
+  LOOM_HIDDEN;
+/* Why L cannot call a blocking loom function: the words after "loom.<fn>: "
+ * for outside loom.run, or for a plain coroutine created inside a task
+ * (defined in sched.c). */
+const char *loom__not_in_task(lua_State *L) LOOM_HIDDEN;
+
 #endif

@@ -257,7 +257,8 @@ static int l_scope_index(lua_State *L) {
     lua_pushboolean(L, s->state == LOOM_SCOPE_ACTIVE);
   else {
     lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(2));
+    if (lua_rawget(L, lua_upvalueindex(2)) == LUA_TNIL)
+      return loom__no_member(L);
   }
   return 1;
 }

@@ -95,8 +95,10 @@ static int get_integer(lua_State *L, int idx, lua_Integer *out) {
 /* opts.fast_acquire of an optional options table at idx. */
 static int opt_fast_acquire(lua_State *L, int idx) {
   int fast;
+  static const char *const names[] = {"fast_acquire", NULL};
   if (lua_isnoneornil(L, idx)) return 0;
   luaL_checktype(L, idx, LUA_TTABLE);
+  loom__check_options(L, idx, names);
   lua_getfield(L, idx, "fast_acquire");
   if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
     luaL_argerror(L, idx, lua_pushfstring(L, "fast_acquire must be a boolean, "
@@ -389,6 +391,8 @@ static int l_sem_index(lua_State *L) {
     if (s->has_max) lua_pushinteger(L, s->max);
     else lua_pushnil(L);
   }
+  else
+    return loom__no_member(L);
   return 1;
 }
 
@@ -844,6 +848,8 @@ static int l_limiter_index(lua_State *L) {
     lua_pushinteger(L, lim->borrowed);
   else if (strcmp(k, "available_tokens") == 0)
     push_tokens(L, lim->total - (double)lim->borrowed);
+  else
+    return loom__no_member(L);
   return 1;
 }
 

@@ -415,7 +415,7 @@ static int l_task_index(lua_State *L) {
   else if (k != NULL && strcmp(k, "id") == 0)
     lua_pushinteger(L, t->id);
   else
-    lua_pushnil(L);
+    return loom__no_member(L);
   return 1;
 }
 
@@ -566,8 +566,7 @@ static int l_check_in_task(lua_State *L) {
   if (loom__task_of(L) == NULL) {
     /* Blame the caller of the loom.<fn> Lua function, not loom's file. */
     luaL_where(L, 2);
-    lua_pushfstring(L, "loom.%s: must be called from inside a loom task "
-                    "(start one with loom.run)", fn);
+    lua_pushfstring(L, "loom.%s: %s", fn, loom__not_in_task(L));
     lua_concat(L, 2);
     return lua_error(L);
   }

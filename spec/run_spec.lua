@@ -34,14 +34,18 @@ describe("loom.run", function()
     assert.equal(42, run(callable, 21))
   end)
 
-  it("re-raises a string error unchanged", function()
+  it("re-raises a string error with the root task's call chain", function()
     local where
-    local err = H.capture_error(run, function()
-      where = H.here(); error("boom")
-    end)
-    assert.equal(where .. ": boom", err)
+    local function inner() where = H.here(); error("boom") end
+    local err = H.capture_error(run, function() inner() end)
+    -- The message first, then where it was raised inside the task (the
+    -- caller of loom.run would only see [C]: in function 'loom.run').
+    assert.equal(where .. ": boom\nstack traceback:", err:match("^[^\n]*\n[^\n]*"))
+    H.contains(err, "\n\t" .. where .. ": in ")
+    H.contains(err, "in upvalue 'inner'")
+    assert.is_nil(err:find("lua/loom/", 1, true))
     err = H.capture_error(run, function() error("plain", 0) end)
-    assert.equal("plain", err)
+    assert.equal("plain\nstack traceback:", err:match("^[^\n]*\n[^\n]*"))
   end)
 
   it("re-raises a table error as the same object with .traceback", function()
