@@ -188,6 +188,9 @@ function Buffered.close(b) return b.stream:close() end
 function Buffered.local_address(b) return b.stream:local_address() end
 function Buffered.remote_address(b) return b.stream:remote_address() end
 diagnostics.strict(Buffered)
+-- Registered like the C classes' metatables, so that tools walking the
+-- registry for "loom.*" classes (the docs check) find it too.
+debug.getregistry()["loom.BufferedStream"] = Buffered
 
 -- Listeners ----------------------------------------------------------------
 
