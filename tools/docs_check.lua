@@ -32,6 +32,7 @@
 --   function loom.fn(a, b, c) end       ---@field name type under ---@class loom
 --   ---@class loom.Process  local Process = {}  function Process:wait() end
 --   ---@field name type (under a ---@class: a field of that class)
+--   ---@alias for plain data shapes (option tables, records): not checked
 
 local root = (...) or "."
 
@@ -230,10 +231,11 @@ do
 end
 if #stub_files == 0 then bad("types/: no stub files") end
 
-local function check_arity(where, key, n, vararg)
+local function check_arity(where, key, n, vararg, sep)
   local info = names[key]
   if info == nil then return end
-  local is_method = key:find(":", 1, true) ~= nil
+  local is_method = sep == ":"
+
   local want, want_va = lua_arity(info.fn, is_method)
   local source = "the function"
   if want == nil then
@@ -274,6 +276,7 @@ for _, file in ipairs(stub_files) do
         end
       end
     end
+    if line:match("^%-%-%-@alias") then current_class = nil end
     local field = line:match("^%-%-%-@field%s+([%w_]+)")
     if field and current_class then
       local key = current_class == "loom" and "loom." .. field
@@ -309,7 +312,7 @@ for _, file in ipairs(stub_files) do
             c == "loom" and key or (c .. sep .. name))
         else
           local np, va = count_params(params)
-          check_arity(where, key, np, va)
+          check_arity(where, key, np, va, sep)
         end
       end
     end
