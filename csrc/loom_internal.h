@@ -1,5 +1,5 @@
 /*
- * loom_internal.h: the structures and contracts shared by the C files of
+ * loom_internal.h: the structures and interfaces shared by the C files of
  * loom.core. Grouped by the file that defines them. Nothing here is public;
  * the embedding API is loom.h.
  *
@@ -286,7 +286,7 @@ struct loom_rt {
 
 double loom__now(void) LOOM_HIDDEN;
 loom_rt *loom__rt(lua_State *L) LOOM_HIDDEN;   /* from upvalue 1 */
-/* The running task; raises the API.md message naming fn when L is not
+/* The running task; raises the documented message naming fn when L is not
  * inside a task, and (when must_yield) when L cannot yield. */
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
                                 int must_yield) LOOM_HIDDEN;
@@ -344,7 +344,7 @@ void loom__waitq_park(loom_waitq *q, loom_task *t, const char *what,
                       void *data) LOOM_HIDDEN;
 /* Unlink and return the longest waiter that can take a hand-off, or NULL.
  * An abortable waiter whose cancellation is pending is woken with its
- * Cancelled instead (S203), so nothing is handed to a task that could not
+ * Cancelled instead, so nothing is handed to a task that could not
  * keep it; non-abortable waiters are never skipped. */
 loom_task *loom__waitq_pop(loom_waitq *q) LOOM_HIDDEN;
 /* Unlink and return the longest waiter, or NULL (no skipping). */

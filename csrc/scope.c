@@ -226,7 +226,7 @@ static int l_is_scope(lua_State *L) {
   return 1;
 }
 
-/* S99: once a deadline has passed, cancel_called is true for good, even
+/* Once a deadline has passed, cancel_called is true for good, even
  * if nothing noticed yet and the deadline is moved afterwards. */
 static void settle_deadline(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (!s->cancel_called && s->state != LOOM_SCOPE_EXITED &&

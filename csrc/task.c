@@ -448,7 +448,7 @@ static int l_task_tostring(lua_State *L) {
 static loom_task *current_or_raise(lua_State *L, const char *fn) {
   loom_rt *rt = loom__rt(L);
   if (loom__task_of(L) == NULL && rt->current == NULL)
-    loom__check_blocking(L, fn, 0);  /* raises the API.md message */
+    loom__check_blocking(L, fn, 0);  /* raises the documented message */
   return rt->current;
 }
 
@@ -560,7 +560,7 @@ static int l_task_tree(lua_State *L) {
   return 1;
 }
 
-/* core.check_in_task(name): raise the API.md message for loom.<name>. */
+/* core.check_in_task(name): raise the documented message for loom.<name>. */
 static int l_check_in_task(lua_State *L) {
   const char *fn = luaL_checkstring(L, 1);
   if (loom__task_of(L) == NULL) {

@@ -1,7 +1,7 @@
 -- Misuse of the core API: wrong argument types, negative or NaN delays,
 -- blocking calls outside a task or where Lua cannot yield, loom.run inside
--- a task, scopes run twice, spawning into an exited group (API.md
--- "Conventions" and "Details settled").
+-- a task, scopes run twice, spawning into an exited group (docs/api.md,
+-- "Conventions").
 
 local loom = require("loom")
 local H = require("helpers")
@@ -80,7 +80,7 @@ describe("blocking calls outside a task", function()
   for _, fn in ipairs({ "sleep", "sleep_until", "sleep_forever", "checkpoint",
       "checkpoint_if_cancelled", "cancel_shielded_checkpoint",
       "wait_all_tasks_blocked" }) do
-    it("loom." .. fn .. " raises the API.md message", function()
+    it("loom." .. fn .. " raises the documented message", function()
       assert.equal(outside(fn), message_of(loom[fn], 0))
       assert.equal(outside(fn), message_of(function() loom[fn](0) end))
     end)
@@ -134,7 +134,7 @@ describe("blocking calls where Lua cannot yield", function()
   }
   for _, case in ipairs(cases) do
     local fn = case[1]
-    it("loom." .. fn .. " raises the API.md message", function()
+    it("loom." .. fn .. " raises the documented message", function()
       run(function()
         local f = loom[fn]
         assert.equal(cannot_suspend(fn), message_of(in_sort, f, case[2]))
@@ -169,7 +169,7 @@ describe("blocking calls where Lua cannot yield", function()
     end)
   end)
 
-  it("loom.task_group raises the API.md message", function()
+  it("loom.task_group raises the documented message", function()
     run(function()
       local err = message_of(in_sort, loom.task_group, function() end)
       assert.equal(cannot_suspend("task_group"), err)
@@ -302,7 +302,7 @@ describe("cancel scope misuse", function()
       "bad argument #1 to 'cancel_scope' (")
   end)
 
-  it("a scope runs only once (S91)", function()
+  it("a scope runs only once", function()
     run(function()
       local s = loom.cancel_scope()
       s:run(function() end)
@@ -419,7 +419,7 @@ describe("task group misuse", function()
     end)
   end)
 
-  it("spawning into an exited group raises the API.md message (S23)",
+  it("spawning into an exited group raises the documented message",
     function()
       run(function()
         local saved

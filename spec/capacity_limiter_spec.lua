@@ -471,7 +471,7 @@ describe("loom.capacity_limiter", function()
     assert.same({ 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3 }, record)
   end)
 
-  it("keeps a token granted before the cancellation arrives (S8)",
+  it("keeps a token granted before the cancellation arrives",
     function()
       loom.run(function()
         local c = loom.capacity_limiter(1)

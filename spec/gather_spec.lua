@@ -1,10 +1,9 @@
--- loom.gather(fns[, opts]) (API.md "Gathering" and "Details settled";
--- SEMANTICS.md S250-S254). Ported from CPython
+-- loom.gather(fns[, opts]) (docs/api.md "Gathering"). Ported from CPython
 -- Lib/test/test_asyncio/test_tasks.py (gather tests) where loom's task-group
 -- based gather keeps their meaning: input order, return_exceptions, and the
 -- caller's cancellation never being swallowed (bpo-32684). Where asyncio
--- differs (S251: the first error does not cancel the rest), loom follows
--- AnyIO's gather (S254) and the tests say so.
+-- differs (there the first error does not cancel the rest), loom follows
+-- AnyIO's gather and the tests say so.
 local loom = require("loom")
 
 local function catch(fn, ...)
@@ -274,7 +273,7 @@ describe("loom.gather", function()
         end)
         assert.is_nil(e)
         assert.is_true(scope.cancelled_caught)
-        -- The child still ran to its first checkpoint (D10).
+        -- The child still ran to its first checkpoint.
         assert.are.same({ 1 }, ran)
       end)
     end)
@@ -322,7 +321,7 @@ describe("loom.gather", function()
     it("must be called inside a task", function()
       local e = catch(loom.gather, { function() end })
       assert.matches("must be called from inside a loom task", e)
-      -- API.md: "loom.<fn>: must be called from inside a loom task".
+      -- The documented "loom.<fn>: must be called from inside a loom task".
       if not tostring(e):find("^loom%.gather: ") then
         pending("core bug: loom.gather outside a task reports '" .. e .. "'")
       end

@@ -182,7 +182,7 @@ describe("loom.semaphore", function()
     end)
   end)
 
-  it("keeps a slot granted before the cancellation arrives (S8)", function()
+  it("keeps a slot granted before the cancellation arrives", function()
     loom.run(function()
       local semaphore = loom.semaphore(0, 1)
       local got = false

@@ -253,7 +253,6 @@ ErrorGroup.__tostring = function(eg) return render(eg, 0) end
 ---------------------------------------------------------------------------
 -- catch
 
---- errors.catch(handlers, fn, ...): see API.md.
 --- Argument checks of loom.catch; errors blame the caller of loom.catch.
 function M.check_catch(handlers, fn)
   if type(handlers) ~= "table" then
