@@ -104,6 +104,12 @@ describe("docs-check", function()
     fails_with("docs/api.md has no heading for the anchor #no-such-heading")
   end)
 
+  it("fails on an example that does not compile", function()
+    edit("docs/api.md", "local deadline = loom.now() + 5",
+      "local deadline = loom.now() +")
+    fails_with("the example does not compile")
+  end)
+
   it("fails on a public name without a stub", function()
     edit("types/loom.lua", "function loom.sleep_forever() end", "")
     fails_with("types/: no stub for loom.sleep_forever")

@@ -13,7 +13,8 @@
 --     count differs from the function's (Lua functions) or from its
 --     docs/api.md heading (C functions, whose arity Lua cannot see);
 --   * a markdown file links to a file outside the repository (or to one
---     that does not exist).
+--     that does not exist, or to a heading anchor that does not exist);
+--   * a Lua example in docs/api.md does not compile.
 --
 -- The public names are found by walking require("loom"): its functions and
 -- values; the error classes among them (tables made by loom.error_class)
@@ -198,6 +199,27 @@ for line in (api .. "\n"):gmatch("(.-)\n") do
           bad("docs/api.md:%d: %s is not a public name of loom", lineno, key)
         end
       end
+    end
+  end
+end
+
+-- Every Lua example of the reference compiles.
+do
+  local n, start, block = 0, nil, nil
+  for line in (api .. "\n"):gmatch("(.-)\n") do
+    n = n + 1
+    if block then
+      if line:match("^```") then
+        local ok, err = load(table.concat(block, "\n"), "=example", "t")
+        if not ok then
+          bad("docs/api.md:%d: the example does not compile: %s", start, err)
+        end
+        block = nil
+      else
+        block[#block + 1] = line
+      end
+    elseif line:match("^```lua") then
+      block, start = {}, n
     end
   end
 end
