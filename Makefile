@@ -57,8 +57,8 @@ rockspecs:
 #   luarocks --lua-version=5.4 install loom-VERSION-1.src.rock
 rock:
 	@case "$(REPO_URL)" in git+file://$(CURDIR)) \
-	  git rev-parse -q --verify "refs/tags/$(TAG)" >/dev/null || { \
-	    echo "make rock: no tag $(TAG) in this checkout (git tag $(TAG)," \
+	  git rev-parse -q --verify "$(TAG)^{commit}" >/dev/null || { \
+	    echo "make rock: no tag or branch $(TAG) in this checkout (git tag $(TAG)," \
 	      "or pass TAG=<branch or tag> / REPO_URL=<url>)" >&2; exit 1; } ;; esac
 	mkdir -p $(ROCK_DIR)
 	lua5.4 tools/rockspec.lua $(VERSION) "$(REPO_URL)" "$(TAG)" $(ROCK_DIR)
