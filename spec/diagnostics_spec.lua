@@ -122,6 +122,20 @@ describe("error texts", function()
     H.contains(tostring(err), "|   {code = 42, path = \"/tmp\"}\n")
   end)
 
+  it("a plain table error leaving loom.run prints its fields and traceback",
+    function()
+    local obj = { code = 42 }
+    obj.self = obj
+    local err = err_of(loom.run, function() error(obj) end)
+    assert.equal(obj, err)
+    assert.matches("^{code = 42, self = {...}}\nstack traceback:\n\t", tostring(err))
+    -- A table with a metatable of its own is left as it is.
+    local mt = {}
+    local owned = setmetatable({}, mt)
+    err = err_of(loom.run, function() error(owned) end)
+    assert.equal(mt, getmetatable(err))
+  end)
+
   it("TaskFailed says what the task raised", function()
     local e
     local group = err_of(loom.run, function()

@@ -176,11 +176,14 @@ local function short(v, depth)
   return tostring(v)
 end
 
---- M.describe(v) -> a one-line text for any error value: tostring for
---- strings and values with __tostring; for other tables their fields,
---- briefly: `{code = 42, path = "/tmp"}` (at most 8, sorted by key; nested
---- tables as {...}), prefixed with the metatable's __name if it has one.
-function M.describe(v, depth)
+--- M.describe(v[, depth[, omit]]) -> a one-line text for any error value:
+--- tostring for strings and values with __tostring; for other tables their
+--- fields, briefly: `{code = 42, path = "/tmp"}` (at most 8, sorted by key;
+--- nested tables as {...}; the key `omit` left out), prefixed with the
+--- metatable's __name if it has one.
+local fields_of
+
+function M.describe(v, depth, omit)
   depth = depth or 0
   if type(v) ~= "table" then return tostring(v) end
   local mt = getmetatable(v)
@@ -188,8 +191,16 @@ function M.describe(v, depth)
     local ok, s = pcall(tostring, v)
     if ok and type(s) == "string" then return s end
   end
+  return fields_of(v, depth, omit)
+end
+
+-- The `{key = value, ...}` rendering of describe, whatever v's metatable.
+function fields_of(v, depth, omit)
+  local mt = getmetatable(v)
   local keys = {}
-  for k in next, v do keys[#keys + 1] = k end
+  for k in next, v do
+    if k ~= omit then keys[#keys + 1] = k end
+  end
   table.sort(keys, function(a, b)
     local ta, tb = type(a), type(b)
     if ta ~= tb then return ta < tb end
@@ -215,6 +226,24 @@ function M.describe(v, depth)
   if type(name) == "string" then return name .. " " .. body end
   return body
 end
+
+-- The metatable loom.run gives a plain table error (one without a
+-- metatable) that leaves the root task, so that the interpreter prints its
+-- fields and where it was raised instead of "(error object is a table
+-- value)".
+local rendering = setmetatable({}, { __mode = "k" })
+M.plain_error_mt = {
+  __tostring = function(e)
+    if rendering[e] then return "{...}" end  -- a table that contains itself
+    rendering[e] = true
+    local ok, text = pcall(fields_of, e, 0, "traceback")
+    rendering[e] = nil
+    if not ok then text = "{...}" end
+    local tb = rawget(e, "traceback")
+    if type(tb) == "string" then text = text .. "\n" .. tb end
+    return text
+  end,
+}
 
 -- Tracebacks ----------------------------------------------------------------
 

@@ -357,6 +357,9 @@ function M.hooks(core)
           and not M.is_cancelled(err) then
         rawset(err, "traceback", tb)
       end
+      if type(err) == "table" and getmetatable(err) == nil then
+        setmetatable(err, diagnostics.plain_error_mt)
+      end
       return err
     end,
     no_member = diagnostics.no_member,
