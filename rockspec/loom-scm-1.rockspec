@@ -3,7 +3,8 @@ package = "loom"
 version = "scm-1"
 source = {
   url = "git+https://github.com/loom-lua/loom.git",
-  branch = "main",
+  -- the development branch
+  tag = "main",
 }
 description = {
   summary = "Structured concurrency for Lua 5.4 on libuv (task groups, cancel scopes)",

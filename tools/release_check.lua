@@ -111,6 +111,9 @@ if not sspec then
 else
   check_common(spath, sspec)
   if sspec.version ~= "scm-1" then bad("%s: version is not scm-1", spath) end
+  if type(sspec.source) == "table" and type(sspec.source.tag) ~= "string" then
+    bad("%s: no source.tag (the branch to build)", spath)
+  end
 end
 local p = io.popen("ls rockspec")
 for name in p:lines() do
