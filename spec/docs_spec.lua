@@ -93,7 +93,8 @@ describe("docs-check", function()
   end)
 
   it("fails on a link outside the repository", function()
-    edit("README.md", "# loom", "# loom\n\nSee [the contract](../shared/API.md).")
+    edit("README.md", "# loom",
+      "# loom\n\nSee [the contract](../shared/API.md).")
     fails_with("README.md:3: links to ../shared/API.md, outside the repository")
   end)
 

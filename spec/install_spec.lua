@@ -62,8 +62,8 @@ describe("installing the rock", function()
     must("cd " .. q(src) .. " && git init -q && git add -A"
       .. " && git -c user.name=loom -c user.email=loom@localhost"
       .. " commit -qm snapshot && git tag v" .. v)
-    must("make -s -C " .. q(root) .. " rock REPO_URL=" .. q("git+file://" .. src)
-      .. " ROCK_DIR=" .. q(dist))
+    must("make -s -C " .. q(root) .. " rock REPO_URL="
+      .. q("git+file://" .. src) .. " ROCK_DIR=" .. q(dist))
     local rock = dist .. "/loom-" .. v .. "-1.src.rock"
     assert.is_truthy(io.open(rock, "rb"))
     must("cd " .. q(tmp) .. " && luarocks --lua-version=5.4 --tree "

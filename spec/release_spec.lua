@@ -42,8 +42,9 @@ describe("release-check", function()
   local tmp
   before_each(function()
     tmp = select(1, sh("mktemp -d")):gsub("%s+$", "")
-    sh("mkdir -p " .. q(tmp .. "/csrc") .. " && cp " .. q(root .. "/csrc/loom.h")
-      .. " " .. q(tmp .. "/csrc/") .. " && cp -r " .. q(root .. "/rockspec") .. " "
+    sh("mkdir -p " .. q(tmp .. "/csrc") .. " && cp "
+      .. q(root .. "/csrc/loom.h") .. " " .. q(tmp .. "/csrc/")
+      .. " && cp -r " .. q(root .. "/rockspec") .. " "
       .. q(root .. "/CHANGELOG.md") .. " " .. q(root .. "/LICENSE") .. " "
       .. q(tmp))
   end)

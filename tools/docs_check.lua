@@ -30,7 +30,8 @@
 --                               without "loom.")
 --   ### Class.field             a field; Class.fn(a) a function in a class
 -- Stub forms in types/*.lua (LuaLS ---@meta files):
---   function loom.fn(a, b, c) end       ---@field name type under ---@class loom
+--   function loom.fn(a, b, c) end
+--   ---@field name type (under ---@class loom: a module value)
 --   ---@class loom.Process  local Process = {}  function Process:wait() end
 --   ---@field name type (under a ---@class: a field of that class)
 --   ---@alias for plain data shapes (option tables, records): not checked

@@ -77,7 +77,9 @@ local function check_common(path, spec)
   end
   local d = spec.description or {}
   if d.license ~= "MIT" then bad("%s: description.license is not MIT", path) end
-  if type(d.homepage) ~= "string" then bad("%s: no description.homepage", path) end
+  if type(d.homepage) ~= "string" then
+    bad("%s: no description.homepage", path)
+  end
   if type(d.labels) ~= "table" or #d.labels == 0 then
     bad("%s: no description.labels", path)
   end

@@ -5,8 +5,8 @@
 --
 -- VERSION is "0.2.0" (writes loom-0.2.0-1.rockspec) or "scm" (writes
 -- loom-scm-1.rockspec). REF is what luarocks checks out (source.tag: a tag
--- for a release, the development branch for scm; git clones either). URL is the git
--- repository luarocks clones (git+https://..., git+file:///...).
+-- for a release, the development branch for scm; git clones either). URL
+-- is the git repository luarocks clones (git+https://..., git+file:///...).
 local version, url, ref, outdir = ...
 if not (version and url and ref and outdir) then
   io.stderr:write("usage: lua5.4 tools/rockspec.lua VERSION URL REF OUTDIR\n")
@@ -22,8 +22,8 @@ local scm = version == "scm"
 local rock_version = version .. "-1"
 local source
 if scm then
-  source = ("source = {\n  url = %q,\n  -- the development branch\n  tag = %q,\n}")
-    :format(url, ref)
+  source = ("source = {\n  url = %q,\n  -- the development branch\n"
+    .. "  tag = %q,\n}"):format(url, ref)
 else
   source = ("source = {\n  url = %q,\n  tag = %q,\n}"):format(url, ref)
 end
