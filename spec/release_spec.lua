@@ -46,7 +46,9 @@ describe("release-check", function()
       .. q(root .. "/csrc/loom.h") .. " " .. q(tmp .. "/csrc/")
       .. " && cp -r " .. q(root .. "/rockspec") .. " "
       .. q(root .. "/CHANGELOG.md") .. " " .. q(root .. "/LICENSE") .. " "
-      .. q(tmp))
+      .. q(root .. "/README.md") .. " " .. q(tmp) .. " && mkdir "
+      .. q(tmp .. "/docs") .. " && cp " .. q(root .. "/docs/api.md") .. " "
+      .. q(tmp .. "/docs/"))
   end)
   after_each(function()
     if tmp:match("^/tmp/") then sh("rm -rf " .. q(tmp)) end
@@ -82,6 +84,18 @@ describe("release-check", function()
     local out, ok = check(tmp)
     assert.is_false(ok)
     assert.truthy(out:find('source.tag is "v0.0.1"', 1, true), out)
+  end)
+
+  it("fails when the docs quote another version", function()
+    edit("README.md", "loom%-%d+%.%d+%.%d+%-1%.src%.rock", "loom-0.0.9-1.src.rock")
+    edit("docs/api.md", '\n### loom%.version\n\nThe version string, `"[^"]+"`',
+      '\n### loom.version\n\nThe version string, `"0.0.8"`')
+    local out, ok = check(tmp)
+    assert.is_false(ok)
+    assert.truthy(out:find("README.md names loom-0.0.9-1.src.rock", 1, true),
+      out)
+    assert.truthy(out:find("the entry of loom.version says 0.0.8", 1, true),
+      out)
   end)
 
   it("fails when CHANGELOG.md's newest release is another one", function()

@@ -142,6 +142,31 @@ else
 end
 if not read("LICENSE") then bad("LICENSE is missing") end
 
+-- Versions quoted in the docs: rock file names in the README, the values of
+-- loom.version and loom._VERSION in the reference.
+for _, file in ipairs({ "README.md", "docs/api.md" }) do
+  local text = read(file) or ""
+  for v in text:gmatch("loom%-(%d+%.%d+%.%d+)%-%d+%.src%.rock") do
+    if v ~= version then
+      bad("%s names loom-%s-1.src.rock, LOOM_VERSION is %s", file, v, version)
+    end
+  end
+  for v in text:gmatch("tag `v(%d+%.%d+%.%d+)`") do
+    if v ~= version then
+      bad("%s names the tag v%s, LOOM_VERSION is %s", file, v, version)
+    end
+  end
+end
+local api = read("docs/api.md") or ""
+for name in ("version _VERSION"):gmatch("%S+") do
+  local entry = api:match("\n### loom%." .. name .. "\n(.-)\n###")
+  local v = entry and entry:match("(%d+%.%d+%.%d+)")
+  if entry and v ~= version then
+    bad("docs/api.md: the entry of loom.%s says %s, LOOM_VERSION is %s", name,
+      tostring(v), version)
+  end
+end
+
 if #problems > 0 then
   io.stderr:write("release-check: versions disagree:\n  ",
     table.concat(problems, "\n  "), "\n")
