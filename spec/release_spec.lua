@@ -87,7 +87,8 @@ describe("release-check", function()
   end)
 
   it("fails when the docs quote another version", function()
-    edit("README.md", "loom%-%d+%.%d+%.%d+%-1%.src%.rock", "loom-0.0.9-1.src.rock")
+    edit("README.md", "loom%-%d+%.%d+%.%d+%-1%.src%.rock",
+      "loom-0.0.9-1.src.rock")
     edit("docs/api.md", '\n### loom%.version\n\nThe version string, `"[^"]+"`',
       '\n### loom.version\n\nThe version string, `"0.0.8"`')
     local out, ok = check(tmp)
