@@ -382,9 +382,20 @@ static void drain(loom_rt *rt, lua_State *S) {
     }
     if (loom__heap_min(rt) == NULL && !uv_loop_alive(&rt->loop)) {
       if (rt->deadlock) {
-        /* Even the cancellation could not make progress. */
-        luaL_error(S, "loom.run: deadlock: tasks stay blocked after being "
-                   "cancelled");
+        /* Even the cancellation could not make progress (shielded waits):
+         * say which tasks are stuck where. */
+        lua_pushliteral(S, "loom.run: deadlock: tasks stay blocked after "
+                        "being cancelled");
+        loom__push_hook(S, rt, "deadlocked");
+        if (lua_type(S, -1) == LUA_TFUNCTION) lua_call(S, 0, 1);
+        if (lua_type(S, -1) == LUA_TSTRING) {
+          lua_pushliteral(S, "\nthe stuck tasks:\n");
+          lua_insert(S, -2);
+          lua_concat(S, 3);
+        } else {
+          lua_pop(S, 1);
+        }
+        lua_error(S);
       }
       break_deadlock(rt, S);
       continue;

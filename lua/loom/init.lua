@@ -379,6 +379,7 @@ end
 function hooks.deadlocked()
   local ok, tree = pcall(loom.task_tree)
   hooks.deadlock_tree = ok and tostring(tree) or nil
+  return hooks.deadlock_tree
 end
 
 -- A misspelt method or field of a loom object raises at once, naming the
