@@ -135,6 +135,14 @@ describe("docs-check", function()
     fails_with("loom.sleep has 2 parameters, its docs/api.md heading has 1")
   end)
 
+  it("fails on a blocking function's stub without ---@async", function()
+    edit("types/loom.lua", "---@async\n---@param delay number\nfunction "
+      .. "loom.sleep(delay) end", "---@param delay number\nfunction "
+      .. "loom.sleep(delay) end")
+    fails_with("loom.sleep blocks (docs/api.md:")
+    fails_with("says *Checkpoint*) but its stub has no ---@async")
+  end)
+
   it("fails on a stub file that does not load", function()
     write(tmp .. "/types/broken.lua", "---@meta\nfunction loom.x(\n")
     fails_with("types/broken.lua does not load")

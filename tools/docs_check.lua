@@ -11,7 +11,8 @@
 --   * a public name has no stub in types/*.lua, a stub file does not load,
 --     a stub names something that does not exist, or a stub's parameter
 --     count differs from the function's (Lua functions) or from its
---     docs/api.md heading (C functions, whose arity Lua cannot see);
+--     docs/api.md heading (C functions, whose arity Lua cannot see), or a
+--     function its docs/api.md entry calls a *Checkpoint* has no ---@async;
 --   * a markdown file links to a file outside the repository (or to one
 --     that does not exist, or to a heading anchor that does not exist);
 --   * a Lua example in docs/api.md does not compile.
@@ -162,9 +163,15 @@ if not api then
   api = ""
 end
 
+local blocking = {}     -- key -> true: the entry says *Checkpoint.*
+local last_key
 local lineno = 0
 for line in (api .. "\n"):gmatch("(.-)\n") do
   lineno = lineno + 1
+  if last_key and line:match("^%*Checkpoint[.*]") then
+    blocking[last_key] = lineno
+  end
+  if line:match("^#") then last_key = nil end
   local h = line:match("^###%s+(.-)%s*$")
   if h then
     h = h:gsub("`", "")
@@ -192,6 +199,7 @@ for line in (api .. "\n"):gmatch("(.-)\n") do
       local n, va
       if params then n, va = count_params(params) end
       documented[key] = { line = lineno, params = n, vararg = va }
+      last_key = key
       if names[key] == nil then
         local c, sep = key:match("^([%w_]+)([:.])")
         local cls = c ~= "loom" and classes[c]
@@ -283,6 +291,7 @@ for _, file in ipairs(stub_files) do
   end
   local current_class      -- the class of the last ---@class line
   local var_class = { loom = "loom" }   -- local table name -> class
+  local async = false      -- the annotations above this line have @async
   local n = 0
   for line in (text .. "\n"):gmatch("(.-)\n") do
     n = n + 1
@@ -330,6 +339,10 @@ for _, file in ipairs(stub_files) do
       else
         local key = c == "loom" and "loom." .. name or c .. ":" .. name
         stubbed[key] = true
+        if blocking[key] and not async then
+          bad("%s: %s blocks (docs/api.md:%d says *Checkpoint*) but its stub "
+            .. "has no ---@async", where, key, blocking[key])
+        end
         if names[key] == nil then
           bad("%s: %s is not a public name of loom", where,
             c == "loom" and key or (c .. sep .. name))
@@ -338,6 +351,11 @@ for _, file in ipairs(stub_files) do
           check_arity(where, key, np, va, sep)
         end
       end
+    end
+    if line:match("^%-%-%-@async") then
+      async = true
+    elseif not line:match("^%-%-%-") then
+      async = false
     end
     local assigned = line:match("^loom%.([%w_]+)%s*=")
     if assigned then
