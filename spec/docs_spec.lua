@@ -92,6 +92,11 @@ describe("docs-check", function()
     fails_with("loom.later is not a public name of loom")
   end)
 
+  it("fails on two entries for one name", function()
+    edit("docs/api.md", "### loom.now()", "### loom.now()\n\n### loom.now()")
+    fails_with("a second entry for loom.now")
+  end)
+
   it("fails on a link outside the repository", function()
     edit("README.md", "# loom",
       "# loom\n\nSee [the contract](../shared/API.md).")

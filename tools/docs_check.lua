@@ -198,6 +198,10 @@ for line in (api .. "\n"):gmatch("(.-)\n") do
     else
       local n, va
       if params then n, va = count_params(params) end
+      if documented[key] then
+        bad("docs/api.md:%d: a second entry for %s (the first is at line %d)",
+          lineno, key, documented[key].line)
+      end
       documented[key] = { line = lineno, params = n, vararg = va }
       last_key = key
       if names[key] == nil then
