@@ -57,7 +57,7 @@ const char *loom__not_in_task(lua_State *L) {
   if (rt != NULL && rt->magic == LOOM_MAGIC_RT && rt->current != NULL &&
       rt->current->L != L)
     return "called from a plain coroutine, not a loom task (a coroutine "
-           "created inside a task cannot wait: call it from the task "
+           "created inside a task is not a task: call this from the task "
            "itself, or start a task for it with tg:start_soon)";
   return "must be called from inside a loom task (start one with loom.run)";
 }

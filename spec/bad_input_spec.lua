@@ -111,9 +111,13 @@ describe("blocking calls outside a task", function()
     run(function()
       local err = message_of(coroutine.wrap(function() loom.sleep(0) end))
       H.contains(err, "loom.sleep: called from a plain coroutine, not a loom "
-        .. "task (a coroutine created inside a task cannot wait: call it "
+        .. "task (a coroutine created inside a task is not a task: call this "
         .. "from the task itself, or start a task for it with "
         .. "tg:start_soon)")
+      -- Also for the calls that need a task without waiting.
+      local lock = loom.lock()
+      err = message_of(coroutine.wrap(function() lock:acquire_nowait() end))
+      H.contains(err, "called from a plain coroutine, not a loom task")
       err = message_of(coroutine.wrap(function()
         loom.gather({ function() end })
       end))
