@@ -56,9 +56,14 @@ describe("installing the rock", function()
     local src, dist, tree = tmp .. "/src", tmp .. "/dist", tmp .. "/tree"
     -- A snapshot of the working tree (tracked and new files) as a git
     -- repository with the release tag, as a user's clone would have it.
+    -- (Without git metadata, as in an unpacked tarball: every file but the
+    -- builds.)
     must("mkdir -p " .. q(src) .. " && cd " .. q(root)
-      .. " && git ls-files -co --exclude-standard | while IFS= read -r f; do"
-      .. " [ -e \"$f\" ] && cp --parents \"$f\" " .. q(src) .. "; done; true")
+      .. " && if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then"
+      .. " git ls-files -co --exclude-standard | while IFS= read -r f; do"
+      .. " [ -e \"$f\" ] && cp --parents \"$f\" " .. q(src) .. "; done;"
+      .. " else tar -c --exclude='./build*' --exclude=./dist --exclude=./.git"
+      .. " --exclude=./bench/out . | tar -x -C " .. q(src) .. "; fi; true")
     must("cd " .. q(src) .. " && git init -q && git add -A"
       .. " && git -c user.name=loom -c user.email=loom@localhost"
       .. " commit -qm snapshot && git tag v" .. v)
