@@ -173,19 +173,6 @@ describe("error texts", function()
     assert.is_nil(text:find("[C]: in ?", 1, true), text)
   end)
 
-  it("a deadlock that even cancellation cannot break lists the tasks",
-    function()
-    local line
-    local err = err_of(loom.run, function()
-      local e = loom.event()
-      local s = loom.cancel_scope{ shield = true }
-      s:run(function() line = H.here(); e:wait() end)
-    end)
-    assert.matches("^loom%.run: deadlock: tasks stay blocked after being "
-      .. "cancelled\nthe stuck tasks:\nTask %d+ \"function [^\"]+\" "
-      .. "%(pending%) event at " .. line:gsub("%p", "%%%0") .. "$", err)
-  end)
-
   it("a deadlock lists each stuck task and where it waits", function()
     local line
     local err = err_of(loom.run, function()

@@ -645,10 +645,16 @@ describe("deadlock detection", function()
     end)
 
   it("raises when tasks stay blocked after being cancelled", function()
+    local line
     local err = H.capture_error(run, function()
-      loom.cancel_scope{ shield = true }:run(loom.sleep_forever)
+      local s = loom.cancel_scope{ shield = true }
+      line = H.here(); s:run(loom.sleep_forever)
     end)
-    H.contains(err, "deadlock")
+    -- Which tasks are stuck, and where.
+    assert.matches("^loom%.run: deadlock: tasks stay blocked after being "
+      .. "cancelled\nthe stuck tasks:\nTask %d+ \"function [^\"]+\" "
+      .. "%(pending%) sleep_forever at " .. line:gsub("%p", "%%%0") .. "$",
+      err)
     assert.equal("next run", run(function()
       loom.sleep(0.001)
       return "next run"
