@@ -50,8 +50,9 @@ void loom__check_options(lua_State *L, int idx, const char *const names[]) {
         known = strcmp(k, names[i]) == 0;
     }
     if (!known) {
-      luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'",
-                    luaL_tolstring(L, -1, NULL)));
+      luaL_argerror(
+        L, idx,
+        lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, NULL)));
     }
   }
 }
