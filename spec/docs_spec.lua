@@ -145,7 +145,7 @@ describe("docs-check", function()
       .. "loom.sleep(delay) end", "---@param delay number\nfunction "
       .. "loom.sleep(delay) end")
     fails_with("loom.sleep blocks (docs/api.md:")
-    fails_with("says *Checkpoint*) but its stub has no ---@async")
+    fails_with("says so) but its stub has no ---@async")
   end)
 
   it("fails on a stub file that does not load", function()

@@ -12,7 +12,8 @@
 --     a stub names something that does not exist, or a stub's parameter
 --     count differs from the function's (Lua functions) or from its
 --     docs/api.md heading (C functions, whose arity Lua cannot see), or a
---     function its docs/api.md entry calls a *Checkpoint* has no ---@async;
+--     function its docs/api.md entry calls a *Checkpoint* (or says it
+--     *Blocks*) has no ---@async;
 --   * a markdown file links to a file outside the repository (or to one
 --     that does not exist, or to a heading anchor that does not exist);
 --   * a Lua example in docs/api.md does not compile.
@@ -168,7 +169,8 @@ local last_key
 local lineno = 0
 for line in (api .. "\n"):gmatch("(.-)\n") do
   lineno = lineno + 1
-  if last_key and line:match("^%*Checkpoint[.*]") then
+  if last_key and (line:match("^%*Checkpoint[.*]")
+      or line:match("^%*Blocks[.*]")) then
     blocking[last_key] = lineno
   end
   if line:match("^#") then last_key = nil end
@@ -344,8 +346,8 @@ for _, file in ipairs(stub_files) do
         local key = c == "loom" and "loom." .. name or c .. ":" .. name
         stubbed[key] = true
         if blocking[key] and not async then
-          bad("%s: %s blocks (docs/api.md:%d says *Checkpoint*) but its stub "
-            .. "has no ---@async", where, key, blocking[key])
+          bad("%s: %s blocks (docs/api.md:%d says so) but its stub has no "
+            .. "---@async", where, key, blocking[key])
         end
         if names[key] == nil then
           bad("%s: %s is not a public name of loom", where,
