@@ -1,6 +1,6 @@
 # Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
 .PHONY: all build demo test valgrind asan lint lint-lua lint-c format \
-  format-check bench bench-core clean
+  format-check bench bench-core clean rock rockspecs release-check docs-check
 
 all: build
 
@@ -76,6 +76,48 @@ bench-core: build
 	bash bench/core/callgrind_split.sh
 	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
 	  lua5.4 bench/core/mem_split.lua
+# The version is the one in csrc/loom.h; release-check fails when loom's
+# other version strings disagree with it.
+VERSION := $(shell sed -n 's/^\#define LOOM_VERSION "\(.*\)"/\1/p' csrc/loom.h)
+# Where users fetch loom from (written into the committed rockspecs). The
+# public URL is not settled: override it with `make rockspecs PUBLIC_URL=...`.
+PUBLIC_URL ?= git+https://github.com/loom-lua/loom.git
+# `make rock` packs the source rock from REPO_URL at TAG (default: this
+# checkout at tag vVERSION) into ROCK_DIR.
+REPO_URL ?= git+file://$(CURDIR)
+TAG ?= v$(VERSION)
+ROCK_DIR ?= dist
+
+# Regenerate the committed rockspecs (scm from branch main, VERSION from its tag).
+rockspecs:
+	lua5.4 tools/rockspec.lua scm $(PUBLIC_URL) main rockspec
+	lua5.4 tools/rockspec.lua $(VERSION) $(PUBLIC_URL) v$(VERSION) rockspec
+
+# loom-VERSION-1.src.rock: install it offline with
+#   luarocks --lua-version=5.4 install loom-VERSION-1.src.rock
+rock:
+	@case "$(REPO_URL)" in git+file://$(CURDIR)) \
+	  git rev-parse -q --verify "$(TAG)^{commit}" >/dev/null || { \
+	    echo "make rock: no tag or branch $(TAG) in this checkout (git tag $(TAG)," \
+	      "or pass TAG=<branch or tag> / REPO_URL=<url>)" >&2; exit 1; } ;; esac
+	mkdir -p $(ROCK_DIR)
+	lua5.4 tools/rockspec.lua $(VERSION) "$(REPO_URL)" "$(TAG)" $(ROCK_DIR)
+	cd $(ROCK_DIR) && rm -f loom-$(VERSION)-1.src.rock && \
+	  luarocks --lua-version=5.4 pack loom-$(VERSION)-1.rockspec
+	@echo "packed $(ROCK_DIR)/loom-$(VERSION)-1.src.rock"
+
+# Fails when loom._VERSION, LOOM_VERSION, the rockspecs and CHANGELOG.md
+# disagree.
+release-check: build
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+	  lua5.4 tools/release_check.lua
+
+# Fails when a public name has no entry in docs/api.md or no stub in types/,
+# when a stub names something that does not exist, and when a doc links
+# outside the repository.
+docs-check: build
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+	  lua5.4 tools/docs_check.lua
 
 clean:
-	rm -rf build build-asan build-rel bench/out
+	rm -rf build build-asan build-rel bench/out dist

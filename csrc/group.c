@@ -93,7 +93,7 @@ static int l_group_spawn(lua_State *L) {
   return 1;
 }
 
-/* tg:start(fn, ...) -> value, handle: see the contract in API.md. */
+/* tg:start(fn, ...) -> value, handle (docs/api.md, TaskGroup:start). */
 static int k_start(lua_State *L, int status, lua_KContext ctx) {
   loom_task *caller = loom__task_of(L);
   loom_task *t = loom__check_task(L, 1);
@@ -300,7 +300,7 @@ static int k_group_wait(lua_State *L, int status, lua_KContext ctx) {
   return wait_more(L, g, t);
 }
 
-/* The host was cancelled while waiting for its children (S33): cancel the
+/* The host was cancelled while waiting for its children: cancel the
  * group's scope (the same cancellation already reaches the children
  * through the scope tree) and from now on wait shielded. */
 static void host_cancelled(lua_State *L, loom_group *g) {
@@ -371,7 +371,7 @@ static int l_group_index(lua_State *L) {
       strcmp(lua_tostring(L, 2), "cancel_scope") == 0)
     lua_getiuservalue(L, 1, G_SCOPE);
   else
-    lua_pushnil(L);
+    return loom__no_member(L);
   return 1;
 }
 

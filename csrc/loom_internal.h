@@ -1,5 +1,5 @@
 /*
- * loom_internal.h: the structures and contracts shared by the C files of
+ * loom_internal.h: the structures and interfaces shared by the C files of
  * loom.core. Grouped by the file that defines them. Nothing here is public;
  * the embedding API is loom.h.
  *
@@ -302,7 +302,7 @@ struct loom_rt {
 
 double loom__now(void) LOOM_HIDDEN;
 loom_rt *loom__rt(lua_State *L) LOOM_HIDDEN;   /* from upvalue 1 */
-/* The running task; raises the API.md message naming fn when L is not
+/* The running task; raises the documented message naming fn when L is not
  * inside a task, and (when must_yield) when L cannot yield. */
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
                                 int must_yield) LOOM_HIDDEN;
@@ -360,7 +360,7 @@ void loom__waitq_park(loom_waitq *q, loom_task *t, const char *what,
                       void *data) LOOM_HIDDEN;
 /* Unlink and return the longest waiter that can take a hand-off, or NULL.
  * An abortable waiter whose cancellation is pending is woken with its
- * Cancelled instead (S203), so nothing is handed to a task that could not
+ * Cancelled instead, so nothing is handed to a task that could not
  * keep it; non-abortable waiters are never skipped. */
 loom_task *loom__waitq_pop(loom_waitq *q) LOOM_HIDDEN;
 /* Unlink and return the longest waiter, or NULL (no skipping). */
@@ -384,5 +384,21 @@ static inline loom_task *loom__task_of(lua_State *L) {
   t = rt->current;
   return (t != NULL && t->L == L) ? t : NULL;
 }
+
+/* ---- members.c: names objects and option tables accept ---------------- */
+
+/* The end of an object's __index when key 2 names no method or field of
+ * object 1: raises "<Class> has no method '<key>' (did you mean ...?)" at
+ * the caller's position (or returns nil for a non-string key). Must be
+ * called from a closure whose upvalue 1 is the runtime. */
+int loom__no_member(lua_State *L) LOOM_HIDDEN;
+/* Raise "bad argument #idx to '<fn>' (unknown option '<key>')" when the
+ * option table at idx has a key not in names (NULL-terminated). */
+void loom__check_options(lua_State *L, int idx, const char *const names[])
+  LOOM_HIDDEN;
+/* Why L cannot call a blocking loom function: the words after "loom.<fn>: "
+ * for outside loom.run, or for a plain coroutine created inside a task
+ * (defined in sched.c). */
+const char *loom__not_in_task(lua_State *L) LOOM_HIDDEN;
 
 #endif

@@ -57,12 +57,24 @@ int loom__raise_error(lua_State *L, const char *cls, const char *msg,
   return lua_error(L);
 }
 
+const char *loom__not_in_task(lua_State *L) {
+  loom_rt *rt = loom__rt(L);
+  /* A task is being resumed, but L is not its coroutine: a coroutine the
+   * task created itself. Only tasks can wait (their scheduler resumes
+   * them); a plain coroutine would be resumed by its creator instead. */
+  if (rt != NULL && rt->magic == LOOM_MAGIC_RT && rt->current != NULL &&
+      rt->current->L != L)
+    return "called from a plain coroutine, not a loom task (a coroutine "
+           "created inside a task is not a task: call this from the task "
+           "itself, or start a task for it with tg:start_soon)";
+  return "must be called from inside a loom task (start one with loom.run)";
+}
+
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
                                 int must_yield) {
   loom_task *t = loom__task_of(L);
   if (t == NULL || t->L != L)
-    luaL_error(L, "loom.%s: must be called from inside a loom task (start "
-               "one with loom.run)", fn);
+    luaL_error(L, "loom.%s: %s", fn, loom__not_in_task(L));
   if (must_yield && !lua_isyieldable(L))
     luaL_error(L, "loom.%s: cannot suspend here (called where Lua cannot "
                "yield, such as a table.sort comparator, a gsub callback or "
@@ -360,6 +372,11 @@ static void wait_for_events(loom_rt *rt) {
  * no task can ever be woken. Cancel the root so everything unwinds. */
 static void break_deadlock(loom_rt *rt, lua_State *S) {
   rt->deadlock = 1;
+  /* Let errors.lua note each stuck task and where it waits, for the error
+   * loom.run raises once everything has unwound. */
+  loom__push_hook(S, rt, "deadlocked");
+  if (lua_type(S, -1) == LUA_TFUNCTION) lua_call(S, 0, 0);
+  else lua_pop(S, 1);
   lua_pushliteral(S, "deadlock: every task is blocked and nothing can "
                   "wake them");
   loom__scope_cancel(S, rt, &rt->root->scope, lua_gettop(S), 0);
@@ -394,9 +411,20 @@ static void drain(loom_rt *rt, lua_State *S) {
     }
     if (loom__heap_min(rt) == NULL && !uv_loop_alive(&rt->loop)) {
       if (rt->deadlock) {
-        /* Even the cancellation could not make progress. */
-        luaL_error(S, "loom.run: deadlock: tasks stay blocked after being "
-                   "cancelled");
+        /* Even the cancellation could not make progress (shielded waits):
+         * say which tasks are stuck where. */
+        lua_pushliteral(S, "loom.run: deadlock: tasks stay blocked after "
+                        "being cancelled");
+        loom__push_hook(S, rt, "deadlocked");
+        if (lua_type(S, -1) == LUA_TFUNCTION) lua_call(S, 0, 1);
+        if (lua_type(S, -1) == LUA_TSTRING) {
+          lua_pushliteral(S, "\nthe stuck tasks:\n");
+          lua_insert(S, -2);
+          lua_concat(S, 3);
+        } else {
+          lua_pop(S, 1);
+        }
+        lua_error(S);
       }
       break_deadlock(rt, S);
       continue;

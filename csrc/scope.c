@@ -226,7 +226,7 @@ static int l_is_scope(lua_State *L) {
   return 1;
 }
 
-/* S99: once a deadline has passed, cancel_called is true for good, even
+/* Once a deadline has passed, cancel_called is true for good, even
  * if nothing noticed yet and the deadline is moved afterwards. */
 static void settle_deadline(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (!s->cancel_called && s->state != LOOM_SCOPE_EXITED &&
@@ -257,7 +257,8 @@ static int l_scope_index(lua_State *L) {
     lua_pushboolean(L, s->state == LOOM_SCOPE_ACTIVE);
   else {
     lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(2));
+    if (lua_rawget(L, lua_upvalueindex(2)) == LUA_TNIL)
+      return loom__no_member(L);
   }
   return 1;
 }

@@ -420,7 +420,7 @@ static int l_task_index(lua_State *L) {
   else if (k != NULL && strcmp(k, "id") == 0)
     lua_pushinteger(L, t->id);
   else
-    lua_pushnil(L);
+    return loom__no_member(L);
   return 1;
 }
 
@@ -453,7 +453,7 @@ static int l_task_tostring(lua_State *L) {
 static loom_task *current_or_raise(lua_State *L, const char *fn) {
   loom_rt *rt = loom__rt(L);
   if (loom__task_of(L) == NULL && rt->current == NULL)
-    loom__check_blocking(L, fn, 0);  /* raises the API.md message */
+    loom__check_blocking(L, fn, 0);  /* raises the documented message */
   return rt->current;
 }
 
@@ -565,14 +565,13 @@ static int l_task_tree(lua_State *L) {
   return 1;
 }
 
-/* core.check_in_task(name): raise the API.md message for loom.<name>. */
+/* core.check_in_task(name): raise the documented message for loom.<name>. */
 static int l_check_in_task(lua_State *L) {
   const char *fn = luaL_checkstring(L, 1);
   if (loom__task_of(L) == NULL) {
     /* Blame the caller of the loom.<fn> Lua function, not loom's file. */
     luaL_where(L, 2);
-    lua_pushfstring(L, "loom.%s: must be called from inside a loom task "
-                    "(start one with loom.run)", fn);
+    lua_pushfstring(L, "loom.%s: %s", fn, loom__not_in_task(L));
     lua_concat(L, 2);
     return lua_error(L);
   }

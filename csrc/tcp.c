@@ -104,7 +104,7 @@ static void wake_slot(loom_task **slot, int how) {
 }
 
 /* close(): idempotent. Tasks blocked on the object wake with
- * ClosedResourceError (Trio's choice, SEMANTICS.md D7); a queued write is
+ * ClosedResourceError (Trio's choice); a queued write is
  * dropped by libuv (its callback frees it). */
 static void obj_close(tcp_obj *o) {
   if (o->closed) return;

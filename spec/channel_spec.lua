@@ -1,6 +1,6 @@
 -- loom.channel(): ported from AnyIO tests/streams/test_memory.py and Trio
--- _tests/test_channel.py, with Trio's side of D7 (closing an end wakes the
--- tasks blocked on that very end with ClosedResourceError).
+-- _tests/test_channel.py, with Trio's side where they differ (closing an end
+-- wakes the tasks blocked on that very end with ClosedResourceError).
 local loom = require("loom")
 
 local H = require("helpers")
@@ -535,7 +535,7 @@ describe("loom.channel", function()
     assert.same({ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 }, received)
   end)
 
-  describe("closing while blocked (Trio test_close_basics, D7)", function()
+  describe("closing while blocked (Trio test_close_basics)", function()
     it("closing a send end wakes its own blocked sender with "
       .. "ClosedResourceError", function()
       loom.run(function()

@@ -263,7 +263,7 @@ describe("loom.condition", function()
     end)
   end)
 
-  it("re-acquires the lock shielded after a cancelled wait (S163)",
+  it("re-acquires the lock shielded after a cancelled wait",
     function()
       loom.run(function()
         local c = loom.condition()
@@ -292,7 +292,7 @@ describe("loom.condition", function()
       end)
     end)
 
-  it("returns normally when notified before a cancellation (S8)", function()
+  it("returns normally when notified before a cancellation", function()
     loom.run(function()
       local c = loom.condition()
       local log = {}

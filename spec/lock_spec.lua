@@ -225,7 +225,7 @@ describe("loom.lock", function()
     end)
   end)
 
-  it("keeps a lock granted before the cancellation arrives (S8)", function()
+  it("keeps a lock granted before the cancellation arrives", function()
     loom.run(function()
       local lock = loom.lock()
       local log = {}
@@ -279,7 +279,7 @@ describe("loom.lock", function()
       assert.same({ 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3 }, record)
     end)
 
-  it("queues a releasing task behind waiters (no barging, S165)", function()
+  it("queues a releasing task behind waiters (no barging)", function()
     loom.run(function()
       local lock = loom.lock()
       local order = {}

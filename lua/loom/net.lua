@@ -6,6 +6,7 @@
 -- receive_until over any stream with a receive method).
 
 local errors = require("loom.errors")
+local diagnostics = require("loom.diagnostics")
 
 local M = {}
 
@@ -186,6 +187,10 @@ function Buffered.send_eof(b) return b.stream:send_eof() end
 function Buffered.close(b) return b.stream:close() end
 function Buffered.local_address(b) return b.stream:local_address() end
 function Buffered.remote_address(b) return b.stream:remote_address() end
+diagnostics.strict(Buffered)
+-- Registered like the C classes' metatables, so that tools walking the
+-- registry for "loom.*" classes (the docs check) find it too.
+debug.getregistry()["loom.BufferedStream"] = Buffered
 
 -- Listeners ----------------------------------------------------------------
 
@@ -281,7 +286,7 @@ function M.install(loom, core)
       argerror(1, "serve", "function expected, got " .. tname(handler))
     end
     if tg ~= nil and (type(tg) ~= "userdata" and type(tg) ~= "table"
-        or tg.start_soon == nil) then
+        or diagnostics.has(tg, "start_soon") == nil) then
       argerror(2, "serve", "task group expected, got " .. type(tg))
     end
     local function loop(group)
@@ -303,7 +308,7 @@ function M.install(loom, core)
   --- receive(max_bytes); send/send_eof/close/addresses pass through.
   function loom.buffered(stream)
     if stream == nil or (type(stream) ~= "userdata" and type(stream) ~= "table")
-        or stream.receive == nil then
+        or diagnostics.has(stream, "receive") == nil then
       argerror(1, "buffered", "stream expected, got " .. tname(stream))
     end
     return setmetatable({ stream = stream, buffer = "" }, Buffered)
