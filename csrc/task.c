@@ -240,10 +240,14 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
     loom__start_child_done(L, t, err);
   } else if (t->group != NULL) {
     loom_group *g = t->group;
-    if (t->outcome == LOOM_OUT_FAILED) loom__group_record(L, g, err, tb);
+    if (t->outcome == LOOM_OUT_FAILED) {
+      if (g->is_host) loom__host_child_failed(L, g, ud, err, tb);
+      else loom__group_record(L, g, err, tb);
+    }
     loom__list_remove(&t->group_link);
     t->group = NULL;
     loom__group_child_done(L, g);
+    if (g->is_host) loom__host_child_done(L, g);
   }
   luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
   t->ref = LUA_NOREF;

@@ -296,6 +296,10 @@ loom.condition = core.condition
 loom.capacity_limiter = core.capacity_limiter
 loom.channel = core.channel
 
+-- Embedding: host-driven steps, clocks, host groups, futures (embed.lua) ---
+
+require("loom.embed").install(loom, core, errors)
+
 -- Introspection ----------------------------------------------------------------
 
 local tree_mt = {}
