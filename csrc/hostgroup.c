@@ -31,7 +31,6 @@ static int l_host_group(lua_State *L) {
   int fail_fast = 0, ud;
   loom_group *g;
   loom_scope *s;
-  luaL_checkstring(L, 1);
   if (lua_type(L, 1) != LUA_TSTRING) luaL_typeerror(L, 1, "string");
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
