@@ -241,8 +241,10 @@ static void prepare_cb(uv_prepare_t *h) {
   arm_borrowed_timer((loom_rt *)h->data);
 }
 
+/* [rt, allow_raise] */
 static int deliver_protected(lua_State *L) {
-  loom__deliver_errors(L, (loom_rt *)lua_touserdata(L, 1), 0);
+  loom__deliver_errors(L, (loom_rt *)lua_touserdata(L, 1),
+                       lua_toboolean(L, 2));
   return 0;
 }
 
@@ -260,7 +262,8 @@ static void check_cb(uv_check_t *h) {
   if (rt->errq_len > 0) {
     lua_pushcfunction(L, deliver_protected);
     lua_pushlightuserdata(L, rt);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+    lua_pushboolean(L, 0);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK)
       print_failure(L, "cannot deliver an unhandled error");
   }
   lua_settop(L, top);
@@ -466,7 +469,8 @@ LOOM_API int loom_step(lua_State *L, double budget, int max_resumes,
   if (status == LUA_OK && rt->errq_len > 0) {
     lua_pushcfunction(L, deliver_protected);
     lua_pushlightuserdata(L, rt);
-    status = lua_pcall(L, 1, 0, 0);
+    lua_pushboolean(L, 1);
+    status = lua_pcall(L, 2, 0, 0);
   }
   if (ready_left) *ready_left = (int)(rt->nready > INT_MAX ? INT_MAX
                                       : rt->nready);
