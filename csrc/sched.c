@@ -278,7 +278,9 @@ drop:
 /* ---- the drain --------------------------------------------------------- */
 
 /* Resume t once. */
-static void step(loom_rt *rt, lua_State *S, loom_task *t) {
+static inline __attribute__((always_inline)) void step(loom_rt *rt,
+                                                      lua_State *S,
+                                                      loom_task *t) {
   lua_State *co;
   int nargs, nres = 0, status;
   if (t->state == LOOM_TASK_NEW) {
@@ -472,9 +474,13 @@ static void break_deadlock(loom_rt *rt, lua_State *S) {
  * threads run, the clock is read and due deadlines fire. */
 static void pass_begin(loom_rt *rt, lua_State *S, int frame,
                        const char *fn) {
-  if (frame) begin_frame(rt);
-  loom__remote_drain(rt, S);
-  loom__sample_clock(S, rt, fn);
+  if (frame) {
+    if (rt->frame_waiters.n > 0) begin_frame(rt);
+    else rt->frame++;
+  }
+  /* rt->remote stays NULL until remote.c opens a mailbox. */
+  if (rt->remote != NULL) loom__remote_drain(rt, S);
+  if (rt->clock == LOOM_CLOCK_HOST) loom__sample_clock(S, rt, fn);
   fire_timers(rt, S);
 }
 
@@ -621,7 +627,7 @@ int loom__settle(lua_State *L, loom_rt *rt, const int *nlive_i,
 #define LIVE() (nlive_i ? *nlive_i > 0 : *nlive_z > 0)
   for (;;) {
     poll_nowait(rt);
-    loom__remote_drain(rt, L);
+    if (rt->remote != NULL) loom__remote_drain(rt, L);
     fire_timers(rt, L);
     run_batches(rt, L, STEP_BATCHES, 0, grace > 0 ? until : 0);
     if (!LIVE()) return 1;
