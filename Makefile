@@ -1,5 +1,5 @@
 # Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
-.PHONY: all build demo test valgrind asan lint bench clean
+.PHONY: all build demo test valgrind asan lint bench bench-embed clean
 
 all: build
 
@@ -34,6 +34,13 @@ lint:
 
 bench:
 	bash bench/run.sh
+
+# The host-driven runtime: idle loom.step, 10,000 NPC tasks vs a coroutine
+# array, step times at 60 FPS; writes bench/results/embedding.md.
+bench-embed: build
+	mkdir -p bench/results
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+	  lua5.4 bench/embed/step_bench.lua | tee bench/results/embedding.md
 
 clean:
 	rm -rf build build-asan build-rel bench/out
