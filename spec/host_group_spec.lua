@@ -211,6 +211,45 @@ describe("host groups", function()
       assert.is_true(hg:close())
     end)
 
+  it("close(grace) waits for __close handlers that suspend", function()
+    local hg = loom.host_group("yielding cleanup")
+    local log, add = H.log()
+    for i = 1, 3 do
+      hg:start_soon(function()
+        local _ <close> = setmetatable({}, { __close = function()
+          loom.cancel_scope({ shield = true }):run(function()
+            loom.sleep(0.005 * i)
+          end)
+          add("closed " .. i)
+        end })
+        loom.sleep_forever()
+      end)
+    end
+    loom.step()
+    assert.is_true(hg:close(10))
+    assert.are.same({ "closed 1", "closed 2", "closed 3" }, log)
+  end)
+
+  it("errors of children left alive by a false close still reach on_error",
+    function()
+      local out = fresh.ok([[
+        loom.configure{ on_error = function(e, t) print("hook", t.name, e) end }
+        local hg = loom.host_group("g")
+        local h = hg:create_task(function()
+          pcall(loom.sleep_forever)
+          loom.cancel_scope{ shield = true }:run(function() loom.sleep(0.01) end)
+          error("late failure", 0)
+        end)
+        h.name = "straggler"
+        loom.step()
+        print(hg:close(0), hg:alive())
+        while hg:alive() > 0 do loom.step() end
+        print(hg:close(), hg:alive())
+      ]])
+      assert.are.equal("false\t1\nhook\tstraggler\tlate failure\n"
+        .. "true\t0\n", out)
+    end)
+
   it("after close: spawning raises, closing again returns alive() == 0",
     function()
       local hg = loom.host_group("done")
