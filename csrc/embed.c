@@ -212,7 +212,7 @@ static int l_configure(lua_State *L) {
   return 0;
 }
 
-/* ---- the borrowed loop ---------------------------------------------------- */
+/* ---- the borrowed loop -------------------------------------------------- */
 
 static void noop_timer_cb(uv_timer_t *h) { (void)h; }
 
@@ -394,7 +394,7 @@ int loom__rt_gc(lua_State *L) {
   return 0;
 }
 
-/* ---- the C API ------------------------------------------------------------ */
+/* ---- the C API ---------------------------------------------------------- */
 
 static int open_protected(lua_State *L) {
   const loom_config *cfg = (const loom_config *)lua_touserdata(L, 1);
@@ -447,11 +447,9 @@ LOOM_API int loom_open(lua_State *L, const loom_config *cfg) {
   return status;
 }
 
+/* The runtime of L, or NULL (no state, or loom never loaded or opened). */
 static loom_rt *live_rt(lua_State *L) {
-  loom_rt *rt;
-  if (L == NULL) return NULL;
-  rt = loom__state_rt(L, 0);
-  return rt;
+  return L == NULL ? NULL : loom__state_rt(L, 0);
 }
 
 LOOM_API int loom_step(lua_State *L, double budget, int max_resumes,
@@ -543,7 +541,7 @@ LOOM_API int loom_close(lua_State *L, double grace) {
   return pcall_status(status);
 }
 
-/* ---- Lua functions -------------------------------------------------------- */
+/* ---- Lua functions ------------------------------------------------------ */
 
 static const luaL_Reg embed_funcs[] = {
   {"configure", l_configure},
