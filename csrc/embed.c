@@ -326,7 +326,7 @@ static void close_walk_cb(uv_handle_t *h, void *arg) {
 }
 
 /* Cancel every host group, run passes until every task finished (at most
- * grace seconds), run the posts already queued, report what failed. */
+ * grace seconds), report what failed. */
 static int close_protected(lua_State *L) {
   loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
   double grace = lua_tonumber(L, 2);
@@ -334,8 +334,13 @@ static int close_protected(lua_State *L) {
   rt->stepping = 1;
   loom__settle(L, rt, NULL, &rt->live_tasks, grace);
   rt->stepping = 0;
-  loom__remote_close(rt, L);
   loom__deliver_errors(L, rt, 0);
+  return 0;
+}
+
+/* Run the posts already queued on remote mailboxes, refuse later ones. */
+static int remote_close_protected(lua_State *L) {
+  loom__remote_close((loom_rt *)lua_touserdata(L, 1), L);
   return 0;
 }
 
@@ -370,6 +375,23 @@ static void rt_shutdown(lua_State *L, loom_rt *rt) {
   rt->closed_time = loom__time(rt);
 }
 
+/* [-0, +0] the end of loom_close: the mailboxes are closed (even when the
+ * settling failed), then everything is freed. Returns the first failure's
+ * pcall status, its error left on the stack. */
+static int finish_close(lua_State *L, loom_rt *rt, int status) {
+  int s;
+  rt->stepping = 0;
+  lua_pushcfunction(L, remote_close_protected);
+  lua_pushlightuserdata(L, rt);
+  s = lua_pcall(L, 1, 0, 0);
+  if (s != LUA_OK) {
+    if (status == LUA_OK) status = s;
+    else lua_pop(L, 1);
+  }
+  rt_shutdown(L, rt);
+  return status;
+}
+
 /* Status of the C API for work run under lua_pcall. */
 static int pcall_status(int status) {
   if (status == LUA_OK) return LOOM_OK;
@@ -382,15 +404,16 @@ static int busy(loom_rt *rt) {
 
 int loom__rt_gc(lua_State *L) {
   loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
+  int status = LUA_OK;
   if (rt == NULL || rt->magic != LOOM_MAGIC_RT || rt->closed) return 0;
   if (!busy(rt)) {
     lua_pushcfunction(L, close_protected);
     lua_pushlightuserdata(L, rt);
     lua_pushnumber(L, 0);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK)
-      print_failure(L, "error while closing the runtime");
+    status = lua_pcall(L, 2, 0, 0);
   }
-  rt_shutdown(L, rt);
+  if (finish_close(L, rt, status) != LUA_OK)
+    print_failure(L, "error while closing the runtime");
   return 0;
 }
 
@@ -536,9 +559,7 @@ LOOM_API int loom_close(lua_State *L, double grace) {
   lua_pushlightuserdata(L, rt);
   lua_pushnumber(L, grace);
   status = lua_pcall(L, 2, 0, 0);
-  rt->stepping = 0;
-  rt_shutdown(L, rt);
-  return pcall_status(status);
+  return pcall_status(finish_close(L, rt, status));
 }
 
 /* ---- Lua functions ------------------------------------------------------ */
