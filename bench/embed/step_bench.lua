@@ -135,7 +135,8 @@ local max = times[#times]
 
 say("## Embedding: the host-driven runtime (loom.step)")
 say("")
-say(("Measured by `make bench-embed` (bench/embed/step_bench.lua) on %s, "
+say(("Measured by `make bench-embed` (bench/embed/step_bench.lua, the "
+  .. "last three rows bench/embed/step_c.c) on %s, "
   .. "Lua 5.4, a RelWithDebInfo build; CPU time (os.clock). The machine "
   .. "was shared with other jobs while measuring: treat the numbers as "
   .. "indicative."):format(os.date("!%Y-%m-%d")))
