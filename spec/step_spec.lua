@@ -380,4 +380,16 @@ describe("loom.step with a manual clock", function()
       assert.truthy(a:find("got 54", 1, true))
       assert.truthy(a:find("\n0\t60\n$"), a)
     end)
+
+  it("random programs: same seed, same transcript; nothing left alive",
+    function()
+      for _, seed in ipairs({ 1, 2, 3 }) do
+        local code = ("arg = { %d }\n"):format(seed)
+          .. "dofile('spec/embed/fuzz.lua')\n"
+        local a, b = fresh.ok(code), fresh.ok(code)
+        assert.are.equal(a, b)
+        assert.truthy(a:find("\n" .. seed .. "\terrors\t%d+\talive\t0\t"
+          .. "frames\t350\n$"), a:sub(-200))
+      end
+    end)
 end)
