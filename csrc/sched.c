@@ -375,7 +375,13 @@ static int autojump(loom_rt *rt, lua_State *S) {
       rt->ready_head != NULL || io_pending(rt))
     return 0;
   now = loom__time(rt);
-  if (tm->when > now && tm->when < HUGE_VAL) rt->clock_now += tm->when - now;
+  if (tm->when > now && tm->when < HUGE_VAL) {
+    rt->clock_now += tm->when - now;
+    /* Rounding must not leave loom.now() a hair before the deadline (a
+     * fail_after compares them); the wall clock only moves forward. */
+    while (loom__time(rt) < tm->when)
+      rt->clock_now = nextafter(rt->clock_now, HUGE_VAL);
+  }
   fire_timers_at(rt, S, tm->when);
   return 1;
 }
