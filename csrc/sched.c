@@ -406,16 +406,16 @@ static void begin_frame(loom_rt *rt) {
 }
 
 /* Resume ready tasks in FIFO batches: a batch is the tasks ready when it
- * begins; tasks woken during it run in the next one. Stops after
- * max_batches batches, max_resumes resumes (0: no limit) or once the wall
- * clock reaches `until` (0: no limit; checked between resumes). Returns
- * the number of resumes. */
-static long run_batches(loom_rt *rt, lua_State *S, int max_batches,
+ * begins; tasks woken during it run in the next one. Stops after *batches
+ * batches (decremented as they begin), max_resumes resumes (0: no limit)
+ * or once the wall clock reaches `until` (0: no limit; checked between
+ * resumes). Returns the number of resumes. */
+static long run_batches(loom_rt *rt, lua_State *S, int *batches,
                         long max_resumes, double until) {
   long n = 0;
-  int b;
-  for (b = 0; b < max_batches && rt->ready_head != NULL; b++) {
+  while (*batches > 0 && rt->ready_head != NULL) {
     loom_task *last = rt->ready_tail, *t;
+    --*batches;
     do {
       t = dequeue(rt);
       step(rt, S, t);
@@ -496,8 +496,9 @@ static void pass_begin(loom_rt *rt, lua_State *S, int frame,
 static void drain(loom_rt *rt, lua_State *S) {
   long since_poll = 0;
   while (rt->root->state != LOOM_TASK_DONE) {
+    int one = 1;
     pass_begin(rt, S, 1, "loom.run");
-    since_poll += run_batches(rt, S, 1, 0, 0);
+    since_poll += run_batches(rt, S, &one, 0, 0);
     if (rt->errq_len > 0) loom__deliver_errors(S, rt, 0);
     if (rt->root->state == LOOM_TASK_DONE) break;
     if (rt->ready_head != NULL || rt->frame_waiters.n > 0) {
@@ -616,11 +617,29 @@ void loom__step_slice(lua_State *L, loom_rt *rt, double budget,
   double until = budget > 0 && budget < HUGE_VAL ? loom__now() + budget : 0;
   long maxr = max_resumes > 0 && max_resumes < 2147483647.0
                 ? (long)max_resumes : 0;
+  int batches = STEP_BATCHES;
+  long n = 0;
   begin_frame(rt);
   poll_nowait(rt);
   pass_begin(rt, L, 0, "loom.step");
   if (rt->ready_head == NULL) autojump(rt, L);
-  run_batches(rt, L, STEP_BATCHES, maxr, until);
+  for (;;) {
+    n += run_batches(rt, L, &batches, maxr > 0 ? maxr - n : 0, until);
+    if (rt->ready_head != NULL || batches == 0 || (maxr > 0 && n >= maxr) ||
+        (until > 0 && loom__now() >= until) ||
+        loom__list_empty(&rt->blocked_waiters))
+      break;
+    /* Every task is blocked: wake one wait_all_tasks_blocked() caller, as
+     * loom.run does (after letting pending I/O land). */
+    poll_nowait(rt);
+    fire_timers(rt, L);
+    if (rt->ready_head == NULL) {
+      loom_task *w = loom__container_of(rt->blocked_waiters.next, loom_task,
+                                        wait_link);
+      loom__list_remove(&w->wait_link);
+      loom__wake(w, LOOM_WAKE_OK);
+    }
+  }
 }
 
 /* Passes that are not frames (hg:close and loom_close): poll, deadlines,
@@ -632,18 +651,19 @@ int loom__settle(lua_State *L, loom_rt *rt, const int *nlive_i,
   double until = loom__now() + grace;
 #define LIVE() (nlive_i ? *nlive_i > 0 : *nlive_z > 0)
   for (;;) {
+    int batches = STEP_BATCHES;
     poll_nowait(rt);
     if (rt->remote != NULL) loom__remote_drain(rt, L);
     fire_timers(rt, L);
-    run_batches(rt, L, STEP_BATCHES, 0, grace > 0 ? until : 0);
+    run_batches(rt, L, &batches, 0, grace > 0 ? until : 0);
     if (!LIVE()) return 1;
     if (!(grace > 0) || loom__now() >= until) return 0;
     if (rt->ready_head == NULL) {
-      if (rt->borrowed || !io_pending(rt)) {
-        if (loom__heap_min(rt) == NULL || rt->clock == LOOM_CLOCK_MANUAL)
-          return 0;  /* nothing can wake them */
-        if (rt->borrowed) return 0;
-      }
+      /* Nothing can wake them, or only the host's loop can. */
+      if (rt->borrowed) return 0;
+      if (!io_pending(rt) &&
+          (loom__heap_min(rt) == NULL || rt->clock == LOOM_CLOCK_MANUAL))
+        return 0;
       wait_for_events(rt, until);
     }
   }

@@ -308,6 +308,26 @@ describe("loom.step", function()
     assert.are.same({ "a1", "b1", "a2", "b2", "a3", "b3" }, log)
   end)
 
+  it("wait_all_tasks_blocked() wakes within a step once every task is "
+    .. "blocked", function()
+      local hg = host_group("blocked")
+      local log, add = H.log()
+      local ev = loom.event()
+      hg:start_soon(function() ev:wait(); add("event") end)
+      hg:start_soon(function()
+        for i = 1, 3 do add("busy " .. i); loom.checkpoint() end
+      end)
+      hg:start_soon(function()
+        loom.wait_all_tasks_blocked()
+        add("all blocked")
+        ev:set()
+      end)
+      loom.step()
+      assert.are.same({ "busy 1", "busy 2", "busy 3", "all blocked", "event" },
+        log)
+      assert.are.equal(0, hg:alive())
+    end)
+
   it("allocates nothing per frame in steady state", function()
     local hg = host_group("alloc")
     for _ = 1, 100 do
