@@ -716,6 +716,8 @@ static int l_step(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   double budget = opt_limit(L, 1, "budget");
   double maxr = opt_limit(L, 2, "max_resumes");
+  if (maxr != floor(maxr) && !isinf(maxr))
+    return luaL_argerror(L, 2, "max_resumes must be an integer");
   loom_timer *tm;
   loom__check_can_step(L, rt, "loom.step");
   lua_settop(L, 0);

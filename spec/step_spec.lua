@@ -242,6 +242,8 @@ describe("loom.step", function()
       { { 0, -1 }, "bad argument #2 to 'step' (max_resumes must not be "
         .. "negative)" },
       { { 0, 0 / 0 }, "bad argument #2 to 'step' (max_resumes is NaN)" },
+      { { 0, 2.5 }, "bad argument #2 to 'step' (max_resumes must be an "
+        .. "integer)" },
       { { "x" }, "bad argument #1 to 'step' (number expected, got string)" },
     }
     for _, c in ipairs(cases) do
