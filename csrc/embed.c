@@ -118,6 +118,25 @@ void loom__deliver_errors(lua_State *L, loom_rt *rt, int allow_raise) {
   }
 }
 
+/* [rt, allow_raise] */
+static int deliver_protected(lua_State *L) {
+  loom__deliver_errors(L, (loom_rt *)lua_touserdata(L, 1),
+                       lua_toboolean(L, 2));
+  return 0;
+}
+
+int loom__deliver_pcall(lua_State *L, loom_rt *rt, int allow_raise) {
+  int status;
+  if (rt->errq_len == 0) return LUA_OK;
+  lua_pushcfunction(L, deliver_protected);
+  lua_pushlightuserdata(L, rt);
+  lua_pushboolean(L, allow_raise);
+  rt->stepping = 1;  /* the hook runs as part of the step: no nesting */
+  status = lua_pcall(L, 2, 0, 0);
+  rt->stepping = 0;
+  return status;
+}
+
 /* ---- loom.configure ----------------------------------------------------- */
 
 static void set_clock(lua_State *L, loom_rt *rt, int clock, int fn_idx) {
@@ -241,13 +260,6 @@ static void prepare_cb(uv_prepare_t *h) {
   arm_borrowed_timer((loom_rt *)h->data);
 }
 
-/* [rt, allow_raise] */
-static int deliver_protected(lua_State *L) {
-  loom__deliver_errors(L, (loom_rt *)lua_touserdata(L, 1),
-                       lua_toboolean(L, 2));
-  return 0;
-}
-
 /* After the host's poll: one step of loom (a frame), errors to the hook. */
 static void check_cb(uv_check_t *h) {
   loom_rt *rt = (loom_rt *)h->data;
@@ -259,13 +271,8 @@ static void check_cb(uv_check_t *h) {
   top = lua_gettop(L);
   if (loom__step_pcall(L, rt, 0, 0) != LUA_OK)
     print_failure(L, "error in a step run by the host's libuv loop");
-  if (rt->errq_len > 0) {
-    lua_pushcfunction(L, deliver_protected);
-    lua_pushlightuserdata(L, rt);
-    lua_pushboolean(L, 0);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK)
-      print_failure(L, "cannot deliver an unhandled error");
-  }
+  if (loom__deliver_pcall(L, rt, 0) != LUA_OK)
+    print_failure(L, "cannot deliver an unhandled error");
   lua_settop(L, top);
   arm_borrowed_timer(rt);
 }
@@ -487,12 +494,7 @@ LOOM_API int loom_step(lua_State *L, double budget, int max_resumes,
   if (busy(rt)) return LOOM_ERRSTATE;
   if (!lua_checkstack(L, 8)) return LOOM_ERRMEM;
   status = loom__step_pcall(L, rt, budget, (double)max_resumes);
-  if (status == LUA_OK && rt->errq_len > 0) {
-    lua_pushcfunction(L, deliver_protected);
-    lua_pushlightuserdata(L, rt);
-    lua_pushboolean(L, 1);
-    status = lua_pcall(L, 2, 0, 0);
-  }
+  if (status == LUA_OK) status = loom__deliver_pcall(L, rt, 1);
   if (ready_left) *ready_left = (int)(rt->nready > INT_MAX ? INT_MAX
                                       : rt->nready);
   return pcall_status(status);

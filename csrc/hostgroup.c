@@ -186,8 +186,9 @@ static int l_hg_close(lua_State *L) {
       rt->stepping = 0;
       if (status != LUA_OK) return lua_error(L);
       /* "raise" keeps them for the next step, which raises them. */
-      if (rt->errq_len > 0 && rt->on_error != LOOM_ONERR_RAISE)
-        loom__deliver_errors(L, rt, 0);
+      if (rt->on_error != LOOM_ONERR_RAISE &&
+          loom__deliver_pcall(L, rt, 0) != LUA_OK)
+        return lua_error(L);
     }
   }
   maybe_release(L, g);

@@ -442,6 +442,11 @@ void loom__report_error(lua_State *L, loom_rt *rt, int err_idx,
  * "raise", raises the first one (the rest wait for later calls). */
 void loom__deliver_errors(lua_State *L, loom_rt *rt, int allow_raise)
   LOOM_HIDDEN;
+/* The same under lua_pcall, as part of a step (rt->stepping is set while
+ * the hook runs: it cannot step or nest passes); returns the status, the
+ * error (or the raised one) on top when not LUA_OK. */
+int loom__deliver_pcall(lua_State *L, loom_rt *rt, int allow_raise)
+  LOOM_HIDDEN;
 /* task.c: a direct child of a host group failed / finished. */
 void loom__host_child_failed(lua_State *L, loom_group *g, int task_idx,
                              int err_idx, int tb_idx) LOOM_HIDDEN;

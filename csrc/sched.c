@@ -722,7 +722,7 @@ static int l_step(lua_State *L) {
   loom__check_can_step(L, rt, "loom.step");
   lua_settop(L, 0);
   if (loom__step_pcall(L, rt, budget, maxr) != LUA_OK) return lua_error(L);
-  if (rt->errq_len > 0) loom__deliver_errors(L, rt, 1);
+  if (loom__deliver_pcall(L, rt, 1) != LUA_OK) return lua_error(L);
   lua_pushinteger(L, (lua_Integer)rt->nready);
   tm = loom__heap_min(rt);
   if (tm != NULL) lua_pushnumber(L, tm->when);

@@ -84,6 +84,32 @@ describe("host groups", function()
         err)
     end)
 
+  it("on_error runs as part of the step: it cannot step; close only "
+    .. "cancels there", function()
+      local out = fresh.ok([[
+        local other
+        loom.configure{ on_error = function()
+          print(pcall(loom.step))
+          print("close in hook", other:close(), other:alive())
+        end }
+        local hg = loom.host_group("g")
+        other = loom.host_group("other")
+        other:start_soon(function()
+          local _ <close> = setmetatable({}, { __close = function()
+            print("other cleaned up") end })
+          loom.sleep_forever()
+        end)
+        hg:start_soon(function() loom.checkpoint(); error("x", 0) end)
+        loom.step()
+        print("next step")
+        loom.step()
+        print(other:alive(), other:close())
+      ]])
+      assert.are.equal("false\tloom.step: cannot be called from inside a "
+        .. "task or while loom.run is running\nclose in hook\tfalse\t1\n"
+        .. "next step\nother cleaned up\n0\ttrue\n", out)
+    end)
+
   it("fail_fast: the first error cancels the group; one ErrorGroup reaches "
     .. "on_error after every child finished, then the group is closed",
     function()
