@@ -236,6 +236,27 @@ static int l_set_error_group(lua_State *L) {
   return 0;
 }
 
+/* core.host_group_tree([own_dir]) -> { {name, group, cancelled, children},
+ * ... } for every host group not yet released, oldest first. */
+static int l_host_group_tree(lua_State *L) {
+  loom_rt *rt = loom__rt(L);
+  const char *own_dir = luaL_optstring(L, 1, NULL);
+  loom_list *n;
+  int i = 0;
+  lua_newtable(L);
+  for (n = rt->host_groups.next; n != &rt->host_groups; n = n->next) {
+    loom_group *g = loom__container_of(n, loom_group, hg_link);
+    luaL_checkstack(L, 4, "loom.task_tree");
+    loom__push_group_node(L, g, own_dir);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
+    lua_getiuservalue(L, -1, HG_NAME);
+    lua_setfield(L, -3, "name");
+    lua_pop(L, 1);
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
+}
+
 static const luaL_Reg hg_methods[] = {
   {"close", l_hg_close},
   {"alive", l_hg_alive},
@@ -245,6 +266,7 @@ static const luaL_Reg hg_methods[] = {
 static const luaL_Reg hg_funcs[] = {
   {"host_group", l_host_group},
   {"set_error_group", l_set_error_group},
+  {"host_group_tree", l_host_group_tree},
   {NULL, NULL}
 };
 

@@ -455,6 +455,9 @@ void loom__host_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
 void loom__host_groups_close(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
 /* __gc of the runtime: loom_close(L, 0) unless the host closed it. */
 int loom__rt_gc(lua_State *L) LOOM_HIDDEN;
+/* task.c: [-0, +1] task_tree's node for a group and its children. */
+void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir)
+  LOOM_HIDDEN;
 int loom__open_embed(lua_State *L) LOOM_HIDDEN;
 int loom__open_hostgroup(lua_State *L) LOOM_HIDDEN;
 int loom__open_future(lua_State *L) LOOM_HIDDEN;

@@ -553,6 +553,11 @@ static void push_tree(lua_State *L, loom_task *t, const char *own_dir) {
   lua_setfield(L, -2, "groups");
 }
 
+/* [-0, +1] a group's node (host groups: hostgroup.c's host_group_tree). */
+void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir) {
+  push_group_node(L, g, own_dir);
+}
+
 /* core.task_tree() -> the root's node, or nil outside loom.run */
 /* core.task_tree([own_dir]): own_dir is the source prefix of loom's Lua
  * files ("@/path/lua/loom/"), whose frames `where` skips. */

@@ -322,6 +322,35 @@ describe("host groups", function()
     assert.truthy(tostring(e))
   end)
 
+  it("loom.task_tree() shows host groups and their tasks", function()
+    local hg = loom.host_group("level 1")
+    local a = hg:create_task(function() while true do loom.next_frame() end end)
+    a.name = "guard"
+    local b = hg:create_task(function()
+      loom.task_group(function(tg)
+        local c = tg:create_task(function() loom.sleep(10) end)
+        c.name = "minion"
+        loom.sleep(5)
+      end)
+    end)
+    b.name = "boss"
+    loom.step()
+    local tree = loom.task_tree()
+    assert.is_nil(tree.root)
+    assert.are.equal(1, #tree.host_groups)
+    assert.are.equal("level 1", tree.host_groups[1].name)
+    assert.are.equal(hg, tree.host_groups[1].group)
+    local text = tostring(tree):gsub(" at [^\n]*", "")
+    assert.are.equal(("host group \"level 1\" (2 tasks)\n"
+      .. "├── Task %d \"guard\" (pending) next_frame\n"
+      .. "└── Task %d \"boss\" (pending) sleep\n"
+      .. "    └── task group (1 task)\n"
+      .. "        └── Task %d \"minion\" (pending) sleep")
+      :format(a.id, b.id, b.id + 1), text)
+    assert.is_true(hg:close())
+    assert.are.equal("(no loom run in progress)", tostring(loom.task_tree()))
+  end)
+
   it("loom.run is refused while a host group is open; host_group is "
     .. "refused inside loom.run", function()
       local hg = loom.host_group("open")
