@@ -138,6 +138,15 @@ step NULL state ERRARG
         scenario("two"))
     end)
 
+  it("loom_timeout_ms on each clock: ready work, deadlines, next_frame",
+    function()
+      assert.are.equal(
+        "real: idle -1, spawned 0, sleeping 4000..5000, next deadline now+5\n"
+        .. "manual: idle -1, spawned 0, sleeping -1, next deadline now+5\n"
+        .. "autojump: idle -1, spawned 0, sleeping 0, next deadline now+5\n",
+        scenario("timeouts"))
+    end)
+
   it("runs on a borrowed libuv loop that the host runs, with no loom_step; "
     .. "the host's uv_loop_close succeeds after loom_close", function()
       assert.are.equal("open borrowed OK\nfalse\tloom.run: the runtime is "

@@ -363,6 +363,39 @@ static void scenario_two(void) {
   lua_close(b);
 }
 
+/* ---- scenario: loom_timeout_ms on each clock ----------------------------- */
+
+static void timeouts_on(int clock, const char *name) {
+  lua_State *L = new_state(NULL);
+  loom_config cfg;
+  int t;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.size = sizeof cfg;
+  cfg.clock = clock;
+  loom_open(L, &cfg);
+  printf("%s: idle %d", name, loom_timeout_ms(L));
+  run(L, "loom = require 'loom'; hg = loom.host_group('t')\n"
+         "hg:start_soon(function() loom.sleep(5) end)\n"
+         "hg:start_soon(function() while true do loom.next_frame() end end)");
+  printf(", spawned %d", loom_timeout_ms(L));
+  loom_step(L, 0, 0, NULL);
+  t = loom_timeout_ms(L);
+  if (clock == LOOM_CLOCK_REAL)
+    printf(", sleeping %s", t > 4000 && t <= 5000 ? "4000..5000" : "?");
+  else
+    printf(", sleeping %d", t);
+  printf(", next deadline %s\n",
+         fabs(loom_next_deadline(L) - loom_now(L) - 5) < 0.5 ? "now+5" : "?");
+  loom_close(L, 0);
+  lua_close(L);
+}
+
+static void scenario_timeouts(void) {
+  timeouts_on(LOOM_CLOCK_REAL, "real");
+  timeouts_on(LOOM_CLOCK_MANUAL, "manual");
+  timeouts_on(LOOM_CLOCK_AUTOJUMP, "autojump");
+}
+
 /* ---- scenario: a borrowed libuv loop the host runs ----------------------- */
 
 static int host_timer_fired;
@@ -417,6 +450,7 @@ int main(int argc, char **argv) {
   else if (strcmp(which, "oom") == 0) scenario_oom();
   else if (strcmp(which, "two") == 0) scenario_two();
   else if (strcmp(which, "uv") == 0) scenario_uv();
+  else if (strcmp(which, "timeouts") == 0) scenario_timeouts();
   else {
     fprintf(stderr, "unknown scenario %s\n", which);
     return 2;
