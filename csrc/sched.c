@@ -410,8 +410,9 @@ static void begin_frame(loom_rt *rt) {
  * batches (decremented as they begin), max_resumes resumes (0: no limit)
  * or once the wall clock reaches `until` (0: no limit; checked between
  * resumes). Returns the number of resumes. */
-static long run_batches(loom_rt *rt, lua_State *S, int *batches,
-                        long max_resumes, double until) {
+static inline __attribute__((always_inline)) long
+run_batches(loom_rt *rt, lua_State *S, int *batches, long max_resumes,
+            double until) {
   long n = 0;
   while (*batches > 0 && rt->ready_head != NULL) {
     loom_task *last = rt->ready_tail, *t;
