@@ -369,6 +369,9 @@ static void rt_shutdown(lua_State *L, loom_rt *rt) {
   uv_loop_close(&rt->own_loop);
   for (i = 0; i < rt->pool_len; i++)
     luaL_unref(L, LUA_REGISTRYINDEX, rt->pool_refs[i]);
+  /* Tasks that outlived the grace stay parked for good: a later cancel
+   * must find their timers out of the (freed) heap. */
+  while (rt->heap_len > 0) loom__heap_remove(rt, rt->heap[0]);
   free(rt->pool);
   free(rt->pool_refs);
   free(rt->heap);

@@ -121,8 +121,8 @@ step NULL state ERRARG
   it("loom_close cancels every host group, waits up to grace for cleanup, "
     .. "and lua_close frees everything", function()
       assert.are.equal("step OK\ncleanup\t1\ttrue\ncleanup\t2\ttrue\n"
-        .. "cleanup\t3\ttrue\nslow cleanup done\nclose OK\nalive\t0\t0\n"
-        .. "bytes after lua_close 0\n", scenario("close"))
+        .. "cleanup\t3\ttrue\nslow cleanup done\nclose OK\nalive\t0\t0\t1\n"
+        .. "stuck\tfalse\nbytes after lua_close 0\n", scenario("close"))
     end)
 
   it("out of memory during loom_step: LOOM_ERRMEM, the state stays usable "

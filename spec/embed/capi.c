@@ -260,9 +260,16 @@ static void scenario_close(void) {
          "end)\n"
          "  print('slow cleanup done')\n"
          "end)\n");
+  run(L, "stuck = loom.host_group('stuck')\n"
+         "shield = loom.cancel_scope{shield = true}\n"
+         "stuck:start_soon(function()\n"
+         "  shield:run(function() loom.sleep(1e6) end)\n"
+         "end)\n");
   CHECK("step", loom_step(L, 0, 0, NULL), LOOM_OK);
-  CHECK("close", loom_close(L, 5), LOOM_OK);
-  run(L, "print('alive', hg:alive(), slow:alive())");
+  CHECK("close", loom_close(L, 0.5), LOOM_OK);
+  run(L, "print('alive', hg:alive(), slow:alive(), stuck:alive())\n"
+         "stuck:cancel(); shield:cancel()\n"
+         "print('stuck', stuck:close())");
   lua_close(L);
   printf("bytes after lua_close %zu\n", c.bytes);
 }
