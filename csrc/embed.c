@@ -415,7 +415,15 @@ static int busy(loom_rt *rt) {
 int loom__rt_gc(lua_State *L) {
   loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
   int status = LUA_OK;
-  if (rt == NULL || rt->magic != LOOM_MAGIC_RT || rt->closed) return 0;
+  if (rt == NULL || rt->magic != LOOM_MAGIC_RT) return 0;
+  if (rt->closed) {
+    /* A deadline set after loom_close (on a scope that outlived it) may
+     * have made a new heap. */
+    free(rt->heap);
+    rt->heap = NULL;
+    rt->heap_len = rt->heap_cap = 0;
+    return 0;
+  }
   if (!busy(rt)) {
     lua_pushcfunction(L, close_protected);
     lua_pushlightuserdata(L, rt);
