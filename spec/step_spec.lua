@@ -347,6 +347,38 @@ describe("loom.step", function()
 end)
 
 describe("loom.step with a manual clock", function()
+  it("allocates nothing per frame with sleeps, channels and locks either",
+    function()
+      local out = fresh.ok([[
+        loom.configure{ clock = "manual" }
+        local hg = loom.host_group("mix")
+        local send, recv = loom.channel(0)
+        local lock = loom.lock()
+        for i = 1, 50 do
+          hg:start_soon(function()
+            while true do loom.sleep(0.01 * (i % 5 + 1)) end
+          end)
+          hg:start_soon(function()
+            while true do send:send(i); loom.next_frame() end
+          end)
+          hg:start_soon(function() while true do recv:receive() end end)
+          hg:start_soon(function()
+            while true do
+              lock:acquire(); loom.checkpoint(); lock:release()
+              loom.next_frame(2)
+            end
+          end)
+        end
+        for _ = 1, 50 do loom.step(); loom.advance(1 / 60) end
+        collectgarbage("collect")
+        collectgarbage("stop")
+        local before = collectgarbage("count")
+        for _ = 1, 300 do loom.step(); loom.advance(1 / 60) end
+        print(collectgarbage("count") - before, hg:alive())
+      ]])
+      assert.are.equal("0.0\t200\n", out)
+    end)
+
   it("rule 4: deadlines fire in deadline order, equal ones in creation "
     .. "order; a sleep never completes in the step that started it",
     function()
