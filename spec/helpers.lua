@@ -8,6 +8,7 @@
 --   H.fails_with(text, fn, ...)  fn raises an error whose text contains text
 --   H.log()                   an event list and a function appending to it
 --   H.message(err)            tostring(err) without a leading "file:line: "
+--   H.first_line(err)         the same, first line only
 --   H.contains(s, sub)        plain substring test that explains a failure
 --   H.here()                  "short_src:line" of the caller
 --   H.busy(seconds)           spin without a checkpoint
@@ -73,6 +74,12 @@ end
 function H.message(err)
   local s = tostring(err)
   return (s:gsub("^[^\n:]+:%d+: ", "", 1))
+end
+
+--- H.first_line(err) -> H.message(err) without the traceback that a string
+--- error leaving loom.run carries.
+function H.first_line(err)
+  return (H.message(err):match("^[^\n]*"))
 end
 
 --- H.contains(s, sub): assert that string s contains sub (plain).

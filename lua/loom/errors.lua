@@ -335,12 +335,16 @@ function M.hooks(core)
       if not is_class(c) then c = M.Error end
       return c(msg, code and { code = code } or nil)
     end,
-    root_error = function(err, tb, deadlock)
+    root_error = function(err, tb, deadlock, manual_clock)
       local tree = h.deadlock_tree
       h.deadlock_tree = nil
       if deadlock and M.is_cancelled(err) then
         local msg = "loom.run: deadlock: every task was blocked and nothing "
           .. "could wake them (they were cancelled)"
+        if manual_clock then
+          msg = msg .. " (the clock is manual: deadlines are reached only "
+            .. "by loom.advance)"
+        end
         if tree then
           msg = msg .. "\nthe tasks when the deadlock was detected:\n" .. tree
         end
