@@ -333,7 +333,7 @@ loom.channel = core.channel
 
 require("loom.embed").install(loom, core, errors)
 
--- Introspection ----------------------------------------------------------------
+-- Introspection ------------------------------------------------------------
 
 local tree_mt = {}
 
