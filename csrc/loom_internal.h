@@ -412,7 +412,8 @@ typedef struct loom_stream {
   char *unlink_path;           /* Unix listener: socket file to remove */
   uint64_t unlink_dev, unlink_ino;
   unsigned char ud_alive, handle_live, closing, closed, has_local,
-    has_remote, listener, readable, writable, restore_block;
+    has_remote, listener, readable, writable, restore_block,
+    no_shutdown;               /* a pipe: send_eof closes the handle */
   /* reading: one receive at a time */
   unsigned char receiving, eof;
   int read_err;                /* sticky error of a failed read */
@@ -477,5 +478,12 @@ int loom__open_pipe(lua_State *L) LOOM_HIDDEN;
 int loom__open_process(lua_State *L) LOOM_HIDDEN;
 int loom__open_signal(lua_State *L) LOOM_HIDDEN;
 extern const loom_stream_class loom__pipe_stream_class LOOM_HIDDEN;
+/* signal.c: a signal given as a name ("SIGTERM") or a number at idx;
+ * raises a bad-argument error naming fname otherwise. */
+int loom__check_signal(lua_State *L, int idx) LOOM_HIDDEN;
+/* "SIGTERM" for 15; NULL for a number without a name. */
+const char *loom__signal_name(int sig) LOOM_HIDDEN;
+/* File streams alive in this process (they hold no libuv handle). */
+extern lua_Integer loom__stream_files LOOM_HIDDEN;
 
 #endif

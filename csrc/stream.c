@@ -35,6 +35,8 @@ struct loom_write_req {
   char data[];
 };
 
+lua_Integer loom__stream_files = 0;
+
 typedef struct stream_box {
   loom_stream *obj;
 } stream_box;
@@ -63,10 +65,13 @@ static void release_fd(loom_stream *o) {
   if (o->fd >= 0) {
     close(o->fd);
     o->fd = -1;
+    loom__stream_files--;
   }
 }
 
-static void start_close(loom_stream *o) {
+/* Close the libuv handle (once). A pipe shared with other processes
+ * (stdio) goes back to blocking mode first. */
+static void close_handle(loom_stream *o) {
   if (o->restore_block && o->handle_live) {
     uv_os_fd_t fd;
     if (uv_fileno(&o->h.handle, &fd) == 0) {
@@ -79,6 +84,10 @@ static void start_close(loom_stream *o) {
     o->closing = 1;
     uv_close(&o->h.handle, close_cb);
   }
+}
+
+static void start_close(loom_stream *o) {
+  close_handle(o);
   release_fd(o);
 }
 
@@ -552,7 +561,11 @@ static int l_stream_send_eof(lua_State *L) {
   int err;
   check_sendable(L, o, "send_eof");
   loom__cancel_point(L, t);
-  if (!o->eof_sent && o->fd < 0) {
+  if (!o->eof_sent && o->no_shutdown) {
+    /* No half-close on a pipe: the reader sees the end once it closes.
+     * Sends wait for their bytes, so no write is pending here. */
+    close_handle(o);
+  } else if (!o->eof_sent && o->fd < 0) {
     req = (uv_shutdown_t *)malloc(sizeof *req);
     if (req == NULL) return luaL_error(L, "loom: out of memory");
     err = uv_shutdown(req, &o->h.stream, shutdown_cb);

@@ -488,7 +488,7 @@ describe("loom TCP streams", function()
   end)
 
   it("a peer reset raises BrokenResourceError ECONNRESET in the reader, "
-    .. "sticky", 
+    .. "sticky",
     function()
       loom.run(function()
         local l, c, s, port = pair()
