@@ -463,6 +463,28 @@ static int l_signal_name(lua_State *L) {
   return 1;
 }
 
+/* core.sigaction(sig[, "ignore"|"default"]) -> the disposition before:
+ * "ignore", "default" or "handler". For tests and hosts that need to see
+ * or set what loom restores; changes nothing without a second argument. */
+static int l_sigaction(lua_State *L) {
+  static const char *const what[] = {"ignore", "default", NULL};
+  int sig = loom__check_signal(L, 1);
+  struct sigaction old, sa;
+  if (lua_isnoneornil(L, 2)) {
+    sigaction(sig, NULL, &old);
+  } else {
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = luaL_checkoption(L, 2, NULL, what) == 0 ? SIG_IGN
+                                                             : SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sig, &sa, &old) != 0)
+      return luaL_argerror(L, 1, "cannot change this signal");
+  }
+  lua_pushstring(L, old.sa_handler == SIG_IGN ? "ignore"
+                 : old.sa_handler == SIG_DFL ? "default" : "handler");
+  return 1;
+}
+
 static const luaL_Reg rx_methods[] = {
   {"receive", l_rx_receive},
   {"close", l_rx_close},
@@ -475,6 +497,7 @@ static const luaL_Reg signal_funcs[] = {
   {"sigint_disarm", l_sigint_disarm},
   {"signal_stats", l_signal_stats},
   {"signal_name", l_signal_name},
+  {"sigaction", l_sigaction},
   {NULL, NULL}
 };
 
