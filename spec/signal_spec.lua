@@ -20,14 +20,14 @@ local function with_child(src, on_ready, cmd)
     local p <close> = loom.open_process(cmd and cmd(path)
       or { "lua5.4", path })
     local b = loom.buffered(p.stdout)
-    local ok, line = pcall(b.receive_until, b, "\n", 100)
-    if not ok then error(tostring(line) .. ": " .. p.stderr:receive()) end
+    local got, line = pcall(b.receive_until, b, "\n", 100)
+    if not got then error(tostring(line) .. ": " .. p.stderr:receive()) end
     assert.equal("ready", line)
     on_ready(p, b)
     local rest = {}
     while true do
-      local ok, c = pcall(b.receive, b)
-      if not ok then break end
+      local more, c = pcall(b.receive, b)
+      if not more then break end
       rest[#rest + 1] = c
     end
     local ok, err = pcall(p.stderr.receive, p.stderr, 65536)

@@ -509,7 +509,7 @@ describe("loom TCP streams", function()
     end)
 
   it("a peer vanishing mid-transfer fails the sender with "
-    .. "BrokenResourceError", 
+    .. "BrokenResourceError",
     function()
       loom.run(function()
         local l, c, s = pair()
