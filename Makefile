@@ -1,5 +1,5 @@
 # Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
-.PHONY: all build demo test valgrind asan lint bench clean
+.PHONY: all build demo test valgrind asan lint bench bench-process clean
 
 all: build
 
@@ -34,6 +34,10 @@ lint:
 
 bench:
 	bash bench/run.sh
+
+# Processes: spawn rate and pipe throughput against asyncio, Trio, Node.js.
+bench-process:
+	bash bench/process/run.sh
 
 clean:
 	rm -rf build build-asan build-rel bench/out

@@ -1,5 +1,7 @@
 /*
- * process.c: child processes on uv_spawn. Owns the loom.Process object
+ * process.c: child processes, started with posix_spawn (glibc's vfork path:
+ * much cheaper than uv_spawn's fork) and reaped on SIGCHLD by a watcher of
+ * our own. Owns the loom.Process object
  * (pid, returncode, wait, signals), the pipes to the child's stdio (made
  * here with pipe2 so that stderr can share stdout's pipe; the parent's ends
  * are stream.c PipeStreams) and the reaping rules: a child still running
@@ -11,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -19,15 +22,18 @@
 #include "loom_internal.h"
 
 #define PROC_MT "loom.Process"
+#define PIPE_BYTES (256 * 1024)   /* capacity asked for the child's pipes */
 
 enum { UV_STDIN = 1, UV_STDOUT, UV_STDERR, UV_ARGS };
 
+typedef struct reaper reaper;
+
 typedef struct proc {
-  uv_process_t h;              /* h.data points back here */
-  loom_rt *rt;
+  reaper *r;
   int pid;
   lua_Integer returncode;      /* valid once exited */
-  unsigned char exited, handle_live, ud_alive, refd;
+  unsigned char exited;
+  loom_list link;              /* in r->running until reaped */
   loom_waitq waiters;          /* tasks in wait() */
 } proc;
 
@@ -35,56 +41,73 @@ typedef struct proc_box {
   proc *p;
 } proc_box;
 
-static lua_Integer live_handles;   /* process handles not yet closed */
+/* One per runtime (a userdata anchored in the registry): the children
+ * still running and the SIGCHLD watcher that reaps them. Children are
+ * started with posix_spawn (vfork-fast) rather than uv_spawn (fork), so
+ * the reaping is ours: on SIGCHLD, waitpid(WNOHANG) each running child.
+ * The watcher is unreferenced except while a task waits for a child. */
+struct reaper {
+  loom_rt *rt;
+  uv_signal_t sig;
+  loom_list running;
+  lua_Integer nprocs;          /* Process objects alive */
+  int nwaiting;                /* tasks in wait(), all children */
+  unsigned char inited, started;
+};
+
+static const char reaper_key = 'p';
 
 /* ---- lifetime ---------------------------------------------------------- */
 
-static void proc_close_cb(uv_handle_t *h) {
-  proc *p = (proc *)h->data;
-  live_handles--;
-  p->handle_live = 0;
-  if (!p->ud_alive) free(p);
+static void set_waiting(reaper *r, int delta) {
+  int was = r->nwaiting > 0;
+  r->nwaiting += delta;
+  if (!r->started) return;
+  if (!was && r->nwaiting > 0) uv_ref((uv_handle_t *)&r->sig);
+  else if (was && r->nwaiting == 0) uv_unref((uv_handle_t *)&r->sig);
 }
 
-static void set_ref(proc *p, int on) {
-  if (p->refd == on || !p->handle_live) return;
-  p->refd = (unsigned char)on;
-  if (on) uv_ref((uv_handle_t *)&p->h);
-  else uv_unref((uv_handle_t *)&p->h);
-}
-
-/* The exit is known: record it, wake every waiter, let the handle go. */
-static void mark_exited(proc *p, lua_Integer code) {
+/* The exit is known: record it, wake every waiter. */
+static void mark_exited(proc *p, int status) {
   loom_task *t;
   p->exited = 1;
-  p->returncode = code;
-  while ((t = loom__waitq_shift(&p->waiters)) != NULL)
+  p->returncode = WIFSIGNALED(status) ? -(lua_Integer)WTERMSIG(status)
+                                      : (lua_Integer)WEXITSTATUS(status);
+  loom__list_remove(&p->link);
+  while ((t = loom__waitq_shift(&p->waiters)) != NULL) {
+    set_waiting(p->r, -1);
     loom__wake(t, LOOM_WAKE_OK);
-  if (p->handle_live && !uv_is_closing((uv_handle_t *)&p->h))
-    uv_close((uv_handle_t *)&p->h, proc_close_cb);
+  }
 }
 
-static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
-  proc *p = (proc *)h->data;
-  mark_exited(p, term_signal != 0 ? -(lua_Integer)term_signal
-                                  : (lua_Integer)status);
+/* SIGCHLD (coalesced: any number of children may have exited). */
+static void sigchld_cb(uv_signal_t *h, int signum) {
+  reaper *r = (reaper *)h->data;
+  loom_list *n = r->running.next;
+  (void)signum;
+  while (n != &r->running) {
+    proc *p = loom__container_of(n, proc, link);
+    int st;
+    pid_t got;
+    n = n->next;   /* mark_exited unlinks p */
+    do got = waitpid(p->pid, &st, WNOHANG);
+    while (got < 0 && errno == EINTR);
+    if (got == p->pid) mark_exited(p, st);
+    else if (got < 0 && errno == ECHILD) mark_exited(p, 0);
+  }
 }
 
 /* SIGKILL the child and reap it now, without the loop (a __close during
- * error unwinding, a cancelled run_process, the end of loom.run). Closing
- * the handle takes it out of libuv's list, so libuv never waits for it. */
+ * error unwinding, a cancelled run_process, the end of loom.run). */
 static void kill_and_reap(proc *p) {
-  int st;
-  pid_t r;
+  int st = 0;
+  pid_t got;
   if (p->exited) return;
   kill(p->pid, SIGKILL);
-  do r = waitpid(p->pid, &st, 0);
-  while (r < 0 && errno == EINTR);
-  if (r == p->pid)
-    mark_exited(p, WIFSIGNALED(st) ? -(lua_Integer)WTERMSIG(st)
-                                   : (lua_Integer)WEXITSTATUS(st));
-  else
-    mark_exited(p, -SIGKILL);
+  do got = waitpid(p->pid, &st, 0);
+  while (got < 0 && errno == EINTR);
+  if (got != p->pid) st = SIGKILL;   /* reaped elsewhere: say killed */
+  mark_exited(p, st);
 }
 
 static proc *check_proc(lua_State *L, int idx) {
@@ -99,13 +122,33 @@ static int l_proc_gc(lua_State *L) {
   proc *p = box->p;
   if (p == NULL) return 0;
   box->p = NULL;
-  p->ud_alive = 0;
-  if (p->rt->closed) {     /* the loop is gone; the child was reaped */
-    free(p);
-    return 0;
-  }
   kill_and_reap(p);
-  if (!p->handle_live) free(p);
+  p->r->nprocs--;
+  free(p);
+  return 0;
+}
+
+static reaper *get_reaper(lua_State *L) {
+  reaper *r;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &reaper_key);
+  r = (reaper *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+/* Start watching SIGCHLD before the first child exists. */
+static int start_reaper(reaper *r) {
+  int err;
+  if (r->started) return 0;
+  if (!r->inited) {
+    uv_signal_init(&r->rt->loop, &r->sig);
+    r->sig.data = r;
+    r->inited = 1;
+  }
+  err = uv_signal_start(&r->sig, sigchld_cb, SIGCHLD);
+  if (err != 0) return err;
+  r->started = 1;
+  if (r->nwaiting == 0) uv_unref((uv_handle_t *)&r->sig);
   return 0;
 }
 
@@ -159,6 +202,79 @@ static int push_pipe(lua_State *L, loom_rt *rt, int fd, int readable) {
   return err;
 }
 
+/* The program to execute: file itself when it names a path, else the
+ * first executable file/dir in PATH (the child's PATH when env gives one,
+ * as Python does; else ours; else /bin:/usr/bin). Returns 0 and the path
+ * in buf, or an errno (EACCES when only non-executable files matched). */
+static int find_program(const char *file, char **env, char *buf, size_t n) {
+  const char *path = NULL, *p;
+  int seen = 0;
+  size_t flen = strlen(file);
+  if (strchr(file, '/') != NULL) {
+    if (flen + 1 > n) return ENAMETOOLONG;
+    memcpy(buf, file, flen + 1);
+    return 0;
+  }
+  if (env != NULL) {
+    char **e;
+    for (e = env; *e != NULL; e++)
+      if (strncmp(*e, "PATH=", 5) == 0) path = *e + 5;
+  } else {
+    path = getenv("PATH");
+  }
+  if (path == NULL) path = "/bin:/usr/bin";
+  for (p = path;; p++) {
+    const char *end = strchr(p, ':');
+    size_t dlen = end ? (size_t)(end - p) : strlen(p);
+    if (dlen == 0) dlen = 1, p = ".";   /* an empty entry means "." */
+    if (dlen + flen + 2 <= n) {
+      memcpy(buf, p, dlen);
+      buf[dlen] = '/';
+      memcpy(buf + dlen + 1, file, flen + 1);
+      if (access(buf, X_OK) == 0) return 0;
+      if (access(buf, F_OK) == 0) seen = 1;
+    }
+    if (end == NULL) break;
+    p = end;
+  }
+  return seen ? EACCES : ENOENT;
+}
+
+/* Start the child: its stdio from src[] (-1: inherit fd i unchanged; for
+ * stderr, -2: a copy of the child's stdout), every other fd closed, cwd,
+ * a new session when asked, SIGPIPE and SIGXFSZ back to default (loom
+ * ignores SIGPIPE; Python resets the same ones). Returns an errno. */
+static int spawn_child(pid_t *pid, const char *prog, char **argv,
+                       char **env, const char *cwd, int detached,
+                       const int src[3]) {
+  extern char **environ;
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  sigset_t none, def;
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  int i, err;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  for (i = 0; i < 3; i++) {
+    if (src[i] >= 0) posix_spawn_file_actions_adddup2(&fa, src[i], i);
+    else if (src[i] == -2) posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  }
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  if (cwd != NULL) posix_spawn_file_actions_addchdir_np(&fa, cwd);
+  sigemptyset(&none);
+  sigemptyset(&def);
+  sigaddset(&def, SIGPIPE);
+  sigaddset(&def, SIGXFSZ);
+  if (detached) flags |= POSIX_SPAWN_SETSID;
+  posix_spawnattr_setflags(&attr, flags);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  err = posix_spawn(pid, prog, &fa, &attr, argv, env ? env : environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  return err;
+}
+
 /* core.spawn(file, argv, env|false, cwd|false, new_session, stdin, stdout,
  * stderr, args, fname) -> Process. argv and env are arrays of strings
  * (env "NAME=value"; false: inherit). Modes: "pipe", "inherit", "null",
@@ -166,15 +282,15 @@ static int push_pipe(lua_State *L, loom_rt *rt, int fd, int readable) {
  * function in errors. The user-facing checks are process.lua's. */
 static int l_spawn(lua_State *L) {
   loom_rt *rt = loom__rt(L);
+  reaper *r = get_reaper(L);
   const char *file = luaL_checkstring(L, 1);
   const char *cwd = lua_toboolean(L, 4) ? luaL_checkstring(L, 4) : NULL;
   int detached = lua_toboolean(L, 5);
   int modes[3], child[3] = {-1, -1, -1}, parent[3] = {-1, -1, -1};
-  int nullfd = -1, err = 0, i;
+  int src[3], nullfd = -1, err = 0, i;
   const char *fname = luaL_optstring(L, 10, "open_process");
-  uv_process_options_t opt;
-  uv_stdio_container_t stdio[3];
-  char **argv, **env = NULL;
+  char **argv, **env = NULL, prog[4096];
+  pid_t pid = -1;
   proc_box *box;
   proc *p;
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -187,58 +303,46 @@ static int l_spawn(lua_State *L) {
   luaL_setmetatable(L, PROC_MT);
   p = (proc *)calloc(1, sizeof *p);
   if (p == NULL) return luaL_error(L, "loom: out of memory");
-  p->rt = rt;
-  p->ud_alive = 1;
+  p->r = r;
+  p->exited = 1;   /* until the child exists */
+  loom__list_init(&p->link);
   loom__waitq_init(&p->waiters);
   box->p = p;
+  r->nprocs++;
   lua_pushvalue(L, 9);
   lua_setiuservalue(L, 11, UV_ARGS);
   argv = string_array(L, 2, "argument");
-  if (lua_istable(L, 3)) {
-    env = (char **)string_array(L, 3, "environment entry");
+  if (lua_istable(L, 3)) env = string_array(L, 3, "environment entry");
+  err = start_reaper(r);
+  if (err == 0) {
+    int e = find_program(file, env, prog, sizeof prog);
+    if (e != 0) err = uv_translate_sys_error(e);
   }
-  /* Pipes and /dev/null first; the child's ends are closed after spawn. */
+  /* Pipes and /dev/null; the child's ends are closed after the spawn. */
   for (i = 0; i < 3 && err == 0; i++) {
     int fds[2];
+    src[i] = -1;
     if (modes[i] == MODE_PIPE) {
       if (pipe2(fds, O_CLOEXEC) != 0) {
         err = uv_translate_sys_error(errno);
         break;
       }
+      /* Bigger pipes: fewer wake-ups per megabyte (best effort). */
+      fcntl(fds[0], F_SETPIPE_SZ, PIPE_BYTES);
       child[i] = i == 0 ? fds[0] : fds[1];
       parent[i] = i == 0 ? fds[1] : fds[0];
-    } else if (modes[i] == MODE_NULL && nullfd < 0) {
-      nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+      src[i] = child[i];
+    } else if (modes[i] == MODE_NULL) {
+      if (nullfd < 0) nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
       if (nullfd < 0) err = uv_translate_sys_error(errno);
-    }
-  }
-  for (i = 0; i < 3; i++) {
-    stdio[i].flags = UV_INHERIT_FD;
-    switch (modes[i]) {
-    case MODE_PIPE: stdio[i].data.fd = child[i]; break;
-    case MODE_NULL: stdio[i].data.fd = nullfd; break;
-    case MODE_STDOUT: stdio[i].data.fd = stdio[1].data.fd; break;
-    default: stdio[i].data.fd = i; break;
+      src[i] = nullfd;
+    } else if (modes[i] == MODE_STDOUT) {
+      src[i] = -2;
     }
   }
   if (err == 0) {
-    memset(&opt, 0, sizeof opt);
-    opt.exit_cb = exit_cb;
-    opt.file = file;
-    opt.args = argv;
-    opt.env = env;
-    opt.cwd = cwd;
-    opt.flags = detached ? UV_PROCESS_DETACHED : 0;
-    opt.stdio_count = 3;
-    opt.stdio = stdio;
-    err = uv_spawn(&rt->loop, &p->h, &opt);
-    p->h.data = p;
-    p->handle_live = 1;
-    live_handles++;
-    if (err != 0) {
-      uv_close((uv_handle_t *)&p->h, proc_close_cb);
-      p->exited = 1;
-    }
+    int e = spawn_child(&pid, prog, argv, env, cwd, detached, src);
+    if (e != 0) err = uv_translate_sys_error(e);
   }
   free(argv);
   free(env);
@@ -254,8 +358,9 @@ static int l_spawn(lua_State *L) {
     return loom__raise_error(L, "OSError", lua_tostring(L, -1),
                              uv_err_name(err));
   }
-  p->pid = p->h.pid;
-  uv_unref((uv_handle_t *)&p->h);   /* only waiters keep the loop alive */
+  p->pid = (int)pid;
+  p->exited = 0;
+  loom__list_push(&r->running, &p->link);
   for (i = 0; i < 3; i++) {
     if (parent[i] < 0) continue;
     err = push_pipe(L, rt, parent[i], i != 0);
@@ -278,7 +383,7 @@ static int l_spawn(lua_State *L) {
 static void wait_abort(loom_task *t) {
   proc *p = (proc *)t->wait_data;
   loom__waitq_remove(t);
-  if (p->waiters.n == 0) set_ref(p, 0);
+  set_waiting(p->r, -1);
 }
 
 static int k_wait(lua_State *L, int status, lua_KContext ctx) {
@@ -297,7 +402,7 @@ static int l_proc_wait(lua_State *L) {
   loom_task *t = loom__check_blocking(L, "Process:wait", 1);
   loom__cancel_point(L, t);
   if (p->exited) return loom__schedule_point(L, t, (lua_KContext)p, k_wait);
-  set_ref(p, 1);
+  set_waiting(p->r, 1);
   loom__park(t, wait_abort, "Process:wait", p);
   loom__waitq_push(&p->waiters, t);
   return loom__suspend(L, (lua_KContext)p, k_wait);
@@ -374,69 +479,45 @@ static int l_proc_tostring(lua_State *L) {
 
 /* ---- runtime-wide reaping ------------------------------------------------ */
 
-typedef struct reap_list {
-  proc **v;
-  size_t n, cap;
-} reap_list;
-
-static void collect_cb(uv_handle_t *h, void *arg) {
-  reap_list *l = (reap_list *)arg;
-  proc *p;
-  if (h->type != UV_PROCESS || h->data == NULL || uv_is_closing(h)) return;
-  p = (proc *)h->data;
-  if (&p->h != (uv_process_t *)h || p->exited) return;
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 16;
-    proc **v = (proc **)realloc(l->v, cap * sizeof *v);
-    if (v == NULL) return;
-    l->v = v;
-    l->cap = cap;
+/* Kill and reap every child of the runtime still running; returns how
+ * many. */
+static size_t reap_all(reaper *r) {
+  size_t n = 0;
+  while (!loom__list_empty(&r->running)) {
+    kill_and_reap(loom__container_of(r->running.next, proc, link));
+    n++;
   }
-  l->v[l->n++] = p;
-}
-
-/* Kill and reap every child of rt still running; returns how many. */
-static size_t reap_all(loom_rt *rt) {
-  reap_list l = {NULL, 0, 0};
-  size_t i, n;
-  uv_walk(&rt->loop, collect_cb, &l);
-  for (i = 0; i < l.n; i++) kill_and_reap(l.v[i]);
-  n = l.n;
-  free(l.v);
   return n;
 }
 
 /* core.process_reap_all() -> n: loom.run's last step. */
 static int l_process_reap_all(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)reap_all(loom__rt(L)));
+  lua_pushinteger(L, (lua_Integer)reap_all(get_reaper(L)));
   return 1;
 }
 
-static const char reaper_key = 'p';
-
 /* The reaper's __gc runs before the runtime's (it was made later), while
- * the loop still works: children left by a closing state are reaped. */
+ * the loop still works: children left by a closing state are reaped and
+ * the watcher is closed (the memory outlives every finaliser). */
 static int l_reaper_gc(lua_State *L) {
-  loom_rt *rt = *(loom_rt **)lua_touserdata(L, 1);
-  if (!rt->closed) reap_all(rt);
+  reaper *r = (reaper *)lua_touserdata(L, 1);
+  reap_all(r);
+  if (r->inited && !r->rt->closed &&
+      !uv_is_closing((uv_handle_t *)&r->sig))
+    uv_close((uv_handle_t *)&r->sig, NULL);
   return 0;
 }
 
-/* core.process_stats() -> {handles, running}: process handles not yet
- * closed, children not yet reaped. */
-static void count_cb(uv_handle_t *h, void *arg) {
-  lua_Integer *running = (lua_Integer *)arg;
-  if (h->type == UV_PROCESS && h->data != NULL &&
-      !((proc *)h->data)->exited)
-    (*running)++;
-}
-
+/* core.process_stats() -> {processes, running}: Process objects alive,
+ * children not yet reaped. */
 static int l_process_stats(lua_State *L) {
+  reaper *r = get_reaper(L);
   lua_Integer running = 0;
-  uv_walk(&loom__rt(L)->loop, count_cb, &running);
+  loom_list *n;
+  for (n = r->running.next; n != &r->running; n = n->next) running++;
   lua_createtable(L, 0, 2);
-  lua_pushinteger(L, live_handles);
-  lua_setfield(L, -2, "handles");
+  lua_pushinteger(L, r->nprocs);
+  lua_setfield(L, -2, "processes");
   lua_pushinteger(L, running);
   lua_setfield(L, -2, "running");
   return 1;
@@ -478,8 +559,10 @@ int loom__open_process(lua_State *L) {
   /* the reaper: one per runtime, anchored in the registry */
   lua_rawgetp(L, LUA_REGISTRYINDEX, &reaper_key);
   if (lua_isnil(L, -1)) {
-    loom_rt **r = (loom_rt **)lua_newuserdatauv(L, sizeof *r, 0);
-    *r = (loom_rt *)lua_touserdata(L, 1);
+    reaper *r = (reaper *)lua_newuserdatauv(L, sizeof *r, 0);
+    memset(r, 0, sizeof *r);
+    r->rt = (loom_rt *)lua_touserdata(L, 1);
+    loom__list_init(&r->running);
     lua_newtable(L);
     lua_pushcfunction(L, l_reaper_gc);
     lua_setfield(L, -2, "__gc");
