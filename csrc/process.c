@@ -232,7 +232,7 @@ static int find_program(const char *file, char **env, char *buf, size_t n) {
       buf[dlen] = '/';
       memcpy(buf + dlen + 1, file, flen + 1);
       if (access(buf, X_OK) == 0) return 0;
-      if (access(buf, F_OK) == 0) seen = 1;
+      if (errno == EACCES) seen = 1;
     }
     if (end == NULL) break;
     p = end;
