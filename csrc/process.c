@@ -206,13 +206,19 @@ static int push_pipe(lua_State *L, loom_rt *rt, int fd, int readable) {
  * first executable file/dir in PATH (the child's PATH when env gives one,
  * as Python does; else ours; else /bin:/usr/bin). Returns 0 and the path
  * in buf, or an errno (EACCES when only non-executable files matched). */
-static int find_program(const char *file, char **env, char *buf, size_t n) {
+static int find_program(const char *file, char **env, const char *cwd,
+                        char *buf, size_t n) {
   const char *path = NULL, *p;
   int seen = 0;
   size_t flen = strlen(file);
   if (strchr(file, '/') != NULL) {
     if (flen + 1 > n) return ENAMETOOLONG;
     memcpy(buf, file, flen + 1);
+    /* Checked here too, so that the error does not depend on posix_spawn
+     * reporting a failed exec (it cannot under valgrind). A relative path
+     * is relative to cwd, which the child has not entered yet. */
+    if ((cwd == NULL || file[0] == '/') && access(file, X_OK) != 0)
+      return errno;
     return 0;
   }
   if (env != NULL) {
@@ -314,8 +320,10 @@ static int l_spawn(lua_State *L) {
   argv = string_array(L, 2, "argument");
   if (lua_istable(L, 3)) env = string_array(L, 3, "environment entry");
   err = start_reaper(r);
+  if (err == 0 && cwd != NULL && access(cwd, X_OK) != 0)
+    err = uv_translate_sys_error(errno);   /* a cwd the child cannot enter */
   if (err == 0) {
-    int e = find_program(file, env, prog, sizeof prog);
+    int e = find_program(file, env, cwd, prog, sizeof prog);
     if (e != 0) err = uv_translate_sys_error(e);
   }
   /* Pipes and /dev/null; the child's ends are closed after the spawn. */
