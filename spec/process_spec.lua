@@ -396,6 +396,49 @@ describe("loom.open_process", function()
     assert_clean()
   end)
 
+  it("a send blocked on a full pipe is cancellable", function()
+    loom.run(function()
+      local p <close> = loom.open_process({ "sleep", "30" })
+      local sent = 0
+      local scope = loom.move_on_after(0.1, function()
+        while true do
+          p.stdin:send(("x"):rep(65536))
+          sent = sent + 1
+        end
+      end)
+      assert.is_true(scope.cancelled_caught)
+      assert.is_true(sent >= 1)
+      -- part of the last send may be in the pipe: the sending side is broken
+      local e = err_of(p.stdin.send, p.stdin, "y")
+      assert.is_true(loom.is(e, loom.BrokenResourceError))
+      p:kill()
+    end)
+    assert_clean()
+  end)
+
+  it("every call is a checkpoint in a cancelled scope", function()
+    loom.run(function()
+      local p <close> = loom.open_process({ "cat" })
+      local calls = {
+        function() loom.run_process({ "true" }) end,
+        function() p:wait() end,
+        function() p.stdin:send("x") end,
+        function() p.stdout:receive() end,
+      }
+      for i, f in ipairs(calls) do
+        local s = loom.cancel_scope()
+        s:cancel()
+        s:run(function()
+          local ok, e = pcall(f)
+          assert(not ok and loom.is_cancelled(e), "call " .. i)
+        end)
+      end
+      p.stdin:send_eof()
+      assert.equal(0, p:wait())
+    end)
+    assert_clean()
+  end)
+
   it("waiting on a child is never taken for a deadlock", function()
     loom.run(function()
       local p = loom.open_process({ "sleep", "0.2" }, { stdout = "null",
