@@ -133,6 +133,8 @@ describe("loom.run_process", function()
       assert.is_nil(r.stderr)
       r = loom.run_process("cat", { stdin = "null" })
       assert.equal("", r.stdout)
+      r = loom.run_process("cat", { stdin = "pipe" })   -- closed at once
+      assert.equal("", r.stdout)
     end)
   end)
 
@@ -248,6 +250,9 @@ describe("loom.run_process", function()
     end)
     assert.equal("loom.run_process: must be called from inside a loom task "
       .. "(start one with loom.run)", H.message(err_of(loom.run_process,
+        "true")))
+    assert.equal("loom.open_process: must be called from inside a loom task "
+      .. "(start one with loom.run)", H.message(err_of(loom.open_process,
         "true")))
   end)
 end)

@@ -209,6 +209,8 @@ function M.install(loom, core)
   --- are pipes unless opts says otherwise.
   function loom.open_process(cmd, opts)
     opts = check_opts(opts, open_opts, "open_process")
+    -- inside a run, so that no child outlives it
+    core.check_in_task("open_process")
     return start(cmd, opts, "open_process", "pipe", "pipe")
   end
 
@@ -245,7 +247,8 @@ function M.install(loom, core)
     local out, err = {}, {}
     local input = opts.input
     local ok, e = pcall(loom.task_group, function(tg)
-      if input ~= nil then tg:start_soon(feed, p.stdin, input) end
+      if input ~= nil then tg:start_soon(feed, p.stdin, input)
+      elseif p.stdin then p.stdin:close() end   -- stdin = "pipe": at its end
       if p.stdout then tg:start_soon(drain, p.stdout, out) end
       if p.stderr then tg:start_soon(drain, p.stderr, err) end
       p:wait()
