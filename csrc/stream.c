@@ -335,7 +335,6 @@ static int k_receive(lua_State *L, int status, lua_KContext ctx) {
   loom__check_wake(L, t);
   if (t->wake == LOOM_WAKE_CLOSED)
     return raise_closed(L, "receive: the stream was closed by another task");
-  if (o->closed) return raise_closed(L, "receive: the stream is closed");
   if (o->rlen > 0) {
     size_t n = o->rlen < o->want ? o->rlen : o->want;
     lua_pushlstring(L, o->rbuf + o->roff, n);
