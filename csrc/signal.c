@@ -336,6 +336,21 @@ static int cancel_root(lua_State *L) {
   return 0;
 }
 
+/* SIGINT's default action from now on: a second Ctrl-C ends the process
+ * at once, even while Lua code runs without reaching the loop (a shell then
+ * reports status 130). loom.run's end restores the saved disposition. */
+static void sigint_default(void) {
+  struct sigaction sa;
+  sigset_t set;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
 static void sigint_cb(uv_signal_t *h, int sig) {
   sigint_state *st = (sigint_state *)h->data;
   loom_rt *rt = st->rt;
@@ -343,21 +358,13 @@ static void sigint_cb(uv_signal_t *h, int sig) {
   (void)sig;
   if (receivers[SIGINT] > 0) return;   /* a receiver handles SIGINT */
   if (st->interrupted) {
-    /* Second Ctrl-C while the run unwinds: end the process at once, the
-     * way SIGINT does by default (a shell then reports status 130). */
-    struct sigaction sa;
-    sigset_t set;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    /* Both arrived before this callback ran. */
+    sigint_default();
     raise(SIGINT);
     return;
   }
   st->interrupted = 1;
+  sigint_default();
   if (!rt->running || rt->root == NULL || S == NULL) return;
   if (!lua_checkstack(S, 4)) return;
   lua_pushcfunction(S, cancel_root);

@@ -106,6 +106,30 @@ print(require("loom.core").sigaction("SIGINT"))
       assert.equal(0, r.rc)
     end)
 
+  it("a second SIGINT ends the process even while Lua code runs",
+    function()
+      local r = run_child([[
+loom.run(function()
+  local c <close> = setmetatable({}, { __close = function()
+    print("busy cleanup")
+    io.stdout:flush()
+    local t = os.clock()
+    while os.clock() - t < 20 do end   -- no checkpoint, no loop
+  end })
+  print("ready")
+  io.stdout:flush()
+  loom.sleep(3600)
+end)
+]], function(p)
+        p:send_signal("SIGINT")
+        loom.sleep(0.2)
+        p:send_signal("SIGINT")
+      end)
+      assert.equal("busy cleanup\n", r.out)
+      assert.equal(-2, r.rc)
+      assert.is_true(r.elapsed < 1)
+    end)
+
   it("a second SIGINT during the cleanup ends the process at once",
     function()
       local r = run_child([[
