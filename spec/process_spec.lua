@@ -41,12 +41,14 @@ end
 local function fd_list()
   collectgarbage()
   collectgarbage()
-  local p = io.popen("ls -l /proc/" .. ME .. "/fd")
+  -- the shell's stdout is the pipe popen reads: leave it out
+  local p = io.popen("ls -l /proc/" .. ME .. "/fd | grep -vF "
+    .. "\"$(readlink /proc/$$/fd/1)\"")
   local out = {}
   for l in p:lines() do out[#out + 1] = l:match("%d+ %-> .*") end
   p:close()
   table.sort(out)
-  return table.concat(out, "\n"):gsub("\n%d+ %-> pipe:%[%d+%]$", "", 1)
+  return table.concat(out, "\n")
 end
 
 local function settle() loom.sleep(0.005) end
