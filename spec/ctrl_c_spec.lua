@@ -1,6 +1,7 @@
 -- Ctrl-C during loom.run (signal.c, process.lua): SIGINT goes to a child
 -- lua5.4 running a loom program.
 local loom = require("loom")
+local core = require("loom.core")
 
 local function script(src)
   local path = os.tmpname() .. ".lua"
@@ -71,6 +72,17 @@ end)
 ]]
 
 describe("Ctrl-C during loom.run", function()
+  -- Nothing of this area left alive after each test.
+  after_each(function()
+    loom.run(function()
+      loom.sleep(0.005)
+      assert.equal(0, core.process_stats().running)
+      local st = core.pipe_stats()
+      assert.same({ 0, 0, 0, 0 }, { st.streams, st.listeners, st.closing,
+        st.files })
+    end)
+  end)
+
   it("cancels 10,000 parked tasks, runs their <close>, raises "
     .. "Interrupted", function()
       local r = run_child(PARKED, function(p) p:send_signal("SIGINT") end)

@@ -65,6 +65,17 @@ local function assert_clean()
 end
 
 describe("loom.run_process", function()
+  -- Nothing of this area left alive after each test.
+  after_each(function()
+    loom.run(function()
+      loom.sleep(0.005)
+      assert.equal(0, core.process_stats().running)
+      local st = core.pipe_stats()
+      assert.same({ 0, 0, 0, 0 }, { st.streams, st.listeners, st.closing,
+        st.files })
+    end)
+  end)
+
   it("captures stdout and stderr of an argv command", function()
     loom.run(function()
       local r = loom.run_process({ "sh", "-c", "echo out; echo err >&2" })

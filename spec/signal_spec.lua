@@ -42,6 +42,17 @@ local function flush_print(...)
 end
 
 describe("loom.open_signal_receiver", function()
+  -- Nothing of this area left alive after each test.
+  after_each(function()
+    loom.run(function()
+      loom.sleep(0.005)
+      assert.equal(0, core.process_stats().running)
+      local st = core.pipe_stats()
+      assert.same({ 0, 0, 0, 0 }, { st.streams, st.listeners, st.closing,
+        st.files })
+    end)
+  end)
+
   it("receives signals by name, in order, and iterates", function()
     local r = with_child([[
 loom.run(function()

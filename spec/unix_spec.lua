@@ -28,6 +28,17 @@ local function assert_no_leaks()
 end
 
 describe("loom unix sockets", function()
+  -- Nothing of this area left alive after each test.
+  after_each(function()
+    loom.run(function()
+      loom.sleep(0.005)
+      assert.equal(0, core.process_stats().running)
+      local st = core.pipe_stats()
+      assert.same({ 0, 0, 0, 0 }, { st.streams, st.listeners, st.closing,
+        st.files })
+    end)
+  end)
+
   it("connect, accept, echo both ways, addresses and the socket file",
     function()
       loom.run(function()

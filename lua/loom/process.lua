@@ -246,13 +246,18 @@ function M.install(loom, core)
     local p = start(cmd, opts, "run_process", "inherit", "pipe")
     local out, err = {}, {}
     local input = opts.input
-    local ok, e = pcall(loom.task_group, function(tg)
-      if input ~= nil then tg:start_soon(feed, p.stdin, input)
-      elseif p.stdin then p.stdin:close() end   -- stdin = "pipe": at its end
-      if p.stdout then tg:start_soon(drain, p.stdout, out) end
-      if p.stderr then tg:start_soon(drain, p.stderr, err) end
-      p:wait()
-    end)
+    if p.stdin and input == nil then p.stdin:close() end  -- EOF at once
+    local ok, e
+    if input == nil and not p.stdout and not p.stderr then
+      ok, e = pcall(p.wait, p)   -- nothing to feed or drain
+    else
+      ok, e = pcall(loom.task_group, function(tg)
+        if input ~= nil then tg:start_soon(feed, p.stdin, input) end
+        if p.stdout then tg:start_soon(drain, p.stdout, out) end
+        if p.stderr then tg:start_soon(drain, p.stderr, err) end
+        p:wait()
+      end)
+    end
     if not ok then
       -- Cancelled or failed: the child does not outlive the call.
       close_streams(p)
