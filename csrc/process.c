@@ -1,12 +1,12 @@
 /*
- * process.c: child processes, started with posix_spawn (glibc's vfork path:
- * much cheaper than uv_spawn's fork) and reaped on SIGCHLD by a watcher of
- * our own. Owns the loom.Process object
- * (pid, returncode, wait, signals), the pipes to the child's stdio (made
- * here with pipe2 so that stderr can share stdout's pipe; the parent's ends
- * are stream.c PipeStreams) and the reaping rules: a child still running
- * when loom.run ends or the state closes is killed (SIGKILL) and reaped, so
- * no child outlives its runtime and no zombie is left.
+ * process.c: child processes. Owns the loom.Process object (pid,
+ * returncode, wait, signals), starting children with posix_spawn (glibc's
+ * vfork path: much cheaper than uv_spawn's fork), the pipes to their stdio
+ * (made here with pipe2 so that stderr can share stdout's pipe; the
+ * parent's ends are stream.c PipeStreams) and reaping: a SIGCHLD watcher of
+ * our own waits for each child; one still running when loom.run ends or the
+ * state closes is killed (SIGKILL) and reaped, so no child outlives its
+ * runtime and no zombie is left.
  */
 #define _GNU_SOURCE
 
@@ -24,7 +24,8 @@
 #define PROC_MT "loom.Process"
 #define PIPE_BYTES (256 * 1024)   /* capacity asked for the child's pipes */
 
-enum { UV_STDIN = 1, UV_STDOUT, UV_STDERR, UV_ARGS };
+/* user values of a Process userdata */
+enum { SLOT_STDIN = 1, SLOT_STDOUT, SLOT_STDERR, SLOT_ARGS };
 
 typedef struct reaper reaper;
 
@@ -316,7 +317,7 @@ static int l_spawn(lua_State *L) {
   box->p = p;
   r->nprocs++;
   lua_pushvalue(L, 9);
-  lua_setiuservalue(L, 11, UV_ARGS);
+  lua_setiuservalue(L, 11, SLOT_ARGS);
   argv = string_array(L, 2, "argument");
   if (lua_istable(L, 3)) env = string_array(L, 3, "environment entry");
   err = start_reaper(r);
@@ -380,7 +381,7 @@ static int l_spawn(lua_State *L) {
       return loom__raise_error(L, "OSError", lua_tostring(L, -1),
                                uv_err_name(err));
     }
-    lua_setiuservalue(L, 11, UV_STDIN + i);
+    lua_setiuservalue(L, 11, SLOT_STDIN + i);
   }
   lua_settop(L, 11);
   return 1;
@@ -446,29 +447,29 @@ static int l_proc_kill_reap(lua_State *L) {
   return 0;
 }
 
+/* p.pid, p.returncode (nil while running), p.stdin/stdout/stderr, p.args;
+ * methods first (upvalue 2). */
 static int l_proc_index(lua_State *L) {
+  static const char *const fields[] = {"pid", "returncode", "stdin",
+                                       "stdout", "stderr", "args", NULL};
   proc *p = check_proc(L, 1);
-  const char *k = lua_tostring(L, 2);
-  if (lua_type(L, 2) == LUA_TSTRING) {
-    if (lua_getfield(L, lua_upvalueindex(2), k) != LUA_TNIL) return 1;
-    lua_pop(L, 1);
-    if (strcmp(k, "pid") == 0) {
-      lua_pushinteger(L, p->pid);
-      return 1;
-    }
-    if (strcmp(k, "returncode") == 0) {
-      if (p->exited) lua_pushinteger(L, p->returncode);
-      else lua_pushnil(L);
-      return 1;
-    }
-    if (strcmp(k, "stdin") == 0) return lua_getiuservalue(L, 1, UV_STDIN), 1;
-    if (strcmp(k, "stdout") == 0)
-      return lua_getiuservalue(L, 1, UV_STDOUT), 1;
-    if (strcmp(k, "stderr") == 0)
-      return lua_getiuservalue(L, 1, UV_STDERR), 1;
-    if (strcmp(k, "args") == 0) return lua_getiuservalue(L, 1, UV_ARGS), 1;
+  int i;
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  if (lua_getfield(L, lua_upvalueindex(2), lua_tostring(L, 2)) != LUA_TNIL)
+    return 1;
+  for (i = 0; fields[i] != NULL; i++)
+    if (strcmp(fields[i], lua_tostring(L, 2)) == 0) break;
+  switch (i) {
+  case 0: lua_pushinteger(L, p->pid); return 1;
+  case 1:
+    if (p->exited) lua_pushinteger(L, p->returncode);
+    else lua_pushnil(L);
+    return 1;
+  case 2: case 3: case 4: case 5:
+    lua_getiuservalue(L, 1, SLOT_STDIN + (i - 2));
+    return 1;
+  default: return 0;
   }
-  return 0;
 }
 
 static int l_proc_tostring(lua_State *L) {

@@ -222,7 +222,9 @@ describe("loom.run_process", function()
 
   it("rejects bad input with clear errors", function()
     loom.run(function()
-      local function msg(...) return H.message(err_of(loom.run_process, ...)) end
+      local function msg(...)
+        return H.message(err_of(loom.run_process, ...))
+      end
       assert.equal("bad argument #1 to 'run_process' (string or table "
         .. "expected, got nil)", msg())
       assert.equal("bad argument #1 to 'run_process' (string or table "

@@ -11,7 +11,7 @@ local loom = {}
 ---@field stdin? loom.StdioMode default "inherit"
 ---@field stdout? loom.StdioMode default "pipe" (captured)
 ---@field stderr? loom.StdioMode|"stdout" default "pipe"; "stdout" merges
----@field check? boolean raise CalledProcessError on a non-zero status (default true)
+---@field check? boolean raise CalledProcessError if not 0 (default true)
 ---@field cwd? string
 ---@field env? table<string, string> replaces the environment
 ---@field start_new_session? boolean

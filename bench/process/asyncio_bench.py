@@ -1,4 +1,6 @@
-"""Process workloads for asyncio. Usage: python3 asyncio_bench.py spawn N C | cat MB"""
+"""Process workloads for asyncio.
+
+Usage: python3 asyncio_bench.py spawn N C | cat MB"""
 import asyncio, sys, time
 
 async def spawn(n, c):

@@ -29,7 +29,8 @@ for _ in $(seq "$REPEAT"); do
     } | tee -a "$LOG"
   done
 done
-/usr/bin/python3 - "$LOG" "$ROOT/bench/results/process.md" "$REPEAT" "$N" "$C" "$MB" <<'PY'
+/usr/bin/python3 - "$LOG" "$ROOT/bench/results/process.md" \
+  "$REPEAT" "$N" "$C" "$MB" <<'PY'
 import statistics, sys, os
 log, dest, rep, n, c, mb = sys.argv[1:]
 rates = {}

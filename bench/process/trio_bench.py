@@ -1,4 +1,6 @@
-"""Process workloads for Trio. Usage: python3 trio_bench.py spawn N C | cat MB"""
+"""Process workloads for Trio.
+
+Usage: python3 trio_bench.py spawn N C | cat MB"""
 import subprocess, sys, time
 import trio
 

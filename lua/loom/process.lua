@@ -285,7 +285,7 @@ function M.install(loom, core)
     return result
   end
 
-  -- Unix sockets ---------------------------------------------------------------
+  -- Unix sockets ------------------------------------------------------------
 
   local connect_unix = core.unix_connect
   local create_unix_listener = core.unix_listen
@@ -345,7 +345,7 @@ function M.install(loom, core)
   end
   core.unix_listener_methods.serve = require("loom.net").serve
 
-  -- Stdio ------------------------------------------------------------------------
+  -- Stdio -------------------------------------------------------------------
 
   local stdio = core.stdio
   --- loom.stdin(), loom.stdout(), loom.stderr() -> PipeStream on a
@@ -354,7 +354,7 @@ function M.install(loom, core)
   function loom.stdout() return (stdio(1)) end
   function loom.stderr() return (stdio(2)) end
 
-  -- Signals ----------------------------------------------------------------------
+  -- Signals -----------------------------------------------------------------
 
   local open_signal_receiver = core.signal_receiver
   --- loom.open_signal_receiver(sig, ...) -> SignalReceiver.
