@@ -198,17 +198,19 @@ static int l_signal_receiver(lua_State *L) {
   rx->ud_alive = 1;
   box->rx = rx;
   for (i = 0; i < n; i++) {
-    int sig = loom__check_signal(L, i + 1);
-    uv_signal_init(&rt->loop, &rx->h[i]);
-    rx->h[i].data = rx;
+    int sig = loom__check_signal(L, i + 1), j, k = rx->n;
+    for (j = 0; j < rx->n && rx->sigs[j] != sig; j++) {}
+    if (j < rx->n) continue;   /* listed twice: received once */
+    uv_signal_init(&rt->loop, &rx->h[k]);
+    rx->h[k].data = rx;
     rx->live++;
     live_handles++;
     rx->n++;
-    rx->sigs[i] = sig;
-    err = watch_start(&rx->h[i], rx_signal_cb, sig);
+    rx->sigs[k] = sig;
+    err = watch_start(&rx->h[k], rx_signal_cb, sig);
     if (err != 0) {
       rx->n--;
-      uv_close((uv_handle_t *)&rx->h[i], rx_close_cb);
+      uv_close((uv_handle_t *)&rx->h[k], rx_close_cb);
       rx_close(rx);
       lua_pushfstring(L, "open_signal_receiver: %s (%s)", uv_strerror(err),
                       loom__signal_name(sig));
@@ -216,7 +218,7 @@ static int l_signal_receiver(lua_State *L) {
                                uv_err_name(err));
     }
     receivers[sig]++;
-    uv_unref((uv_handle_t *)&rx->h[i]);
+    uv_unref((uv_handle_t *)&rx->h[k]);
   }
   return 1;
 }

@@ -56,7 +56,8 @@ describe("loom.open_signal_receiver", function()
   it("receives signals by name, in order, and iterates", function()
     local r = with_child([[
 loom.run(function()
-  local rx <close> = loom.open_signal_receiver("SIGUSR1", "SIGUSR2", 1)
+  local rx <close> = loom.open_signal_receiver("SIGUSR1", "SIGUSR2", 1,
+    "SIGUSR1")   -- listed twice, received once
   ]] .. flush_print('"ready"') .. [[
   local n = 0
   for sig in rx do
