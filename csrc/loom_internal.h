@@ -409,6 +409,7 @@ typedef struct loom_stream {
   struct sockaddr_storage local, remote;   /* cached addresses */
   unsigned local_len, remote_len;
   int fd;                      /* a file stream's descriptor, else -1 */
+  lua_Integer *files;          /* a file stream's live counter (pipe.c) */
   char *unlink_path;           /* Unix listener: socket file to remove */
   uint64_t unlink_dev, unlink_ino;
   unsigned char ud_alive, handle_live, closing, closed, has_local,
@@ -483,7 +484,5 @@ extern const loom_stream_class loom__pipe_stream_class LOOM_HIDDEN;
 int loom__check_signal(lua_State *L, int idx) LOOM_HIDDEN;
 /* "SIGTERM" for 15; NULL for a number without a name. */
 const char *loom__signal_name(int sig) LOOM_HIDDEN;
-/* File streams alive in this process (they hold no libuv handle). */
-extern lua_Integer loom__stream_files LOOM_HIDDEN;
 
 #endif

@@ -192,6 +192,24 @@ static int l_unix_listen(lua_State *L) {
 
 /* ---- stdio ----------------------------------------------------------- */
 
+static const char files_key = 'f';
+
+/* The runtime's count of live file streams: a userdata anchored in the
+ * registry, so that it outlives every stream (a state frees its objects
+ * only after running every finaliser). */
+static lua_Integer *file_counter(lua_State *L) {
+  lua_Integer *n;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &files_key);
+  n = (lua_Integer *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (n == NULL) {
+    n = (lua_Integer *)lua_newuserdatauv(L, sizeof *n, 0);
+    *n = 0;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &files_key);
+  }
+  return n;
+}
+
 /* core.stdio(fd) -> PipeStream over a duplicate of fd 0, 1 or 2: a
  * terminal (uv_tty), a pipe or socket (uv_pipe, put back in blocking mode
  * when closed), or anything else (a regular file, /dev/null: read and
@@ -202,6 +220,7 @@ static int l_stdio(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1), dupfd, err = 0;
   const char *name = fd == 0 ? "stdin" : fd == 1 ? "stdout" : "stderr";
   loom_stream *o;
+  lua_Integer *files = file_counter(L);
   if (fd < 0 || fd > 2) luaL_argerror(L, 1, "fd must be 0, 1 or 2");
   dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (dupfd < 0) {
@@ -232,7 +251,8 @@ static int l_stdio(lua_State *L) {
     break;
   default:
     o->fd = dupfd;
-    loom__stream_files++;
+    o->files = files;
+    (*files)++;
     break;
   }
   if (err != 0) {
@@ -259,7 +279,7 @@ static int l_pipe_stats(lua_State *L) {
   memset(&c, 0, sizeof c);
   loom__stream_count(rt, classes, &c);
   loom__stream_push_counts(L, &c);
-  lua_pushinteger(L, loom__stream_files);
+  lua_pushinteger(L, *file_counter(L));
   lua_setfield(L, -2, "files");
   return 1;
 }

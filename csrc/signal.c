@@ -72,29 +72,76 @@ static void push_signal(lua_State *L, int sig) {
 
 /* Per signal: loom watchers alive in this process (receivers and the
  * Ctrl-C handler), the disposition before the first, and how many of the
- * watchers are user receivers (Ctrl-C defers to them). */
+ * watchers are user receivers (Ctrl-C defers to them). Dispositions belong
+ * to the process, not to a Lua state, so this is the one process-wide
+ * table of loom; a mutex guards it (runtimes may live in several threads).
+ */
 static int watchers[MAX_SIG], receivers[MAX_SIG];
 static struct sigaction saved[MAX_SIG];
+static uv_mutex_t table_lock;
+static uv_once_t table_once = UV_ONCE_INIT;
 
-static int watch_start(uv_signal_t *h, uv_signal_cb cb, int sig) {
+static void init_lock(void) {
+  if (uv_mutex_init(&table_lock) != 0) abort();
+}
+
+static void lock_table(void) {
+  uv_once(&table_once, init_lock);
+  uv_mutex_lock(&table_lock);
+}
+
+static void unlock_table(void) { uv_mutex_unlock(&table_lock); }
+
+static int watch_start(uv_signal_t *h, uv_signal_cb cb, int sig,
+                       int receiver) {
   int err;
+  lock_table();
   if (watchers[sig] == 0) sigaction(sig, NULL, &saved[sig]);
   err = uv_signal_start(h, cb, sig);
-  if (err == 0) watchers[sig]++;
+  if (err == 0) {
+    watchers[sig]++;
+    if (receiver) receivers[sig]++;
+  }
+  unlock_table();
   return err;
 }
 
-/* After uv_signal_stop or uv_close of a started watcher. libuv keeps its
- * own SIGCHLD handler for child processes: that one is left in place. */
-static void watch_stopped(int sig) {
+/* After uv_signal_stop or uv_close of a started watcher. loom's child
+ * reaper watches SIGCHLD through libuv too: that handler is left alone. */
+static void watch_stopped(int sig, int receiver) {
+  lock_table();
+  if (receiver) receivers[sig]--;
   if (--watchers[sig] == 0 && sig != SIGCHLD)
     sigaction(sig, &saved[sig], NULL);
+  unlock_table();
+}
+
+static int has_receivers(int sig) {
+  int n;
+  lock_table();
+  n = receivers[sig];
+  unlock_table();
+  return n > 0;
 }
 
 /* ---- receivers --------------------------------------------------------- */
 
+typedef struct signal_state signal_state;
+
+/* One per runtime, created on the first loom.run or receiver, anchored in
+ * the registry: the Ctrl-C watcher (closed when the state closes) and the
+ * receivers' counters for signal_stats. */
+struct signal_state {
+  uv_signal_t h;
+  loom_rt *rt;
+  lua_Integer rx_handles, rx_watchers;
+  unsigned char inited, armed, interrupted;
+};
+
 typedef struct sig_rx {
   loom_rt *rt;
+  lua_Integer *handles;        /* the runtime's count of live rx handles */
+  lua_Integer *nwatch;         /* the runtime's count of rx watchers */
   int n, live;                 /* watchers; handles not yet closed */
   unsigned char ud_alive, closed, refd;
   int queue[RX_QUEUE];         /* signals received, oldest first */
@@ -114,11 +161,9 @@ static void rx_free(sig_rx *rx) {
   free(rx);
 }
 
-static lua_Integer live_handles;   /* receivers' handles not yet closed */
-
 static void rx_close_cb(uv_handle_t *h) {
   sig_rx *rx = (sig_rx *)h->data;
-  live_handles--;
+  (*rx->handles)--;
   if (--rx->live == 0 && !rx->ud_alive) rx_free(rx);
 }
 
@@ -144,8 +189,8 @@ static void rx_close(sig_rx *rx) {
   }
   for (i = 0; i < rx->n; i++) {
     uv_close((uv_handle_t *)&rx->h[i], rx_close_cb);
-    receivers[rx->sigs[i]]--;
-    watch_stopped(rx->sigs[i]);
+    watch_stopped(rx->sigs[i], 1);
+    (*rx->nwatch)--;
   }
 }
 
@@ -169,10 +214,13 @@ static sig_rx *check_rx(lua_State *L, int idx) {
   return box->rx;
 }
 
+static signal_state *get_state(lua_State *L, loom_rt *rt);
+
 /* core.signal_receiver(sig, ...) -> SignalReceiver watching each signal. */
 static int l_signal_receiver(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   int n = lua_gettop(L), i, err;
+  signal_state *st;
   rx_box *box;
   sig_rx *rx;
   if (n == 0) return luaL_argerror(L, 1, "at least one signal expected");
@@ -182,6 +230,7 @@ static int l_signal_receiver(lua_State *L) {
       luaL_argerror(L, i, lua_pushfstring(L, "%s cannot be caught",
                                           loom__signal_name(sig)));
   }
+  st = get_state(L, rt);
   box = (rx_box *)lua_newuserdatauv(L, sizeof *box, 0);
   box->rx = NULL;
   luaL_setmetatable(L, RX_MT);
@@ -195,6 +244,8 @@ static int l_signal_receiver(lua_State *L) {
     return luaL_error(L, "loom: out of memory");
   }
   rx->rt = rt;
+  rx->handles = &st->rx_handles;
+  rx->nwatch = &st->rx_watchers;
   rx->ud_alive = 1;
   box->rx = rx;
   for (i = 0; i < n; i++) {
@@ -204,10 +255,10 @@ static int l_signal_receiver(lua_State *L) {
     uv_signal_init(&rt->loop, &rx->h[k]);
     rx->h[k].data = rx;
     rx->live++;
-    live_handles++;
+    (*rx->handles)++;
     rx->n++;
     rx->sigs[k] = sig;
-    err = watch_start(&rx->h[k], rx_signal_cb, sig);
+    err = watch_start(&rx->h[k], rx_signal_cb, sig, 1);
     if (err != 0) {
       rx->n--;
       uv_close((uv_handle_t *)&rx->h[k], rx_close_cb);
@@ -217,8 +268,8 @@ static int l_signal_receiver(lua_State *L) {
       return loom__raise_error(L, "OSError", lua_tostring(L, -1),
                                uv_err_name(err));
     }
-    receivers[sig]++;
     uv_unref((uv_handle_t *)&rx->h[k]);
+    (*rx->nwatch)++;
   }
   return 1;
 }
@@ -318,13 +369,6 @@ static int l_rx_tostring(lua_State *L) {
 
 /* ---- Ctrl-C ------------------------------------------------------------ */
 
-/* One per runtime, created on the first loom.run, anchored in the
- * registry; its handle is closed when the state closes. */
-typedef struct sigint_state {
-  uv_signal_t h;
-  loom_rt *rt;
-  unsigned char inited, armed, interrupted;
-} sigint_state;
 
 static const char sigint_key = 'i';
 
@@ -354,11 +398,11 @@ static void sigint_default(void) {
 }
 
 static void sigint_cb(uv_signal_t *h, int sig) {
-  sigint_state *st = (sigint_state *)h->data;
+  signal_state *st = (signal_state *)h->data;
   loom_rt *rt = st->rt;
   lua_State *S = rt->S;
   (void)sig;
-  if (receivers[SIGINT] > 0) return;   /* a receiver handles SIGINT */
+  if (has_receivers(SIGINT)) return;   /* a receiver handles SIGINT */
   if (st->interrupted) {
     /* Both arrived before this callback ran. */
     sigint_default();
@@ -374,16 +418,16 @@ static void sigint_cb(uv_signal_t *h, int sig) {
   if (lua_pcall(S, 1, 0, 0) != LUA_OK) lua_pop(S, 1);
 }
 
-static sigint_state *get_sigint(lua_State *L, loom_rt *rt) {
-  sigint_state *st;
+static signal_state *get_state(lua_State *L, loom_rt *rt) {
+  signal_state *st;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &sigint_key);
-  st = (sigint_state *)lua_touserdata(L, -1);
+  st = (signal_state *)lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (st != NULL) return st;
-  st = (sigint_state *)lua_newuserdatauv(L, sizeof *st, 0);
+  st = (signal_state *)lua_newuserdatauv(L, sizeof *st, 0);
   memset(st, 0, sizeof *st);
   st->rt = rt;
-  luaL_setmetatable(L, "loom.SigintState");
+  luaL_setmetatable(L, "loom.SignalState");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &sigint_key);
   return st;
 }
@@ -392,14 +436,14 @@ static sigint_state *get_sigint(lua_State *L, loom_rt *rt) {
  * not when SIGINT is ignored (a background job), nor inside a run. */
 static int l_sigint_arm(lua_State *L) {
   loom_rt *rt = loom__rt(L);
-  sigint_state *st;
+  signal_state *st;
   struct sigaction cur;
   if (rt->running || sigaction(SIGINT, NULL, &cur) != 0 ||
       cur.sa_handler == SIG_IGN) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  st = get_sigint(L, rt);
+  st = get_state(L, rt);
   if (st->armed) {
     lua_pushboolean(L, 0);
     return 1;
@@ -410,7 +454,7 @@ static int l_sigint_arm(lua_State *L) {
     st->inited = 1;
   }
   st->interrupted = 0;
-  if (watch_start(&st->h, sigint_cb, SIGINT) != 0) {
+  if (watch_start(&st->h, sigint_cb, SIGINT, 0) != 0) {
     lua_pushboolean(L, 0);
     return 1;
   }
@@ -424,10 +468,10 @@ static int l_sigint_arm(lua_State *L) {
  * previous disposition of SIGINT is back in place afterwards. */
 static int l_sigint_disarm(lua_State *L) {
   loom_rt *rt = loom__rt(L);
-  sigint_state *st = get_sigint(L, rt);
+  signal_state *st = get_state(L, rt);
   if (st->armed) {
     uv_signal_stop(&st->h);
-    watch_stopped(SIGINT);
+    watch_stopped(SIGINT, 0);
     st->armed = 0;
   }
   lua_pushboolean(L, st->interrupted);
@@ -436,10 +480,10 @@ static int l_sigint_disarm(lua_State *L) {
 }
 
 static int l_sigint_gc(lua_State *L) {
-  sigint_state *st = (sigint_state *)lua_touserdata(L, 1);
+  signal_state *st = (signal_state *)lua_touserdata(L, 1);
   if (st->armed) {
     uv_signal_stop(&st->h);
-    watch_stopped(SIGINT);
+    watch_stopped(SIGINT, 0);
     st->armed = 0;
   }
   /* Closed here or by the runtime's finaliser; the memory outlives both
@@ -449,17 +493,15 @@ static int l_sigint_gc(lua_State *L) {
   return 0;
 }
 
-/* core.signal_stats() -> {receivers, handles}: receivers' watchers alive
- * in this process, and their libuv handles not yet closed (closing ones
- * included). */
+/* core.signal_stats() -> {receivers, handles}: this runtime's watchers of
+ * open receivers (one per signal of each), and their libuv handles not yet
+ * closed (closing ones included). */
 static int l_signal_stats(lua_State *L) {
-  lua_Integer w = 0;
-  int i;
-  for (i = 0; i < MAX_SIG; i++) w += receivers[i];
+  signal_state *st = get_state(L, loom__rt(L));
   lua_createtable(L, 0, 2);
-  lua_pushinteger(L, w);
+  lua_pushinteger(L, st->rx_watchers);
   lua_setfield(L, -2, "receivers");
-  lua_pushinteger(L, live_handles);
+  lua_pushinteger(L, st->rx_handles);
   lua_setfield(L, -2, "handles");
   return 1;
 }
@@ -527,7 +569,7 @@ int loom__open_signal(lua_State *L) {
   lua_pushcfunction(L, l_rx_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  luaL_newmetatable(L, "loom.SigintState");
+  luaL_newmetatable(L, "loom.SignalState");
   lua_pushcfunction(L, l_sigint_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);

@@ -35,8 +35,6 @@ struct loom_write_req {
   char data[];
 };
 
-lua_Integer loom__stream_files = 0;
-
 typedef struct stream_box {
   loom_stream *obj;
 } stream_box;
@@ -65,7 +63,7 @@ static void release_fd(loom_stream *o) {
   if (o->fd >= 0) {
     close(o->fd);
     o->fd = -1;
-    loom__stream_files--;
+    if (o->files != NULL) (*o->files)--;
   }
 }
 
