@@ -148,6 +148,26 @@ describe("loom unix sockets", function()
     loom.run(assert_no_leaks)
   end)
 
+  it("send_eof half-closes: the peer reads the end and still answers",
+    function()
+      loom.run(function()
+        local path = tmp_path()
+        local l <close> = loom.create_unix_listener{ path = path }
+        local c <close> = loom.connect_unix(path)
+        local s <close> = l:accept()
+        c:send("question")
+        c:send_eof()
+        assert.equal("question", s:receive())
+        assert.is_true(loom.is(select(2, pcall(s.receive, s)),
+          loom.EndOfStream))
+        s:send("answer")
+        assert.equal("answer", c:receive())
+        assert.is_true(loom.is(select(2, pcall(c.send, c, "x")),
+          loom.ClosedResourceError))
+      end)
+      loom.run(assert_no_leaks)
+    end)
+
   it("connect errors and bad input", function()
     loom.run(function()
       local path = tmp_path()
