@@ -118,6 +118,9 @@ release-check: build
 docs-check: build
 	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
 	  lua5.4 tools/docs_check.lua
+# Processes: spawn rate and pipe throughput against asyncio, Trio, Node.js.
+bench-process:
+	bash bench/process/run.sh
 
 clean:
 	rm -rf build build-asan build-rel bench/out dist
