@@ -296,6 +296,11 @@ struct loom_rt {
   /* Live counts for core.stats() (the specs' leak check). */
   size_t parked;         /* tasks in LOOM_TASK_PARKED */
   size_t queued;         /* tasks linked in a loom_waitq */
+  /* Signal watchers kept for the runtime's whole life (process.c's child
+   * reaper, signal.c's Ctrl-C handler): inside the struct, so that
+   * core.stats() counts them as the runtime's own, like timer. */
+  uv_signal_t sigchld;
+  uv_signal_t sigint;
 };
 
 #define LOOM_RT_MT "loom.Runtime"

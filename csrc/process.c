@@ -43,15 +43,15 @@ typedef struct proc_box {
 } proc_box;
 
 /* One per runtime (a userdata anchored in the registry): the children
- * still running and the SIGCHLD watcher that reaps them. Children are
- * started with posix_spawn (vfork-fast) rather than uv_spawn (fork), so
+ * still running and the SIGCHLD watcher that reaps them (a handle of the
+ * runtime's whole life, so it lives in struct loom_rt, like its timer).
+ * Children are started with posix_spawn (vfork-fast) rather than uv_spawn (fork), so
  * the reaping is ours: on SIGCHLD, waitpid(WNOHANG) each running child.
  * The watcher is unreferenced except while a task waits for a child. */
 struct reaper {
   loom_rt *rt;
-  uv_signal_t sig;
+  uv_signal_t *sig;             /* &rt->sigchld */
   loom_list running;
-  lua_Integer nprocs;          /* Process objects alive */
   int nwaiting;                /* tasks in wait(), all children */
   unsigned char inited, started;
 };
@@ -64,8 +64,8 @@ static void set_waiting(reaper *r, int delta) {
   int was = r->nwaiting > 0;
   r->nwaiting += delta;
   if (!r->started) return;
-  if (!was && r->nwaiting > 0) uv_ref((uv_handle_t *)&r->sig);
-  else if (was && r->nwaiting == 0) uv_unref((uv_handle_t *)&r->sig);
+  if (!was && r->nwaiting > 0) uv_ref((uv_handle_t *)r->sig);
+  else if (was && r->nwaiting == 0) uv_unref((uv_handle_t *)r->sig);
 }
 
 /* The exit is known: record it, wake every waiter. */
@@ -124,7 +124,6 @@ static int l_proc_gc(lua_State *L) {
   if (p == NULL) return 0;
   box->p = NULL;
   kill_and_reap(p);
-  p->r->nprocs--;
   free(p);
   return 0;
 }
@@ -142,14 +141,14 @@ static int start_reaper(reaper *r) {
   int err;
   if (r->started) return 0;
   if (!r->inited) {
-    uv_signal_init(&r->rt->loop, &r->sig);
-    r->sig.data = r;
+    uv_signal_init(&r->rt->loop, r->sig);
+    r->sig->data = r;
     r->inited = 1;
   }
-  err = uv_signal_start(&r->sig, sigchld_cb, SIGCHLD);
+  err = uv_signal_start(r->sig, sigchld_cb, SIGCHLD);
   if (err != 0) return err;
   r->started = 1;
-  if (r->nwaiting == 0) uv_unref((uv_handle_t *)&r->sig);
+  if (r->nwaiting == 0) uv_unref((uv_handle_t *)r->sig);
   return 0;
 }
 
@@ -315,7 +314,6 @@ static int l_spawn(lua_State *L) {
   loom__list_init(&p->link);
   loom__waitq_init(&p->waiters);
   box->p = p;
-  r->nprocs++;
   lua_pushvalue(L, 9);
   lua_setiuservalue(L, 11, SLOT_ARGS);
   argv = string_array(L, 2, "argument");
@@ -512,21 +510,21 @@ static int l_reaper_gc(lua_State *L) {
   reaper *r = (reaper *)lua_touserdata(L, 1);
   reap_all(r);
   if (r->inited && !r->rt->closed &&
-      !uv_is_closing((uv_handle_t *)&r->sig))
-    uv_close((uv_handle_t *)&r->sig, NULL);
+      !uv_is_closing((uv_handle_t *)r->sig))
+    uv_close((uv_handle_t *)r->sig, NULL);
   return 0;
 }
 
-/* core.process_stats() -> {processes, running}: Process objects alive,
- * children not yet reaped. */
+/* core.process_stats() -> {running}: children started and not yet reaped
+ * (live OS resources only: a Process object whose child is reaped holds
+ * nothing but memory, freed by the collector; its pipes are counted by
+ * pipe_stats). */
 static int l_process_stats(lua_State *L) {
   reaper *r = get_reaper(L);
   lua_Integer running = 0;
   loom_list *n;
   for (n = r->running.next; n != &r->running; n = n->next) running++;
-  lua_createtable(L, 0, 2);
-  lua_pushinteger(L, r->nprocs);
-  lua_setfield(L, -2, "processes");
+  lua_createtable(L, 0, 1);
   lua_pushinteger(L, running);
   lua_setfield(L, -2, "running");
   return 1;
@@ -571,6 +569,7 @@ int loom__open_process(lua_State *L) {
     reaper *r = (reaper *)lua_newuserdatauv(L, sizeof *r, 0);
     memset(r, 0, sizeof *r);
     r->rt = (loom_rt *)lua_touserdata(L, 1);
+    r->sig = &r->rt->sigchld;
     loom__list_init(&r->running);
     lua_newtable(L);
     lua_pushcfunction(L, l_reaper_gc);

@@ -129,10 +129,12 @@ static int has_receivers(int sig) {
 typedef struct signal_state signal_state;
 
 /* One per runtime, created on the first loom.run or receiver, anchored in
- * the registry: the Ctrl-C watcher (closed when the state closes) and the
- * receivers' counters for signal_stats. */
+ * the registry: the Ctrl-C watcher (started for each loom.run, closed when
+ * the state closes: a handle of the runtime's whole life, so it lives in
+ * struct loom_rt, like its timer) and the receivers' counters for
+ * signal_stats. */
 struct signal_state {
-  uv_signal_t h;
+  uv_signal_t *h;              /* &rt->sigint */
   loom_rt *rt;
   lua_Integer rx_handles, rx_watchers;
   unsigned char inited, armed, interrupted;
@@ -427,6 +429,7 @@ static signal_state *get_state(lua_State *L, loom_rt *rt) {
   st = (signal_state *)lua_newuserdatauv(L, sizeof *st, 0);
   memset(st, 0, sizeof *st);
   st->rt = rt;
+  st->h = &rt->sigint;
   luaL_setmetatable(L, "loom.SignalState");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &sigint_key);
   return st;
@@ -449,16 +452,16 @@ static int l_sigint_arm(lua_State *L) {
     return 1;
   }
   if (!st->inited) {
-    uv_signal_init(&rt->loop, &st->h);
-    st->h.data = st;
+    uv_signal_init(&rt->loop, st->h);
+    st->h->data = st;
     st->inited = 1;
   }
   st->interrupted = 0;
-  if (watch_start(&st->h, sigint_cb, SIGINT, 0) != 0) {
+  if (watch_start(st->h, sigint_cb, SIGINT, 0) != 0) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  uv_unref((uv_handle_t *)&st->h);   /* never keeps the loop alive */
+  uv_unref((uv_handle_t *)st->h);   /* never keeps the loop alive */
   st->armed = 1;
   lua_pushboolean(L, 1);
   return 1;
@@ -470,7 +473,7 @@ static int l_sigint_disarm(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   signal_state *st = get_state(L, rt);
   if (st->armed) {
-    uv_signal_stop(&st->h);
+    uv_signal_stop(st->h);
     watch_stopped(SIGINT, 0);
     st->armed = 0;
   }
@@ -482,14 +485,15 @@ static int l_sigint_disarm(lua_State *L) {
 static int l_sigint_gc(lua_State *L) {
   signal_state *st = (signal_state *)lua_touserdata(L, 1);
   if (st->armed) {
-    uv_signal_stop(&st->h);
+    uv_signal_stop(st->h);
     watch_stopped(SIGINT, 0);
     st->armed = 0;
   }
   /* Closed here or by the runtime's finaliser; the memory outlives both
    * (a state frees its objects only after running every finaliser). */
-  if (st->inited && !st->rt->closed && !uv_is_closing((uv_handle_t *)&st->h))
-    uv_close((uv_handle_t *)&st->h, NULL);
+  if (st->inited && !st->rt->closed &&
+      !uv_is_closing((uv_handle_t *)st->h))
+    uv_close((uv_handle_t *)st->h, NULL);
   return 0;
 }
 
