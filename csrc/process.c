@@ -503,6 +503,30 @@ static int l_process_reap_all(lua_State *L) {
   return 1;
 }
 
+/* loom.run(fn, ...): checks fn, then calls the Lua implementation
+ * (upvalue 1, process.lua's run with Ctrl-C and reaping) with every
+ * argument. In C so that a missing fn is told from a nil one ("got no
+ * value"), which a Lua function with a named fn parameter cannot do. */
+static int l_run_entry(lua_State *L) {
+  int t = lua_type(L, 1);
+  if (t != LUA_TFUNCTION && luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
+    return luaL_error(L, "bad argument #1 to 'run' (function expected, "
+                      "got %s)", luaL_typename(L, 1));
+  lua_settop(L, lua_gettop(L) - (t != LUA_TFUNCTION));  /* the __call */
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* core.run_entry(impl) -> loom.run: impl behind l_run_entry's check. */
+static int l_run_entry_new(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, l_run_entry, 1);
+  return 1;
+}
+
 /* The reaper's __gc runs before the runtime's (it was made later), while
  * the loop still works: children left by a closing state are reaped and
  * the watcher is closed (the memory outlives every finaliser). */
@@ -543,6 +567,7 @@ static const luaL_Reg process_funcs[] = {
   {"process_kill_reap", l_proc_kill_reap},
   {"process_reap_all", l_process_reap_all},
   {"process_stats", l_process_stats},
+  {"run_entry", l_run_entry_new},
   {NULL, NULL}
 };
 

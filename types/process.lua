@@ -6,29 +6,20 @@ local loom = {}
 
 ---@alias loom.StdioMode "pipe"|"inherit"|"null"
 
----@class loom.RunProcessOpts
----@field input? string written to stdin, which is then closed
----@field stdin? loom.StdioMode default "inherit"
----@field stdout? loom.StdioMode default "pipe" (captured)
----@field stderr? loom.StdioMode|"stdout" default "pipe"; "stdout" merges
----@field check? boolean raise CalledProcessError if not 0 (default true)
----@field cwd? string
----@field env? table<string, string> replaces the environment
----@field start_new_session? boolean
+---Options of loom.run_process: input is written to stdin, which is then
+---closed; stdin defaults to "inherit", stdout and stderr to "pipe"
+---(captured; stderr "stdout" merges it into stdout); check (default true)
+---raises CalledProcessError for a non-zero exit; env replaces the
+---environment.
+---@alias loom.RunProcessOpts { input: string?, stdin: loom.StdioMode?, stdout: loom.StdioMode?, stderr: (loom.StdioMode|"stdout")?, check: boolean?, cwd: string?, env: table<string, string>?, start_new_session: boolean? }
 
----@class loom.OpenProcessOpts
----@field stdin? loom.StdioMode default "pipe"
----@field stdout? loom.StdioMode default "pipe"
----@field stderr? loom.StdioMode|"stdout" default "pipe"
----@field cwd? string
----@field env? table<string, string>
----@field start_new_session? boolean
+---Options of loom.open_process: stdin, stdout and stderr default to "pipe".
+---@alias loom.OpenProcessOpts { stdin: loom.StdioMode?, stdout: loom.StdioMode?, stderr: (loom.StdioMode|"stdout")?, cwd: string?, env: table<string, string>?, start_new_session: boolean? }
 
----@class loom.CompletedProcess
----@field args string|string[] cmd as given
----@field returncode integer exit status, or -signum
----@field stdout string|nil
----@field stderr string|nil
+---What loom.run_process returns: args is cmd as given, returncode the
+---exit status or -signum, stdout/stderr the captured output (nil when not
+---piped).
+---@alias loom.CompletedProcess { args: string|string[], returncode: integer, stdout: string?, stderr: string? }
 
 ---@class loom.PipeStream
 local PipeStream = {}

@@ -38,12 +38,6 @@ local function tname(v)
   return type(v)
 end
 
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
-
 -- Commands and options ----------------------------------------------------
 
 local modes = { pipe = true, inherit = true, null = true }
@@ -382,20 +376,17 @@ function M.install(loom, core)
 
   --- loom.run(fn, ...): the core's run, plus Ctrl-C (cancel everything,
   --- then raise loom.Interrupted) and no child left running afterwards.
-  function loom.run(...)
-    local fn = ...
-    if not callable(fn) then
-      argerror(1, "run", "function expected, got "
-        .. (select("#", ...) == 0 and "no value" or tname(fn)))
-    end
+  --- fn is checked by core.run_entry (C: it tells "no value" from nil).
+  local function run_impl(fn, ...)
     local armed = arm()
-    local r = pack(pcall(run, ...))
+    local r = pack(pcall(run, fn, ...))
     local interrupted = armed and disarm()
     if not core.stats().running then reap_all() end
     if interrupted then error(interrupted_error(r[1], r[2]), 2) end
     if not r[1] then error(r[2], 0) end
     return unpack(r, 2, r.n)
   end
+  loom.run = core.run_entry(run_impl)
 end
 
 return M
