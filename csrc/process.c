@@ -445,11 +445,15 @@ static int l_proc_kill_reap(lua_State *L) {
   return 0;
 }
 
-/* p.pid, p.returncode (nil while running), p.stdin/stdout/stderr, p.args;
- * methods first (upvalue 2). */
+/* p.pid, p.returncode (nil while running), p.stdin/stdout/stderr (nil
+ * when not piped), p.args; methods first (upvalue 2). Any other key
+ * raises the misspelt-member error. */
+static const char *const proc_fields[] = {"pid", "returncode", "stdin",
+                                          "stdout", "stderr", "args",
+                                          NULL};
+
 static int l_proc_index(lua_State *L) {
-  static const char *const fields[] = {"pid", "returncode", "stdin",
-                                       "stdout", "stderr", "args", NULL};
+  const char *const *fields = proc_fields;
   proc *p = check_proc(L, 1);
   int i;
   if (lua_type(L, 2) != LUA_TSTRING) return 0;
@@ -466,7 +470,7 @@ static int l_proc_index(lua_State *L) {
   case 2: case 3: case 4: case 5:
     lua_getiuservalue(L, 1, SLOT_STDIN + (i - 2));
     return 1;
-  default: return 0;
+  default: return loom__no_member(L);   /* "did you mean" */
   }
 }
 
@@ -573,6 +577,7 @@ static const luaL_Reg process_funcs[] = {
 
 /* Stack: rt(1) module(top). */
 int loom__open_process(lua_State *L) {
+  int i;
   luaL_newmetatable(L, PROC_MT);
   lua_newtable(L);
   loom__setfuncs(L, 1, proc_methods);
@@ -586,6 +591,13 @@ int loom__open_process(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, l_proc_tostring);
   lua_setfield(L, -2, "__tostring");
+  /* the computed fields, for diagnostics' suggestions */
+  lua_createtable(L, 6, 0);
+  for (i = 0; proc_fields[i] != NULL; i++) {
+    lua_pushstring(L, proc_fields[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "__fields");
   lua_setfield(L, -2, "process_meta");
   loom__setfuncs(L, 1, process_funcs);
   /* the reaper: one per runtime, anchored in the registry */
