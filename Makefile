@@ -131,5 +131,9 @@ bench-embed: build
 	  bench/out/step_c "./lua/?.lua;./lua/?/init.lua"; } \
 	  | tee bench/results/embedding.md
 
+# Processes: spawn rate and pipe throughput against asyncio, Trio, Node.js.
+bench-process:
+	bash bench/process/run.sh
+
 clean:
 	rm -rf build build-asan build-rel bench/out dist

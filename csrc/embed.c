@@ -293,6 +293,12 @@ static void close_own(loom_rt *rt, uv_handle_t *h) {
  * callbacks (NOWAIT passes: a borrowed loop is never run otherwise). */
 static void close_rt_handles(loom_rt *rt) {
   close_own(rt, (uv_handle_t *)&rt->timer);
+  /* The child reaper and the Ctrl-C watcher, once process.c or signal.c
+   * started them. */
+  if (rt->sigchld.type == UV_SIGNAL)
+    close_own(rt, (uv_handle_t *)&rt->sigchld);
+  if (rt->sigint.type == UV_SIGNAL)
+    close_own(rt, (uv_handle_t *)&rt->sigint);
   if (rt->borrowed) {
     close_own(rt, (uv_handle_t *)&rt->prepare);
     close_own(rt, (uv_handle_t *)&rt->check);

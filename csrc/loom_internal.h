@@ -338,6 +338,12 @@ struct loom_rt {
   int closing_handles;   /* loom's handles whose close callback is due */
   double closed_time;    /* loom.now() when the runtime was closed */
   void *remote;          /* owned by remote.c */
+
+  /* Signal watchers kept for the runtime's whole life (process.c's child
+   * reaper, signal.c's Ctrl-C handler): inside the struct, so that
+   * core.stats() counts them as the runtime's own, like timer. */
+  uv_signal_t sigchld;
+  uv_signal_t sigint;
 };
 
 #define LOOM_RT_MT "loom.Runtime"
@@ -501,5 +507,121 @@ int loom__open_future(lua_State *L) LOOM_HIDDEN;
 void loom__remote_drain(loom_rt *rt, lua_State *L) LOOM_HIDDEN;
 int loom__remote_open_count(loom_rt *rt) LOOM_HIDDEN;
 void loom__remote_close(loom_rt *rt, lua_State *L) LOOM_HIDDEN;
+
+/* ---- stream.c: byte streams over any uv_stream_t ------------------------ *
+ * TCP (tcp.c), Unix sockets and pipes (pipe.c), child pipes (process.c) and
+ * stdio share one implementation of receive/send/send_eof/close and of
+ * listeners. A regular file (stdio redirected to a file) has no libuv handle:
+ * it is read and written synchronously at a schedule point. */
+
+enum { LOOM_ADDR_NONE = 0, LOOM_ADDR_INET, LOOM_ADDR_UNIX };
+
+/* What differs between stream types: the metatable, the name used in
+ * messages, how addresses read. A listener class names the class of the
+ * streams it accepts. */
+typedef struct loom_stream_class {
+  const char *mt;          /* "loom.TCPStream" */
+  const char *name;        /* "TCPStream": task_tree and blocking messages */
+  int addr;                /* LOOM_ADDR_* */
+  const struct loom_stream_class *accepts;  /* listeners only */
+  /* "TCPStream:receive" ...: blocking-call messages and task_tree */
+  const char *op_receive, *op_send, *op_send_eof, *op_accept;
+} loom_stream_class;
+
+typedef struct loom_write_req loom_write_req;
+
+/* A stream or a listener. The userdata is a box pointing at this malloc'd
+ * struct, because libuv may call back after the userdata is finalised: it
+ * is freed once the userdata is finalised (ud_alive = 0) and the handle's
+ * close callback ran (handle_live = 0). */
+typedef struct loom_stream {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_tty_t tty;
+  } h;                         /* h.handle.data points back here */
+  uv_connect_t connect;        /* a client stream's connect request */
+  loom_rt *rt;
+  const loom_stream_class *cls;
+  struct sockaddr_storage local, remote;   /* cached addresses */
+  unsigned local_len, remote_len;
+  int fd;                      /* a file stream's descriptor, else -1 */
+  lua_Integer *files;          /* a file stream's live counter (pipe.c) */
+  char *unlink_path;           /* Unix listener: socket file to remove */
+  uint64_t unlink_dev, unlink_ino;
+  unsigned char ud_alive, handle_live, closing, closed, has_local,
+    has_remote, listener, readable, writable, restore_block,
+    no_shutdown;               /* a pipe: send_eof closes the handle */
+  /* reading: one receive at a time */
+  unsigned char receiving, eof;
+  int read_err;                /* sticky error of a failed read */
+  char *rbuf;                  /* data read but not yet returned */
+  size_t rcap, roff, rlen, want;
+  loom_task *reader;           /* parked in receive */
+  /* writing: one send at a time */
+  unsigned char sending, eof_sent, send_broken, acceptor_ref;
+  int write_err;               /* sticky error of a failed write */
+  loom_task *writer;           /* parked in send */
+  loom_write_req *cur_write;   /* the write the parked sender waits for */
+  /* connecting */
+  loom_task *connecter;
+  int connect_status;
+  /* listening */
+  unsigned char accepting, conn_ready;
+  int listen_err;
+  loom_task *acceptor;         /* parked in accept */
+} loom_stream;
+
+/* [-0, +1] a new stream box of class cls. The caller initialises o->h
+ * (uv_tcp_init, uv_pipe_init ...) and then calls loom__stream_attach, or
+ * sets o->fd for a file stream. */
+loom_stream *loom__stream_new(lua_State *L, loom_rt *rt,
+                              const loom_stream_class *cls) LOOM_HIDDEN;
+/* The handle in o->h was initialised: link it back and mark it live. */
+void loom__stream_attach(loom_stream *o) LOOM_HIDDEN;
+/* close(): idempotent; parked tasks wake with ClosedResourceError. */
+void loom__stream_close(loom_stream *o) LOOM_HIDDEN;
+loom_stream *loom__stream_check(lua_State *L, int idx,
+                                const loom_stream_class *cls) LOOM_HIDDEN;
+/* Cache both ends' addresses of a connected socket stream. */
+void loom__stream_cache_addresses(loom_stream *o) LOOM_HIDDEN;
+/* [-0, +0] create cls's metatable with the shared stream (or listener)
+ * methods plus extra, exported to the module table on top as `field`. */
+void loom__stream_register(lua_State *L, int rt_idx,
+                           const loom_stream_class *cls,
+                           const luaL_Reg *extra,
+                           const char *field) LOOM_HIDDEN;
+/* A listener o was bound: start listening (connections wait in the
+ * backlog until accept). Returns a libuv error or 0. */
+int loom__stream_listen(loom_stream *o, int backlog) LOOM_HIDDEN;
+/* Raise loom.OSError "op: <libuv message> (where)", .code the libuv name;
+ * EPIPE and ECONNRESET raise loom.BrokenResourceError instead. */
+int loom__raise_uv(lua_State *L, const char *op, int err,
+                   const char *where) LOOM_HIDDEN;
+/* "host:port", "[v6]:port" or a Unix path of an address, for messages. */
+void loom__addr_where(const struct sockaddr_storage *ss, unsigned len,
+                      char *buf, size_t n) LOOM_HIDDEN;
+/* Live handles of type `type` made by stream.c: streams, listeners,
+ * closing ones, read buffer and write queue bytes. */
+typedef struct loom_stream_counts {
+  lua_Integer streams, listeners, closing, rbuf_bytes, write_queue_bytes,
+    files;
+} loom_stream_counts;
+void loom__stream_count(loom_rt *rt, const loom_stream_class *const *classes,
+                        loom_stream_counts *c) LOOM_HIDDEN;
+/* [-0, +1] push counts as a table. */
+void loom__stream_push_counts(lua_State *L, const loom_stream_counts *c)
+  LOOM_HIDDEN;
+int loom__open_pipe(lua_State *L) LOOM_HIDDEN;
+int loom__open_process(lua_State *L) LOOM_HIDDEN;
+int loom__open_signal(lua_State *L) LOOM_HIDDEN;
+extern const loom_stream_class loom__pipe_stream_class LOOM_HIDDEN;
+/* signal.c: a signal given as a name ("SIGTERM") or a number at idx;
+ * raises a bad-argument error naming fname otherwise. */
+int loom__check_signal(lua_State *L, int idx) LOOM_HIDDEN;
+/* "SIGTERM" for 15; NULL for a number without a name. */
+const char *loom__signal_name(int sig) LOOM_HIDDEN;
 
 #endif

@@ -92,6 +92,9 @@ LOOM_API int luaopen_loom_core(lua_State *L) {
   loom__open_embed(L);
   loom__open_hostgroup(L);
   loom__open_future(L);
+  loom__open_pipe(L);
+  loom__open_process(L);
+  loom__open_signal(L);
   {
     static const luaL_Reg funcs[] = {{"set_hooks", l_set_hooks}, {NULL, NULL}};
     loom__setfuncs(L, 1, funcs);

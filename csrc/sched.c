@@ -993,7 +993,8 @@ static int l_stats(lua_State *L) {
   memset(&uc, 0, sizeof uc);
   uc.own_lo = (const char *)rt;
   uc.own_hi = (const char *)(rt + 1);
-  uv_walk(rt->loop, uv_count_cb, &uc);
+  /* After loom_close the loop is closed (or is the host's, gone). */
+  if (!rt->closed) uv_walk(rt->loop, uv_count_cb, &uc);
   lua_createtable(L, 0, 12);
   set_count(L, "live_tasks", (lua_Integer)rt->live_tasks);
   set_count(L, "pooled_coroutines", rt->pool_len);
@@ -1004,7 +1005,8 @@ static int l_stats(lua_State *L) {
   set_count(L, "blocked_waiters", blocked);
   set_count(L, "uv_handles", uc.handles);
   set_count(L, "uv_closing", uc.closing);
-  set_count(L, "uv_reqs", (lua_Integer)rt->loop->active_reqs.count);
+  set_count(L, "uv_reqs",
+            rt->closed ? 0 : (lua_Integer)rt->loop->active_reqs.count);
   set_count(L, "registry_refs", registry_refs(L));
   lua_pushboolean(L, rt->running);
   lua_setfield(L, -2, "running");

@@ -483,7 +483,8 @@ describe("loom TCP streams", function()
     end)
   end)
 
-  it("a peer reset raises OSError ECONNRESET in the reader, sticky",
+  it("a peer reset raises BrokenResourceError ECONNRESET in the reader, "
+    .. "sticky",
     function()
       loom.run(function()
         local l, c, s, port = pair()
@@ -492,7 +493,8 @@ describe("loom TCP streams", function()
         s:close()  -- closing with unread data sends a reset
         for _ = 1, 2 do
           local e = err_of(c.receive, c)
-          assert.is_true(loom.is(e, loom.OSError))
+          assert.is_true(loom.is(e, loom.BrokenResourceError))
+          assert.is_false(loom.is(e, loom.OSError))
           assert.equal("ECONNRESET", e.code)
           assert.equal(("receive: connection reset by peer (127.0.0.1:%d)")
             :format(port), e.message)
@@ -502,7 +504,8 @@ describe("loom TCP streams", function()
       end)
     end)
 
-  it("a peer vanishing mid-transfer fails the sender with OSError",
+  it("a peer vanishing mid-transfer fails the sender with "
+    .. "BrokenResourceError",
     function()
       loom.run(function()
         local l, c, s = pair()
@@ -518,7 +521,7 @@ describe("loom TCP streams", function()
           s:receive(10)
           s:close()
         end)
-        assert.is_true(loom.is(err, loom.OSError))
+        assert.is_true(loom.is(err, loom.BrokenResourceError))
         assert.is_truthy(err.code == "ECONNRESET" or err.code == "EPIPE")
         c:close(); l:close()
         assert_no_leaks()

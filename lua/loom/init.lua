@@ -319,6 +319,10 @@ end
 
 require("loom.net").install(loom, core)
 
+-- Processes, Unix sockets, stdio, signals, Ctrl-C (process.lua) -------------
+
+require("loom.process").install(loom, core)
+
 -- Synchronisation (sync.c, channel.c) ---------------------------------------
 
 require("loom.sync")

@@ -303,6 +303,7 @@ function M.install(loom, core)
     if tg ~= nil then return loop(tg) end
     return loom.task_group(loop)
   end
+  M.serve = core.tcp_listener_methods.serve   -- any listener with accept()
 
   --- loom.buffered(stream) -> a BufferedStream over any object with
   --- receive(max_bytes); send/send_eof/close/addresses pass through.
