@@ -1,5 +1,7 @@
 # Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
-.PHONY: all build demo test valgrind asan lint bench clean alloc-sweep fuzz
+.PHONY: all build demo test valgrind asan lint lint-lua lint-c format \
+  format-check bench bench-core clean rock rockspecs release-check docs-check \
+  alloc-sweep fuzz
 
 all: build
 
@@ -59,12 +61,111 @@ alloc-sweep:
 fuzz: build
 	LOOM_FUZZ_COUNT=$${LOOM_FUZZ_COUNT:-200000} bash .ci/setup test spec/fuzz_spec.lua
 
-lint:
+# Lint: luacheck (.luacheckrc), cppcheck over csrc/ (.ci/cppcheck.supp
+# lists each suppression with its reason) and, once csrc/ has been formatted
+# with `make format`, format-check. Set LOOM_FORMAT_CHECK ?= 1 below after
+# that one-time reformat; until then formatting is not enforced.
+LOOM_FORMAT_CHECK ?= 0
+C_FILES = $(wildcard csrc/*.c csrc/*.h)
+LUA_INC ?= $(shell pkg-config --cflags-only-I lua5.4 2>/dev/null)
+
+lint: lint-lua lint-c $(if $(filter 1,$(LOOM_FORMAT_CHECK)),format-check)
+
+lint-lua:
 	command -v luacheck >/dev/null || apt-get install -y -qq lua-check
-	luacheck --codes lua spec examples bench
+	luacheck --codes -q lua spec examples bench
+
+# cppcheck sees lua.h (so Lua's macros are understood) but not the system
+# or libuv headers; the defines describe the configurations we build:
+# release, and debug with LOOM_ASSERT checked.
+CPPCHECK = cppcheck --enable=warning,style,performance,portability \
+  --std=c99 --quiet --inline-suppr --error-exitcode=1 \
+  --suppressions-list=.ci/cppcheck.supp \
+  -D__GNUC__ -D__linux__ -DLLONG_MAX=9223372036854775807LL \
+  -I csrc $(or $(LUA_INC),-I/usr/include/lua5.4)
+
+lint-c:
+	command -v cppcheck >/dev/null || apt-get install -y -qq cppcheck
+	$(CPPCHECK) csrc/
+	$(CPPCHECK) -DLOOM_DEBUG csrc/
+
+format:
+	command -v clang-format >/dev/null || apt-get install -y -qq clang-format
+	clang-format -i $(C_FILES)
+
+format-check:
+	command -v clang-format >/dev/null || apt-get install -y -qq clang-format
+	clang-format --dry-run --Werror $(C_FILES)
 
 bench:
 	bash bench/run.sh
 
+# Instructions per spawn and per switch (total and by function) and bytes
+# per parked task split into task and coroutine: the numbers of
+# bench/results/core-before.md.
+bench-core: build
+	bash bench/callgrind.sh
+	bash bench/core/callgrind_split.sh
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+	  lua5.4 bench/core/mem_split.lua
+# The version is the one in csrc/loom.h; release-check fails when loom's
+# other version strings disagree with it.
+VERSION := $(shell sed -n 's/^\#define LOOM_VERSION "\(.*\)"/\1/p' csrc/loom.h)
+# Where users fetch loom from (written into the committed rockspecs). The
+# public URL is not settled: override it with `make rockspecs PUBLIC_URL=...`.
+PUBLIC_URL ?= git+https://github.com/loom-lua/loom.git
+# `make rock` packs the source rock from REPO_URL at TAG (default: this
+# checkout at tag vVERSION) into ROCK_DIR.
+REPO_URL ?= git+file://$(CURDIR)
+TAG ?= v$(VERSION)
+ROCK_DIR ?= dist
+
+# Regenerate the committed rockspecs (scm from branch main, VERSION from its tag).
+rockspecs:
+	lua5.4 tools/rockspec.lua scm $(PUBLIC_URL) main rockspec
+	lua5.4 tools/rockspec.lua $(VERSION) $(PUBLIC_URL) v$(VERSION) rockspec
+
+# loom-VERSION-1.src.rock: install it offline with
+#   luarocks --lua-version=5.4 install loom-VERSION-1.src.rock
+rock:
+	@case "$(REPO_URL)" in git+file://$(CURDIR)) \
+	  git rev-parse -q --verify "$(TAG)^{commit}" >/dev/null || { \
+	    echo "make rock: no tag or branch $(TAG) in this checkout (git tag $(TAG)," \
+	      "or pass TAG=<branch or tag> / REPO_URL=<url>)" >&2; exit 1; } ;; esac
+	mkdir -p $(ROCK_DIR)
+	lua5.4 tools/rockspec.lua $(VERSION) "$(REPO_URL)" "$(TAG)" $(ROCK_DIR)
+	cd $(ROCK_DIR) && rm -f loom-$(VERSION)-1.src.rock && \
+	  luarocks --lua-version=5.4 pack loom-$(VERSION)-1.rockspec
+	@echo "packed $(ROCK_DIR)/loom-$(VERSION)-1.src.rock"
+
+# Fails when loom._VERSION, LOOM_VERSION, the rockspecs and CHANGELOG.md
+# disagree.
+release-check: build
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+	  lua5.4 tools/release_check.lua
+
+# Fails when a public name has no entry in docs/api.md or no stub in types/,
+# when a stub names something that does not exist, and when a doc links
+# outside the repository.
+docs-check: build
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+	  lua5.4 tools/docs_check.lua
+# The host-driven runtime: idle loom.step (Lua and C), 10,000 NPC tasks vs a
+# coroutine array, allocations per frame (a counting allocator), step times
+# at 60 FPS; writes bench/results/embedding.md.
+bench-embed: build
+	mkdir -p bench/results bench/out
+	cc -O2 -Wall -Wextra -o bench/out/step_c bench/embed/step_c.c -Icsrc \
+	  $$(pkg-config --cflags lua5.4 libuv) build/loom/core.so \
+	  -Wl,-rpath,$(CURDIR)/build/loom $$(pkg-config --libs lua5.4)
+	{ LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+	    lua5.4 bench/embed/step_bench.lua && \
+	  bench/out/step_c "./lua/?.lua;./lua/?/init.lua"; } \
+	  | tee bench/results/embedding.md
+
+# Processes: spawn rate and pipe throughput against asyncio, Trio, Node.js.
+bench-process:
+	bash bench/process/run.sh
+
 clean:
-	rm -rf build build-asan build-rel bench/out
+	rm -rf build build-asan build-rel bench/out dist

@@ -18,7 +18,7 @@
 /* How a parked sender or receiver is woken besides LOOM_WAKE_OK (item taken
  * or delivered) and LOOM_WAKE_CANCELLED. */
 enum {
-  WAKE_HANDLE_CLOSED = LOOM_WAKE_CLOSED, /* its own end was closed (D7) */
+  WAKE_HANDLE_CLOSED = LOOM_WAKE_CLOSED, /* its own end was closed */
   WAKE_OTHER_SIDE_GONE = LOOM_WAKE_ERROR /* receiver: EndOfStream;
                                             sender: BrokenResourceError */
 };
@@ -181,7 +181,7 @@ static int schedule_point(lua_State *L, loom_task *t, lua_KFunction k) {
 
 /* ---- sending ------------------------------------------------------------ */
 
-/* send_nowait's steps (S203) for the item at 2: returns 1 if the item was
+/* send_nowait's steps for the item at 2: returns 1 if the item was
  * delivered or buffered, 0 if it would block. */
 static int try_send(lua_State *L, chan_end *e) {
   chan_state *st = e->st;
@@ -240,7 +240,7 @@ static int l_send_nowait(lua_State *L) {
 
 /* ---- receiving ---------------------------------------------------------- */
 
-/* receive_nowait's steps (S205): pushes the item and returns GOT_ITEM, or
+/* receive_nowait's steps: pushes the item and returns GOT_ITEM, or
  * returns WOULD_BLOCK / END_OF_STREAM with nothing pushed. */
 static int try_receive(lua_State *L, chan_end *e) {
   chan_state *st = e->st;
@@ -339,7 +339,7 @@ static int l_receive_nowait(lua_State *L) {
 /* ---- both ends ---------------------------------------------------------- */
 
 /* end:close(): synchronous, idempotent, also __close. Tasks blocked on this
- * very end get ClosedResourceError (Trio's choice, D7). Closing the last
+ * very end get ClosedResourceError (Trio's choice). Closing the last
  * send end ends the stream for waiting receivers; closing the last receive
  * end breaks waiting senders and drops the buffered items. */
 static int end_close(lua_State *L, int is_send) {

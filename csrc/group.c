@@ -65,7 +65,7 @@ static int l_group_spawn(lua_State *L) {
   return 1;
 }
 
-/* tg:start(fn, ...) -> value, handle: see the contract in API.md. */
+/* tg:start(fn, ...) -> value, handle (docs/api.md, TaskGroup:start). */
 static int k_start(lua_State *L, int status, lua_KContext ctx) {
   loom_task *caller = loom__task_of(L);
   loom_task *t = loom__check_task(L, 1);
@@ -181,6 +181,11 @@ void loom__start_child_done(lua_State *L, loom_task *t, int err_idx) {
   loom_task *caller = t->start_caller;
   loom_group *g = t->start_group;
   (void)err_idx;
+  /* The value of a no-op started() is returned only by a clean exit. */
+  if (t->outcome != LOOM_OUT_FINISHED && t->start_value_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, t->start_value_ref);
+    t->start_value_ref = LUA_NOREF;
+  }
   t->start_caller = NULL;
   t->start_group = NULL;
   loom__list_remove(&t->group_link);
@@ -255,8 +260,10 @@ void loom__group_record_safe(lua_State *L, loom_group *g, int err_idx,
 
 void loom__group_child_done(lua_State *L, loom_group *g) {
   g->nlive--;
-  if (g->nlive == 0 && g->host == NULL && g->ref != LUA_NOREF) {
-    /* The last child of an orphaned group: release it. */
+  if (g->nlive == 0 && g->host == NULL && !g->is_host &&
+      g->ref != LUA_NOREF) {
+    /* The last child of an orphaned group: release it. (A host group has
+     * no host either: hostgroup.c releases it once it is closed.) */
     luaL_unref(L, LUA_REGISTRYINDEX, g->ref);
     g->ref = LUA_NOREF;
     return;
@@ -280,7 +287,7 @@ static void host_wait_abort(loom_task *t) { (void)t; }
 
 static int wait_more(lua_State *L, loom_group *g, loom_task *t);
 
-/* The host was cancelled while waiting for its children (S33): cancel the
+/* The host was cancelled while waiting for its children: cancel the
  * group's scope (the same cancellation already reaches the children
  * through the scope tree) and from now on wait shielded. */
 static void host_cancelled(loom_group *g) {
@@ -437,7 +444,7 @@ static int l_group_index(lua_State *L) {
       strcmp(lua_tostring(L, 2), "cancel_scope") == 0)
     lua_getiuservalue(L, 1, G_SCOPE);
   else
-    lua_pushnil(L);
+    return loom__no_member(L);
   return 1;
 }
 

@@ -1,5 +1,5 @@
 /*
- * loom_internal.h: the structures and contracts shared by the C files of
+ * loom_internal.h: the structures and interfaces shared by the C files of
  * loom.core. Grouped by the file that defines them. Nothing here is public;
  * the embedding API is loom.h.
  *
@@ -22,6 +22,19 @@
 
 #define LOOM_HIDDEN __attribute__((visibility("hidden")))
 
+/* LOOM_ASSERT(cond): an invariant of the core (task state transitions,
+ * queue membership). Checked when LOOM_DEBUG is defined (Debug and
+ * sanitizer builds: see CMakeLists.txt), compiled out otherwise. A failure
+ * prints the condition and its place, then aborts. */
+#ifdef LOOM_DEBUG
+void loom__assert_fail(const char *cond, const char *file, int line)
+  LOOM_HIDDEN __attribute__((noreturn));
+#define LOOM_ASSERT(cond) \
+  ((cond) ? (void)0 : loom__assert_fail(#cond, __FILE__, __LINE__))
+#else
+#define LOOM_ASSERT(cond) ((void)0)
+#endif
+
 /* ---- intrusive doubly linked lists (used by every file) ---------------- */
 
 typedef struct loom_list {
@@ -29,7 +42,7 @@ typedef struct loom_list {
 } loom_list;
 
 #define loom__container_of(p, type, member) \
-  ((type *)(void *)((char *)(p) - offsetof(type, member)))
+  ((type *)(void *)(((char *)(p)) - offsetof(type, member)))
 
 static inline void loom__list_init(loom_list *l) { l->prev = l->next = l; }
 static inline int loom__list_empty(const loom_list *l) { return l->next == l; }
@@ -242,6 +255,9 @@ struct loom_group {
   int nerrors;
   unsigned char state, host_waiting, host_cancelled;
   unsigned char body_failed, record_failed;  /* see group_exit */
+  /* Host groups (hostgroup.c): no host task; errors go to the hook. */
+  unsigned char is_host, fail_fast;
+  loom_list hg_link;     /* node in rt->host_groups */
 };
 
 #define LOOM_GROUP_MT "loom.TaskGroup"
@@ -258,9 +274,18 @@ int loom__open_group(lua_State *L) LOOM_HIDDEN;
 
 /* ---- sched.c: the runtime's scheduler --------------------------------- */
 
+/* FIFO wait queues of parked tasks (events, locks, channels ...), linked
+ * through the tasks themselves: waiting allocates nothing. */
+typedef struct loom_waitq {
+  loom_list head;
+  int n;
+} loom_waitq;
+
+
 struct loom_rt {
   uint32_t magic;        /* LOOM_MAGIC_RT, checked by loom__task_of */
-  uv_loop_t loop;
+  uv_loop_t *loop;       /* &own_loop, or a host's loop (borrowed) */
+  uv_loop_t own_loop;
   uv_timer_t timer;      /* armed for the heap's earliest deadline */
   lua_State *S;          /* state running the drain (loom.run's caller) */
   loom_task *current;    /* task being resumed, NULL between resumes */
@@ -292,14 +317,57 @@ struct loom_rt {
    * would). */
   int anchor_ref;
   int anchor_n, anchor_peak;
+
+  /* Live counts for core.stats() (the specs' leak check). */
+  size_t parked;         /* tasks in LOOM_TASK_PARKED */
+  size_t queued;         /* tasks linked in a loom_waitq */
+
+  /* Host-driven runtime (sched.c, embed.c, hostgroup.c). */
+  size_t nready;         /* tasks in the ready queue */
+  lua_Integer frame;     /* steps (or loom.run passes) begun so far */
+  loom_waitq frame_waiters; /* tasks in next_frame, in parking order */
+  int stepping;          /* inside loom.step, hg:close or loom_close */
+  int clock;             /* LOOM_CLOCK_* */
+  double clock_now;      /* manual/host: the time; autojump: the offset */
+  int clock_sampled;     /* the host clock was read at least once */
+  int clock_ref;         /* the Lua host clock function, or NOREF */
+  loom_clock_fn clock_fn;
+  void *clock_ud;
+  int on_error;          /* LOOM_ONERR_* */
+  int on_error_ref;      /* the Lua on_error function, or NOREF */
+  loom_error_fn error_fn;
+  void *error_ud;
+  loom_wake_fn wake;
+  void *wake_ud;
+  int errq_ref;          /* queued unhandled errors (a table), or NOREF */
+  int errq_head, errq_len;
+  int eg_ref;            /* builds a host group's ErrorGroup (embed.lua) */
+  loom_list host_groups; /* host groups not yet released */
+  int nhost_open;        /* host groups not closed */
+  int borrowed;          /* loop is the host's: never run or closed */
+  uv_prepare_t prepare;  /* borrowed loop: drive loom from the host's */
+  uv_check_t check;      /*   uv_run (started only when borrowed) */
+  lua_State *host_L;     /* main thread, for the borrowed loop's steps */
+  int closing_handles;   /* loom's handles whose close callback is due */
+  double closed_time;    /* loom.now() when the runtime was closed */
+  void *remote;          /* owned by remote.c */
+
+  /* Signal watchers kept for the runtime's whole life (process.c's child
+   * reaper, signal.c's Ctrl-C handler): inside the struct, so that
+   * core.stats() counts them as the runtime's own, like timer. */
+  uv_signal_t sigchld;
+  uv_signal_t sigint;
 };
 
 #define LOOM_RT_MT "loom.Runtime"
 #define LOOM_POOL_MAX 256  /* finished coroutines kept for reuse */
 
+/* The wall clock (monotonic seconds): budgets, waits. */
 double loom__now(void) LOOM_HIDDEN;
+/* The runtime clock (loom.now()): every deadline is on it. */
+double loom__time(loom_rt *rt) LOOM_HIDDEN;
 loom_rt *loom__rt(lua_State *L) LOOM_HIDDEN;   /* from upvalue 1 */
-/* The running task; raises the API.md message naming fn when L is not
+/* The running task; raises the documented message naming fn when L is not
  * inside a task, and (when must_yield) when L cannot yield. */
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
                                 int must_yield) LOOM_HIDDEN;
@@ -339,13 +407,6 @@ int loom__open_dns(lua_State *L) LOOM_HIDDEN;
 int loom__open_sync(lua_State *L) LOOM_HIDDEN;
 int loom__open_channel(lua_State *L) LOOM_HIDDEN;
 
-/* FIFO wait queues of parked tasks (events, locks, channels ...), linked
- * through the tasks themselves: waiting allocates nothing. */
-typedef struct loom_waitq {
-  loom_list head;
-  int n;
-} loom_waitq;
-
 void loom__waitq_init(loom_waitq *q) LOOM_HIDDEN;
 /* Link t at the tail of q (t must already be parked, or be parked next). */
 void loom__waitq_push(loom_waitq *q, loom_task *t) LOOM_HIDDEN;
@@ -357,7 +418,7 @@ void loom__waitq_park(loom_waitq *q, loom_task *t, const char *what,
                       void *data) LOOM_HIDDEN;
 /* Unlink and return the longest waiter that can take a hand-off, or NULL.
  * An abortable waiter whose cancellation is pending is woken with its
- * Cancelled instead (S203), so nothing is handed to a task that could not
+ * Cancelled instead, so nothing is handed to a task that could not
  * keep it; non-abortable waiters are never skipped. */
 loom_task *loom__waitq_pop(loom_waitq *q) LOOM_HIDDEN;
 /* Unlink and return the longest waiter, or NULL (no skipping). */
@@ -423,5 +484,200 @@ void loom__unanchor_task(lua_State *L, loom_rt *rt, loom_task *t)
 /* Is the value at idx a Cancelled issued by a cancel scope? A hand-made
  * setmetatable({}, loom.Cancelled) is not: it is an ordinary error. */
 int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) LOOM_HIDDEN;
+
+/* ---- members.c: names objects and option tables accept ---------------- */
+
+/* The end of an object's __index when key 2 names no method or field of
+ * object 1: raises "<Class> has no method '<key>' (did you mean ...?)" at
+ * the caller's position (or returns nil for a non-string key). Must be
+ * called from a closure whose upvalue 1 is the runtime. */
+int loom__no_member(lua_State *L) LOOM_HIDDEN;
+/* Raise "bad argument #idx to '<fn>' (unknown option '<key>')" when the
+ * option table at idx has a key not in names (NULL-terminated). */
+void loom__check_options(lua_State *L, int idx, const char *const names[])
+  LOOM_HIDDEN;
+/* Why L cannot call a blocking loom function: the words after "loom.<fn>: "
+ * for outside loom.run, or for a plain coroutine created inside a task
+ * (defined in sched.c). */
+const char *loom__not_in_task(lua_State *L) LOOM_HIDDEN;
+
+/* ---- embedding: host-driven runtime (sched.c, embed.c, hostgroup.c,
+ * future.c, remote.c) ----------------------------------------------------- */
+
+enum { LOOM_ONERR_PRINT = 0, LOOM_ONERR_RAISE, LOOM_ONERR_FUNC,
+       LOOM_ONERR_C };
+
+/* The runtime of L's state (from the registry), or NULL; with create,
+ * makes it (raises on failure). */
+loom_rt *loom__state_rt(lua_State *L, int create) LOOM_HIDDEN;
+/* Read the host clock (LOOM_CLOCK_HOST only); raises naming fn. */
+void loom__sample_clock(lua_State *L, loom_rt *rt, const char *fn)
+  LOOM_HIDDEN;
+/* Raise unless host code may step now (not in a task, step or run). */
+void loom__check_can_step(lua_State *L, loom_rt *rt, const char *fn)
+  LOOM_HIDDEN;
+/* The body of one step (a frame): raises on failure. */
+void loom__step_slice(lua_State *L, loom_rt *rt, double budget,
+                      double max_resumes) LOOM_HIDDEN;
+/* One step under lua_pcall (sets rt->stepping); returns the status. */
+int loom__step_pcall(lua_State *L, loom_rt *rt, double budget,
+                     double max_resumes) LOOM_HIDDEN;
+/* Non-frame passes until the counter (int or size_t, one non-NULL) is 0
+ * or grace seconds of wall time passed; returns whether it reached 0. */
+int loom__settle(lua_State *L, loom_rt *rt, const int *nlive_i,
+                 const size_t *nlive_z, double grace) LOOM_HIDDEN;
+/* [-0, +0] queue an error no group can receive, for the error hook: the
+ * error at err_idx, the failing task at task_idx (0: none), its traceback
+ * at tb_idx (0: none); "print" says "in <kind> <name>" (kind "task" or
+ * "host group"), a C hook gets name. */
+void loom__report_error(lua_State *L, loom_rt *rt, int err_idx,
+                        int task_idx, int tb_idx, const char *kind,
+                        const char *name) LOOM_HIDDEN;
+/* Deliver queued errors to the hook; with allow_raise and on_error =
+ * "raise", raises the first one (the rest wait for later calls). */
+void loom__deliver_errors(lua_State *L, loom_rt *rt, int allow_raise)
+  LOOM_HIDDEN;
+/* The same under lua_pcall, as part of a step (rt->stepping is set while
+ * the hook runs: it cannot step or nest passes); returns the status, the
+ * error (or the raised one) on top when not LUA_OK. */
+int loom__deliver_pcall(lua_State *L, loom_rt *rt, int allow_raise)
+  LOOM_HIDDEN;
+/* task.c: a direct child of a host group failed / finished. */
+void loom__host_child_failed(lua_State *L, loom_group *g, int task_idx,
+                             int err_idx, int tb_idx) LOOM_HIDDEN;
+void loom__host_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
+/* Cancel and close every host group (loom_close). */
+void loom__host_groups_close(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
+/* __gc of the runtime: loom_close(L, 0) unless the host closed it. */
+int loom__rt_gc(lua_State *L) LOOM_HIDDEN;
+/* task.c: [-0, +1] task_tree's node for a group and its children. */
+void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir)
+  LOOM_HIDDEN;
+int loom__open_embed(lua_State *L) LOOM_HIDDEN;
+int loom__open_hostgroup(lua_State *L) LOOM_HIDDEN;
+int loom__open_future(lua_State *L) LOOM_HIDDEN;
+/* remote.c (the thread-safe mailbox): run queued posts (every step and
+ * every pass of loom.run); how many remotes are open (the runtime is never
+ * deadlocked while one is); at loom_close, run the posts already queued
+ * and refuse later ones. */
+void loom__remote_drain(loom_rt *rt, lua_State *L) LOOM_HIDDEN;
+int loom__remote_open_count(loom_rt *rt) LOOM_HIDDEN;
+void loom__remote_close(loom_rt *rt, lua_State *L) LOOM_HIDDEN;
+
+/* ---- stream.c: byte streams over any uv_stream_t ------------------------ *
+ * TCP (tcp.c), Unix sockets and pipes (pipe.c), child pipes (process.c) and
+ * stdio share one implementation of receive/send/send_eof/close and of
+ * listeners. A regular file (stdio redirected to a file) has no libuv handle:
+ * it is read and written synchronously at a schedule point. */
+
+enum { LOOM_ADDR_NONE = 0, LOOM_ADDR_INET, LOOM_ADDR_UNIX };
+
+/* What differs between stream types: the metatable, the name used in
+ * messages, how addresses read. A listener class names the class of the
+ * streams it accepts. */
+typedef struct loom_stream_class {
+  const char *mt;          /* "loom.TCPStream" */
+  const char *name;        /* "TCPStream": task_tree and blocking messages */
+  int addr;                /* LOOM_ADDR_* */
+  const struct loom_stream_class *accepts;  /* listeners only */
+  /* "TCPStream:receive" ...: blocking-call messages and task_tree */
+  const char *op_receive, *op_send, *op_send_eof, *op_accept;
+} loom_stream_class;
+
+typedef struct loom_write_req loom_write_req;
+
+/* A stream or a listener. The userdata is a box pointing at this malloc'd
+ * struct, because libuv may call back after the userdata is finalised: it
+ * is freed once the userdata is finalised (ud_alive = 0) and the handle's
+ * close callback ran (handle_live = 0). */
+typedef struct loom_stream {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_tty_t tty;
+  } h;                         /* h.handle.data points back here */
+  uv_connect_t connect;        /* a client stream's connect request */
+  loom_rt *rt;
+  const loom_stream_class *cls;
+  struct sockaddr_storage local, remote;   /* cached addresses */
+  unsigned local_len, remote_len;
+  int fd;                      /* a file stream's descriptor, else -1 */
+  lua_Integer *files;          /* a file stream's live counter (pipe.c) */
+  char *unlink_path;           /* Unix listener: socket file to remove */
+  uint64_t unlink_dev, unlink_ino;
+  unsigned char ud_alive, handle_live, closing, closed, has_local,
+    has_remote, listener, readable, writable, restore_block,
+    no_shutdown;               /* a pipe: send_eof closes the handle */
+  /* reading: one receive at a time */
+  unsigned char receiving, eof;
+  int read_err;                /* sticky error of a failed read */
+  char *rbuf;                  /* data read but not yet returned */
+  size_t rcap, roff, rlen, want;
+  loom_task *reader;           /* parked in receive */
+  /* writing: one send at a time */
+  unsigned char sending, eof_sent, send_broken, acceptor_ref;
+  int write_err;               /* sticky error of a failed write */
+  loom_task *writer;           /* parked in send */
+  loom_write_req *cur_write;   /* the write the parked sender waits for */
+  /* connecting */
+  loom_task *connecter;
+  int connect_status;
+  /* listening */
+  unsigned char accepting, conn_ready;
+  int listen_err;
+  loom_task *acceptor;         /* parked in accept */
+} loom_stream;
+
+/* [-0, +1] a new stream box of class cls. The caller initialises o->h
+ * (uv_tcp_init, uv_pipe_init ...) and then calls loom__stream_attach, or
+ * sets o->fd for a file stream. */
+loom_stream *loom__stream_new(lua_State *L, loom_rt *rt,
+                              const loom_stream_class *cls) LOOM_HIDDEN;
+/* The handle in o->h was initialised: link it back and mark it live. */
+void loom__stream_attach(loom_stream *o) LOOM_HIDDEN;
+/* close(): idempotent; parked tasks wake with ClosedResourceError. */
+void loom__stream_close(loom_stream *o) LOOM_HIDDEN;
+loom_stream *loom__stream_check(lua_State *L, int idx,
+                                const loom_stream_class *cls) LOOM_HIDDEN;
+/* Cache both ends' addresses of a connected socket stream. */
+void loom__stream_cache_addresses(loom_stream *o) LOOM_HIDDEN;
+/* [-0, +0] create cls's metatable with the shared stream (or listener)
+ * methods plus extra, exported to the module table on top as `field`. */
+void loom__stream_register(lua_State *L, int rt_idx,
+                           const loom_stream_class *cls,
+                           const luaL_Reg *extra,
+                           const char *field) LOOM_HIDDEN;
+/* A listener o was bound: start listening (connections wait in the
+ * backlog until accept). Returns a libuv error or 0. */
+int loom__stream_listen(loom_stream *o, int backlog) LOOM_HIDDEN;
+/* Raise loom.OSError "op: <libuv message> (where)", .code the libuv name;
+ * EPIPE and ECONNRESET raise loom.BrokenResourceError instead. */
+int loom__raise_uv(lua_State *L, const char *op, int err,
+                   const char *where) LOOM_HIDDEN;
+/* "host:port", "[v6]:port" or a Unix path of an address, for messages. */
+void loom__addr_where(const struct sockaddr_storage *ss, unsigned len,
+                      char *buf, size_t n) LOOM_HIDDEN;
+/* Live handles of type `type` made by stream.c: streams, listeners,
+ * closing ones, read buffer and write queue bytes. */
+typedef struct loom_stream_counts {
+  lua_Integer streams, listeners, closing, rbuf_bytes, write_queue_bytes,
+    files;
+} loom_stream_counts;
+void loom__stream_count(loom_rt *rt, const loom_stream_class *const *classes,
+                        loom_stream_counts *c) LOOM_HIDDEN;
+/* [-0, +1] push counts as a table. */
+void loom__stream_push_counts(lua_State *L, const loom_stream_counts *c)
+  LOOM_HIDDEN;
+int loom__open_pipe(lua_State *L) LOOM_HIDDEN;
+int loom__open_process(lua_State *L) LOOM_HIDDEN;
+int loom__open_signal(lua_State *L) LOOM_HIDDEN;
+extern const loom_stream_class loom__pipe_stream_class LOOM_HIDDEN;
+/* signal.c: a signal given as a name ("SIGTERM") or a number at idx;
+ * raises a bad-argument error naming fname otherwise. */
+int loom__check_signal(lua_State *L, int idx) LOOM_HIDDEN;
+/* "SIGTERM" for 15; NULL for a number without a name. */
+const char *loom__signal_name(int sig) LOOM_HIDDEN;
 
 #endif

@@ -140,7 +140,7 @@ void loom__scope_fire_deadline(lua_State *L, loom_rt *rt, loom_timer *tm) {
 /* A deadline that is already due cancels at once; else it goes in the heap. */
 static void arm_deadline(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (s->state != LOOM_SCOPE_ACTIVE || s->cancel_called) return;
-  if (s->deadline <= loom__now())
+  if (s->deadline <= loom__time(rt))
     loom__scope_cancel(L, rt, s, 0, 1);
   else if (s->deadline < HUGE_VAL) {
     if (!loom__heap_insert(rt, &s->timer, s->deadline))
@@ -285,11 +285,11 @@ static int l_is_scope(lua_State *L) {
   return 1;
 }
 
-/* S99: once a deadline has passed, cancel_called is true for good, even
+/* Once a deadline has passed, cancel_called is true for good, even
  * if nothing noticed yet and the deadline is moved afterwards. */
 static void settle_deadline(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (!s->cancel_called && s->state != LOOM_SCOPE_EXITED &&
-      s->deadline <= loom__now())
+      s->deadline <= loom__time(rt))
     loom__scope_cancel(L, rt, s, 0, 1);
 }
 
@@ -316,7 +316,8 @@ static int l_scope_index(lua_State *L) {
     lua_pushboolean(L, s->state == LOOM_SCOPE_ACTIVE);
   else {
     lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(2));
+    if (lua_rawget(L, lua_upvalueindex(2)) == LUA_TNIL)
+      return loom__no_member(L);
   }
   return 1;
 }

@@ -95,8 +95,10 @@ static int get_integer(lua_State *L, int idx, lua_Integer *out) {
 /* opts.fast_acquire of an optional options table at idx. */
 static int opt_fast_acquire(lua_State *L, int idx) {
   int fast;
+  static const char *const names[] = {"fast_acquire", NULL};
   if (lua_isnoneornil(L, idx)) return 0;
   luaL_checktype(L, idx, LUA_TTABLE);
+  loom__check_options(L, idx, names);
   lua_getfield(L, idx, "fast_acquire");
   if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
     luaL_argerror(L, idx, lua_pushfstring(L, "fast_acquire must be a boolean, "
@@ -146,7 +148,7 @@ static int l_event_is_set(lua_State *L) {
   return 1;
 }
 
-/* event:wait(): a checkpoint even when the event is already set (S160). */
+/* event:wait(): a checkpoint even when the event is already set. */
 static int l_event_wait(lua_State *L) {
   sync_event *e = CHECK(L, 1, sync_event, MAGIC_EVENT, EVENT_MT);
   loom_task *t = loom__check_blocking(L, "Event:wait", 1);
@@ -359,7 +361,7 @@ static int l_sem_acquire_nowait(lua_State *L) {
 }
 
 /* sem:release(), also the guard's __close. A slot freed while tasks wait
- * goes to the longest waiter; the value stays 0 (S162). */
+ * goes to the longest waiter; the value stays 0. */
 static int l_sem_release(lua_State *L) {
   sync_sem *s = CHECK(L, 1, sync_sem, MAGIC_SEM, SEM_MT);
   loom_task *w;
@@ -389,6 +391,8 @@ static int l_sem_index(lua_State *L) {
     if (s->has_max) lua_pushinteger(L, s->max);
     else lua_pushnil(L);
   }
+  else
+    return loom__no_member(L);
   return 1;
 }
 
@@ -481,7 +485,7 @@ static void cond_check_holding(lua_State *L, sync_cond *c) {
 
 /* After the wait: [cond, lock]. Notified waiters come back owning the lock.
  * A waiter cancelled out of the condition's queue re-acquires the lock
- * shielded (parked without an abort) and then raises Cancelled (S163). */
+ * shielded (parked without an abort) and then raises Cancelled. */
 static int k_cond_wait(lua_State *L, int status, lua_KContext ctx) {
   loom_task *t = loom__task_of(L);
   sync_cond *c = (sync_cond *)lua_touserdata(L, 1);
@@ -844,6 +848,8 @@ static int l_limiter_index(lua_State *L) {
     lua_pushinteger(L, lim->borrowed);
   else if (strcmp(k, "available_tokens") == 0)
     push_tokens(L, lim->total - (double)lim->borrowed);
+  else
+    return loom__no_member(L);
   return 1;
 }
 

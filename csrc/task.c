@@ -277,6 +277,10 @@ static int nil_error(lua_State *L) {
 void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   loom_rt *rt = t->rt;
   int ud = lua_gettop(L) - nres, err = 0, tb = 0, count = nres;
+  /* It just returned from its last resume: in no queue, no wait. */
+  LOOM_ASSERT(t->state == LOOM_TASK_RUNNING && t->next_ready == NULL);
+  LOOM_ASSERT(t->waitq == NULL && loom__list_empty(&t->wait_link));
+  LOOM_ASSERT(t->sleep_timer.index == LOOM_NOT_IN_HEAP);
   if (!failed && nres > 1) {
     if (!lua_checkstack(L, 2)) {
       lua_settop(L, ud);
@@ -340,12 +344,16 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
     loom__start_child_done(L, t, err);
   } else if (t->group != NULL) {
     loom_group *g = t->group;
-    if (t->outcome == LOOM_OUT_FAILED)
-      loom__group_record_safe(L, g, err, tb);
+    if (t->outcome == LOOM_OUT_FAILED) {
+      if (g->is_host) loom__host_child_failed(L, g, ud, err, tb);
+      else loom__group_record_safe(L, g, err, tb);
+    }
     loom__list_remove(&t->group_link);
     t->group = NULL;
     loom__group_child_done(L, g);
+    if (g->is_host) loom__host_child_done(L, g);
   }
+  LOOM_ASSERT(rt->live_tasks > 0 && loom__list_empty(&t->waiters));
   loom__unanchor_task(L, rt, t);
   loom__list_remove(&t->all_link);
   rt->live_tasks--;
@@ -516,7 +524,7 @@ static int l_task_index(lua_State *L) {
   else if (k != NULL && strcmp(k, "id") == 0)
     lua_pushinteger(L, t->id);
   else
-    lua_pushnil(L);
+    return loom__no_member(L);
   return 1;
 }
 
@@ -549,7 +557,7 @@ static int l_task_tostring(lua_State *L) {
 static loom_task *current_or_raise(lua_State *L, const char *fn) {
   loom_rt *rt = loom__rt(L);
   if (loom__task_of(L) == NULL && rt->current == NULL)
-    loom__check_blocking(L, fn, 0);  /* raises the API.md message */
+    loom__check_blocking(L, fn, 0);  /* raises the documented message */
   return rt->current;
 }
 
@@ -650,6 +658,11 @@ static void push_tree(lua_State *L, loom_task *t, const char *own_dir) {
   lua_setfield(L, -2, "groups");
 }
 
+/* [-0, +1] a group's node (host groups: hostgroup.c's host_group_tree). */
+void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir) {
+  push_group_node(L, g, own_dir);
+}
+
 /* core.task_tree() -> the root's node, or nil outside loom.run */
 /* core.task_tree([own_dir]): own_dir is the source prefix of loom's Lua
  * files ("@/path/lua/loom/"), whose frames `where` skips. */
@@ -661,14 +674,13 @@ static int l_task_tree(lua_State *L) {
   return 1;
 }
 
-/* core.check_in_task(name): raise the API.md message for loom.<name>. */
+/* core.check_in_task(name): raise the documented message for loom.<name>. */
 static int l_check_in_task(lua_State *L) {
   const char *fn = luaL_checkstring(L, 1);
   if (loom__task_of(L) == NULL) {
     /* Blame the caller of the loom.<fn> Lua function, not loom's file. */
     luaL_where(L, 2);
-    lua_pushfstring(L, "loom.%s: must be called from inside a loom task "
-                    "(start one with loom.run)", fn);
+    lua_pushfstring(L, "loom.%s: %s", fn, loom__not_in_task(L));
     lua_concat(L, 2);
     return lua_error(L);
   }

@@ -11,7 +11,8 @@
 --   * without return_exceptions a failure cancels the other functions and
 --     raises an ErrorGroup (asyncio raises the first error and lets the
 --     others run on, E and F);
---   * with return_exceptions a failed slot holds the error object (D).
+--   * with return_exceptions a failed slot holds the error object (D), and
+--     a second table errors[i] = {error =, traceback =} marks the failures.
 local loom = require("loom")
 
 local SCALE = os.getenv("LOOM_EXAMPLE_FAST") == "1" and 0.05 or 1
@@ -89,11 +90,19 @@ loom.run(function()
   -- everything it started has finished; nothing is left to cancel (F).
   loom.task_group(function(tg)
     local task = tg:start_soon(factorial, "B", 3)
-    result_lst = loom.gather({
+    local errors
+    result_lst, errors = loom.gather({
       function() return factorial("A", 2) end,
       function() return task:result() end,
       function() task:cancel() print("awaitable cancelled.") end,
     }, { return_exceptions = true })
     print("result_lst = " .. fmt(result_lst, 3))
+    -- The second table tells a raised error from a returned value, and
+    -- keeps where it was raised (errors[i].traceback).
+    for i = 1, result_lst.n do
+      if errors[i] then
+        print(("slot %d raised %s"):format(i, tostring(errors[i].error)))
+      end
+    end
   end)
 end)

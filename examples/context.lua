@@ -10,7 +10,8 @@
 local loom = require("loom")
 
 local function show(who)
-  print(("%-8s sees request_id=%s"):format(who, tostring(loom.context().request_id)))
+  print(("%-8s sees request_id=%s"):format(who,
+    tostring(loom.context().request_id)))
 end
 
 local function grandchild()

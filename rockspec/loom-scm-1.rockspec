@@ -1,15 +1,22 @@
 rockspec_format = "3.0"
 package = "loom"
 version = "scm-1"
-source = { url = "git+file://." }
+source = {
+  url = "git+https://github.com/loom-lua/loom.git",
+  -- the development branch
+  tag = "main",
+}
 description = {
   summary = "Structured concurrency for Lua 5.4 on libuv (task groups, cancel scopes)",
-  detailed = [[
+  detailed = [==[
 loom runs Lua coroutines as tasks on a libuv loop with AnyIO/Trio semantics:
 task groups that own their children, error groups, cancel scopes with
 deadlines and shields, task handles, start/started, synchronisation
-primitives, channels and TCP.]],
+primitives, channels and TCP. The reference (docs/api.md) and LuaLS type
+stubs (types/) are installed with the rock.]==],
+  homepage = "https://github.com/loom-lua/loom",
   license = "MIT",
+  labels = { "concurrency", "async", "coroutines", "libuv", "networking" },
 }
 dependencies = { "lua >= 5.4, < 5.5" }
 external_dependencies = { LIBUV = { header = "uv.h" } }
@@ -22,4 +29,5 @@ build = {
     LUADIR = "$(LUADIR)",
     LIBDIR = "$(LIBDIR)",
   },
+  copy_directories = { "docs", "types" },
 }

@@ -1,7 +1,7 @@
 -- Misuse of the core API: wrong argument types, negative or NaN delays,
 -- blocking calls outside a task or where Lua cannot yield, loom.run inside
--- a task, scopes run twice, spawning into an exited group (API.md
--- "Conventions" and "Details settled").
+-- a task, scopes run twice, spawning into an exited group (docs/api.md,
+-- "Conventions").
 
 local loom = require("loom")
 local H = require("helpers")
@@ -80,7 +80,7 @@ describe("blocking calls outside a task", function()
   for _, fn in ipairs({ "sleep", "sleep_until", "sleep_forever", "checkpoint",
       "checkpoint_if_cancelled", "cancel_shielded_checkpoint",
       "wait_all_tasks_blocked" }) do
-    it("loom." .. fn .. " raises the API.md message", function()
+    it("loom." .. fn .. " raises the documented message", function()
       assert.equal(outside(fn), message_of(loom[fn], 0))
       assert.equal(outside(fn), message_of(function() loom[fn](0) end))
     end)
@@ -110,7 +110,18 @@ describe("blocking calls outside a task", function()
   it("a coroutine inside a task is not a task", function()
     run(function()
       local err = message_of(coroutine.wrap(function() loom.sleep(0) end))
-      H.contains(err, outside("sleep"))
+      H.contains(err, "loom.sleep: called from a plain coroutine, not a loom "
+        .. "task (a coroutine created inside a task is not a task: call this "
+        .. "from the task itself, or start a task for it with "
+        .. "tg:start_soon)")
+      -- Also for the calls that need a task without waiting.
+      local lock = loom.lock()
+      err = message_of(coroutine.wrap(function() lock:acquire_nowait() end))
+      H.contains(err, "called from a plain coroutine, not a loom task")
+      err = message_of(coroutine.wrap(function()
+        loom.gather({ function() end })
+      end))
+      H.contains(err, "loom.gather: called from a plain coroutine")
     end)
   end)
 
@@ -127,7 +138,7 @@ describe("blocking calls where Lua cannot yield", function()
   }
   for _, case in ipairs(cases) do
     local fn = case[1]
-    it("loom." .. fn .. " raises the API.md message", function()
+    it("loom." .. fn .. " raises the documented message", function()
       run(function()
         local f = loom[fn]
         assert.equal(cannot_suspend(fn), message_of(in_sort, f, case[2]))
@@ -162,7 +173,7 @@ describe("blocking calls where Lua cannot yield", function()
     end)
   end)
 
-  it("loom.task_group raises the API.md message", function()
+  it("loom.task_group raises the documented message", function()
     run(function()
       local err = message_of(in_sort, loom.task_group, function() end)
       assert.equal(cannot_suspend("task_group"), err)
@@ -295,7 +306,7 @@ describe("cancel scope misuse", function()
       "bad argument #1 to 'cancel_scope' (")
   end)
 
-  it("a scope runs only once (S91)", function()
+  it("a scope runs only once", function()
     run(function()
       local s = loom.cancel_scope()
       s:run(function() end)
@@ -412,7 +423,7 @@ describe("task group misuse", function()
     end)
   end)
 
-  it("spawning into an exited group raises the API.md message (S23)",
+  it("spawning into an exited group raises the documented message",
     function()
       run(function()
         local saved

@@ -2,11 +2,8 @@
 -- stream, checked against a scripted fake stream and once over TCP.
 local loom = require("loom")
 
-local function err_of(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return e
-end
+local H = require("helpers")
+local err_of = H.capture_error
 
 -- A stream whose receive(max) hands out `chunks` in order (cut to max),
 -- then raises EndOfStream. A chunk `false` blocks forever. Records the

@@ -1,5 +1,5 @@
--- Cancel scopes, deadlines, shields and timeouts (API.md "Cancel scopes and
--- timeouts"; SEMANTICS.md S90-S111, D4-D6). Ports of Trio test_run.py /
+-- Cancel scopes, deadlines, shields and timeouts (docs/api.md "Cancel scopes
+-- and timeouts"). Ports of Trio test_run.py /
 -- test_timeouts.py and AnyIO test_taskgroups.py scope tests.
 
 local loom = require("loom")
@@ -83,7 +83,7 @@ describe("loom.cancel_scope", function()
     end)
   end)
 
-  it("cancel() is not a checkpoint (S9)", function()
+  it("cancel() is not a checkpoint", function()
     local events, add = log()
     run(function()
       local s = loom.cancel_scope()
@@ -98,7 +98,7 @@ describe("loom.cancel_scope", function()
   end)
 
   it("cancel() before entering cancels the first checkpoint inside "
-    .. "(S93, AnyIO test_cancel_before_entering_scope)", function()
+    .. "(AnyIO test_cancel_before_entering_scope)", function()
     run(function()
       local s = loom.cancel_scope()
       s:cancel()
@@ -113,7 +113,7 @@ describe("loom.cancel_scope", function()
     end)
   end)
 
-  it("cancel() after exit only sets cancel_called (S93)", function()
+  it("cancel() after exit only sets cancel_called", function()
     run(function()
       local s = loom.cancel_scope()
       s:run(function() loom.checkpoint() end)
@@ -124,7 +124,7 @@ describe("loom.cancel_scope", function()
     end)
   end)
 
-  it("can be cancelled from another task (S108, AnyIO "
+  it("can be cancelled from another task (AnyIO "
     .. "test_cancel_scope_in_another_task)", function()
     run(function()
       local local_scope
@@ -145,7 +145,7 @@ describe("loom.cancel_scope", function()
     end)
   end)
 
-  it("is level-triggered: every checkpoint raises (S95, Trio "
+  it("is level-triggered: every checkpoint raises (Trio "
     .. "test_cancel_edge_cases)", function()
     run(function()
       local s = loom.cancel_scope()
@@ -164,7 +164,7 @@ describe("loom.cancel_scope", function()
   end)
 
   it("a task that swallows Cancelled keeps running and leaves the scope "
-    .. "normally (S109)", function()
+    .. "normally", function()
     run(function()
       local s = loom.cancel_scope()
       local r = table.pack(s:run(function()
@@ -179,7 +179,7 @@ describe("loom.cancel_scope", function()
   end)
 
   it("cancelled without a later checkpoint: cancelled_caught stays false "
-    .. "(S96, AnyIO test_cancelled_not_caught)", function()
+    .. "(AnyIO test_cancelled_not_caught)", function()
     run(function()
       local s = loom.cancel_scope()
       s:run(function() s:cancel() end)
@@ -188,8 +188,7 @@ describe("loom.cancel_scope", function()
     end)
   end)
 
-  it("another error raised while handling Cancelled propagates (S98, "
-    .. "S110)", function()
+  it("another error raised while handling Cancelled propagates", function()
     run(function()
       local s = loom.cancel_scope()
       local err = H.capture_error(s.run, s, function()
@@ -215,7 +214,7 @@ describe("loom.cancel_scope", function()
     end)
   end)
 
-  it("the Cancelled message carries the reason (S107)", function()
+  it("the Cancelled message carries the reason", function()
     run(function()
       local s = loom.cancel_scope()
       local got
@@ -231,7 +230,7 @@ describe("loom.cancel_scope", function()
     end)
   end)
 
-  it("the first reason given is kept (S93)", function()
+  it("the first reason given is kept", function()
     run(function()
       local s = loom.cancel_scope()
       local got
@@ -246,7 +245,7 @@ describe("loom.cancel_scope", function()
     end)
   end)
 
-  it("a deadline's Cancelled says 'deadline exceeded' (S101)", function()
+  it("a deadline's Cancelled says 'deadline exceeded'", function()
     run(function()
       local got
       loom.move_on_after(0.005, function()
@@ -260,7 +259,7 @@ describe("loom.cancel_scope", function()
 end)
 
 describe("nested cancel scopes", function()
-  it("the outermost cancelled scope catches (S97, Trio "
+  it("the outermost cancelled scope catches (Trio "
     .. "test_cancel_scope_nesting)", function()
     run(function()
       local s1, s2, s3 = loom.cancel_scope(), loom.cancel_scope(),
@@ -284,7 +283,7 @@ describe("nested cancel scopes", function()
   end)
 
   it("a shield in between splits the chain: the inner cancelled scope "
-    .. "catches first (S97)", function()
+    .. "catches first", function()
     local events, add = log()
     run(function()
       local s1 = loom.cancel_scope()
@@ -377,7 +376,7 @@ describe("nested cancel scopes", function()
   end)
 
   it("a Cancelled re-raised after making the inner scope shielded is still "
-    .. "caught by the outer scope (S97, Trio "
+    .. "caught by the outer scope (Trio "
     .. "test_unshield_while_cancel_propagating)", function()
     run(function()
       local outer, inner = loom.cancel_scope(), loom.cancel_scope()
@@ -394,7 +393,7 @@ describe("nested cancel scopes", function()
     end)
   end)
 
-  it("triple nesting, checkpoint in the outer scope (S111, AnyIO "
+  it("triple nesting, checkpoint in the outer scope (AnyIO "
     .. "test_triple_nested_shield_checkpoint_in_outer)", function()
     run(function()
       local got_past = false
@@ -418,7 +417,7 @@ describe("nested cancel scopes", function()
     end)
   end)
 
-  it("triple nesting, checkpoint in the middle scope (S111, AnyIO "
+  it("triple nesting, checkpoint in the middle scope (AnyIO "
     .. "test_triple_nested_shield_checkpoint_in_middle)", function()
     run(function()
       local got_past = false
@@ -470,7 +469,7 @@ describe("shielded scopes", function()
     end)
   end)
 
-  it("do not block their own cancel (S105, AnyIO "
+  it("do not block their own cancel (AnyIO "
     .. "test_cancel_shielded_scope)", function()
     run(function()
       local s = loom.cancel_scope{ shield = true }
@@ -521,7 +520,7 @@ describe("shielded scopes", function()
     end)
   end)
 
-  it("can be switched at run time (S105, Trio test_cancel_shielding)",
+  it("can be switched at run time (Trio test_cancel_shielding)",
     function()
       local events, add = log()
       run(function()
@@ -575,7 +574,7 @@ describe("shielded scopes", function()
       end)
     end)
 
-  it("dropping a shield wakes the tasks blocked inside (S105, Trio "
+  it("dropping a shield wakes the tasks blocked inside (Trio "
     .. "test_cancel_shield_abort)", function()
     run(function()
       local record = {}
@@ -628,7 +627,7 @@ describe("shielded scopes", function()
     end)
   end)
 
-  it("protect cleanup after a cancellation (S106)", function()
+  it("protect cleanup after a cancellation", function()
     local events, add = log()
     run(function()
       local s = loom.cancel_scope()
@@ -668,7 +667,7 @@ describe("deadlines", function()
     end)
   end)
 
-  it("a deadline in the past cancels on entry (S101, AnyIO "
+  it("a deadline in the past cancels on entry (AnyIO "
     .. "test_deadline_reached_on_start)", function()
     run(function()
       local reached = false
@@ -699,7 +698,7 @@ describe("deadlines", function()
       end)
     end)
 
-  it("pushing the deadline later avoids a timeout (S101, AnyIO "
+  it("pushing the deadline later avoids a timeout (AnyIO "
     .. "test_deadline_moved)", function()
     run(function()
       local s = loom.cancel_scope{ deadline = loom.now() + 0.01 }
@@ -711,7 +710,7 @@ describe("deadlines", function()
     end)
   end)
 
-  it("pulling the deadline earlier fires sooner (S101)", function()
+  it("pulling the deadline earlier fires sooner", function()
     run(function()
       local t0 = loom.now()
       local s = loom.cancel_scope{ deadline = t0 + 10 }
@@ -769,7 +768,7 @@ describe("deadlines", function()
     end)
   end)
 
-  it("moving the deadline after a cancel does not un-cancel (S101)",
+  it("moving the deadline after a cancel does not un-cancel",
     function()
       run(function()
         local s = loom.cancel_scope{ deadline = loom.now() + 0.005 }
@@ -783,7 +782,7 @@ describe("deadlines", function()
     end)
 
   it("cancel_called turns true once the deadline passes, before any "
-    .. "checkpoint, and never goes back (S99)", function()
+    .. "checkpoint, and never goes back", function()
     run(function()
       local s = loom.cancel_scope{ deadline = loom.now() + 0.005 }
       s:run(function()
@@ -796,7 +795,7 @@ describe("deadlines", function()
   end)
 
   it("cancel_called of an unentered scope turns true once its deadline "
-    .. "passed (S99, Trio test_cancel_unbound)", function()
+    .. "passed (Trio test_cancel_unbound)", function()
     run(function()
       local s = loom.cancel_scope{ deadline = loom.now() + 1 }
       assert.is_false(s.cancel_called)
@@ -838,7 +837,7 @@ describe("loom.current_effective_deadline", function()
     end)
   end)
 
-  it("is the minimum up to the first shield (S104, Trio "
+  it("is the minimum up to the first shield (Trio "
     .. "test_current_effective_deadline)", function()
     run(function()
       local base = loom.now() + 100
@@ -893,7 +892,7 @@ describe("loom.current_effective_deadline", function()
 end)
 
 describe("scope:run", function()
-  it("refuses a second run of an exited scope (S91, D4)", function()
+  it("refuses a second run of an exited scope", function()
     run(function()
       local s = loom.cancel_scope()
       s:run(function() end)
@@ -905,7 +904,7 @@ describe("scope:run", function()
     end)
   end)
 
-  it("refuses to re-enter an active scope (S91)", function()
+  it("refuses to re-enter an active scope", function()
     run(function()
       local s = loom.cancel_scope()
       s:run(function()
@@ -915,7 +914,7 @@ describe("scope:run", function()
     end)
   end)
 
-  it("refuses to enter a scope active in another task (S91)", function()
+  it("refuses to enter a scope active in another task", function()
     run(function()
       local s = loom.cancel_scope()
       loom.task_group(function(tg)
@@ -959,7 +958,7 @@ describe("loom.move_on_after / loom.move_on_at", function()
     end)
   end)
 
-  it("return only the scope after a timeout (S102, AnyIO "
+  it("return only the scope after a timeout (AnyIO "
     .. "test_move_on_after)", function()
     run(function()
       local result = false
@@ -1060,7 +1059,7 @@ describe("loom.fail_after / loom.fail_at", function()
     end)
   end)
 
-  it("raise a bare TimeoutError on timeout (S103, AnyIO test_fail_after)",
+  it("raise a bare TimeoutError on timeout (AnyIO test_fail_after)",
     function()
       run(function()
         for _, delay in ipairs({ 0, 0.01 }) do
@@ -1097,7 +1096,7 @@ describe("loom.fail_after / loom.fail_at", function()
       end)
     end)
 
-  it("an explicit cancel before the deadline is no TimeoutError (D5, "
+  it("an explicit cancel before the deadline is no TimeoutError ("
     .. "AnyIO test_fail_after_cancelled_before_deadline)", function()
     run(function()
       local outer = loom.cancel_scope()
@@ -1123,7 +1122,7 @@ describe("loom.fail_after / loom.fail_at", function()
     end)
   end)
 
-  it("TimeoutError comes out bare even with a task group inside (S103, "
+  it("TimeoutError comes out bare even with a task group inside ("
     .. "AnyIO test_timeout_error_with_multiple_cancellations)", function()
     run(function()
       local err = H.capture_error(loom.fail_after, 0.01, function()
@@ -1154,7 +1153,7 @@ describe("loom.fail_after / loom.fail_at", function()
   end)
 
   it("an outer explicit cancel takes precedence over an inner fail_after "
-    .. "(S103, AnyIO test_nested_fail_after)", function()
+    .. "(AnyIO test_nested_fail_after)", function()
     local events, add = log()
     run(function()
       local scope
@@ -1181,7 +1180,7 @@ describe("loom.fail_after / loom.fail_at", function()
     assert.same({}, events)
   end)
 
-  it("a shielded fail_after still fires inside a cancelled scope (S103, "
+  it("a shielded fail_after still fires inside a cancelled scope ("
     .. "Trio test_fail_after_fails_even_if_shielded)", function()
     run(function()
       local outer = loom.cancel_scope()
@@ -1232,7 +1231,7 @@ describe("error groups leaving a cancel scope", function()
     return e
   end
 
-  it("a group of only Cancelled is swallowed (S100)", function()
+  it("a group of only Cancelled is swallowed", function()
     run(function()
       local s = loom.cancel_scope()
       local r = table.pack(s:run(function()
@@ -1245,7 +1244,7 @@ describe("error groups leaving a cancel scope", function()
     end)
   end)
 
-  it("Cancelled leaves are removed, nesting and message kept (S100)",
+  it("Cancelled leaves are removed, nesting and message kept",
     function()
       run(function()
         local s = loom.cancel_scope()
@@ -1265,7 +1264,7 @@ describe("error groups leaving a cancel scope", function()
       end)
     end)
 
-  it("a group without Cancelled passes through unchanged (S100)",
+  it("a group without Cancelled passes through unchanged",
     function()
       run(function()
         local s = loom.cancel_scope()

@@ -1,20 +1,10 @@
 -- loom.channel(): ported from AnyIO tests/streams/test_memory.py and Trio
--- _tests/test_channel.py, with Trio's side of D7 (closing an end wakes the
--- tasks blocked on that very end with ClosedResourceError).
+-- _tests/test_channel.py, with Trio's side where they differ (closing an end
+-- wakes the tasks blocked on that very end with ClosedResourceError).
 local loom = require("loom")
 
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(loom.is(err, cls), "unexpected error: " .. tostring(err))
-  return err
-end
-
-local function fails_with(text, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.matches(text, tostring(err), 1, true)
-end
+local H = require("helpers")
+local raises, fails_with = H.raises, H.fails_with
 
 -- Run body(tg) in a task group that must fail with exactly one error of
 -- class cls; returns it.
@@ -549,7 +539,7 @@ describe("loom.channel", function()
     assert.same({ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 }, received)
   end)
 
-  describe("closing while blocked (Trio test_close_basics, D7)", function()
+  describe("closing while blocked (Trio test_close_basics)", function()
     it("closing a send end wakes its own blocked sender with "
       .. "ClosedResourceError", function()
       loom.run(function()

@@ -2,18 +2,8 @@
 -- (TestCondition) and Trio _tests/test_sync.py (test_Condition).
 local loom = require("loom")
 
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(loom.is(err, cls), "unexpected error: " .. tostring(err))
-  return err
-end
-
-local function fails_with(text, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.matches(text, tostring(err), 1, true)
-end
+local H = require("helpers")
+local raises, fails_with = H.raises, H.fails_with
 
 local NOT_HOLDING = "The current task is not holding the underlying lock"
 
@@ -274,7 +264,7 @@ describe("loom.condition", function()
     end)
   end)
 
-  it("re-acquires the lock shielded after a cancelled wait (S163)",
+  it("re-acquires the lock shielded after a cancelled wait",
     function()
       loom.run(function()
         local c = loom.condition()
@@ -303,7 +293,7 @@ describe("loom.condition", function()
       end)
     end)
 
-  it("returns normally when notified before a cancellation (S8)", function()
+  it("returns normally when notified before a cancellation", function()
     loom.run(function()
       local c = loom.condition()
       local log = {}

@@ -1,4 +1,4 @@
--- Per-task context tables (API.md "Context"; SEMANTICS.md S150-S153). Port
+-- Per-task context tables (docs/api.md, loom.context). Port
 -- of Trio test_contextvar_multitask and the AnyIO context propagation docs.
 
 local loom = require("loom")
@@ -37,7 +37,7 @@ describe("loom.context", function()
       end)
     end)
 
-  it("every run starts afresh (S153)", function()
+  it("every run starts afresh", function()
     run(function() loom.context().leak = true end)
     run(function() assert.is_nil(loom.context().leak) end)
   end)
@@ -52,7 +52,7 @@ describe("loom.context", function()
   end)
 
   it("a child gets a copy of the spawner's context taken at spawn time "
-    .. "(S150, Trio test_contextvar_multitask)", function()
+    .. "(Trio test_contextvar_multitask)", function()
     local seen = {}
     run(function()
       local ctx = loom.context()
@@ -77,7 +77,7 @@ describe("loom.context", function()
       child1_after = "spawner", child2 = "host2", host = "host2" }, seen)
   end)
 
-  it("copies are independent both ways (S151)", function()
+  it("copies are independent both ways", function()
     run(function()
       local ctx = loom.context()
       ctx.a = "host"
@@ -99,7 +99,7 @@ describe("loom.context", function()
     end)
   end)
 
-  it("the copy is shallow: table values are shared (S151)", function()
+  it("the copy is shallow: table values are shared", function()
     run(function()
       local shared = { n = 0 }
       loom.context().shared = shared

@@ -3,11 +3,8 @@
 local loom = require("loom")
 local core = require("loom.core")
 
-local function err_of(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return e
-end
+local H = require("helpers")
+local err_of = H.capture_error
 
 -- Wait (bounded) until no libuv request is pending: an orphaned lookup
 -- finishes in the thread pool and its callback frees it.

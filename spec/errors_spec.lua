@@ -1,5 +1,4 @@
--- Error classes, ErrorGroup and loom.catch (API.md "Errors"; SEMANTICS.md
--- S130-S137).
+-- Error classes, ErrorGroup and loom.catch (docs/api.md "Errors").
 
 local loom = require("loom")
 local H = require("helpers")
@@ -27,7 +26,7 @@ local function shape(eg)
 end
 
 describe("error classes", function()
-  it("every class of API.md exists and is a class", function()
+  it("every documented class exists and is a class", function()
     for _, name in ipairs(CLASSES) do
       local cls = loom[name]
       assert.equal("table", type(cls), name)
@@ -163,7 +162,7 @@ describe("ErrorGroup", function()
     assert.is_true(loom.is(eg, loom.ErrorGroup))
   end)
 
-  it("a task group's group has the API.md message", function()
+  it("a task group's group has the documented message", function()
     local err = H.capture_error(run, function()
       loom.task_group(function() error("x", 0) end)
     end)
@@ -172,7 +171,7 @@ describe("ErrorGroup", function()
   end)
 
   describe("split", function()
-    -- S136: EG('outer')[V1, EG('inner')[K2, V3], T4] split by ValueError.
+    -- EG('outer')[V1, EG('inner')[K2, V3], T4] split by ValueError.
     local ValueError = loom.error_class("ValueError")
     local KeyError = loom.error_class("KeyError")
     local TypeError = loom.error_class("TypeError")
@@ -184,7 +183,7 @@ describe("ErrorGroup", function()
       })
     end
 
-    it("by class keeps the nesting (S136)", function()
+    it("by class keeps the nesting", function()
       local match, rest = sample():split(ValueError)
       assert.same({ message = "outer", "V1", { message = "inner", "V3" } },
         shape(match))
@@ -254,7 +253,7 @@ describe("ErrorGroup", function()
     end)
   end)
 
-  it("subgroup returns the matching part (S136)", function()
+  it("subgroup returns the matching part", function()
     local eg = loom.ErrorGroup("m", { "a", loom.TimeoutError("t"), "b" })
     local sub = eg:subgroup(loom.TimeoutError)
     assert.same({ message = "m", "t" }, shape(sub))
@@ -436,8 +435,8 @@ describe("loom.catch", function()
     assert.equal("text", err)
   end)
 
-  it("raises a handler's error with the unhandled rest as a new group "
-    .. "(S135)", function()
+  it("raises a handler's error with the unhandled rest as a new group",
+    function()
     local err = H.capture_error(loom.catch, {
       { ValueError, function() error("handler failed", 0) end },
     }, function()

@@ -1,22 +1,13 @@
--- loom.gather(fns[, opts]) (API.md "Gathering" and "Details settled";
--- SEMANTICS.md S250-S254). Ported from CPython
+-- loom.gather(fns[, opts]) (docs/api.md "Gathering"). Ported from CPython
 -- Lib/test/test_asyncio/test_tasks.py (gather tests) where loom's task-group
 -- based gather keeps their meaning: input order, return_exceptions, and the
 -- caller's cancellation never being swallowed (bpo-32684). Where asyncio
--- differs (S251: the first error does not cancel the rest), loom follows
--- AnyIO's gather (S254) and the tests say so.
+-- differs (there the first error does not cancel the rest), loom follows
+-- AnyIO's gather and the tests say so.
 local loom = require("loom")
 
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  if ok then return nil end
-  return err
-end
-
-local function logger()
-  local log = {}
-  return log, function(s) log[#log + 1] = s end
-end
+local H = require("helpers")
+local catch, logger = H.catch, H.log
 
 describe("loom.gather", function()
   it("returns an empty array for no functions", function()
@@ -274,7 +265,7 @@ describe("loom.gather", function()
         end)
         assert.is_nil(e)
         assert.is_true(scope.cancelled_caught)
-        -- The child still ran to its first checkpoint (D10).
+        -- The child still ran to its first checkpoint.
         assert.are.same({ 1 }, ran)
       end)
     end)
@@ -322,10 +313,76 @@ describe("loom.gather", function()
     it("must be called inside a task", function()
       local e = catch(loom.gather, { function() end })
       assert.matches("must be called from inside a loom task", e)
-      -- API.md: "loom.<fn>: must be called from inside a loom task".
+      -- The documented "loom.<fn>: must be called from inside a loom task".
       if not tostring(e):find("^loom%.gather: ") then
         pending("core bug: loom.gather outside a task reports '" .. e .. "'")
       end
+    end)
+  end)
+end)
+
+local function here()
+  local info = debug.getinfo(2, "Sl")
+  return info.short_src .. ":" .. info.currentline
+end
+
+local function contains(s, sub)
+  assert(s:find(sub, 1, true), ("expected %q to contain %q"):format(s, sub))
+end
+
+describe("loom.gather's errors table", function()
+  it("returns the errors with their tracebacks in a second table", function()
+    loom.run(function()
+      local obj = setmetatable({}, { __name = "MyErr" })
+      local where
+      local results, errors = loom.gather({
+        function() return "ok" end,
+        function() where = here(); error("failed") end,
+        function() error(obj) end,
+        function() return "failed" end,
+      }, { return_exceptions = true })
+      assert.equal(4, results.n)
+      assert.equal("ok", results[1])
+      assert.equal(where .. ": failed", results[2])
+      assert.equal(obj, results[3])
+      assert.equal("failed", results[4])
+      assert.is_nil(errors[1])
+      assert.is_nil(errors[4])
+      assert.equal(where .. ": failed", errors[2].error)
+      contains(errors[2].traceback, where .. ": failed\nstack traceback:")
+      assert.equal(obj, errors[3].error)
+      contains(errors[3].traceback, "stack traceback:")
+      assert.is_nil(errors[2].traceback:find("lua/loom/", 1, true))
+    end)
+  end)
+
+  it("gives an empty errors table when nothing failed", function()
+    loom.run(function()
+      local results, errors = loom.gather({ function() return 1 end })
+      assert.equal(1, results[1])
+      assert.same({}, errors)
+    end)
+  end)
+
+  it("records a cancelled slot", function()
+    loom.run(function()
+      local results, errors = loom.gather({
+        function()
+          local s = loom.cancel_scope()
+          local e
+          s:run(function()
+            s:cancel()
+            local ok
+            ok, e = pcall(loom.checkpoint)
+            assert(not ok)
+          end)
+          -- Raise the Cancelled outside the scope that owns it.
+          error(e, 0)
+        end,
+      }, { return_exceptions = true })
+      assert.is_true(loom.is_cancelled(results[1]))
+      assert.is_true(loom.is_cancelled(errors[1].error))
+      assert.equal("string", type(errors[1].traceback))
     end)
   end)
 end)

@@ -3,18 +3,8 @@
 -- lock tests), plus the guard and hand-off rules of loom.
 local loom = require("loom")
 
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(loom.is(err, cls), "unexpected error: " .. tostring(err))
-  return err
-end
-
-local function fails_with(text, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.matches(text, tostring(err), 1, true)
-end
+local H = require("helpers")
+local raises, fails_with = H.raises, H.fails_with
 
 describe("loom.lock", function()
   it("is held through a <close> guard (test_contextmanager)", function()
@@ -235,7 +225,7 @@ describe("loom.lock", function()
     end)
   end)
 
-  it("keeps a lock granted before the cancellation arrives (S8)", function()
+  it("keeps a lock granted before the cancellation arrives", function()
     loom.run(function()
       local lock = loom.lock()
       local log = {}
@@ -290,7 +280,7 @@ describe("loom.lock", function()
       assert.same({ 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3 }, record)
     end)
 
-  it("queues a releasing task behind waiters (no barging, S165)", function()
+  it("queues a releasing task behind waiters (no barging)", function()
     loom.run(function()
       local lock = loom.lock()
       local order = {}

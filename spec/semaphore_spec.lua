@@ -3,18 +3,8 @@
 -- test_Semaphore_bounded, the generic lock tests with Semaphore(1)).
 local loom = require("loom")
 
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(loom.is(err, cls), "unexpected error: " .. tostring(err))
-  return err
-end
-
-local function fails_with(text, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.matches(text, tostring(err), 1, true)
-end
+local H = require("helpers")
+local raises, fails_with = H.raises, H.fails_with
 
 describe("loom.semaphore", function()
   it("limits holders through <close> guards (test_contextmanager)",
@@ -182,7 +172,7 @@ describe("loom.semaphore", function()
     end)
   end)
 
-  it("keeps a slot granted before the cancellation arrives (S8)", function()
+  it("keeps a slot granted before the cancellation arrives", function()
     loom.run(function()
       local semaphore = loom.semaphore(0, 1)
       local got = false
@@ -288,7 +278,9 @@ describe("loom.semaphore", function()
     local s = loom.semaphore(1, 3)
     fails_with("cannot set field 'value'", function() s.value = 5 end)
     assert.equal(1, s.value)
-    assert.is_nil(s.nonexistent)
+    fails_with("loom.Semaphore has no method or field 'nonexistent'",
+      function() return s.nonexistent end)
+    assert.is_nil(loom.semaphore(1).max_value)
     assert.matches("^loom%.Semaphore: 0x%x+ %(value 1 of 3, 0 waiting%)$",
       tostring(s))
     assert.matches("%(value 0, 0 waiting%)$", tostring(loom.semaphore(0)))

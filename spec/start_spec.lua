@@ -1,22 +1,10 @@
--- tg:start(fn, ...) and task_status:started(value) (API.md "Task groups",
--- "Task handles"; SEMANTICS.md S70-S82, D3). Ported from AnyIO
+-- tg:start(fn, ...) and task_status:started(value) (docs/api.md
+-- "Task groups", "Task handles"). Ported from AnyIO
 -- tests/test_taskgroups.py (test_start_*) and Trio test_nursery_start*.
 local loom = require("loom")
 
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  if ok then return nil end
-  return err
-end
-
-local function bare(msg)
-  return (tostring(msg):gsub("^[^:]*:%d+: ", ""))
-end
-
-local function logger()
-  local log = {}
-  return log, function(s) log[#log + 1] = s end
-end
+local H = require("helpers")
+local catch, bare, logger = H.catch, H.message, H.log
 
 describe("tg:start", function()
   it("returns the started value and a handle", function()
@@ -126,7 +114,7 @@ describe("tg:start", function()
       end)
     end)
 
-    it("runs under the caller: parent() is the caller, then the host (S73)",
+    it("runs under the caller: parent() is the caller, then the host",
        function()
       loom.run(function()
         local root = loom.current_task()
@@ -147,7 +135,7 @@ describe("tg:start", function()
       end)
     end)
 
-    it("is cancelled with its caller; start waits for it (S75)", function()
+    it("is cancelled with its caller; start waits for it", function()
       loom.run(function()
         local log, say = logger()
         local g
@@ -202,7 +190,7 @@ describe("tg:start", function()
       end)
     end)
 
-    it("is not reached by the target group's cancellation (D3)", function()
+    it("is not reached by the target group's cancellation", function()
       loom.run(function()
         local log, say = logger()
         loom.task_group(function(outer)
@@ -228,7 +216,7 @@ describe("tg:start", function()
       end)
     end)
 
-    it("a failure of the caller's group cancels it (S82, #517)", function()
+    it("a failure of the caller's group cancels it (#517)", function()
       loom.run(function()
         local sleep_completed = false
         local err = catch(loom.task_group, function(outer)
@@ -253,7 +241,7 @@ describe("tg:start", function()
       end)
     end)
 
-    it("is protected by a shielded scope inside the child (S79)", function()
+    it("is protected by a shielded scope inside the child", function()
       loom.run(function()
         local log, say = logger()
         loom.task_group(function(tg)
@@ -280,7 +268,7 @@ describe("tg:start", function()
       end)
     end)
 
-    it("copies the context of the caller of start (S81)", function()
+    it("copies the context of the caller of start", function()
       loom.run(function()
         loom.context().who = "host"
         loom.task_group(function(tg)
@@ -407,7 +395,7 @@ describe("tg:start", function()
     end)
   end)
 
-  describe("when the caller was cancelled before started() (S76)", function()
+  describe("when the caller was cancelled before started()", function()
     it("started() is a silent no-op and a clean exit returns the value",
        function()
       loom.run(function()
@@ -490,7 +478,7 @@ describe("tg:start", function()
   end)
 
   it("into a cancelled group from its body: runs to the first checkpoint "
-     .. "and the group swallows the Cancelled (S77)", function()
+     .. "and the group swallows the Cancelled", function()
     loom.run(function()
       local started, finished = false, false
       local g
@@ -509,7 +497,7 @@ describe("tg:start", function()
     end)
   end)
 
-  describe("a pending start (S78)", function()
+  describe("a pending start", function()
     it("keeps the target group open", function()
       loom.run(function()
         local log, say = logger()

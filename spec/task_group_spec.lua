@@ -1,5 +1,5 @@
 -- Task groups: spawning order, joining, failure and cancellation semantics
--- (API.md "Task groups"; SEMANTICS.md S20-S41, D1, D2, D12, D13). Ports of
+-- (docs/api.md "Task groups"). Ports of
 -- AnyIO tests/test_taskgroups.py and Trio test_run.py nursery tests.
 -- Task handles, tg:start and gather have specs of their own.
 
@@ -82,7 +82,7 @@ describe("loom.task_group", function()
     end)
   end)
 
-  it("never runs a child inside start_soon (S2)", function()
+  it("never runs a child inside start_soon", function()
     local events, add = log()
     run(function()
       loom.task_group(function(tg)
@@ -96,7 +96,7 @@ describe("loom.task_group", function()
       events)
   end)
 
-  it("starts children FIFO on a later turn (S3)", function()
+  it("starts children FIFO on a later turn", function()
     local events, add = log()
     run(function()
       loom.task_group(function(tg)
@@ -111,7 +111,7 @@ describe("loom.task_group", function()
     assert.same({ "b1", "c1", "c2", "c3", "c4", "c5", "b2" }, events)
   end)
 
-  it("waits for children when the body returns (S25)", function()
+  it("waits for children when the body returns", function()
     local events, add = log()
     run(function()
       loom.task_group(function(tg)
@@ -125,7 +125,7 @@ describe("loom.task_group", function()
       "group exited" }, events)
   end)
 
-  it("accepts children spawned by a child while exiting (S22, Trio "
+  it("accepts children spawned by a child while exiting (Trio "
     .. "test_nursery_closure)", function()
     local events, add = log()
     run(function()
@@ -145,7 +145,7 @@ describe("loom.task_group", function()
     assert.same({ "child", "grandchild", "exited" }, events)
   end)
 
-  it("refuses start_soon and create_task after exit (S23, AnyIO "
+  it("refuses start_soon and create_task after exit (AnyIO "
     .. "test_already_closed)", function()
     run(function()
       local saved
@@ -178,7 +178,7 @@ describe("loom.task_group", function()
     end)
   end)
 
-  it("an empty group's exit is exactly one schedule point (S26)", function()
+  it("an empty group's exit is exactly one schedule point", function()
     local events, add = log()
     run(function()
       loom.task_group(function(tg)
@@ -194,7 +194,7 @@ describe("loom.task_group", function()
     assert.same({ "s1", "after empty group", "s2" }, events)
   end)
 
-  it("an empty group's exit is not a cancel point (S26, AnyIO "
+  it("an empty group's exit is not a cancel point (AnyIO "
     .. "test_cancel_before_entering_task_group)", function()
     run(function()
       local s = loom.cancel_scope()
@@ -223,7 +223,7 @@ describe("loom.task_group", function()
 end)
 
 describe("task group failures", function()
-  it("a failing child cancels the body (S27, AnyIO "
+  it("a failing child cancels the body (AnyIO "
     .. "test_failing_child_task_cancels_host)", function()
     run(function()
       local sleep_completed = false
@@ -240,7 +240,7 @@ describe("task group failures", function()
     end)
   end)
 
-  it("a failing child cancels its siblings (S27, AnyIO "
+  it("a failing child cancels its siblings (AnyIO "
     .. "test_exception_cancels_siblings)", function()
     run(function()
       local sleep_completed = false
@@ -257,7 +257,7 @@ describe("task group failures", function()
     end)
   end)
 
-  it("a failing body cancels the children (S28, AnyIO "
+  it("a failing body cancels the children (AnyIO "
     .. "test_failing_host_task_cancels_children)", function()
     run(function()
       local sleep_completed = false
@@ -274,7 +274,7 @@ describe("task group failures", function()
     end)
   end)
 
-  it("wraps even a single error (D1, AnyIO test_host_exception)", function()
+  it("wraps even a single error (AnyIO test_host_exception)", function()
     run(function()
       local result
       local err = group_error(function(tg)
@@ -325,7 +325,7 @@ describe("task group failures", function()
     end)
   end)
 
-  it("records the body's error when the body exits (S29)", function()
+  it("records the body's error when the body exits", function()
     run(function()
       local err = group_error(function(tg)
         tg:start_soon(function()
@@ -351,7 +351,7 @@ describe("task group failures", function()
     end)
   end)
 
-  it("collects child errors raised while handling cancellation (S38, "
+  it("collects child errors raised while handling cancellation ("
     .. "AnyIO test_exception_group_children)", function()
     run(function()
       local err = group_error(function(tg)
@@ -374,7 +374,7 @@ describe("task group failures", function()
     end)
   end)
 
-  it("never records cancellations (D2)", function()
+  it("never records cancellations", function()
     run(function()
       local cancelled = 0
       local err = group_error(function(tg)
@@ -413,7 +413,7 @@ describe("task group failures", function()
       assert.same({ "cancelled" }, record)
     end)
 
-  it("nests groups without flattening (S35, AnyIO "
+  it("nests groups without flattening (AnyIO "
     .. "test_exception_group_filtering)", function()
     run(function()
       local err = group_error(function(tg)
@@ -431,7 +431,7 @@ describe("task group failures", function()
     end)
   end)
 
-  it("keeps an ErrorGroup raised by the body as one member (S132)",
+  it("keeps an ErrorGroup raised by the body as one member",
     function()
       run(function()
         local raised = loom.ErrorGroup("mine", { "a", "b" })
@@ -441,7 +441,7 @@ describe("task group failures", function()
       end)
     end)
 
-  it("gives errors priority over an outer cancellation (S31)", function()
+  it("gives errors priority over an outer cancellation", function()
     run(function()
       local outer = loom.cancel_scope()
       local err = H.capture_error(outer.run, outer, function()
@@ -457,7 +457,7 @@ describe("task group failures", function()
   end)
 
   it("a body that swallowed its Cancelled still raises the children's "
-    .. "errors (S32)", function()
+    .. "errors", function()
     run(function()
       local events, add = log()
       local err = group_error(function(tg)
@@ -476,7 +476,7 @@ describe("task group failures", function()
 end)
 
 describe("task group cancellation", function()
-  it("tg:cancel() exits without error and sets cancelled_caught (S34, "
+  it("tg:cancel() exits without error and sets cancelled_caught ("
     .. "AnyIO test_escaping_cancelled_exception)", function()
     run(function()
       local saved
@@ -494,7 +494,7 @@ describe("task group cancellation", function()
     end)
   end)
 
-  it("tg:cancel() is not a checkpoint (S9, AnyIO "
+  it("tg:cancel() is not a checkpoint (AnyIO "
     .. "test_level_cancellation)", function()
     run(function()
       local marker
@@ -513,7 +513,7 @@ describe("task group cancellation", function()
   end)
 
   it("tg:cancel() without a later checkpoint leaves cancelled_caught "
-    .. "false (S96)", function()
+    .. "false", function()
     run(function()
       local saved
       assert.equal("v", loom.task_group(function(tg)
@@ -572,7 +572,7 @@ describe("task group cancellation", function()
     end)
   end)
 
-  it("a child may cancel its own group (S34, race pattern)", function()
+  it("a child may cancel its own group (race pattern)", function()
     local events, add = log()
     run(function()
       loom.task_group(function(tg)
@@ -592,7 +592,7 @@ describe("task group cancellation", function()
   end)
 
   it("a child spawned into a cancelled group runs to its first "
-    .. "checkpoint (S24, Trio test_precancelled_task)", function()
+    .. "checkpoint (Trio test_precancelled_task)", function()
     local record = {}
     run(function()
       loom.task_group(function(tg)
@@ -626,7 +626,7 @@ describe("task group cancellation", function()
     assert.same({ "child started" }, events)
   end)
 
-  it("cancels nested groups' children (S35, Trio test_cancel_inheritance)",
+  it("cancels nested groups' children (Trio test_cancel_inheritance)",
     function()
       local record = {}
       run(function()
@@ -728,7 +728,7 @@ describe("task group cancellation", function()
     end)
 
   it("re-raises one bare Cancelled to the outer scope that caused it "
-    .. "(S30, AnyIO test_single_cancellation_exc)", function()
+    .. "(AnyIO test_single_cancellation_exc)", function()
     run(function()
       local outer = loom.cancel_scope()
       local caught
@@ -749,7 +749,7 @@ describe("task group cancellation", function()
   end)
 
   it("keeps waiting for children when the host is cancelled while "
-    .. "exiting (S33)", function()
+    .. "exiting", function()
     local events, add = log()
     run(function()
       local s = loom.move_on_after(0.01, function()
@@ -771,7 +771,7 @@ describe("task group cancellation", function()
   end)
 
   it("cancels the group's scope when the host is cancelled while exiting "
-    .. "(S33)", function()
+    .. "", function()
     run(function()
       local saved
       local s = loom.move_on_after(0.01, function()
@@ -787,7 +787,7 @@ describe("task group cancellation", function()
   end)
 
   it("a body that swallowed its Cancelled exits cleanly while children "
-    .. "remain (D12, S33)", function()
+    .. "remain ", function()
     run(function()
       local saved
       loom.task_group(function(tg)
@@ -800,13 +800,13 @@ describe("task group cancellation", function()
         return "swallowed"
       end)
       assert.is_true(saved.cancel_scope.cancel_called)
-      -- the host is cancelled while it waits for the child: S33 and S30
+      -- the host is cancelled while it waits for the child
       assert.is_true(saved.cancel_scope.cancelled_caught)
     end)
   end)
 
   it("a body that swallowed its Cancelled, with no child left, exits "
-    .. "without raising (D12)", function()
+    .. "without raising", function()
     run(function()
       local saved
       local r = table.pack(loom.task_group(function(tg)
@@ -824,7 +824,7 @@ describe("task group cancellation", function()
   end)
 
   it("children inherit the scopes where the group was opened, not where "
-    .. "start_soon was called (S20)", function()
+    .. "start_soon was called", function()
     local events, add = log()
     run(function()
       loom.task_group(function(tg)
@@ -876,7 +876,7 @@ describe("task group cancellation", function()
       assert.same({ "started", "cancelled" }, events)
     end)
 
-  it("a shield in the host does not protect the children (S36, AnyIO "
+  it("a shield in the host does not protect the children (AnyIO "
     .. "test_cancel_child_task_when_host_is_shielded)", function()
     run(function()
       local cancelled = false
@@ -901,7 +901,7 @@ describe("task group cancellation", function()
     end)
   end)
 
-  it("cancelling a scope inside a child affects only that child (S108, "
+  it("cancelling a scope inside a child affects only that child ("
     .. "AnyIO test_cancel_scope_in_child_task)", function()
     run(function()
       local child_scope
@@ -924,7 +924,7 @@ describe("task group cancellation", function()
     end)
   end)
 
-  it("a cancelled group's body sees Cancelled at every checkpoint (S95)",
+  it("a cancelled group's body sees Cancelled at every checkpoint",
     function()
       run(function()
         local n = 0

@@ -1,19 +1,12 @@
--- Task handles (API.md "Task handles"; SEMANTICS.md S39, S50-S60, D10).
+-- Task handles (docs/api.md "Task handles").
 -- Ported from AnyIO tests/test_taskgroups.py (TestCreateTask, the parent-id
 -- and task-name tests) and the documented TaskHandle example.
 local loom = require("loom")
 
--- pcall that returns the error object (or nil when fn did not raise).
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  if ok then return nil end
-  return err
-end
-
--- The message of a string error without its "file:line: " prefix.
-local function bare(msg)
-  return (tostring(msg):gsub("^[^:]*:%d+: ", ""))
-end
+-- catch: the error object fn raised, or nil; bare: a string error's
+-- message without its "file:line: " prefix.
+local H = require("helpers")
+local catch, bare = H.catch, H.message
 
 describe("TaskHandle", function()
   describe("from start_soon and create_task", function()
@@ -97,7 +90,8 @@ describe("TaskHandle", function()
         end)
         assert.is_true(loom.is(failed, loom.TaskFailed))
         assert.is_false(loom.is(failed, loom.TaskCancelled))
-        assert.are.equal("the task raised an exception", failed.message)
+        assert.are.equal("the task raised an exception: dummy error",
+          failed.message)
         assert.are.equal(boom, failed.cause)
         assert.are.equal("string", type(failed.traceback))
         assert.matches("task_handle_spec", failed.traceback)
@@ -183,7 +177,7 @@ describe("TaskHandle", function()
           assert.is_true(loom.is(e, loom.TaskCancelled))
           assert.is_true(loom.is_cancelled(e.cause))
           assert.are.equal("cancelled", h:status())
-          -- D10: even a task cancelled before it ran reaches its first
+          -- Even a task cancelled before it ran reaches its first
           -- checkpoint.
           assert.is_true(task_started)
         end)
@@ -335,7 +329,7 @@ describe("TaskHandle", function()
       end)
     end)
 
-    it("is S39: h1 cancelled, h2 finished, group not cancelled", function()
+    it("is h1 cancelled, h2 finished, group not cancelled", function()
       loom.run(function()
         local h1, h2, g
         loom.task_group(function(tg)
@@ -560,7 +554,7 @@ describe("TaskHandle", function()
       end)
     end)
 
-    it("parent() is the group's host, whichever task spawned (S40)",
+    it("parent() is the group's host, whichever task spawned",
        function()
       loom.run(function()
         local root = loom.current_task()
@@ -643,7 +637,7 @@ describe("TaskHandle", function()
     assert.is_false(loom.is(loom.TaskNotFinished(), loom.TaskFailed))
   end)
 
-  it("reproduces the documented example (S60)", function()
+  it("reproduces the documented example", function()
     loom.run(function()
       local out = {}
       local handles = {}

@@ -1,4 +1,4 @@
--- loom.task_tree() (API.md "Task handles"): every live task with its name,
+-- loom.task_tree() (docs/api.md "Running and time"): every live task with its name,
 -- id, status, nested groups and where it waits (`source:line` of the frame
 -- that called the blocking function), printable like asyncio's call graph
 -- (AnyIO docs "Asyncio call graph introspection support").

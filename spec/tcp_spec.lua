@@ -1,6 +1,8 @@
 -- TCP streams and listeners (tcp.c, net.lua), on 127.0.0.1 only.
 local loom = require("loom")
 local core = require("loom.core")
+local H = require("helpers")
+local err_of = H.capture_error
 
 local HOST = "127.0.0.1"
 
@@ -16,12 +18,6 @@ local function pair()
   local c = loom.connect_tcp(HOST, port)
   local s = l:accept()
   return l, c, s, port
-end
-
-local function err_of(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  return e
 end
 
 local function free_port()
@@ -488,7 +484,8 @@ describe("loom TCP streams", function()
     end)
   end)
 
-  it("a peer reset raises OSError ECONNRESET in the reader, sticky",
+  it("a peer reset raises BrokenResourceError ECONNRESET in the reader, "
+    .. "sticky",
     function()
       loom.run(function()
         local l, c, s, port = pair()
@@ -497,7 +494,8 @@ describe("loom TCP streams", function()
         s:close()  -- closing with unread data sends a reset
         for _ = 1, 2 do
           local e = err_of(c.receive, c)
-          assert.is_true(loom.is(e, loom.OSError))
+          assert.is_true(loom.is(e, loom.BrokenResourceError))
+          assert.is_false(loom.is(e, loom.OSError))
           assert.equal("ECONNRESET", e.code)
           assert.equal(("receive: connection reset by peer (127.0.0.1:%d)")
             :format(port), e.message)
@@ -507,7 +505,8 @@ describe("loom TCP streams", function()
       end)
     end)
 
-  it("a peer vanishing mid-transfer fails the sender with OSError",
+  it("a peer vanishing mid-transfer fails the sender with "
+    .. "BrokenResourceError",
     function()
       loom.run(function()
         local l, c, s = pair()
@@ -523,7 +522,7 @@ describe("loom TCP streams", function()
           s:receive(10)
           s:close()
         end)
-        assert.is_true(loom.is(err, loom.OSError))
+        assert.is_true(loom.is(err, loom.BrokenResourceError))
         assert.is_truthy(err.code == "ECONNRESET" or err.code == "EPIPE")
         c:close(); l:close()
         assert_no_leaks()

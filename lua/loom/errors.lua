@@ -3,6 +3,8 @@
 -- table whose metatable is its class. Classes know their parent, so
 -- errors.is(err, Class) accepts subclasses.
 
+local diagnostics = require("loom.diagnostics")
+
 local M = {}
 
 local unpack = table.unpack
@@ -259,6 +261,18 @@ local function safe_tostring(e)
   return "<error in __tostring: " .. (ok2 and msg or "?") .. ">"
 end
 
+-- describe that never raises either: a member whose own __tostring fails
+-- renders as safe_tostring does, and so does one whose fields cannot be
+-- rendered.
+local function safe_describe(e)
+  local ok, s = pcall(tostring, e)
+  if ok and type(s) == "string" then
+    ok, s = pcall(diagnostics.describe, e)
+    if ok and type(s) == "string" then return s end
+  end
+  return safe_tostring(e)
+end
+
 local function render(eg, depth)
   local lines = {}
   local n = #eg.errors
@@ -270,7 +284,7 @@ local function render(eg, depth)
     if is_group(e) then
       body = render(e, depth + 1)
     else
-      body = safe_tostring(e)
+      body = safe_describe(e)
       local tb = eg.tracebacks[i]
       if type(tb) == "string" and tb ~= "" then
         -- A string error's traceback already starts with its message.
@@ -291,7 +305,6 @@ ErrorGroup.__tostring = function(eg) return render(eg, 0) end
 ---------------------------------------------------------------------------
 -- catch
 
---- errors.catch(handlers, fn, ...): see API.md.
 --- Argument checks of loom.catch; errors blame the caller of loom.catch.
 function M.check_catch(handlers, fn)
   if type(handlers) ~= "table" then
@@ -346,7 +359,8 @@ function M.hooks(core)
     local ok, name = pcall(function() return t.name end)
     return ok and name or "?"
   end
-  return {
+  local h
+  h = {
     Cancelled = M.Cancelled,
     cancelled = function(reason, by_deadline, task, scope_ptr)
       local msg = ("Cancelled via cancel scope %s"):format(
@@ -360,8 +374,10 @@ function M.hooks(core)
     end,
     issued = issued,
     task_failed = function(cause, tb)
-      return M.TaskFailed("the task raised an exception",
-        { cause = cause, traceback = tb or nil })
+      local why = diagnostics.describe(cause):match("^[^\n]*")
+      return M.TaskFailed("the task raised an exception: " .. why,
+        { cause = cause,
+          traceback = diagnostics.clean_traceback(tb, h.own_dir) or nil })
     end,
     task_cancelled = function(cause)
       return M.TaskCancelled("the task was cancelled", { cause = cause })
@@ -374,19 +390,41 @@ function M.hooks(core)
       if not is_class(c) then c = M.Error end
       return c(msg, code and { code = code } or nil)
     end,
-    root_error = function(err, tb, deadlock)
+    root_error = function(err, tb, deadlock, manual_clock)
+      local tree = h.deadlock_tree
+      h.deadlock_tree = nil
       if deadlock and M.is_cancelled(err) then
-        return "loom.run: deadlock: every task was blocked and nothing could "
-          .. "wake them (they were cancelled)"
+        local msg = "loom.run: deadlock: every task was blocked and nothing "
+          .. "could wake them (they were cancelled)"
+        if manual_clock then
+          msg = msg .. " (the clock is manual: deadlines are reached only "
+            .. "by loom.advance)"
+        end
+        if tree then
+          msg = msg .. "\nthe tasks when the deadlock was detected:\n" .. tree
+        end
+        return msg
+      end
+      tb = diagnostics.clean_traceback(tb, h.own_dir)
+      if type(err) == "string" and type(tb) == "string"
+          and tb:sub(1, #err) == err and not err:find("\nstack traceback:") then
+        -- The task's own call chain: the caller of loom.run only sees
+        -- [C]: in function 'loom.run'.
+        return tb
       end
       if type(err) == "table" and tb and rawget(err, "traceback") == nil
           and not M.is_cancelled(err) then
         rawset(err, "traceback", tb)
       end
+      if type(err) == "table" and getmetatable(err) == nil then
+        setmetatable(err, diagnostics.plain_error_mt)
+      end
       return err
     end,
+    no_member = diagnostics.no_member,
     core = core,
   }
+  return h
 end
 
 return M

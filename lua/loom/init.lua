@@ -7,6 +7,7 @@
 
 local core = require("loom.core")
 local errors = require("loom.errors")
+local diagnostics = require("loom.diagnostics")
 
 local pack, unpack = table.pack, table.unpack
 local msgh = core.msgh
@@ -135,6 +136,12 @@ function loom.cancel_scope(opts)
     error("bad argument #1 to 'cancel_scope' (table expected, got "
       .. type(opts) .. ")", 2)
   end
+  for k in pairs(opts) do
+    if k ~= "deadline" and k ~= "shield" then
+      error("bad argument #1 to 'cancel_scope' (unknown option '"
+        .. tostring(k) .. "')", 2)
+    end
+  end
   local d, s = opts.deadline, opts.shield
   if d ~= nil and (type(d) ~= "number" or d ~= d) then
     error("bad argument #1 to 'cancel_scope' (deadline must be a number, "
@@ -211,6 +218,9 @@ local group_run = core.group_run
 --- scope catch its own cancellation, or return the body's results.
 local function finish_group(tg, catches, errs, tbs, host_cancelled, ok, ...)
   if errs then
+    for i = 1, #errs do
+      tbs[i] = diagnostics.clean_traceback(tbs[i], own_dir) or false
+    end
     error(ErrorGroup.new(ErrorGroup.default_message, errs, tbs), 0)
   end
   if not ok or host_cancelled then
@@ -247,7 +257,15 @@ local function describe(f)
   return ("function %s:%d"):format(info.short_src, info.linedefined)
 end
 
---- loom.gather(fns[, opts]) -> array of first results in input order.
+--- The message handler of a gather slot: the error and where it happened.
+local function slot_msgh(e)
+  local tb = debug.traceback(type(e) == "string" and e or nil, 2)
+  return { error = e, traceback = diagnostics.clean_traceback(tb, own_dir) }
+end
+
+--- loom.gather(fns[, opts]) -> array of first results in input order, and
+--- errors[i] = {error =, traceback =} for each slot that failed (only with
+--- return_exceptions; otherwise the first failure raises).
 function loom.gather(fns, opts)
   if type(fns) ~= "table" then
     error("bad argument #1 to 'gather' (table of functions expected, got "
@@ -257,6 +275,16 @@ function loom.gather(fns, opts)
     error("bad argument #2 to 'gather' (table expected, got "
       .. type(opts) .. ")", 2)
   end
+  for k, v in pairs(opts or {}) do
+    if k ~= "return_exceptions" then
+      error("bad argument #2 to 'gather' (unknown option '" .. tostring(k)
+        .. "')", 2)
+    end
+    if type(v) ~= "boolean" then
+      error("bad argument #2 to 'gather' (return_exceptions must be a "
+        .. "boolean, got " .. type(v) .. ")", 2)
+    end
+  end
   core.check_in_task("gather")
   local n = #fns
   for i = 1, n do
@@ -265,7 +293,7 @@ function loom.gather(fns, opts)
         .. "function)"):format(i, type(fns[i])), 2)
     end
   end
-  local results = { n = n }
+  local results, errs = { n = n }, {}
   local keep = opts and opts.return_exceptions
   loom.task_group(function(tg)
     for i = 1, n do
@@ -273,8 +301,13 @@ function loom.gather(fns, opts)
       local h
       if keep then
         h = tg:start_soon(function()
-          local r = pack(xpcall(f, msgh))
-          results[i] = r[2]
+          local ok, r = xpcall(f, slot_msgh)
+          if ok then
+            results[i] = r
+          else
+            results[i] = r.error
+            errs[i] = r
+          end
         end)
       else
         h = tg:start_soon(function() results[i] = (f()) end)
@@ -282,12 +315,16 @@ function loom.gather(fns, opts)
       h.name = ("gather[%d] %s"):format(i, describe(f))
     end
   end)
-  return results
+  return results, errs
 end
 
 -- Networking (tcp.c, dns.c, net.lua) ----------------------------------------
 
 require("loom.net").install(loom, core)
+
+-- Processes, Unix sockets, stdio, signals, Ctrl-C (process.lua) -------------
+
+require("loom.process").install(loom, core)
 
 -- Synchronisation (sync.c, channel.c) ---------------------------------------
 
@@ -299,7 +336,11 @@ loom.condition = core.condition
 loom.capacity_limiter = core.capacity_limiter
 loom.channel = core.channel
 
--- Introspection ----------------------------------------------------------------
+-- Embedding: host-driven steps, clocks, host groups, futures (embed.lua) ---
+
+require("loom.embed").install(loom, core, errors)
+
+-- Introspection ------------------------------------------------------------
 
 local tree_mt = {}
 
@@ -331,9 +372,18 @@ local function render_task(node, prefix, lines, last, top)
 end
 
 tree_mt.__tostring = function(tree)
-  if tree.root == nil then return "(no loom run in progress)" end
+  local hgs = tree.host_groups or {}
+  if tree.root == nil and #hgs == 0 then return "(no loom run in progress)" end
   local lines = {}
-  render_task(tree.root, "", lines, true, true)
+  if tree.root then render_task(tree.root, "", lines, true, true) end
+  for _, g in ipairs(hgs) do  -- host groups (embed.lua): roots of their own
+    lines[#lines + 1] = ("host group %q (%d task%s%s)"):format(g.name,
+      #g.children, #g.children == 1 and "" or "s",
+      g.cancelled and ", cancelled" or "")
+    for ci, child in ipairs(g.children) do
+      render_task(child, "", lines, ci == #g.children, false)
+    end
+  end
   return table.concat(lines, "\n")
 end
 
@@ -341,7 +391,20 @@ end
 --- node: handle, id, name, status, waiting, where ("source:line"), groups =
 --- { { children = {node...}, cancelled = bool }, ... }.
 function loom.task_tree()
-  return setmetatable({ root = core.task_tree(own_dir) }, tree_mt)
+  return setmetatable({ root = core.task_tree(own_dir),
+    host_groups = core.host_group_tree(own_dir) }, tree_mt)
 end
+
+-- When loom.run finds a deadlock, note the stuck tasks and where each
+-- waits: its error lists them once everything has unwound.
+function hooks.deadlocked()
+  local ok, tree = pcall(loom.task_tree)
+  hooks.deadlock_tree = ok and tostring(tree) or nil
+  return hooks.deadlock_tree
+end
+
+-- A misspelt method or field of a loom object raises at once, naming the
+-- class and the closest name, instead of giving nil.
+diagnostics.install()
 
 return loom

@@ -6,6 +6,7 @@
 -- receive_until over any stream with a receive method).
 
 local errors = require("loom.errors")
+local diagnostics = require("loom.diagnostics")
 
 local M = {}
 
@@ -211,6 +212,10 @@ function Buffered.remote_address(b)
   check_buffered(b, "remote_address")
   return b.stream:remote_address()
 end
+diagnostics.strict(Buffered)
+-- Registered like the C classes' metatables, so that tools walking the
+-- registry for "loom.*" classes (the docs check) find it too.
+debug.getregistry()["loom.BufferedStream"] = Buffered
 
 -- Listeners ----------------------------------------------------------------
 
@@ -301,43 +306,49 @@ function M.install(loom, core)
   --- listener:serve(handler[, tg]): accept connections until cancelled and
   --- run handler(stream) for each in its own task, in tg or in a task group
   --- of serve's own. The stream is closed when the handler returns.
-  local listener_mt = debug.getregistry()["loom.TCPListener"]
-  function core.tcp_listener_methods.serve(listener, handler, tg)
-    if getmetatable(listener) ~= listener_mt then
-      local mt, got = getmetatable(listener), tname(listener)
-      if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then
-        got = rawget(mt, "__name")
+  --- M.serve_for(class) -> the serve method of listeners whose metatable
+  --- is registered as class ("loom.TCPListener", "loom.UnixListener"):
+  --- any listener with accept().
+  function M.serve_for(class)
+    local listener_mt = debug.getregistry()[class]
+    return function(listener, handler, tg)
+      if getmetatable(listener) ~= listener_mt then
+        local mt, got = getmetatable(listener), tname(listener)
+        if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then
+          got = rawget(mt, "__name")
+        end
+        error("calling 'serve' on bad self (" .. class .. " expected, got "
+          .. got .. ")", 2)
       end
-      error("calling 'serve' on bad self (loom.TCPListener expected, got "
-        .. got .. ")", 2)
-    end
-    if not callable(handler) then
-      argerror(1, "serve", "function expected, got " .. tname(handler))
-    end
-    if tg ~= nil and (type(tg) ~= "userdata" and type(tg) ~= "table"
-        or tg.start_soon == nil) then
-      argerror(2, "serve", "task group expected, got " .. type(tg))
-    end
-    local function loop(group)
-      while true do
-        local stream = listener:accept()
-        local ok, err = pcall(group.start_soon, group, serve_one, handler,
-          stream)
-        if not ok then
-          stream:close()
-          error(err, 0)
+      if not callable(handler) then
+        argerror(1, "serve", "function expected, got " .. tname(handler))
+      end
+      if tg ~= nil and (type(tg) ~= "userdata" and type(tg) ~= "table"
+          or diagnostics.has(tg, "start_soon") == nil) then
+        argerror(2, "serve", "task group expected, got " .. type(tg))
+      end
+      local function loop(group)
+        while true do
+          local stream = listener:accept()
+          local ok, err = pcall(group.start_soon, group, serve_one, handler,
+            stream)
+          if not ok then
+            stream:close()
+            error(err, 0)
+          end
         end
       end
+      if tg ~= nil then return loop(tg) end
+      return loom.task_group(loop)
     end
-    if tg ~= nil then return loop(tg) end
-    return loom.task_group(loop)
   end
+  core.tcp_listener_methods.serve = M.serve_for("loom.TCPListener")
 
   --- loom.buffered(stream) -> a BufferedStream over any object with
   --- receive(max_bytes); send/send_eof/close/addresses pass through.
   function loom.buffered(stream)
     if stream == nil or (type(stream) ~= "userdata" and type(stream) ~= "table")
-        or stream.receive == nil then
+        or diagnostics.has(stream, "receive") == nil then
       argerror(1, "buffered", "stream expected, got " .. tname(stream))
     end
     return setmetatable({ stream = stream, buffer = "" }, Buffered)
