@@ -222,8 +222,7 @@ static int l_configure(lua_State *L) {
                          "string or a function, got %s",
                          luaL_typename(L, 3)));
   }
-  if (rt->closed)
-    return luaL_error(L, "loom.configure: the runtime is closed");
+  loom__check_open(L, rt, "configure");
   if (rt->next_id > 0)
     return luaL_error(L, "loom.configure: the runtime has already run tasks");
   set_clock(L, rt, clock, clock == LOOM_CLOCK_HOST ? 2 : 0);

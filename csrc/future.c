@@ -25,7 +25,9 @@ static loom_future *check_future(lua_State *L, int idx) {
 }
 
 static int l_future(lua_State *L) {
-  loom_future *f = (loom_future *)lua_newuserdatauv(L, sizeof *f, 1);
+  loom_future *f;
+  loom__check_open(L, loom__rt(L), "future");
+  f = (loom_future *)lua_newuserdatauv(L, sizeof *f, 1);
   memset(f, 0, sizeof *f);
   loom__waitq_init(&f->waiters);
   luaL_setmetatable(L, FUTURE_MT);

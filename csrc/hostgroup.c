@@ -11,7 +11,6 @@
  * (group.c's spawn and cancel work on it unchanged).
  */
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "loom_internal.h"
@@ -52,8 +51,7 @@ static int l_host_group(lua_State *L) {
                            "boolean, got %s", luaL_typename(L, -1)));
     fail_fast = lua_toboolean(L, -1);
   }
-  if (rt->closed)
-    return luaL_error(L, "loom.host_group: the runtime is closed");
+  loom__check_open(L, rt, "host_group");
   if (rt->running)
     return luaL_error(L, "loom.host_group: cannot be used while loom.run is "
                       "running (use loom.task_group inside it)");
@@ -114,7 +112,8 @@ static int child_failed_protected(lua_State *L) {
 
 /* Called while the child finishes, which must not fail half-way: the
  * report (it allocates) runs protected; when memory runs out the error
- * stays in the child's handle and a line on stderr says so. */
+ * stays in the child's handle and the step returns LOOM_ERRMEM (see
+ * loom__step_pcall). */
 void loom__host_child_failed(lua_State *L, loom_group *g, int task_idx,
                              int err_idx, int tb_idx) {
   if (g->fail_fast) {
@@ -134,8 +133,7 @@ void loom__host_child_failed(lua_State *L, loom_group *g, int task_idx,
     if (lua_pcall(L, 4, 0, 0) == LUA_OK) return;
     lua_pop(L, 1);
   }
-  fputs("loom: out of memory reporting the error of a host group's task "
-        "(it stays in the task's handle)\n", stderr);
+  g->rt->lost_reports++;
 }
 
 /* [g] a fail-fast group's ErrorGroup of every error, to the hook. */
@@ -172,9 +170,7 @@ void loom__host_child_done(lua_State *L, loom_group *g) {
       lua_setiuservalue(L, -2, HG_TRACEBACKS);
       lua_pop(L, 1);
     }
-    if (!reported)
-      fputs("loom: out of memory reporting the errors of a fail-fast host "
-            "group (they stay in its tasks' handles)\n", stderr);
+    if (!reported) g->rt->lost_reports++;
     g->nerrors = 0;
     mark_closed(g);
   }

@@ -317,6 +317,9 @@ struct loom_rt {
    * would). */
   int anchor_ref;
   int anchor_n, anchor_peak;
+  /* Errors of host groups' tasks that could not be reported (out of
+   * memory): the step that lost them returns LOOM_ERRMEM. */
+  int lost_reports;
 
   /* Live counts for core.stats() (the specs' leak check). */
   size_t parked;         /* tasks in LOOM_TASK_PARKED */
@@ -470,6 +473,10 @@ void loom__group_record_safe(lua_State *L, loom_group *g, int err_idx,
 /* luaL_error, but the position is the innermost caller outside loom's own
  * Lua files (the user's line, not a line of a loom wrapper). */
 int loom__errorf(lua_State *L, const char *fmt, ...) LOOM_HIDDEN;
+/* luaL_argerror / luaL_typeerror, blaming the user's line like
+ * loom__errorf (for C functions that loom's Lua wrappers call). */
+int loom__argerror(lua_State *L, int arg, const char *msg) LOOM_HIDDEN;
+int loom__typeerror(lua_State *L, int arg, const char *tname) LOOM_HIDDEN;
 /* Raise a clear error when the runtime was finalised (lua_close). */
 void loom__check_open(lua_State *L, loom_rt *rt, const char *fn) LOOM_HIDDEN;
 /* If co is the suspended coroutine of a loom task, that task, else NULL. */

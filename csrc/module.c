@@ -72,6 +72,10 @@ static loom_rt *new_runtime(lua_State *L) {
    * coroutine to it never allocates. */
   lua_createtable(L, LOOM_POOL_MAX, 0);
   rt->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* The anchor table of live tasks (task.c), made now so that the first
+   * run takes no registry slot. */
+  lua_newtable(L);
+  rt->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return rt;
 }
 

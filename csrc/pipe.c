@@ -42,11 +42,11 @@ static socklen_t check_unix_path(lua_State *L, int idx,
                                  struct sockaddr_un *sun, size_t *plen) {
   size_t len;
   const char *p;
-  if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "string");
+  if (lua_type(L, idx) != LUA_TSTRING) loom__typeerror(L, idx, "string");
   p = lua_tolstring(L, idx, &len);
-  if (len == 0) luaL_argerror(L, idx, "path is empty");
+  if (len == 0) loom__argerror(L, idx, "path is empty");
   if (p[0] != '\0' && strlen(p) != len)
-    luaL_argerror(L, idx, "path contains a NUL");
+    loom__argerror(L, idx, "path contains a NUL");
   *plen = len;
   memset(sun, 0, sizeof *sun);
   sun->sun_family = AF_UNIX;
@@ -107,7 +107,9 @@ static int l_unix_connect(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   struct sockaddr_un sun;
   size_t plen;
-  socklen_t len = check_unix_path(L, 1, &sun, &plen);
+  socklen_t len;
+  loom__check_open(L, rt, "connect_unix");
+  len = check_unix_path(L, 1, &sun, &plen);
   loom_task *t = loom__check_blocking(L, "connect_unix", 1);
   char where[160];
   int fd, r;
@@ -142,17 +144,20 @@ static int l_unix_listen(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   struct sockaddr_un sun;
   size_t plen;
-  socklen_t len = check_unix_path(L, 1, &sun, &plen);
+  socklen_t len;
   lua_Integer mode = luaL_optinteger(L, 2, -1);
   lua_Integer backlog = luaL_optinteger(L, 3, 65536);
-  int abstract = sun.sun_path[0] == '\0', fd, err;
+  int abstract, fd, err;
   char where[160];
+  loom__check_open(L, rt, "create_unix_listener");
+  len = check_unix_path(L, 1, &sun, &plen);
+  abstract = sun.sun_path[0] == '\0';
   struct stat st;
   loom_stream *o;
   if (mode != -1 && (mode < 0 || mode > 07777))
-    luaL_argerror(L, 2, "mode must be in 0..4095 (0o7777)");
+    loom__argerror(L, 2, "mode must be in 0..4095 (0o7777)");
   if (backlog < 1 || backlog > 0x7fffffff)
-    luaL_argerror(L, 3, "backlog must be in 1..2147483647");
+    loom__argerror(L, 3, "backlog must be in 1..2147483647");
   if (len == 0) return raise_too_long(L, "create_unix_listener", plen);
   unix_where(&sun, len, where, sizeof where);
   if (!abstract && lstat(sun.sun_path, &st) == 0) {
@@ -222,6 +227,7 @@ static int l_stdio(lua_State *L) {
   loom_stream *o;
   lua_Integer *files = file_counter(L);
   if (fd < 0 || fd > 2) luaL_argerror(L, 1, "fd must be 0, 1 or 2");
+  loom__check_open(L, rt, name);
   dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (dupfd < 0) {
     lua_pushfstring(L, "%s: %s", name,

@@ -288,7 +288,7 @@ static int spawn_child(pid_t *pid, const char *prog, char **argv,
  * function in errors. The user-facing checks are process.lua's. */
 static int l_spawn(lua_State *L) {
   loom_rt *rt = loom__rt(L);
-  reaper *r = get_reaper(L);
+  reaper *r;
   const char *file = luaL_checkstring(L, 1);
   const char *cwd = lua_toboolean(L, 4) ? luaL_checkstring(L, 4) : NULL;
   int detached = lua_toboolean(L, 5);
@@ -299,6 +299,8 @@ static int l_spawn(lua_State *L) {
   pid_t pid = -1;
   proc_box *box;
   proc *p;
+  loom__check_open(L, rt, fname);
+  r = get_reaper(L);
   luaL_checktype(L, 2, LUA_TTABLE);
   for (i = 0; i < 3; i++) modes[i] = luaL_checkoption(L, 6 + i, NULL,
                                                       mode_names);

@@ -137,6 +137,34 @@ int loom__errorf(lua_State *L, const char *fmt, ...) {
   return lua_error(L);
 }
 
+int loom__argerror(lua_State *L, int arg, const char *msg) {
+  lua_Debug ar;
+  const char *name = "?";
+  if (lua_getstack(L, 0, &ar)) {
+    lua_getinfo(L, "n", &ar);
+    if (ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0) {
+      arg--;
+      if (arg == 0)
+        return loom__errorf(L, "calling '%s' on bad self (%s)",
+                            ar.name ? ar.name : "?", msg);
+    }
+    if (ar.name != NULL) name = ar.name;
+  }
+  return loom__errorf(L, "bad argument #%d to '%s' (%s)", arg, name, msg);
+}
+
+int loom__typeerror(lua_State *L, int arg, const char *tname) {
+  const char *got;
+  if (luaL_getmetafield(L, arg, "__name") == LUA_TSTRING)
+    got = lua_tostring(L, -1);
+  else if (lua_type(L, arg) == LUA_TLIGHTUSERDATA)
+    got = "light userdata";
+  else
+    got = luaL_typename(L, arg);
+  return loom__argerror(L, arg, lua_pushfstring(L, "%s expected, got %s",
+                                                tname, got));
+}
+
 void loom__check_open(lua_State *L, loom_rt *rt, const char *fn) {
   if (rt != NULL && rt->magic == LOOM_MAGIC_RT && rt->closed)
     loom__errorf(L, "loom.%s: the runtime is closed", fn);
@@ -857,6 +885,11 @@ static int l_run(lua_State *L) {
   rt->running = 0;
   rt->S = NULL;
   rt->root = NULL;
+  if (rt->lost_reports > 0) {
+    rt->lost_reports = 0;
+    fputs("loom: out of memory: the errors of host groups' tasks could not "
+          "be reported (they stay in their handles)\n", stderr);
+  }
   if (status != LUA_OK) {
     /* The drain itself failed (out of memory, a broken hook): its error,
      * once every task of this run was cancelled and finished. */
@@ -974,6 +1007,13 @@ int loom__step_pcall(lua_State *L, loom_rt *rt, double budget,
   rt->stepping = 1;
   status = lua_pcall(L, 3, 0, 0);
   rt->stepping = 0;
+  if (status == LUA_OK && rt->lost_reports > 0) {
+    /* An error could not be queued for the hook: say so the way a step
+     * that ran out of memory itself does. */
+    rt->lost_reports = 0;
+    lua_pushliteral(L, "not enough memory");
+    status = LUA_ERRMEM;
+  }
   return status;
 }
 

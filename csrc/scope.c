@@ -384,6 +384,16 @@ static void splice_out(loom_scope *s) {
 static int l_scope_gc(lua_State *L) {
   loom_scope *s = check_scope(L, 1);
   loom_rt *rt = loom__rt(L);
+  if (s->parent == NULL && !rt->closed &&
+      (!loom__list_empty(&s->children) || !loom__list_empty(&s->tasks))) {
+    /* A root scope with tasks below it is a host group's, finalised by
+     * lua_close before the runtime (it was made later): close the runtime
+     * first, as its own __gc would, so that the group's tasks are
+     * cancelled through this scope and finish. */
+    lua_pushcfunction(L, loom__rt_gc);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_call(L, 1, 0);
+  }
   /* Only an abandoned scope can still be in the heap here. */
   if (!rt->closed) loom__heap_remove(rt, &s->timer);
   splice_out(s);

@@ -44,20 +44,20 @@ int loom__check_signal(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     lua_Integer n;
     if (!lua_isinteger(L, idx))
-      luaL_argerror(L, idx, "signal number must be an integer");
+      loom__argerror(L, idx, "signal number must be an integer");
     n = lua_tointeger(L, idx);
     if (n < 1 || n >= MAX_SIG)
-      luaL_argerror(L, idx, lua_pushfstring(L, "no such signal: %d",
+      loom__argerror(L, idx, lua_pushfstring(L, "no such signal: %d",
                                             (int)n));
     return (int)n;
   }
   if (lua_type(L, idx) != LUA_TSTRING)
-    luaL_typeerror(L, idx, "signal name or number");
+    loom__typeerror(L, idx, "signal name or number");
   {
     const char *s = lua_tostring(L, idx);
     for (i = 0; sig_names[i].name != NULL; i++)
       if (strcmp(sig_names[i].name, s) == 0) return sig_names[i].sig;
-    return luaL_argerror(L, idx, lua_pushfstring(L, "unknown signal name "
+    return loom__argerror(L, idx, lua_pushfstring(L, "unknown signal name "
                                                  "'%s'", s));
   }
 }
@@ -212,7 +212,7 @@ static void rx_signal_cb(uv_signal_t *h, int sig) {
 
 static sig_rx *check_rx(lua_State *L, int idx) {
   rx_box *box = (rx_box *)luaL_checkudata(L, idx, RX_MT);
-  if (box->rx == NULL) luaL_argerror(L, idx, "finalised object");
+  if (box->rx == NULL) loom__argerror(L, idx, "finalised object");
   return box->rx;
 }
 
@@ -225,11 +225,12 @@ static int l_signal_receiver(lua_State *L) {
   signal_state *st;
   rx_box *box;
   sig_rx *rx;
-  if (n == 0) return luaL_argerror(L, 1, "at least one signal expected");
+  loom__check_open(L, rt, "open_signal_receiver");
+  if (n == 0) return loom__argerror(L, 1, "at least one signal expected");
   for (i = 1; i <= n; i++) {
     int sig = loom__check_signal(L, i);
     if (sig == SIGKILL || sig == SIGSTOP)
-      luaL_argerror(L, i, lua_pushfstring(L, "%s cannot be caught",
+      loom__argerror(L, i, lua_pushfstring(L, "%s cannot be caught",
                                           loom__signal_name(sig)));
   }
   st = get_state(L, rt);

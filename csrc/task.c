@@ -677,13 +677,10 @@ static int l_task_tree(lua_State *L) {
 /* core.check_in_task(name): raise the documented message for loom.<name>. */
 static int l_check_in_task(lua_State *L) {
   const char *fn = luaL_checkstring(L, 1);
-  if (loom__task_of(L) == NULL) {
+  loom__check_open(L, loom__rt(L), fn);
+  if (loom__task_of(L) == NULL)
     /* Blame the caller of the loom.<fn> Lua function, not loom's file. */
-    luaL_where(L, 2);
-    lua_pushfstring(L, "loom.%s: %s", fn, loom__not_in_task(L));
-    lua_concat(L, 2);
-    return lua_error(L);
-  }
+    return loom__errorf(L, "loom.%s: %s", fn, loom__not_in_task(L));
   return 0;
 }
 

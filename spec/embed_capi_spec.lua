@@ -100,7 +100,7 @@ advance after close ECLOSED
 open after close ECLOSED
 after close: timeout -1 next inf fd -1 remote NULL
 false	loom.step: the runtime is closed
-false	loom.run: the runtime is closed (loom_close)
+false	loom.run: the runtime is closed
 false	loom.host_group: the runtime is closed
 false	This task group is not active; no new tasks can be started.
 step NULL state ERRARG

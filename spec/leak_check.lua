@@ -17,8 +17,8 @@ local NOT_LIVE = {
   ["stats.running"] = true,            -- checked by M.idle_problem
 }
 
--- Registry references alive, minus pooled coroutines (each holds one).
-local REFS = "[registry refs minus pooled coroutines]"
+-- Registry references alive.
+local REFS = "[registry refs]"
 
 -- How long closes and requests in flight get to land (LOOM_LEAK_SETTLE
 -- overrides it, in seconds).
@@ -57,7 +57,7 @@ function M.snapshot(core)
     if type(t) == "table" then add(name, t, 1) end
   end
   local st = core.stats()
-  snap[REFS] = st.registry_refs - st.pooled_coroutines
+  snap[REFS] = st.registry_refs
   return snap
 end
 

@@ -24,9 +24,22 @@ local Interrupted = errors.error_class("Interrupted")
 Interrupted.__tostring = function(e) return e.message end
 M.Interrupted = Interrupted
 
-local function argerror(n, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
-    (level or 2) + 1)
+local own_dir = debug.getinfo(1, "S").source:match("^@(.*[/\\])[^/\\]*$")
+
+-- The error blames the innermost caller outside loom's own Lua files (the
+-- user's line, however deep the wrapper's helpers are); a C caller such as
+-- pcall gives no position, as lauxlib's messages do.
+local function argerror(n, fname, msg)
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "S")
+    if info == nil or info.what == "C" or own_dir == nil
+        or info.source:sub(2, #own_dir + 1) ~= own_dir then
+      break
+    end
+    level = level + 1
+  end
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level)
 end
 
 local function tname(v)

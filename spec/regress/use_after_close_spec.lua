@@ -1,7 +1,8 @@
 -- Regression: an object created before require("loom") is finalised after
 -- the runtime at lua_close; its __gc calling loom.run (or creating a TCP
--- listener) used libuv's closed loop and crashed. Every entry point now
--- checks that the runtime is closed and raises a clear error.
+-- listener, or a signal receiver) used libuv's closed loop and crashed.
+-- Every entry point now checks that the runtime is closed and raises a
+-- clear error.
 
 local script = [[
 local loom
@@ -22,6 +23,21 @@ local g = setmetatable({}, { __gc = function()
   try("set", function() keep.ev:set() end)
   try("tcp_stats", require("loom.core").tcp_stats)
   try("task_tree", function() return tostring(loom.task_tree()) end)
+  try("step", loom.step)
+  try("host_group", loom.host_group, "late")
+  try("future", loom.future)
+  try("configure", loom.configure, { clock = "manual" })
+  try("run_process", loom.run_process, { "true" })
+  try("open_process", loom.open_process, { "true" })
+  try("connect_unix", loom.connect_unix, "/nonexistent/loom.sock")
+  try("create_unix_listener", loom.create_unix_listener,
+    { path = "/nonexistent/loom.sock" })
+  try("open_signal_receiver", loom.open_signal_receiver, "SIGUSR1")
+  try("stdin", loom.stdin)
+  try("stdout", loom.stdout)
+  try("stderr", loom.stderr)
+  try("next_frame", loom.next_frame)
+  try("now", loom.now)
   io.stdout:flush()
 end })
 loom = require("loom")
@@ -50,12 +66,17 @@ describe("regression: use after the runtime was finalised", function()
     local out, code = sh(("%s lua5.4 %s"):format(prefix, file))
     os.remove(file)
     assert.equal(0, code, out)
-    local closed = "the loom runtime is closed (its Lua state is being "
-      .. "closed)"
-    assert.truthy(out:find("run: loom.run: " .. closed, 1, true), out)
+    local closed = "the runtime is closed"
+    for _, name in ipairs({ "run", "sleep", "getaddrinfo", "step",
+      "host_group", "future", "configure", "run_process", "open_process",
+      "connect_unix", "create_unix_listener", "open_signal_receiver",
+      "stdin", "stdout", "stderr", "next_frame" }) do
+      assert.truthy(("\n" .. out):find(("\n%s: loom.%s: %s\n"):format(name, name,
+        closed), 1, true), name .. "\n" .. out)
+    end
     assert.truthy(out:find("listener: [^\n]*loom.create_tcp_listener: "
-      .. closed:gsub("%p", "%%%0")), out)
-    assert.truthy(out:find("sleep: loom.sleep: " .. closed, 1, true), out)
+      .. closed), out)
+    assert.truthy(out:find("now: ok", 1, true), out)
     assert.truthy(out:find("event: ok", 1, true), out)
     assert.truthy(out:find("getaddrinfo: loom.getaddrinfo: " .. closed, 1,
       true), out)
