@@ -480,7 +480,8 @@ static int l_cond_locked(lua_State *L) {
 
 static void cond_check_holding(lua_State *L, sync_cond *c) {
   if (c->lock->owner == NULL || c->lock->owner != running_task(L))
-    luaL_error(L, "The current task is not holding the underlying lock");
+    /* loom__errorf: cond:wait_for (sync.lua) calls this too */
+    loom__errorf(L, "The current task is not holding the underlying lock");
 }
 
 /* After the wait: [cond, lock]. Notified waiters come back owning the lock.

@@ -11,6 +11,7 @@
 
 local loom = require("loom")
 local core = require("loom.core")
+local diagnostics = require("loom.diagnostics")
 
 local seed = tonumber(os.getenv("LOOM_FUZZ_SEED")) or 20261206
 local slow = (os.getenv("LOOM_TEST_PREFIX") or ""):find("valgrind", 1, true)
@@ -53,11 +54,33 @@ local function pick(t, n)
   return t[math.random(n or #t)]
 end
 
+-- The methods of v: those listed, plus every method its metatable answers
+-- (so that a method added to a class is fuzzed without being listed here).
+local function methods_of(v, listed)
+  local set, out = {}, {}
+  for _, m in ipairs(listed) do set[m] = true end
+  local mt = getmetatable(v)
+  if type(mt) == "table" then
+    for m in pairs((diagnostics.members(mt))) do set[m] = true end
+  end
+  for m in pairs(set) do out[#out + 1] = m end
+  table.sort(out)
+  return out
+end
+
+local sock_n = 0
+local function sock_path()
+  sock_n = sock_n + 1
+  return ("%s/loom-fuzz-%d-%d.sock"):format(os.getenv("TMPDIR") or "/tmp",
+    math.floor(loom.now() * 1000) % 1000000, sock_n)
+end
+
 -- Objects of every class, some fresh, some stale. Built inside a task.
+-- Returns them and the objects to close afterwards.
 local function make_objects(tg)
   local objs = {}
   local function add(kind, v, methods) objs[#objs + 1] = {
-    kind = kind, v = v, methods = methods } end
+    kind = kind, v = v, methods = methods_of(v, methods) } end
   local ev_methods = { "set", "is_set", "wait", "statistics" }
   local lock_methods = { "acquire", "acquire_nowait", "release", "locked",
     "statistics" }
@@ -127,7 +150,44 @@ local function make_objects(tg)
   local closed_listener = loom.create_tcp_listener{ local_host = "127.0.0.1" }
   closed_listener:close()
   add("listener", closed_listener, listener_methods)
-  return objs, { listener, a, b }
+  -- What the host-driven runtime and the process area added.
+  add("future", loom.future(), {})
+  local set_future = loom.future()
+  set_future:set(1)
+  add("future", set_future, {})
+  local ul = loom.create_unix_listener{ path = sock_path() }
+  add("unix_listener", ul, listener_methods)
+  local ua = loom.connect_unix(ul:local_address())
+  local ub = ul:accept()
+  add("unix_stream", ua, stream_methods)
+  add("unix_stream", ub, stream_methods)
+  local rx = loom.open_signal_receiver("SIGUSR2")
+  add("signal_receiver", rx, {})
+  local proc = loom.open_process({ "cat" }, { stdin = "pipe",
+    stdout = "pipe" })
+  add("process", proc, {})
+  add("pipe_stream", proc.stdin, stream_methods)
+  add("pipe_stream", proc.stdout, stream_methods)
+  return objs, { listener, a, b, ul, ua, ub, rx, proc.stdin, proc.stdout,
+    setmetatable({}, { __index = { close = function()
+      pcall(proc.kill, proc)
+      loom.cancel_scope{ shield = true }:run(proc.wait, proc)
+    end } }) }
+end
+
+-- Host groups exist outside loom.run only: fuzzed there, with values that
+-- start no failing task (whose error would be printed by the hook).
+local function make_host_objects()
+  local objs = {}
+  local hg = loom.host_group("fuzz")
+  objs[1] = { kind = "host_group", v = hg,
+    methods = methods_of(hg, { "start_soon", "cancel", "close", "alive" }),
+    quiet = true }
+  local closed = loom.host_group("fuzz closed")
+  closed:close()
+  objs[2] = { kind = "host_group", v = closed, methods = objs[1].methods,
+    quiet = true }
+  return objs, hg
 end
 
 -- Module functions (never with a callback that could block forever: the
@@ -140,6 +200,14 @@ table.sort(module_fns)
 
 local failures = {}
 local calls = 0
+
+-- Host groups the random calls made: closed at the end.
+local made_groups = {}
+local function track_host_group(...)
+  local hg = loom.host_group(...)
+  made_groups[#made_groups + 1] = hg
+  return hg
+end
 
 local function record(what, ok, e)
   calls = calls + 1
@@ -154,22 +222,24 @@ end
 
 -- One random call: a module function, or a method with a right or wrong
 -- self. Returns a description and a thunk.
-local function random_call(objs, values)
+local function random_call(objs, values, quiet_values)
   local nargs = math.random(0, 3)
   local args = {}
+  local o = pick(objs)
+  local vals = o.quiet and quiet_values or values
   for i = 1, nargs do
     if math.random() < 0.2 then args[i] = pick(objs).v
-    else args[i] = pick(values, 27) end
+    else args[i] = pick(vals, o.quiet and #vals or 27) end
   end
   if math.random() < 0.4 then
     local name = pick(module_fns)
     if name == "run" and math.random() < 0.9 then name = "now" end
     local f = loom[name]
+    if name == "host_group" then f = track_host_group end
     return "loom." .. name, function()
       return f(table.unpack(args, 1, nargs))
     end
   end
-  local o = pick(objs)
   local m = pick(o.methods)
   local ok, f = pcall(function() return o.v[m] end)
   if not ok or type(f) ~= "function" then
@@ -177,7 +247,7 @@ local function random_call(objs, values)
   end
   local self = o.v
   local r = math.random()
-  if r < 0.25 then self = pick(values, 27)
+  if r < 0.25 then self = pick(vals, o.quiet and #vals or 27)
   elseif r < 0.4 then self = pick(objs).v end
   return o.kind .. ":" .. m, function()
     return f(self, table.unpack(args, 1, nargs))
@@ -257,17 +327,30 @@ describe("misuse fuzzer", function()
       -- Objects that outlive their run: used from outside any task below.
       pcall(loom.task_group, function(tg)
         stale, stale_keep = make_objects(tg)
+        -- The process is reaped now (a stale, finished one is fuzzed).
+        table.remove(stale_keep).close()
         tg:cancel()
       end)
     end)
     -- Outside any task (the main thread, no loom.run in progress), and in
     -- finalisers run there.
+    local host_objs, hg = make_host_objects()
+    for _, o in ipairs(host_objs) do stale[#stale + 1] = o end
+    local quiet = {}
+    for _, v in ipairs(values) do
+      if type(v) ~= "function" and type(v) ~= "table" then
+        quiet[#quiet + 1] = v
+      end
+    end
+    quiet[#quiet + 1] = function() end
     for i = 1, outside do
-      local what, thunk = random_call(stale, values)
+      local what, thunk = random_call(stale, values, quiet)
       if i % 2 == 0 then record(what, pcall(thunk))
       else contexts.gc(what, thunk) end
     end
     for _, v in ipairs(stale_keep) do pcall(v.close, v) end
+    assert.is_true(hg:close(5))
+    for _, g in ipairs(made_groups) do assert.is_true(g:close(5)) end
     collectgarbage()
     collectgarbage()
     assert.same({}, failures)

@@ -2,8 +2,11 @@
 -- touches every module of loom: task groups, handles, tg:start, scopes with
 -- and without deadlines, shields, sync primitives, channels, TCP on
 -- 127.0.0.1, DNS of "localhost", errors (ErrorGroup, catch), gather,
--- context and task_tree. Returns "done" when it ran to its end; any error
--- propagates (the host accepts only "not enough memory" ones).
+-- context and task_tree, a short process run with its output piped; then,
+-- outside loom.run, the host-driven runtime: a host group stepped with
+-- loom.step until its tasks finished, a future and next_frame. Returns
+-- "done" when it ran to its end; any error propagates (the host accepts only
+-- "not enough memory" ones).
 
 local loom = require("loom")
 
@@ -138,12 +141,54 @@ local function errors_and_more()
   local _ = tostring(loom.task_tree())
 end
 
-return loom.run(function()
+local function processes()
+  local r = loom.run_process({ "echo", "hi" })
+  assert(r.returncode == 0 and r.stdout == "hi\n", r.stdout)
+end
+
+-- Host code driving loom: the errors of the group's tasks are raised by
+-- loom.step (on_error = "raise"), so that running out of memory in one of
+-- them ends the workload in that error. The group is closed whatever
+-- happened (a failing close is retried: memory may come back), so that the
+-- same state can run the workload again.
+local function host_driven()
+  local hg = loom.host_group("alloc")
+  local ok, err = pcall(function()
+    local f, got = loom.future(), nil
+    hg:start_soon(function() got = f:wait() end)
+    hg:start_soon(function()
+      loom.next_frame()
+      loom.sleep(0)
+      f:set(42)
+    end)
+    for _ = 1, 100 do
+      loom.step()
+      if got ~= nil then break end
+    end
+    assert(got == 42, "the future was not set")
+  end)
+  local closed, cerr
+  for _ = 1, 3 do
+    closed, cerr = pcall(hg.close, hg, 1)
+    if closed then break end
+  end
+  if not ok then error(err, 0) end
+  if not closed then error(cerr, 0) end
+  loom.step()  -- what the close left for the hook
+end
+
+-- Only a fresh state can be configured (the transient and single modes run
+-- the workload twice in one state).
+pcall(loom.configure, { on_error = "raise" })
+local r = loom.run(function()
   groups_and_handles()
   scopes()
   start_and_sync()
   channels()
   tcp_and_dns()
   errors_and_more()
+  processes()
   return "done"
 end)
+host_driven()
+return r
