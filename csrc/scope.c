@@ -384,7 +384,8 @@ static void splice_out(loom_scope *s) {
 static int l_scope_gc(lua_State *L) {
   loom_scope *s = check_scope(L, 1);
   loom_rt *rt = loom__rt(L);
-  if (s->parent == NULL && !rt->closed &&
+  if (s->parent == NULL && !rt->closed && !rt->running && !rt->stepping &&
+      rt->current == NULL &&
       (!loom__list_empty(&s->children) || !loom__list_empty(&s->tasks))) {
     /* A root scope with tasks below it is a host group's, finalised by
      * lua_close before the runtime (it was made later): close the runtime
