@@ -185,9 +185,10 @@ static void close_fd(int *fd) {
   *fd = -1;
 }
 
-/* [-0, +1] a receive- or send-only PipeStream over the parent's end. */
-static int push_pipe(lua_State *L, loom_rt *rt, int fd, int readable) {
-  loom_stream *o = loom__stream_new(L, rt, &loom__pipe_stream_class);
+/* Open o, a stream box made before the spawn (so that nothing allocates
+ * once the pipes exist), as a receive- or send-only PipeStream over the
+ * parent's end fd. */
+static int open_pipe(loom_rt *rt, loom_stream *o, int fd, int readable) {
   int err;
   uv_pipe_init(rt->loop, &o->h.pipe, 0);
   loom__stream_attach(o);
@@ -299,6 +300,7 @@ static int l_spawn(lua_State *L) {
   pid_t pid = -1;
   proc_box *box;
   proc *p;
+  loom_stream *streams[3];
   loom__check_open(L, rt, fname);
   r = get_reaper(L);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -318,6 +320,16 @@ static int l_spawn(lua_State *L) {
   box->p = p;
   lua_pushvalue(L, 9);
   lua_setiuservalue(L, 11, SLOT_ARGS);
+  /* The pipe streams (12, 13, 14; nil when not piped) before any pipe or
+   * child exists: running out of memory here leaks neither. */
+  for (i = 0; i < 3; i++) {
+    if (modes[i] == MODE_PIPE)
+      streams[i] = loom__stream_new(L, rt, &loom__pipe_stream_class);
+    else {
+      streams[i] = NULL;
+      lua_pushnil(L);
+    }
+  }
   argv = string_array(L, 2, "argument");
   if (lua_istable(L, 3)) env = string_array(L, 3, "environment entry");
   err = start_reaper(r);
@@ -372,7 +384,7 @@ static int l_spawn(lua_State *L) {
   loom__list_push(&r->running, &p->link);
   for (i = 0; i < 3; i++) {
     if (parent[i] < 0) continue;
-    err = push_pipe(L, rt, parent[i], i != 0);
+    err = open_pipe(rt, streams[i], parent[i], i != 0);
     parent[i] = -1;
     if (err != 0) {
       for (; i < 3; i++) close_fd(&parent[i]);
@@ -381,6 +393,7 @@ static int l_spawn(lua_State *L) {
       return loom__raise_error(L, "OSError", lua_tostring(L, -1),
                                uv_err_name(err));
     }
+    lua_pushvalue(L, 12 + i);
     lua_setiuservalue(L, 11, SLOT_STDIN + i);
   }
   lua_settop(L, 11);
