@@ -151,9 +151,12 @@ end
 
 --- M.has(obj, key) -> obj[key], or nil when reading it raises (a strict
 --- object without that member). For duck-typing checks.
+local function index(obj, key) return obj[key] end
 function M.has(obj, key)
-  local ok, v = pcall(function() return obj[key] end)
+  local ok, v = pcall(index, obj, key)
   if ok then return v end
+  -- Running out of memory is not a missing member: it propagates.
+  if v == "not enough memory" then error(v, 0) end
   return nil
 end
 
