@@ -160,21 +160,30 @@ static const char *const mode_names[] = {"pipe", "inherit", "null",
 
 /* A NULL-terminated copy of the strings of the array at idx (the strings
  * stay owned by Lua; the caller frees the array). */
-static char **string_array(lua_State *L, int idx, const char *what) {
+/* Raise unless the array at idx holds only strings without NULs. */
+static void check_strings(lua_State *L, int idx, const char *what) {
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx), i;
-  char **v = (char **)calloc((size_t)n + 1, sizeof *v);
-  if (v == NULL) luaL_error(L, "loom: out of memory");
   for (i = 1; i <= n; i++) {
     size_t len;
     const char *s;
     lua_rawgeti(L, idx, i);
     s = lua_tolstring(L, -1, &len);
-    if (lua_type(L, -1) != LUA_TSTRING || strlen(s) != len) {
-      free(v);
+    if (lua_type(L, -1) != LUA_TSTRING || strlen(s) != len)
       luaL_error(L, "loom.core.spawn: %s %d is not a string without NULs",
                  what, (int)i);
-    }
-    v[i - 1] = (char *)s;   /* anchored by the table */
+    lua_pop(L, 1);
+  }
+}
+
+/* A NULL-terminated copy of the (checked) string array at idx, or NULL when
+ * out of memory. The strings stay anchored by the table. */
+static char **string_array(lua_State *L, int idx) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), i;
+  char **v = (char **)calloc((size_t)n + 1, sizeof *v);
+  if (v == NULL) return NULL;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    v[i - 1] = (char *)lua_tostring(L, -1);
     lua_pop(L, 1);
   }
   return v;
@@ -330,8 +339,18 @@ static int l_spawn(lua_State *L) {
       lua_pushnil(L);
     }
   }
-  argv = string_array(L, 2, "argument");
-  if (lua_istable(L, 3)) env = string_array(L, 3, "environment entry");
+  /* Checked first: nothing raises once the arrays are allocated. */
+  check_strings(L, 2, "argument");
+  if (lua_istable(L, 3)) check_strings(L, 3, "environment entry");
+  argv = string_array(L, 2);
+  if (argv != NULL && lua_istable(L, 3)) {
+    env = string_array(L, 3);
+    if (env == NULL) {
+      free(argv);
+      argv = NULL;
+    }
+  }
+  if (argv == NULL) return luaL_error(L, "loom: out of memory");
   err = start_reaper(r);
   if (err == 0 && cwd != NULL && access(cwd, X_OK) != 0)
     err = uv_translate_sys_error(errno);   /* a cwd the child cannot enter */
