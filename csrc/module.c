@@ -76,6 +76,10 @@ static loom_rt *new_runtime(lua_State *L) {
    * run takes no registry slot. */
   lua_newtable(L);
   rt->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* The queue of errors for the error hook (embed.c): made now too, so
+   * that the first unhandled error takes no registry slot. */
+  lua_newtable(L);
+  rt->errq_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return rt;
 }
 

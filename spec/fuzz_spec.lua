@@ -228,7 +228,9 @@ local function random_call(objs, values, quiet_values)
   local o = pick(objs)
   local vals = o.quiet and quiet_values or values
   for i = 1, nargs do
-    if math.random() < 0.2 then args[i] = pick(objs).v
+    -- (Objects can be callable, such as a signal receiver: not for quiet
+    -- ones, whose started task would fail.)
+    if math.random() < 0.2 and not o.quiet then args[i] = pick(objs).v
     else args[i] = pick(vals, o.quiet and #vals or 27) end
   end
   if math.random() < 0.4 then
