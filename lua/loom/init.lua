@@ -286,6 +286,10 @@ end
 
 require("loom.net").install(loom, core)
 
+-- Worker threads (thread.c, copy.c, thread.lua) -----------------------------
+
+require("loom.thread").install(loom, core, errors)
+
 -- Synchronisation (sync.c, channel.c) ---------------------------------------
 
 require("loom.sync")
