@@ -759,8 +759,10 @@ static void worker_main(void *arg) {
   uv_mutex_lock(&p->mu);
   for (;;) {
     thread_job *job;
-    uint64_t deadline = uv_hrtime() + (uint64_t)(p->idle_timeout * 1e9);
+    uint64_t since = uv_hrtime();
     while (!p->closed && loom__list_empty(&p->jobs)) {
+      /* Re-read each time: thread_configure may change it meanwhile. */
+      uint64_t deadline = since + (uint64_t)(p->idle_timeout * 1e9);
       uint64_t now = uv_hrtime();
       if (now >= deadline) break;
       p->nidle++;

@@ -1,0 +1,36 @@
+-- spec/thread_work.lua: functions the thread specs run in worker threads
+-- by name ("thread_work.spin"), and helpers for the specs themselves.
+local core = require("loom.core")
+
+local W = {}
+
+--- W.spin(seconds) -> "spun": busy-wait without any checkpoint.
+function W.spin(seconds)
+  local stop = core.now() + seconds
+  while core.now() < stop do end
+  return "spun"
+end
+
+--- W.spin_until_cancelled(limit) -> "not cancelled" when limit seconds
+--- passed; raises Cancelled (check_cancelled) before that otherwise.
+function W.spin_until_cancelled(limit)
+  local loom = require("loom")
+  local stop = core.now() + limit
+  while core.now() < stop do loom.thread.check_cancelled() end
+  return "not cancelled"
+end
+
+function W.double(x) return x * 2 end
+
+--- W.settle(): wait until no worker call is in flight any more (abandoned
+--- calls finish in the background), at most 5 s. In a task.
+function W.settle()
+  local loom = require("loom")
+  local stop = loom.now() + 5
+  while core.thread_stats().calls_in_flight > 0 and loom.now() < stop do
+    loom.sleep(0.005)
+  end
+  return core.thread_stats()
+end
+
+return W
