@@ -1255,10 +1255,11 @@ static int l_call_gc(lua_State *L) {
   int last;
   if (job == NULL) return 0;
   c->job = NULL;
+  /* In flight, a call is anchored: this runs for one at lua_close. */
   uv_mutex_lock(&p->mu);
   job->call = NULL;
   job->cancel = 1;
-  reply_locked(job, REP_CANCELLED, NULL);
+  reply_locked(job, REP_CLOSED, NULL);
   last = job_unref_locked(job);
   uv_mutex_unlock(&p->mu);
   if (last) pool_free(p);

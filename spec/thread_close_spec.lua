@@ -1,0 +1,56 @@
+-- Closing a Lua state (lua_close) while loom worker threads still run:
+-- idle workers are joined, busy ones detached; a detached worker finishes
+-- its call without touching the closed state, and a worker blocked in
+-- loom.thread.run_sync is answered. Run in separate processes, under the
+-- suite's memory checker when there is one (LOOM_TEST_PREFIX).
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return out, code
+end
+
+local root = sh("pwd"):gsub("%s+$", "")
+local prefix = os.getenv("LOOM_TEST_PREFIX") or ""
+local build = os.getenv("LOOM_BUILD_DIR") or "build"
+local lua_path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;"
+  .. root .. "/spec/?.lua"
+local lua_cpath = root .. "/" .. build .. "/?.so"
+
+describe("lua_close while worker threads run", function()
+  local bin, report = os.tmpname(), os.tmpname()
+
+  lazy_teardown(function()
+    os.remove(bin)
+    os.remove(report)
+  end)
+
+  it("joins idle workers, detaches busy ones, answers blocked run_sync",
+    function()
+    local out, code = sh(("cc -O1 -o %s spec/embed/thread_close.c "
+      .. "$(pkg-config --cflags --libs lua5.4)"):format(bin))
+    assert.are.equal(0, code, out)
+    out, code = sh(("timeout 120 %s %s %q %q %q"):format(prefix, bin,
+      lua_path, lua_cpath, report))
+    assert.are.equal(0, code, out)
+    assert.are.equal(table.concat({
+      "busy worker left running",
+      "blocked worker left running",
+      "idle workers: some",
+      "run_sync after close: false loom.thread.run_sync: the runtime that "
+        .. "started this worker was closed",
+      "all closed", "" }, "\n"), out)
+  end)
+
+  it("lets the process exit while a worker runs forever", function()
+    local script = "local loom = require('loom') loom.run(function() "
+      .. "loom.move_on_after(0.01, function() loom.to_thread_with("
+      .. "{abandon_on_cancel = true}, function() while true do end end) "
+      .. "end) end) print('exiting')"
+    local out, code = sh(("cd %q && LUA_PATH=%q LUA_CPATH=%q timeout 60 %s "
+      .. "lua5.4 -e %q"):format(root, lua_path, lua_cpath, prefix, script))
+    assert.are.equal(0, code, out)
+    assert.are.equal("exiting\n", out)
+  end)
+end)
