@@ -92,6 +92,7 @@ fail:
 int main(int argc, char **argv) {
   char buf[256] = "";
   FILE *f;
+  int i;
   if (argc != 4) {
     fprintf(stderr, "usage: thread_close <lua_path> <lua_cpath> <report>\n");
     return 2;
@@ -102,13 +103,18 @@ int main(int argc, char **argv) {
   if (scenario(busy, "", 0)) return 1;
   if (scenario(blocked, argv[3], 250)) return 1;
   if (scenario(idle, "", 0)) return 1;
-  pause_ms(700);   /* the workers of the closed states finish meanwhile */
-  f = fopen(argv[3], "r");
-  if (f != NULL) {
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+  /* The workers of the closed states finish meanwhile (slowly under a
+   * memory checker): wait for the blocked one's report, then some more. */
+  for (i = 0; i < 200 && buf[0] == '\0'; i++) {
+    pause_ms(50);
+    f = fopen(argv[3], "r");
+    if (f != NULL) {
+      size_t n = fread(buf, 1, sizeof buf - 1, f);
+      buf[n] = '\0';
+      fclose(f);
+    }
   }
+  pause_ms(500);
   printf("run_sync after close: %s\n", buf);
   printf("all closed\n");
   return 0;
