@@ -47,6 +47,7 @@
 #define MAGIC_REQ 0x6c6d7452u    /* "lmtR" */
 
 #define DEFAULT_IDLE_TIMEOUT 10.0   /* seconds, as AnyIO's worker threads */
+#define DEFAULT_CLOSE_GRACE 1.0     /* seconds lua_close waits for calls */
 #define LOAD_CACHE_MAX 64           /* functions kept loaded per state */
 
 /* How the function travels. */
@@ -107,6 +108,7 @@ struct thread_pool {
   loom_list exited;        /* mu: threads that returned, to join */
   int nworkers, nidle, njobs, nmail;   /* mu */
   double idle_timeout;     /* mu */
+  double close_grace;      /* mu: how long lua_close waits for calls */
   size_t mem_limit;        /* mu: per worker state, 0 = none */
   /* owner thread only */
   loom_rt *rt;
@@ -871,6 +873,7 @@ static int l_pool_gc(lua_State *L) {
   uv_async_t *async;
   loom_list *n;
   int last = 0;
+  double grace;
   if (p == NULL) return 0;
   pb->p = NULL;
   uv_mutex_lock(&p->mu);
@@ -895,16 +898,38 @@ static int l_pool_gc(lua_State *L) {
     if (w->job != NULL) {
       w->job->cancel = 1;
       reply_locked(w->job, REP_CLOSED, NULL);
-      w->detached = 1;
-#ifndef _WIN32
-      pthread_detach(w->tid);
-#endif
     }
   }
   uv_cond_broadcast(&p->work);
   async = p->async;
   p->async = NULL;
+  grace = p->close_grace;
   uv_mutex_unlock(&p->mu);
+  /* Give running calls close_grace seconds to end (their cancellation is
+   * set: loom.thread.check_cancelled() raises), then detach the rest. */
+  {
+    uint64_t stop = uv_hrtime() + (uint64_t)(grace * 1e9);
+    for (;;) {
+      int busy = 0;
+      uv_mutex_lock(&p->mu);
+      for (n = p->workers.next; n != &p->workers; n = n->next) {
+        thread_worker *w = loom__container_of(n, thread_worker, link);
+        if (w->job != NULL && !w->detached) {
+          if (uv_hrtime() < stop) {
+            busy = 1;
+            break;
+          }
+          w->detached = 1;
+#ifndef _WIN32
+          pthread_detach(w->tid);
+#endif
+        }
+      }
+      uv_mutex_unlock(&p->mu);
+      if (!busy) break;
+      uv_sleep(1);
+    }
+  }
   (void)last;
   for (;;) {
     thread_worker *w = NULL;
@@ -965,6 +990,7 @@ static thread_pool *get_pool(lua_State *L) {
   }
   p->refs = 1;
   p->idle_timeout = DEFAULT_IDLE_TIMEOUT;
+  p->close_grace = DEFAULT_CLOSE_GRACE;
   loom__list_init(&p->jobs);
   loom__list_init(&p->mailbox);
   loom__list_init(&p->workers);
@@ -1490,13 +1516,13 @@ static int l_thread_stats(lua_State *L) {
   return 1;
 }
 
-/* core.thread_configure{idle_timeout = s, memory_limit = bytes|false}:
- * settings of this runtime's pool (idle_timeout applies to waits that
- * start after it; memory_limit to calls that start after it). Returns the
- * previous values. For tests and tuning. */
+/* core.thread_configure{idle_timeout = s, close_grace = s, memory_limit =
+ * bytes|false}: settings of this runtime's pool (memory_limit applies to
+ * calls that start after it). Returns the previous values. For tests and
+ * tuning. */
 static int l_thread_configure(lua_State *L) {
   thread_pool *p;
-  double idle;
+  double idle, grace;
   size_t mem;
   luaL_checktype(L, 1, LUA_TTABLE);
   p = get_pool(L);
@@ -1504,9 +1530,12 @@ static int l_thread_configure(lua_State *L) {
   idle = p->idle_timeout;
   mem = p->mem_limit;
   uv_mutex_unlock(&p->mu);
-  lua_createtable(L, 0, 2);
+  grace = p->close_grace;
+  lua_createtable(L, 0, 3);
   lua_pushnumber(L, idle);
   lua_setfield(L, -2, "idle_timeout");
+  lua_pushnumber(L, grace);
+  lua_setfield(L, -2, "close_grace");
   if (mem) lua_pushinteger(L, (lua_Integer)mem);
   else lua_pushboolean(L, 0);
   lua_setfield(L, -2, "memory_limit");
@@ -1515,6 +1544,13 @@ static int l_thread_configure(lua_State *L) {
     if (!(d >= 0)) luaL_argerror(L, 1, "idle_timeout must be >= 0");
     if (d > 1e6) d = 1e6;
     idle = d;
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "close_grace") != LUA_TNIL) {
+    double d = luaL_checknumber(L, -1);
+    if (!(d >= 0)) luaL_argerror(L, 1, "close_grace must be >= 0");
+    if (d > 1e6) d = 1e6;
+    grace = d;
   }
   lua_pop(L, 1);
   if (lua_getfield(L, 1, "memory_limit") != LUA_TNIL) {
@@ -1529,6 +1565,7 @@ static int l_thread_configure(lua_State *L) {
   lua_pop(L, 1);
   uv_mutex_lock(&p->mu);
   p->idle_timeout = idle;
+  p->close_grace = grace;
   p->mem_limit = mem;
   uv_cond_broadcast(&p->work);   /* idle workers re-read the timeout */
   uv_mutex_unlock(&p->mu);

@@ -17,9 +17,11 @@
 
 static const char *lua_path, *lua_cpath;
 
-/* A worker still running its call (abandoned) when the state closes. */
+/* A worker still running its call (abandoned) when the state closes; no
+ * grace: it is detached at once. */
 static const char busy[] =
   "local loom = require('loom')\n"
+  "require('loom.core').thread_configure{close_grace = 0}\n"
   "loom.run(function()\n"
   "  loom.move_on_after(0.01, function()\n"
   "    loom.to_thread_with({abandon_on_cancel = true}, 'thread_work.spin',"
@@ -29,7 +31,8 @@ static const char busy[] =
   "return 'busy worker left running'\n";
 
 /* A worker blocked in run_sync whose request nobody will serve: the close
- * answers it; the worker writes what it got to the report file. */
+ * answers it; the worker writes what it got to the report file and ends
+ * within lua_close's grace period (joined). */
 static const char blocked[] =
   "local report = ...\n"
   "local loom = require('loom')\n"
