@@ -52,5 +52,10 @@ lint:
 bench:
 	bash bench/run.sh
 
+# Worker threads: round trip against AnyIO and Node.js, CPU-bound speed-up;
+# writes bench/results/threads.md.
+bench-threads:
+	bash bench/threads/run.sh
+
 clean:
 	rm -rf build build-asan build-tsan build-rel bench/out
