@@ -371,6 +371,7 @@ describe("worker errors", function()
       local err = raises(loom.ThreadError, loom.to_thread, function()
         local t = {}
         for i = 1, 1e8 do t[i] = { i } end
+        return #t
       end)
       assert.equal("not enough memory", err.message)
       err = raises(loom.ThreadError, loom.to_thread, "string.rep", "x",
