@@ -274,19 +274,20 @@ static void deliver(thread_pool *p, thread_job *job, int req, int done) {
     p->in_flight--;
     if (c != NULL) {
       c->done = 1;
-      if (c->ref != LUA_NOREF) {
-        lua_State *R = p->reaper;
-        lua_pushcfunction(R, release_call);
-        lua_pushlightuserdata(R, c);
-        if (lua_pcall(R, 1, 0, 0) != LUA_OK) lua_settop(R, 0);
-        c->ref = LUA_NOREF;
-      }
       if (!c->abandoned) {
         p->waiting--;
         update_async_ref(p);
         if (c->task != NULL) loom__wake(c->task, LOOM_WAKE_OK);
       } else {
         loom__buf_free(&job->out);   /* nobody will read it */
+      }
+      /* Last use of c: once unanchored, an abandoned call may be collected
+       * by the next garbage collection step. */
+      if (c->ref != LUA_NOREF) {
+        lua_State *R = p->reaper;
+        lua_pushcfunction(R, release_call);
+        lua_pushlightuserdata(R, c);
+        if (lua_pcall(R, 1, 0, 0) != LUA_OK) lua_settop(R, 0);
       }
     }
     job_unref(job);  /* the pool's reference; the caller keeps its own */

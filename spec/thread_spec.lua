@@ -127,7 +127,8 @@ describe("loom.to_thread", function()
 
   it("does not copy metatables", function()
     run(function()
-      local obj = setmetatable({ v = 1 }, { __index = function() return 42 end })
+      local obj = setmetatable({ v = 1 },
+        { __index = function() return 42 end })
       local has_mt, missing, back = loom.to_thread(function(o)
         return getmetatable(o) ~= nil, o.missing, o
       end, obj)

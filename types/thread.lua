@@ -15,13 +15,13 @@ function thread.check_cancelled() end
 
 ---Run `fn(...)` as a task of the runtime that called `loom.to_thread` and
 ---return its results (blocks this worker thread).
----@param fn function|string a function whose only upvalue is _ENV, or "module.func"
+---@param fn function|string a function (only upvalue: _ENV) or "module.func"
 ---@param ... any copied values
 ---@return any ...
 function thread.run_sync(fn, ...) end
 
 ---@class loom.ThreadOptions
----@field abandon_on_cancel? boolean leave at once when cancelled (result dropped)
+---@field abandon_on_cancel? boolean leave at once when cancelled
 ---@field limiter? loom.CapacityLimiter the limiter whose token the call holds
 
 ---@type loom.ThreadError
@@ -33,7 +33,7 @@ loom.thread = thread
 
 ---Run `fn(...)` in a worker thread and return its results.
 ---@async
----@param fn function|string a function whose only upvalue is _ENV, or "module.func"
+---@param fn function|string a function (only upvalue: _ENV) or "module.func"
 ---@param ... any copied values (nil, booleans, numbers, strings, tables)
 ---@return any ...
 function loom.to_thread(fn, ...) end
