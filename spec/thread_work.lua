@@ -33,4 +33,18 @@ function W.settle()
   return core.thread_stats()
 end
 
+--- W.cancel_when_running(fn) -> scope: run fn in a new cancel scope (in a
+--- task of its own) and cancel that scope as soon as a worker call is in
+--- flight (not before: a slow machine must not cancel it before it starts).
+function W.cancel_when_running(fn)
+  local loom = require("loom")
+  local scope = loom.cancel_scope()
+  loom.task_group(function(tg)
+    tg:start_soon(function() scope:run(fn) end)
+    repeat loom.sleep(0.001) until core.thread_stats().calls_in_flight > 0
+    scope:cancel()
+  end)
+  return scope
+end
+
 return W
