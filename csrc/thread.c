@@ -501,6 +501,13 @@ static int l_box_gc(lua_State *L) {
   return 0;
 }
 
+static int l_box_tostring(lua_State *L) {
+  buf_box *bx = (buf_box *)luaL_checkudata(L, 1, BOX_MT);
+  lua_pushfstring(L, "loom.ThreadBuffer: %p (%d bytes)", (void *)bx,
+                  (int)bx->b.len);
+  return 1;
+}
+
 /* [-0, +1] an empty buffer box. */
 static buf_box *new_box(lua_State *L) {
   buf_box *bx = (buf_box *)lua_newuserdatauv(L, sizeof *bx, 0);
@@ -508,6 +515,8 @@ static buf_box *new_box(lua_State *L) {
   if (luaL_newmetatable(L, BOX_MT)) {
     lua_pushcfunction(L, l_box_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_box_tostring);
+    lua_setfield(L, -2, "__tostring");
   }
   lua_setmetatable(L, -2);
   return bx;
@@ -963,6 +972,13 @@ static int l_pool_gc(lua_State *L) {
   uv_mutex_unlock(&p->mu);
   if (last) pool_free(p);
   return 0;
+}
+
+static int l_pool_tostring(lua_State *L) {
+  pool_box *pb = (pool_box *)luaL_checkudata(L, 1, POOL_MT);
+  lua_pushfstring(L, "loom.ThreadPool: %p (%s)", (void *)pb->p,
+                  pb->p ? "open" : "closed");
+  return 1;
 }
 
 /* The runtime's pool, made on first use (owner thread). */
@@ -1603,6 +1619,8 @@ int loom__open_thread(lua_State *L) {
   luaL_newmetatable(L, POOL_MT);
   lua_pushcfunction(L, l_pool_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_pool_tostring);
+  lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   loom__setfuncs(L, 1, thread_funcs);
   return 0;

@@ -147,6 +147,28 @@ describe("cancelling a task that waits on a worker", function()
     end)
   end)
 
+  it("an abandoned call may outlive loom.run; the next run completes it",
+    function()
+    local lim = loom.current_default_thread_limiter()
+    run(function()
+      W.cancel_when_running(function()
+        loom.to_thread_with({ abandon_on_cancel = true }, "thread_work.spin",
+          0.1)
+      end)
+    end)
+    assert.equal(1, core.thread_stats().calls_in_flight)
+    assert.equal(1, lim.borrowed_tokens)
+    -- not a task waiting on it: an idle loom.run is still a deadlock
+    local ok, err = pcall(run, function()
+      loom.event():wait()
+    end)
+    assert.is_false(ok)
+    H.contains(tostring(err), "deadlock")
+    local s = run(W.settle)
+    assert.equal(0, s.calls_in_flight)
+    assert.equal(0, lim.borrowed_tokens)
+  end)
+
   it("already cancelled: raises before running anything", function()
     run(function()
       local ran = false
