@@ -833,15 +833,20 @@ static int spawn_worker(lua_State *L, thread_pool *p) {
     return UV_ENOMEM;
   }
   w->pool = p;
-  if (lua_getglobal(L, "package") == LUA_TTABLE) {
-    if (lua_getfield(L, -1, "path") == LUA_TSTRING)
+  /* Raw reads: no metamethod may run (and raise) here. */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pushliteral(L, "package");
+  if (lua_rawget(L, -2) == LUA_TTABLE) {
+    lua_pushliteral(L, "path");
+    if (lua_rawget(L, -2) == LUA_TSTRING)
       w->path = strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
-    if (lua_getfield(L, -1, "cpath") == LUA_TSTRING)
+    lua_pushliteral(L, "cpath");
+    if (lua_rawget(L, -2) == LUA_TSTRING)
       w->cpath = strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  lua_pop(L, 2);
   uv_mutex_lock(&p->mu);
   p->refs++;
   p->nworkers++;
@@ -1112,9 +1117,16 @@ static int l_thread_submit(lua_State *L) {
   if (err != 0)
     return luaL_error(L, "loom.to_thread: cannot start: %s", uv_strerror(err));
   join_exited(p);
+  /* Everything that may raise comes before the job is queued. */
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, 1, 1);
+  lua_pushvalue(L, 1);
+  c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   uv_mutex_lock(&p->mu);
   if (p->closed) {
     uv_mutex_unlock(&p->mu);
+    luaL_unref(L, LUA_REGISTRYINDEX, c->ref);
+    c->ref = LUA_NOREF;
     return luaL_error(L, "loom.to_thread: the runtime is closed");
   }
   job->refs++;
@@ -1124,35 +1136,36 @@ static int l_thread_submit(lua_State *L) {
   spawn = p->njobs > p->nidle;
   if (!spawn) uv_cond_signal(&p->work);
   uv_mutex_unlock(&p->mu);
-  if (spawn) {
-    err = spawn_worker(L, p);
-    if (err != 0) {
-      int none, last = 0;
-      uv_mutex_lock(&p->mu);
-      none = p->nworkers == 0;
-      if (none && job->queued) {
-        loom__list_remove(&job->link);
-        job->queued = 0;
-        p->njobs--;
-        last = job_unref_locked(job);
-      }
-      uv_mutex_unlock(&p->mu);
-      (void)last;   /* the call still holds its reference */
-      if (none)
-        return luaL_error(L, "loom.to_thread: cannot start a worker thread: "
-                          "%s", uv_strerror(err));
-      /* Otherwise a running worker takes the job when it is free. */
-    }
-  }
-  lua_pushvalue(L, 2);
-  lua_setiuservalue(L, 1, 1);
   c->submitted = 1;
   c->abandon = (unsigned char)lua_toboolean(L, 3);
-  lua_pushvalue(L, 1);
-  c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   p->in_flight++;
   p->waiting++;
   update_async_ref(p);
+  if (spawn && (err = spawn_worker(L, p)) != 0) {
+    int none, last = 0;
+    uv_mutex_lock(&p->mu);
+    none = p->nworkers == 0 && job->queued;
+    if (none) {
+      loom__list_remove(&job->link);
+      job->queued = 0;
+      p->njobs--;
+      last = job_unref_locked(job);
+    }
+    uv_mutex_unlock(&p->mu);
+    (void)last;   /* the call still holds its reference */
+    if (none) {
+      /* Undo the submission: the caller releases the token. */
+      c->submitted = 0;
+      p->in_flight--;
+      p->waiting--;
+      update_async_ref(p);
+      luaL_unref(L, LUA_REGISTRYINDEX, c->ref);
+      c->ref = LUA_NOREF;
+      return luaL_error(L, "loom.to_thread: cannot start a worker thread: "
+                        "%s", uv_strerror(err));
+    }
+    /* Otherwise a running worker takes the job when it is free. */
+  }
   return 0;
 }
 
