@@ -415,5 +415,10 @@ int loom__dec_more(const loom_dec *d) LOOM_HIDDEN;
 /* ---- thread.c: worker threads (loom.to_thread) ------------------------- */
 
 int loom__open_thread(lua_State *L) LOOM_HIDDEN;
+/* Close the runtime's worker pool now (idempotent; its finaliser does it
+ * at lua_close): refuse new calls, answer pending run_sync requests, join
+ * idle workers, wait close_grace for running calls, detach the rest, close
+ * the async handle. Call it before the runtime's loop is closed. */
+void loom__thread_close(lua_State *L) LOOM_HIDDEN;
 
 #endif

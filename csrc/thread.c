@@ -882,14 +882,26 @@ static void pin_library(void) {
  * will read, answer pending run_sync requests, wake idle workers and join
  * them; workers running a call are detached (their call's cancellation
  * flag is set) and free themselves when it ends. */
+static void pool_close(pool_box *pb);
+
 static int l_pool_gc(lua_State *L) {
-  pool_box *pb = (pool_box *)lua_touserdata(L, 1);
+  pool_close((pool_box *)lua_touserdata(L, 1));
+  return 0;
+}
+
+void loom__thread_close(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key) == LUA_TUSERDATA)
+    pool_close((pool_box *)lua_touserdata(L, -1));
+  lua_pop(L, 1);
+}
+
+static void pool_close(pool_box *pb) {
   thread_pool *p = pb->p;
   uv_async_t *async;
   loom_list *n;
   int last = 0;
   double grace;
-  if (p == NULL) return 0;
+  if (p == NULL) return;
   pb->p = NULL;
   uv_mutex_lock(&p->mu);
   p->closed = 1;
@@ -976,7 +988,6 @@ static int l_pool_gc(lua_State *L) {
   last = pool_unref_locked(p);
   uv_mutex_unlock(&p->mu);
   if (last) pool_free(p);
-  return 0;
 }
 
 static int l_pool_tostring(lua_State *L) {
@@ -1556,6 +1567,7 @@ static int l_thread_configure(lua_State *L) {
   size_t mem;
   luaL_checktype(L, 1, LUA_TTABLE);
   p = get_pool(L);
+  if (p == NULL) return luaL_error(L, "loom: the runtime is closed");
   uv_mutex_lock(&p->mu);
   idle = p->idle_timeout;
   mem = p->mem_limit;
