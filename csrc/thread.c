@@ -1064,7 +1064,8 @@ static thread_call *check_call(lua_State *L, int idx) {
 }
 
 /* core.thread_new(fname, argbase, fn, ...) -> call, or nil, message, n
- * (bad argument n). Checks and copies fn and the arguments now. */
+ * (bad argument n). Checks and copies fn and the arguments now, then is
+ * the call's cancel point (raises Cancelled when the task is cancelled). */
 static int l_thread_new(lua_State *L) {
   const char *fname = luaL_checkstring(L, 1);
   int base = (int)luaL_checkinteger(L, 2);
@@ -1111,6 +1112,8 @@ static int l_thread_new(lua_State *L) {
     lua_pushinteger(L, base + bad);
     return 3;
   }
+  /* The call's cancel point: nothing has been started yet. */
+  loom__cancel_point(L, loom__task_of(L));
   return 1;
 }
 

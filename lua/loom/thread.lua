@@ -88,7 +88,11 @@ function M.install(loom, core, errors)
     if call == nil then
       error(("bad argument #%d to '%s' (%s)"):format(argn, fname, msg), 2)
     end
-    limiter:acquire_on_behalf_of(call)
+    -- thread_new was the cancel point; waiting for the worker yields, so
+    -- an uncontended token is taken without the limiter's own yield.
+    if not pcall(limiter.acquire_on_behalf_of_nowait, limiter, call) then
+      limiter:acquire_on_behalf_of(call)
+    end
     local ok, err = pcall(thread_submit, call, limiter, abandon)
     if not ok then
       limiter:release_on_behalf_of(call)
