@@ -125,6 +125,24 @@ describe("loom.to_thread", function()
     end)
   end)
 
+  it("keeps one table passed twice one table, and many values", function()
+    run(function()
+      local t = { 1 }
+      local same, a, b = loom.to_thread(function(p, q) return p == q, p, q end,
+        t, t)
+      assert.is_true(same)
+      assert.equal(a, b)
+      local many = {}
+      for i = 1, 250 do many[i] = i end
+      local r = table.pack(loom.to_thread(function(...)
+        return select("#", ...), ...
+      end, table.unpack(many)))
+      assert.equal(250, r[1])
+      assert.equal(251, r.n)
+      assert.equal(250, r[251])
+    end)
+  end)
+
   it("does not copy metatables", function()
     run(function()
       local obj = setmetatable({ v = 1 },
