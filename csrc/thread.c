@@ -15,9 +15,11 @@
  * - thread_job: one call. malloc'd, refcounted: the caller's ThreadCall
  *   userdata holds one reference, the pool another from submission until
  *   the runtime has processed the completion (or dropped it at close).
- * - thread_worker: one OS thread. Joined by the runtime when it exits while
- *   idle, or detached when the runtime is closed while it runs a call (it
- *   then frees itself when the call ends).
+ * - thread_worker: one OS thread. Joined by the runtime when it exits
+ *   (idle timeout, or the runtime closing), or detached when it still runs
+ *   a call close_grace seconds after the runtime closed (it then frees
+ *   itself when the call ends). The shared object stays loaded for good
+ *   (pin_library), so a detached worker never runs unloaded code.
  *
  * The mailbox (post_to_owner / async_cb / deliver) has the shape of the
  * embedding API's loom_remote_post: a worker posts a job, and deliver()
