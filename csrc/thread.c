@@ -196,6 +196,16 @@ static void reply_locked(thread_job *job, int kind, loom_buf *rep) {
 
 /* ---- the mailbox to the owner thread ------------------------------------ */
 
+/* The internal interface, kept to four points so that it can move onto the
+ * embedding API's loom_remote (same shape: any thread posts, a function
+ * runs on the owner thread with the Lua state free to use):
+ *   ensure_async()   opens it             ~ loom_remote_open(L)
+ *   post_to_owner()  any thread, mu held  ~ loom_remote_post(r, fn, job)
+ *   deliver()        owner thread         ~ the loom_post_fn run for a post
+ *   pool_close()     closes it            ~ loom_remote_release(r)
+ * plus update_async_ref(): the runtime counts as busy only while a task
+ * waits on a call (a remote that is open counts as busy all the time). */
+
 /* Any thread, mu held: hand job to the owner (a request or a completion).
  * Returns 0 when the runtime is closed (nothing was posted). */
 static int post_to_owner(thread_pool *p, thread_job *job, int is_request) {
