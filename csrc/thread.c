@@ -642,21 +642,34 @@ static int job_main(lua_State *L) {
   return 0;
 }
 
-static void job_outcome(lua_State *L, thread_job *job, buf_box *bx) {
+/* Under job_msgh: load the function (require a module) and the arguments,
+ * then call it, so that an error in any of it is the call's error, with
+ * its traceback. Stack: job. */
+static int call_job(lua_State *L) {
+  thread_job *job = (thread_job *)lua_touserdata(L, 1);
   loom_dec d;
-  int nargs, status, base, bad;
-  unsigned char tag;
-  lua_pushnil(L);                                 /* 3: refs slot */
-  lua_pushcfunction(L, job_msgh);                 /* 4 */
-  base = 4;
-  loom__dec_init(&d, job->in.p, job->in.len, 3);
-  dec_function(L, &d);
+  int nargs;
+  lua_settop(L, 0);
+  lua_pushnil(L);                                 /* 1: refs slot */
+  loom__dec_init(&d, job->in.p, job->in.len, 1);
+  dec_function(L, &d);                            /* 2 */
   nargs = dec_values(L, &d);
+  lua_call(L, nargs, LUA_MULTRET);
+  return lua_gettop(L) - 1;
+}
+
+static void job_outcome(lua_State *L, thread_job *job, buf_box *bx) {
+  int status, base, bad;
+  unsigned char tag;
+  lua_pushcfunction(L, job_msgh);                 /* 3 */
+  base = 3;
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &cancel_key);
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &tb_key);
-  status = lua_pcall(L, nargs, LUA_MULTRET, base);
+  lua_pushcfunction(L, call_job);
+  lua_pushlightuserdata(L, job);
+  status = lua_pcall(L, 1, LUA_MULTRET, base);
   if (status == LUA_OK) {
     int n = lua_gettop(L) - base;
     tag = OUT_OK;

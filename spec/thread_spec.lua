@@ -404,6 +404,7 @@ describe("worker errors", function()
       local err = raises(loom.ThreadError, loom.to_thread,
         "no_such_module_x.f")
       H.contains(err.message, "module 'no_such_module_x' not found")
+      H.contains(err.traceback, "in function 'require'")
       err = raises(loom.ThreadError, loom.to_thread, "string.no_such_fn")
       assert.equal("module 'string' has no function 'no_such_fn'",
         H.message(err.message))
