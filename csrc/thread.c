@@ -1380,8 +1380,16 @@ static thread_req *check_req(lua_State *L, int idx) {
 static int l_thread_request_unpack(lua_State *L) {
   thread_req *r = check_req(L, 1);
   loom_dec d;
-  int n;
+  int n, live;
   if (r->job == NULL) return luaL_error(L, "loom: request already answered");
+  /* Answered meanwhile (the caller abandoned the call, the runtime is
+   * closing)? Then the worker has moved on and may be writing its next
+   * request: do not read it. Every answer is given on this thread, so a
+   * request still pending now stays so until this function returns. */
+  uv_mutex_lock(&r->job->pool->mu);
+  live = r->job->req_seq == r->seq && r->job->req_state == REQ_POSTED;
+  uv_mutex_unlock(&r->job->pool->mu);
+  if (!live) return luaL_error(L, "loom: request withdrawn");
   lua_settop(L, 1);
   lua_pushnil(L);                                  /* 2: refs slot */
   loom__dec_init(&d, r->job->req.p, r->job->req.len, 2);
