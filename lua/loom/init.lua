@@ -323,6 +323,10 @@ require("loom.net").install(loom, core)
 
 require("loom.process").install(loom, core)
 
+-- Worker threads (thread.c, copy.c, thread.lua) -----------------------------
+
+require("loom.thread").install(loom, core, errors)
+
 -- Synchronisation (sync.c, channel.c) ---------------------------------------
 
 require("loom.sync")
