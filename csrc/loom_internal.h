@@ -369,4 +369,11 @@ static inline loom_task *loom__task_of(lua_State *L) {
   return (t != NULL && t->L == L) ? t : NULL;
 }
 
+/* ---- fs.c, udp.c, tls.c, poll.c: files, UDP, TLS, fd readiness --------- */
+
+int loom__open_fs(lua_State *L) LOOM_HIDDEN;
+int loom__open_udp(lua_State *L) LOOM_HIDDEN;
+int loom__open_tls(lua_State *L) LOOM_HIDDEN;
+int loom__open_poll(lua_State *L) LOOM_HIDDEN;
+
 #endif

@@ -286,6 +286,10 @@ end
 
 require("loom.net").install(loom, core)
 
+-- Files, UDP, TLS and fd readiness (fs.c, udp.c, tls.c, poll.c) ---------------
+
+require("loom.io").install(loom, core)
+
 -- Synchronisation (sync.c, channel.c) ---------------------------------------
 
 require("loom.sync")
