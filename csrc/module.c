@@ -75,6 +75,8 @@ LOOM_API int luaopen_loom_core(lua_State *L) {
   loom__open_tcp(L);
   loom__open_dns(L);
   loom__open_fs(L);
+  loom__open_poll(L);
+  loom__open_udp(L);
   {
     static const luaL_Reg funcs[] = {{"set_hooks", l_set_hooks}, {NULL, NULL}};
     loom__setfuncs(L, 1, funcs);
