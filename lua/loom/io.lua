@@ -28,6 +28,7 @@ end
 function M.install(loom, core)
   require("loom.fs").install(loom, core)
   require("loom.udp").install(loom, core)
+  require("loom.tls").install(loom, core)
 
   local poll_wait = core.poll_wait
 
