@@ -295,8 +295,11 @@ static int classify(lua_State *L, tls_engine *e, int rc, const char *what) {
     case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE: return 0;
     case SSL_ERROR_ZERO_RETURN: return -2;
+    case SSL_ERROR_SSL:
     case SSL_ERROR_SYSCALL:
-      if (ERR_peek_error() == 0) {
+      if (ERR_peek_error() == 0 || ERR_GET_REASON(ERR_peek_error()) ==
+          SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        ERR_clear_error();
         lua_pushnil(L);
         lua_pushfstring(L, "%s: the peer closed the connection without "
                         "a TLS close_notify", what);
