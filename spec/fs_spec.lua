@@ -321,6 +321,22 @@ describe("cancellation", function()
       end
       assert.is_true(loom.fs.exists(dir .. "/f"))
       assert.is_false(loom.fs.exists(dir .. "/m"))
+      local f <close> = loom.open_file(dir .. "/f", "r+")
+      local methods = {
+        function() f:read("a") end,
+        function() f:write("y") end,
+        function() f:seek("set", 0) end,
+        function() f:flush() end,
+        function() f:stat() end,
+        function() f:lines()() end,
+      }
+      for i, call in ipairs(methods) do
+        local scope = loom.cancel_scope()
+        scope:cancel()
+        scope:run(call)
+        assert(scope.cancelled_caught, "method " .. i)
+      end
+      assert.equal("x", f:read("a"))
     end)
   end)
 end)

@@ -258,6 +258,13 @@ function File.write(f, ...)
   local n = select("#", ...)
   for i = 1, n do
     local v = select(i, ...)
+    if math.type(v) == nil and type(v) ~= "string" then
+      argerror(i, "write", "string expected, got " .. tname(v))
+    end
+  end
+  checkpoint()
+  for i = 1, n do
+    local v = select(i, ...)
     local tv = math.type(v)
     if tv == "integer" then v = ("%d"):format(v)
     elseif tv == "float" then v = ("%.14g"):format(v)
@@ -274,7 +281,6 @@ function File.write(f, ...)
     f.wlen = f.wlen + #v
     if f.pos >= 0 then f.pos = f.pos + #v end
   end
-  checkpoint()
   if f.wlen >= CHUNK then flush_writes(f) end
   return f
 end
