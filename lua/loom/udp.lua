@@ -97,10 +97,9 @@ function M.install(loom, core)
       host = any[family]
     else
       check_host(host, 1, fname, "local_host")
-      host, family = resolve(host, port, family, fname)
+      host = resolve(host, port, family, fname)
     end
-    local sock = udp_open(host, port, opts.reuse_port)
-    return sock
+    return udp_open(host, port, opts.reuse_port)
   end
 
   local cudp_opts = { remote_host = true, remote_port = true,
