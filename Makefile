@@ -1,5 +1,5 @@
 # Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
-.PHONY: all build demo test valgrind asan lint bench clean
+.PHONY: all build demo test valgrind asan lint bench bench-io clean
 
 all: build
 
@@ -34,6 +34,10 @@ lint:
 
 bench:
 	bash bench/run.sh
+
+# Files, UDP and TLS against Node.js, Python and C (bench/io/run.sh).
+bench-io:
+	bash bench/io/run.sh
 
 clean:
 	rm -rf build build-asan build-rel bench/out
