@@ -161,8 +161,10 @@ static fs_req *new_req(lua_State *L, int op, size_t extra, fs_file *f,
   c->req = NULL;
   c->fname = fname;
   luaL_setmetatable(L, CALL_MT);
-  r = (fs_req *)calloc(1, sizeof *r + extra);
+  /* The buffer is not zeroed: reads fill it, writes copy into it. */
+  r = (fs_req *)malloc(sizeof *r + extra);
   if (r == NULL) luaL_error(L, "loom: out of memory");
+  memset(r, 0, sizeof *r);
   r->st = st;
   st->refs++;
   st->live_reqs++;

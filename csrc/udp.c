@@ -35,7 +35,7 @@ typedef struct udp_obj {
   int family;
   unsigned char ud_alive, handle_live, closing, closed, connected;
   /* receiving */
-  unsigned char receiving, got;
+  unsigned char receiving, got, reading, reader_ref;
   char *rbuf;
   size_t rlen;
   int read_err;
@@ -202,22 +202,49 @@ static int push_address(lua_State *L, const struct sockaddr_storage *ss) {
 
 /* ---- receive --------------------------------------------------------------- */
 
+/* Reading stays on after a datagram went to a waiting receiver (a ping-pong
+ * then costs no epoll_ctl per datagram), but at most one datagram is held
+ * here: while it waits to be taken, alloc_cb offers no buffer, libuv
+ * reports UV_ENOBUFS and reading stops, leaving the rest in the kernel. */
+static void stop_reading(udp_obj *o) {
+  if (o->reading) {
+    o->reading = 0;
+    uv_udp_recv_stop(&o->handle);
+  }
+}
+
+static void unref_reader(udp_obj *o) {
+  if (o->reader_ref) {
+    o->reader_ref = 0;
+    uv_unref((uv_handle_t *)&o->handle);
+  }
+}
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   udp_obj *o = (udp_obj *)h->data;
   (void)suggested;
-  buf->base = o->rbuf;
-  buf->len = MAX_DGRAM;
+  if (o->got || o->read_err != 0) {
+    buf->base = NULL;
+    buf->len = 0;
+  } else {
+    buf->base = o->rbuf;
+    buf->len = MAX_DGRAM;
+  }
 }
 
-/* One datagram (maybe empty) or an error: stop reading, hand it over.
- * nread 0 with no address is libuv's "nothing more to read". */
+/* One datagram (maybe empty) or an error: hand it over. nread 0 with no
+ * address is libuv's "nothing more to read". */
 static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                     const struct sockaddr *addr, unsigned flags) {
   udp_obj *o = (udp_obj *)h->data;
   (void)buf;
   (void)flags;
+  if (nread == UV_ENOBUFS) {
+    stop_reading(o);
+    return;
+  }
   if (nread == 0 && addr == NULL) return;
-  uv_udp_recv_stop(h);
+  if (o->reader == NULL) stop_reading(o);   /* held until a receive */
   if (nread < 0) {
     o->read_err = (int)nread;
   } else {
@@ -233,7 +260,7 @@ static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 static void receive_abort(loom_task *t) {
   udp_obj *o = (udp_obj *)t->wait_data;
   o->reader = NULL;
-  uv_udp_recv_stop(&o->handle);
+  unref_reader(o);
 }
 
 /* Continuation of receive; ctx: 1 for receive_from (address too). */
@@ -245,6 +272,7 @@ static int k_receive(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   o = ((udp_box *)o)->obj;
   o->receiving = 0;
+  unref_reader(o);
   loom__check_wake(L, t);
   if (t->wake == LOOM_WAKE_CLOSED || o->closed)
     return raise_closed(L, op);
@@ -274,10 +302,20 @@ static int receive(lua_State *L, int from) {
     o->rbuf = (char *)malloc(MAX_DGRAM);
     if (o->rbuf == NULL) return luaL_error(L, "loom: out of memory");
   }
-  o->got = 0;
-  err = uv_udp_recv_start(&o->handle, alloc_cb, recv_cb);
-  if (err != 0) return raise_uv(L, op, err, NULL);
   o->receiving = 1;
+  if (o->got || o->read_err != 0)
+    return loom__schedule_point(L, t, (lua_KContext)from, k_receive);
+  if (!o->reading) {
+    err = uv_udp_recv_start(&o->handle, alloc_cb, recv_cb);
+    if (err != 0) {
+      o->receiving = 0;
+      return raise_uv(L, op, err, NULL);
+    }
+    o->reading = 1;
+  }
+  /* Only a waiting receiver keeps the loop alive (deadlock detection). */
+  uv_ref((uv_handle_t *)&o->handle);
+  o->reader_ref = 1;
   o->reader = t;
   loom__park(t, receive_abort, op, o);
   return loom__suspend(L, (lua_KContext)from, k_receive);
@@ -434,6 +472,7 @@ static int l_udp_open(lua_State *L) {
   }
   o->handle.data = o;
   o->handle_live = 1;
+  uv_unref((uv_handle_t *)&o->handle);
   box->obj = o;
   if (reuse) {
     uv_os_fd_t fd;

@@ -12,6 +12,7 @@ local M = {}
 
 local CHUNK = 65536        -- read-ahead and write-behind size
 local checkpoint           -- loom.checkpoint, set by install
+local checkpoint_if_cancelled, cancel_shielded_checkpoint
 local core
 
 local ClosedResourceError = errors.ClosedResourceError
@@ -105,6 +106,7 @@ local function fill(f, need)
     if want < CHUNK then want = CHUNK end
     local off = -1
     if f.seekable then off = position(f) + (#f.rb - f.ri + 1) end
+    f.did_io = true
     local ok, s = pcall(f.h.read, f.h, want, off)
     if not ok then
       if off < 0 or not errors.is(s, errors.OSError) or s.code ~= "ESPIPE"
@@ -131,7 +133,12 @@ end
 
 -- Take n buffered bytes.
 local function take(f, n)
-  local s = f.rb:sub(f.ri, f.ri + n - 1)
+  local rb, s = f.rb, nil
+  if f.ri == 1 and n >= #rb then
+    s = rb                          -- the whole buffer: no copy
+  else
+    s = rb:sub(f.ri, f.ri + n - 1)
+  end
   f.ri = f.ri + #s
   if f.pos >= 0 then f.pos = f.pos + #s end
   return s
@@ -212,15 +219,29 @@ local function do_read(f, fname, ...)
     error(errors.OSError(fname .. ": bad file descriptor (" .. f.path
       .. ")", { code = "EBADF", path = f.path }), 3)
   end
-  checkpoint()
+  -- A checkpoint: cancellation is checked before anything is consumed; a
+  -- call that the buffer served still yields once (shielded, so what it
+  -- took is never lost); one that read from the file yielded already.
+  checkpoint_if_cancelled()
+  f.did_io = false
   local nf = select("#", ...)
-  if nf == 0 then return read_line(f, false) end
+  if nf == 0 then
+    local v = read_line(f, false)
+    if not f.did_io then cancel_shielded_checkpoint() end
+    return v
+  end
+  if nf == 1 then
+    local v = read_one(f, (...), 1)
+    if not f.did_io then cancel_shielded_checkpoint() end
+    return v
+  end
   local out = {}
   for i = 1, nf do
     local v = read_one(f, (select(i, ...)), i)
     out[i] = v
-    if v == nil then return table.unpack(out, 1, i) end
+    if v == nil then nf = i break end
   end
+  if not f.did_io then cancel_shielded_checkpoint() end
   return table.unpack(out, 1, nf)
 end
 
@@ -389,6 +410,8 @@ end
 function M.install(loom, c)
   core = c
   checkpoint = loom.checkpoint
+  checkpoint_if_cancelled = loom.checkpoint_if_cancelled
+  cancel_shielded_checkpoint = loom.cancel_shielded_checkpoint
   local fs = {}
   loom.fs = fs
   loom.open_file = open_file

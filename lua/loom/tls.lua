@@ -78,13 +78,15 @@ local function out_release(s)
   end
 end
 
+local function send_output(s)
+  local out = s.eng:take_output()
+  if #out > 0 then s.transport:send(out) end
+end
+
 -- Send the engine's pending ciphertext (under the lock).
 local function flush(s)
   out_acquire(s)
-  local ok, err = pcall(function()
-    local out = s.eng:take_output()
-    if #out > 0 then s.transport:send(out) end
-  end)
+  local ok, err = pcall(send_output, s)
   out_release(s)
   if not ok then
     s.broken = s.broken or not errors.is_cancelled(err)
@@ -131,6 +133,33 @@ local function handshake(s)
   end
 end
 
+local function receive_loop(s, m)
+  local eng = s.eng
+  loom.checkpoint_if_cancelled()
+  local waited = false
+  while true do
+    local data, msg, code = eng:read(m)
+    if eng:has_output() then flush(s) end
+    if data then
+      -- A checkpoint: one that did not wait for the transport yields once
+      -- (shielded: the plaintext it took is never lost).
+      if not waited then loom.cancel_shielded_checkpoint() end
+      return data
+    end
+    if data == nil then
+      if msg == nil or (code == "UNEXPECTED_EOF"
+          and not s.standard_compatible) then
+        s.eof_received = true
+        error(errors.EndOfStream("receive: the peer closed the TLS "
+          .. "session"), 0)
+      end
+      error(fail(s, msg, code), 0)
+    end
+    pull(s)
+    waited = true
+  end
+end
+
 --- s:receive([max_bytes]) -> plaintext; EndOfStream after the peer's
 --- close_notify (or a bare close, with standard_compatible = false).
 function TLSStream.receive(s, max_bytes)
@@ -152,32 +181,23 @@ function TLSStream.receive(s, max_bytes)
     error(errors.BrokenResourceError("receive: the TLS session is broken"), 2)
   end
   s.receiving = true
-  local ok, r = pcall(function()
-    local eng = s.eng
-    local waited = false
-    while true do
-      local data, msg, code = eng:read(m)
-      if eng:has_output() then flush(s) end
-      if data then
-        if not waited then loom.checkpoint() end
-        return data
-      end
-      if data == nil then
-        if msg == nil or (code == "UNEXPECTED_EOF"
-            and not s.standard_compatible) then
-          s.eof_received = true
-          error(errors.EndOfStream("receive: the peer closed the TLS "
-            .. "session"), 0)
-        end
-        error(fail(s, msg, code), 0)
-      end
-      pull(s)
-      waited = true
-    end
-  end)
+  local ok, r = pcall(receive_loop, s, m)
   s.receiving = false
   if not ok then error(r, 0) end
   return r
+end
+
+-- Once the engine took the plaintext, any failure to hand its records to
+-- the transport (a cancellation included) leaves the stream broken.
+local function send_locked(s, data)
+  loom.checkpoint_if_cancelled()
+  local w, msg, code = s.eng:write(data)
+  if not w then error(fail(s, msg, code), 0) end
+  local ok, err = pcall(send_output, s)
+  if not ok then
+    s.broken = true
+    error(err, 0)
+  end
 end
 
 --- s:send(data): returns once the transport's send of the records
@@ -195,22 +215,18 @@ function TLSStream.send(s, data)
     error(errors.BrokenResourceError("send: the TLS session is broken"), 2)
   end
   s.sending = true
-  local ok, err = pcall(function()
-    out_acquire(s)
-    local ok2, err2 = pcall(function()
-      local w, msg, code = s.eng:write(data)
-      if not w then error(fail(s, msg, code), 0) end
-      local out = s.eng:take_output()
-      if #out > 0 then s.transport:send(out) end
-    end)
-    out_release(s)
-    if not ok2 then
-      if not errors.is_cancelled(err2) then s.broken = true end
-      error(err2, 0)
-    end
-  end)
+  local ok, err = pcall(out_acquire, s)
+  if not ok then
+    s.sending = false
+    error(err, 0)
+  end
+  ok, err = pcall(send_locked, s, data)
+  out_release(s)
   s.sending = false
-  if not ok then error(err, 0) end
+  if not ok then
+    if not errors.is_cancelled(err) then s.broken = true end
+    error(err, 0)
+  end
 end
 
 --- s:send_eof(): sends close_notify; the stream can still receive.
