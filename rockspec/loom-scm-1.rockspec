@@ -8,11 +8,12 @@ description = {
 loom runs Lua coroutines as tasks on a libuv loop with AnyIO/Trio semantics:
 task groups that own their children, error groups, cancel scopes with
 deadlines and shields, task handles, start/started, synchronisation
-primitives, channels and TCP.]],
+primitives, channels, TCP, UDP, TLS (OpenSSL), files and fd readiness.]],
   license = "MIT",
 }
 dependencies = { "lua >= 5.4, < 5.5" }
-external_dependencies = { LIBUV = { header = "uv.h" } }
+external_dependencies = { LIBUV = { header = "uv.h" },
+                          OPENSSL = { header = "openssl/ssl.h" } }
 build = {
   type = "cmake",
   variables = {

@@ -133,7 +133,7 @@ end
 
 -- Take n buffered bytes.
 local function take(f, n)
-  local rb, s = f.rb, nil
+  local rb, s = f.rb
   if f.ri == 1 and n >= #rb then
     s = rb                          -- the whole buffer: no copy
   else
