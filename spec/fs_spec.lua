@@ -226,6 +226,11 @@ describe("loom.open_file", function()
     assert.equal("loom.open_file: must be called from inside a loom task "
       .. "(start one with loom.run)",
       H.message(H.capture_error(loom.open_file, "/etc/hostname")))
+    local f
+    run(function() f = loom.open_file(dir .. "/q") end)
+    assert.equal("loom.File:read: must be called from inside a loom task "
+      .. "(start one with loom.run)", H.message(H.capture_error(f.read, f)))
+    run(function() f:close() end)
   end)
 
   it("reads a large sparse file in chunks with bounded memory", function()

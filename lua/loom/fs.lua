@@ -249,6 +249,7 @@ end
 --- a byte count; nil at end of file (and for the formats after it).
 function File.read(f, ...)
   check_file(f, "read")
+  core.check_in_task("File:read")
   return do_read(f, "read", ...)
 end
 
@@ -265,6 +266,7 @@ function File.lines(f, ...)
   end
   return function()
     check_file(f, "lines")
+    core.check_in_task("File:lines")
     return do_read(f, "lines", table.unpack(fmts, 1, fmts.n))
   end
 end
@@ -272,6 +274,7 @@ end
 --- f:write(...) -> f. Strings and numbers, buffered up to 64 KiB.
 function File.write(f, ...)
   check_file(f, "write")
+  core.check_in_task("File:write")
   if not f.writable then
     error(errors.OSError("write: bad file descriptor (" .. f.path .. ")",
       { code = "EBADF", path = f.path }), 2)
@@ -309,6 +312,7 @@ end
 --- f:seek([whence[, offset]]) -> the new position from the start.
 function File.seek(f, whence, offset)
   check_file(f, "seek")
+  core.check_in_task("File:seek")
   if whence == nil then whence = "cur" end
   if whence ~= "set" and whence ~= "cur" and whence ~= "end" then
     argerror(1, "seek", "invalid option '" .. tostring(whence) .. "'")
@@ -340,6 +344,7 @@ end
 --- f:flush() -> f: the write buffer goes to the operating system.
 function File.flush(f)
   check_file(f, "flush")
+  core.check_in_task("File:flush")
   checkpoint()
   flush_writes(f)
   return f
@@ -348,6 +353,7 @@ end
 --- f:stat() -> a stat table (see loom.fs.stat).
 function File.stat(f)
   check_file(f, "stat")
+  core.check_in_task("File:stat")
   flush_writes(f)
   return f.h:stat()
 end

@@ -164,6 +164,7 @@ end
 --- close_notify (or a bare close, with standard_compatible = false).
 function TLSStream.receive(s, max_bytes)
   check_stream(s, "receive")
+  core.check_in_task("TLSStream:receive")
   if max_bytes == nil then max_bytes = 65536 end
   local m = math.type(max_bytes) == "float" and math.tointeger(max_bytes)
     or max_bytes
@@ -204,6 +205,7 @@ end
 --- returned.
 function TLSStream.send(s, data)
   check_stream(s, "send")
+  core.check_in_task("TLSStream:send")
   if type(data) ~= "string" then
     argerror(1, "send", "string expected, got " .. tname(data))
   end
@@ -232,6 +234,7 @@ end
 --- s:send_eof(): sends close_notify; the stream can still receive.
 function TLSStream.send_eof(s)
   check_stream(s, "send_eof")
+  core.check_in_task("TLSStream:send_eof")
   if s.sending then error(busy("writing to"), 2) end
   if s.eof_sent then return loom.checkpoint() end
   s.eof_sent = true
@@ -408,6 +411,7 @@ end
 --- one still pending when another completes waits for the next accept.
 function TLSListener.accept(l)
   check_listener(l, "accept")
+  core.check_in_task("TLSListener:accept")
   if l.accepting then error(busy("accepting connections from"), 2) end
   if #l.ready > 0 then
     loom.checkpoint()
@@ -460,6 +464,7 @@ end
 --- closed and dropped. The stream is closed when the handler returns.
 function TLSListener.serve(l, handler, tg)
   check_listener(l, "serve")
+  core.check_in_task("TLSListener:serve")
   if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call
   then
     argerror(1, "serve", "function expected, got " .. tname(handler))
