@@ -37,10 +37,14 @@ typedef struct fs_state {
 /* An open fd. Freed once its userdata is finalised and no request on it is
  * in flight; the fd is closed when close() was asked for (or the userdata
  * was finalised) and the last in-flight request completed. */
+typedef struct fs_req fs_req;
+
 typedef struct fs_file {
   fs_state *st;
   uv_file fd;          /* -1 once closed or handed to a close request */
-  int pending;         /* requests in flight on fd */
+  int pending;         /* requests in flight on fd (ahead included) */
+  fs_req *ahead;       /* a read issued before it was asked for, or NULL */
+  int64_t ahead_off;
   unsigned char ud_alive, close_wanted, seekable;
 } fs_file;
 
@@ -50,18 +54,19 @@ enum { OP_OPEN = 1, OP_READ, OP_WRITE, OP_CLOSE, OP_STAT, OP_MKDTEMP,
 typedef struct fs_call fs_call;
 
 /* task is the parked caller, NULL once the request is orphaned (cancel, or
- * the caller's box was finalised). buf holds the bytes the request owns. */
-typedef struct fs_req {
+ * the caller's box was finalised). buf holds the bytes the request owns.
+ * A read-ahead belongs to its file (owned) until a read takes it over. */
+struct fs_req {
   uv_fs_t fs;
   fs_state *st;
   loom_task *task;
   fs_call *call;
   fs_file *file;
   int op;
-  unsigned char done;
+  unsigned char done, owned;
   size_t len;
   char buf[];
-} fs_req;
+};
 
 /* A userdata on the caller's stack that owns the request while the caller
  * waits or builds the results (dns.c's pattern). */
@@ -119,9 +124,20 @@ static void fs_cb(uv_fs_t *req) {
     loom_task *t = r->task;
     r->task = NULL;
     loom__wake(t, LOOM_WAKE_OK);
-  } else if (r->call == NULL) {
+  } else if (r->call == NULL && !r->owned) {
     req_free(r);
   }
+}
+
+/* Forget f's read-ahead: freed now if it completed, by its callback
+ * otherwise. */
+static void drop_ahead(fs_file *f) {
+  fs_req *a = f->ahead;
+  if (a == NULL) return;
+  f->ahead = NULL;
+  a->owned = 0;
+  if (a->done) req_free(a);
+  else uv_cancel((uv_req_t *)&a->fs);
 }
 
 /* Cancelled while the request is in flight: orphan it. */
@@ -152,30 +168,38 @@ static fs_state *get_state(lua_State *L) {
   return *(fs_state **)lua_touserdata(L, lua_upvalueindex(2));
 }
 
-/* [-0, +1] a call box with a fresh request holding `extra` buffer bytes. */
-static fs_req *new_req(lua_State *L, int op, size_t extra, fs_file *f,
-                       const char *fname) {
-  fs_call *c = (fs_call *)lua_newuserdatauv(L, sizeof *c, 0);
-  fs_state *st = get_state(L);
-  fs_req *r;
-  c->req = NULL;
-  c->fname = fname;
-  luaL_setmetatable(L, CALL_MT);
-  /* The buffer is not zeroed: reads fill it, writes copy into it. */
-  r = (fs_req *)malloc(sizeof *r + extra);
-  if (r == NULL) luaL_error(L, "loom: out of memory");
+/* A fresh request holding `extra` buffer bytes (not zeroed: reads fill
+ * it, writes copy into it), or NULL when out of memory. */
+static fs_req *alloc_req(fs_state *st, int op, size_t extra, fs_file *f) {
+  fs_req *r = (fs_req *)malloc(sizeof *r + extra);
+  if (r == NULL) return NULL;
   memset(r, 0, sizeof *r);
   r->st = st;
   st->refs++;
   st->live_reqs++;
   r->op = op;
   r->len = extra;
-  r->call = c;
   r->file = f;
   if (f != NULL) f->pending++;
+  return r;
+}
+
+/* [-0, +1] a call box owning r (or a fresh request when r is NULL). */
+static fs_req *new_call(lua_State *L, fs_req *r, int op, size_t extra,
+                        fs_file *f, const char *fname) {
+  fs_call *c = (fs_call *)lua_newuserdatauv(L, sizeof *c, 0);
+  c->req = NULL;
+  c->fname = fname;
+  luaL_setmetatable(L, CALL_MT);
+  if (r == NULL) r = alloc_req(get_state(L), op, extra, f);
+  if (r == NULL) luaL_error(L, "loom: out of memory");
+  r->call = c;
   c->req = r;
   return r;
 }
+
+#define new_req(L, op, extra, f, fname) \
+  new_call((L), NULL, (op), (extra), (f), (fname))
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -446,14 +470,38 @@ static int l_fs_open(lua_State *L) {
   return wait_req(L, t, r, err, &RES_OPEN, path);
 }
 
-/* handle:read(n[, offset]) -> up to n bytes, "" at end of file. offset -1
- * (default) reads at the fd's position. */
+/* Issue a read of n bytes at off that nobody waits for yet; the next
+ * read asking for exactly that takes it over. Best effort: on any failure
+ * there is simply no read-ahead. */
+static void read_ahead(uv_loop_t *loop, fs_file *f, size_t n, int64_t off) {
+  fs_req *a = alloc_req(f->st, OP_READ, n, f);
+  uv_buf_t b;
+  if (a == NULL) return;
+  a->owned = 1;
+  b = uv_buf_init(a->buf, (unsigned int)n);
+  if (uv_fs_read(loop, &a->fs, f->fd, &b, 1, off, fs_cb) != 0) {
+    a->owned = 0;
+    a->done = 1;
+    a->fs.result = -1;
+    req_free(a);
+    return;
+  }
+  f->ahead = a;
+  f->ahead_off = off;
+}
+
+/* handle:read(n[, offset[, ahead]]) -> up to n bytes, "" at end of file.
+ * offset -1 (default) reads at the fd's position. With ahead (and an
+ * offset), the read of the next n bytes is issued at once, so that a
+ * sequential reader finds it done or under way: the pool reads while Lua
+ * handles the previous chunk. */
 static int l_handle_read(lua_State *L) {
   fs_file *f = check_handle(L, 1, "read");
   lua_Integer n = luaL_checkinteger(L, 2);
   int64_t off = check_offset(L, 3);
+  int ahead = lua_toboolean(L, 4);
   loom_task *t;
-  fs_req *r;
+  fs_req *r, *a;
   uv_buf_t b;
   int err;
   if (n < 0) luaL_argerror(L, 2, "count must not be negative");
@@ -461,9 +509,22 @@ static int l_handle_read(lua_State *L) {
   t = FS_BEGIN(L, "File:read");
   loom__cancel_point(L, t);
   lua_settop(L, 1);
+  a = f->ahead;
+  if (a != NULL && off >= 0 && f->ahead_off == off && a->len == (size_t)n) {
+    f->ahead = NULL;
+    a->owned = 0;
+    r = new_call(L, a, OP_READ, 0, f, "read");
+    if (ahead) read_ahead(&t->rt->loop, f, (size_t)n, off + n);
+    if (r->done)
+      return loom__schedule_point(L, t, (lua_KContext)&RES_READ, k_fs);
+    return wait_req(L, t, r, 0, &RES_READ, NULL);
+  }
+  drop_ahead(f);
   r = new_req(L, OP_READ, (size_t)n, f, "read");
   b = uv_buf_init(r->buf, (unsigned int)n);
   err = uv_fs_read(&t->rt->loop, &r->fs, f->fd, &b, 1, off, fs_cb);
+  if (err == 0 && ahead && off >= 0)
+    read_ahead(&t->rt->loop, f, (size_t)n, off + n);
   return wait_req(L, t, r, err, &RES_READ, NULL);
 }
 
@@ -481,6 +542,7 @@ static int l_handle_write(lua_State *L) {
   if (len > MAX_IO) len = MAX_IO;
   t = FS_BEGIN(L, "File:write");
   loom__cancel_point(L, t);
+  drop_ahead(f);   /* it may read what this write replaces */
   lua_settop(L, 1);
   r = new_req(L, OP_WRITE, len, f, "write");
   memcpy(r->buf, data, len);
@@ -523,6 +585,7 @@ static int l_handle_close(lua_State *L) {
   int err;
   if (f == NULL || f->fd < 0 || f->close_wanted) return 0;
   t = FS_BEGIN(L, "File:close");
+  drop_ahead(f);
   if (f->pending > 0) {
     f->close_wanted = 1;
     return 0;
@@ -556,6 +619,7 @@ static int l_handle_gc(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   *box = NULL;
   if (f == NULL) return 0;
+  drop_ahead(f);   /* first: while ud_alive, releasing it cannot free f */
   f->ud_alive = 0;
   f->close_wanted = 1;
   if (f->pending > 0) return 0;

@@ -233,6 +233,29 @@ describe("loom.open_file", function()
     run(function() f:close() end)
   end)
 
+  it("reads ahead in sequence, never returning stale bytes", function()
+    run(function()
+      local K = 65536
+      local p = dir .. "/seq"
+      write_plain(p, ("a"):rep(K) .. ("b"):rep(K) .. ("c"):rep(K)
+        .. ("d"):rep(K) .. "tail")
+      local f <close> = loom.open_file(p, "r+b")
+      assert.equal(("a"):rep(K), f:read(K))
+      assert.equal(("b"):rep(K), f:read(K))   -- the next chunk is read ahead
+      f:seek("set", 2 * K)
+      f:write(("Z"):rep(K))                   -- over the chunk read ahead
+      f:seek("set", 2 * K)
+      assert.equal(("Z"):rep(K), f:read(K))
+      assert.equal(("d"):rep(K), f:read(K))
+      assert.equal("tail", f:read(K))
+      assert.is_nil(f:read(K))
+      f:seek("set", 0)
+      local n = 0
+      for chunk in f:lines(1000) do n = n + #chunk end
+      assert.equal(4 * K + 4, n)
+    end)
+  end)
+
   it("reads a large sparse file in chunks with bounded memory", function()
     run(function()
       local p = dir .. "/big"

@@ -107,7 +107,11 @@ local function fill(f, need)
     local off = -1
     if f.seekable then off = position(f) + (#f.rb - f.ri + 1) end
     f.did_io = true
-    local ok, s = pcall(f.h.read, f.h, want, off)
+    -- A reader going through the file in sequence gets the next chunk read
+    -- ahead (fs.c) while it handles this one.
+    local seq = off >= 0 and off == f.next_off
+    f.next_off = off >= 0 and off + want or nil
+    local ok, s = pcall(f.h.read, f.h, want, off, seq)
     if not ok then
       if off < 0 or not errors.is(s, errors.OSError) or s.code ~= "ESPIPE"
       then
