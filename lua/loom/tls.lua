@@ -139,7 +139,12 @@ local function receive_loop(s, m)
   local waited = false
   while true do
     local data, msg, code = eng:read(m)
-    if eng:has_output() then flush(s) end
+    if eng:has_output() then
+      -- Plaintext in hand is returned even if this write fails (the
+      -- failure shows at the next call; the bytes wait in the engine).
+      local ok, err = pcall(flush, s)
+      if not ok and not data then error(err, 0) end
+    end
     if data then
       -- A checkpoint: one that did not wait for the transport yields once
       -- (shielded: the plaintext it took is never lost).
