@@ -139,6 +139,9 @@ function UDPSocket:receive_from() end
 ---@return string host, integer port
 function UDPSocket:local_address() end
 
+---@return "inet"|"inet6"
+function UDPSocket:family() end
+
 function UDPSocket:close() end
 
 ---@class loom.ConnectedUDPSocket
@@ -157,6 +160,9 @@ function ConnectedUDPSocket:remote_address() end
 
 ---@return string host, integer port
 function ConnectedUDPSocket:local_address() end
+
+---@return "inet"|"inet6"
+function ConnectedUDPSocket:family() end
 
 function ConnectedUDPSocket:close() end
 
