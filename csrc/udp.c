@@ -35,7 +35,7 @@ typedef struct udp_obj {
   int family;
   unsigned char ud_alive, handle_live, closing, closed, connected;
   /* receiving */
-  unsigned char receiving, got, reading, reader_ref;
+  unsigned char receiving, got, reading, reader_ref, backlog;
   char *rbuf;
   size_t rlen;
   int read_err;
@@ -241,6 +241,7 @@ static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
   (void)flags;
   if (nread == UV_ENOBUFS) {
     stop_reading(o);
+    o->backlog = 1;   /* more datagrams wait in the kernel */
     return;
   }
   if (nread == 0 && addr == NULL) return;
@@ -288,6 +289,32 @@ static int k_receive(lua_State *L, int status, lua_KContext ctx) {
   return 1 + push_address(L, &o->from);
 }
 
+/* After reading stopped on a backlog, take the next datagram straight from
+ * the socket (no poll round trip while the kernel queue is not empty);
+ * the backlog ends at the first EAGAIN. */
+static void try_recv(udp_obj *o) {
+  uv_os_fd_t fd;
+  socklen_t alen = sizeof o->from;
+  ssize_t n;
+  if (uv_fileno((uv_handle_t *)&o->handle, &fd) != 0) {
+    o->backlog = 0;
+    return;
+  }
+  memset(&o->from, 0, sizeof o->from);
+  do {
+    n = recvfrom(fd, o->rbuf, MAX_DGRAM, MSG_DONTWAIT,
+                 (struct sockaddr *)&o->from, &alen);
+  } while (n < 0 && errno == EINTR);
+  if (n >= 0) {
+    o->got = 1;
+    o->rlen = (size_t)n;
+  } else {
+    o->backlog = 0;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      o->read_err = uv_translate_sys_error(errno);
+  }
+}
+
 static int receive(lua_State *L, int from) {
   udp_obj *o = check_obj(L, 1);
   const char *op = from ? "receive_from" : "receive";
@@ -303,6 +330,7 @@ static int receive(lua_State *L, int from) {
     if (o->rbuf == NULL) return luaL_error(L, "loom: out of memory");
   }
   o->receiving = 1;
+  if (!o->got && o->read_err == 0 && o->backlog) try_recv(o);
   if (o->got || o->read_err != 0)
     return loom__schedule_point(L, t, (lua_KContext)from, k_receive);
   if (!o->reading) {
