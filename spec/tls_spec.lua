@@ -445,6 +445,11 @@ describe("TLS streams", function()
   it("send_eof sends close_notify and the stream still receives", function()
     loom.run(function()
       local l, c, s = pair()
+      assert.is_nil(s:peer_certificate())   -- the client sent none
+      assert.is_nil(s:alpn_protocol())
+      assert.equal("CN=localhost", c:peer_certificate().subject)
+      assert.same({ "127.0.0.1", select(2, c:local_address()) },
+        { s:remote_address() })
       c:send_eof()
       assert.is_true(loom.is(H.capture_error(s.receive, s), loom.EndOfStream))
       assert.is_true(loom.is(H.capture_error(s.receive, s), loom.EndOfStream))
