@@ -75,7 +75,7 @@ struct fs_call {
   const char *fname;   /* for error messages: "open_file", "stat" ... */
 };
 
-/* ---- lifetime ---------------------------------------------------------- */
+/* ---- lifetime ----------------------------------------------------------- */
 
 static void state_unref(fs_state *st) {
   if (--st->refs == 0) free(st);
@@ -201,7 +201,7 @@ static fs_req *new_call(lua_State *L, fs_req *r, int op, size_t extra,
 #define new_req(L, op, extra, f, fname) \
   new_call((L), NULL, (op), (extra), (f), (fname))
 
-/* ---- errors ------------------------------------------------------------ */
+/* ---- errors ------------------------------------------------------------- */
 
 /* Raise loom.OSError "<fname>: <message> (<path>)" with .code and .path. */
 static int raise_fs(lua_State *L, const char *fname, int err,
@@ -285,7 +285,7 @@ static int wait_req(lua_State *L, loom_task *t, fs_req *r, int err,
 
 #define FS_BEGIN(L, fname) loom__check_blocking((L), (fname), 1)
 
-/* ---- stat tables ---------------------------------------------------------- */
+/* ---- stat tables -------------------------------------------------------- */
 
 static const char *type_name(uint64_t mode) {
   switch (mode & S_IFMT) {
@@ -329,7 +329,7 @@ static void push_stat(lua_State *L, const uv_stat_t *s) {
   set_int(L, "blocks", (lua_Integer)s->st_blocks);
 }
 
-/* ---- result builders ------------------------------------------------------ */
+/* ---- result builders ---------------------------------------------------- */
 
 static int res_none(lua_State *L, fs_req *r, int p) {
   (void)L; (void)r; (void)p;
@@ -423,7 +423,7 @@ static const fs_result_fn RES_NONE = res_none, RES_STAT = res_stat,
   RES_PATH = res_path, RES_READ = res_read, RES_COUNT = res_count,
   RES_SCANDIR = res_scandir, RES_OPEN = res_open;
 
-/* ---- file handles ----------------------------------------------------------- */
+/* ---- file handles ------------------------------------------------------- */
 
 static fs_file *check_handle(lua_State *L, int idx, const char *fname) {
   fs_file *f = *(fs_file **)luaL_checkudata(L, idx, HANDLE_MT);
@@ -646,7 +646,7 @@ static int l_handle_tostring(lua_State *L) {
   return 1;
 }
 
-/* ---- path calls ------------------------------------------------------------ */
+/* ---- path calls --------------------------------------------------------- */
 
 static int l_fs_stat(lua_State *L) {
   const char *path = check_path(L, 1);
@@ -780,7 +780,7 @@ static int l_state_gc(lua_State *L) {
   return 0;
 }
 
-/* ---- registration ------------------------------------------------------------ */
+/* ---- registration ------------------------------------------------------- */
 
 static const luaL_Reg handle_methods[] = {
   {"read", l_handle_read},

@@ -90,7 +90,7 @@ static int push_failure(lua_State *L, SSL *ssl, const char *what) {
   return 3;
 }
 
-/* ---- contexts ---------------------------------------------------------------- */
+/* ---- contexts ----------------------------------------------------------- */
 
 static int alpn_select_cb(SSL *ssl, const unsigned char **out,
                           unsigned char *outlen, const unsigned char *in,
@@ -219,7 +219,7 @@ static int l_ctx_tostring(lua_State *L) {
   return 1;
 }
 
-/* ---- engines ----------------------------------------------------------------- */
+/* ---- engines ------------------------------------------------------------ */
 
 static void engine_free(tls_engine *e) {
   if (e->ssl != NULL) {

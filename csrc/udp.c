@@ -59,7 +59,7 @@ typedef struct udp_box {
   udp_obj *obj;
 } udp_box;
 
-/* ---- lifetime ------------------------------------------------------------ */
+/* ---- lifetime ----------------------------------------------------------- */
 
 static void free_obj(udp_obj *o) {
   free(o->rbuf);
@@ -200,7 +200,7 @@ static int push_address(lua_State *L, const struct sockaddr_storage *ss) {
   return 2;
 }
 
-/* ---- receive --------------------------------------------------------------- */
+/* ---- receive ------------------------------------------------------------ */
 
 /* Reading stays on after a datagram went to a waiting receiver (a ping-pong
  * then costs no epoll_ctl per datagram), but at most one datagram is held
@@ -352,7 +352,7 @@ static int receive(lua_State *L, int from) {
 static int l_udp_receive_from(lua_State *L) { return receive(L, 1); }
 static int l_udp_receive(lua_State *L) { return receive(L, 0); }
 
-/* ---- send ------------------------------------------------------------------ */
+/* ---- send --------------------------------------------------------------- */
 
 static void send_cb(uv_udp_send_t *req, int status) {
   send_req *s = (send_req *)req;
@@ -470,7 +470,7 @@ static int l_udp_send(lua_State *L) {
   return do_send(L, o, "send", data, len, NULL);
 }
 
-/* ---- creation ----------------------------------------------------------------- */
+/* ---- creation ----------------------------------------------------------- */
 
 /* core.udp_open(local_ip, local_port, reuse_port[, remote_ip, remote_port])
  * -> UDPSocket, or ConnectedUDPSocket when a remote address is given. */
@@ -534,7 +534,7 @@ static int l_udp_open(lua_State *L) {
   return 1;
 }
 
-/* ---- methods ---------------------------------------------------------------------- */
+/* ---- methods ------------------------------------------------------------ */
 
 static int l_udp_close(lua_State *L) {
   obj_close(check_obj(L, 1));
