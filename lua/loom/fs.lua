@@ -438,6 +438,7 @@ function M.install(loom, c)
   --- fs.exists(path) -> boolean (false for ENOENT and ENOTDIR).
   function fs.exists(path)
     check_path(path, 1, "exists")
+    core.check_in_task("fs.exists")
     local ok, err = pcall(core.fs_stat, path)
     if ok then return true end
     if errors.is(err, errors.OSError) and (err.code == "ENOENT"
@@ -450,6 +451,7 @@ function M.install(loom, c)
   --- fs.read_file(path) -> the whole content.
   function fs.read_file(path)
     check_path(path, 1, "read_file")
+    core.check_in_task("fs.read_file")
     local f <close> = open_file(path, "rb")
     return f:read("a")
   end
@@ -457,6 +459,7 @@ function M.install(loom, c)
   --- fs.write_file(path, data): create or truncate, write, close.
   function fs.write_file(path, data)
     check_path(path, 1, "write_file")
+    core.check_in_task("fs.write_file")
     if type(data) ~= "string" then
       argerror(2, "write_file", "string expected, got " .. tname(data))
     end
@@ -469,6 +472,7 @@ function M.install(loom, c)
   --- fs.mkdir(path[, {parents=, mode=}]).
   function fs.mkdir(path, opts)
     check_path(path, 1, "mkdir")
+    core.check_in_task("fs.mkdir")
     opts = check_opts(opts, 2, "mkdir", mkdir_opts)
     local mode = opts.mode or 511
     if math.type(mode) ~= "integer" then
