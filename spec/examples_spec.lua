@@ -56,7 +56,10 @@ local peers = {
     local port = assert(tonumber(p:read("l")), "https server did not start")
     return ("LOOM_HTTPS_URL=https://localhost:%d/hello.txt "
       .. "LOOM_HTTPS_CAFILE=%s"):format(port, shell_quote(c.ca)),
-      function() p:close() end
+      function()
+        p:close()
+        require("tls_certs").cleanup()
+      end
   end,
 }
 
