@@ -8,7 +8,9 @@
  * orphans its request: libuv cancels it if no pool thread took it yet,
  * otherwise it runs to completion; either way its callback frees it, so
  * the request and the buffers it owns stay allocated until then, and a
- * file's fd stays open while a request on it is in flight.
+ * file's fd stays open while a request on it is in flight. A handle may
+ * also own one read-ahead request (a sequential reader's next chunk),
+ * which the next matching read takes over and anything else drops.
  */
 #define _POSIX_C_SOURCE 200809L
 
