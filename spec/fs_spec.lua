@@ -325,6 +325,30 @@ describe("cancellation", function()
     end)
   end)
 
+  it("a cancelled write that libuv started still lands", function()
+    run(function()
+      local p = fifo()
+      local out = dir .. "/drained"
+      -- A reader that opens at once but reads only later: the write blocks
+      -- in the pool once the pipe is full.
+      os.execute(("sh -c 'exec 3<%s; sleep 0.3; cat <&3 >%s' &")
+        :format(p, out))
+      local f = loom.open_file(p, "w")
+      local data = ("w"):rep(1024 * 1024)
+      local scope = loom.move_on_after(0.1, function() f:write(data) end)
+      assert.is_true(scope.cancelled_caught)
+      assert.same({ requests = 1, files = 1 }, core.fs_stats())
+      f:close()   -- deferred until the write completed
+      settle()
+      assert.same({ requests = 0, files = 0 }, core.fs_stats())
+      for _ = 1, 200 do
+        if #loom.fs.read_file(out) == #data then break end
+        loom.sleep(0.01)
+      end
+      assert.equal(#data, #loom.fs.read_file(out))
+    end)
+  end)
+
   it("cancels each path call at its checkpoint", function()
     run(function()
       write_plain(dir .. "/f", "x")
