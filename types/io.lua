@@ -44,6 +44,11 @@ function File:seek(whence, offset) end
 ---@return loom.File
 function File:flush() end
 
+---@param mode "no"|"full"|"line"
+---@param size? integer
+---@return true
+function File:setvbuf(mode, size) end
+
 ---@async
 ---@return loom.Stat
 function File:stat() end

@@ -309,8 +309,33 @@ function File.write(f, ...)
     f.wlen = f.wlen + #v
     if f.pos >= 0 then f.pos = f.pos + #v end
   end
-  if f.wlen >= CHUNK then flush_writes(f) end
+  if f.wlen >= f.wlimit or (f.vbuf == "line" and f.wn > 0
+      and f.wbuf[f.wn]:find("\n", 1, true)) then
+    flush_writes(f)
+  end
   return f
+end
+
+local vbuf_modes = { no = true, full = true, line = true }
+
+--- f:setvbuf(mode[, size]) -> true. "no": every write goes out at once;
+--- "full": writes collect up to size bytes (64 KiB by default); "line":
+--- as "full", and a write holding a newline goes out at once.
+function File.setvbuf(f, mode, size)
+  check_file(f, "setvbuf")
+  if not vbuf_modes[mode] then
+    argerror(1, "setvbuf", "invalid option '" .. tostring(mode) .. "'")
+  end
+  if size ~= nil then
+    local n = math.type(size) == "float" and math.tointeger(size) or size
+    if math.type(n) ~= "integer" or n < 0 then
+      argerror(2, "setvbuf", "size must be a non-negative integer")
+    end
+    size = n
+  end
+  f.vbuf = mode
+  f.wlimit = mode == "no" and 0 or (size or CHUNK)
+  return true
 end
 
 --- f:seek([whence[, offset]]) -> the new position from the start.
@@ -400,7 +425,7 @@ local function open_file(path, mode)
     append = m == "a", seekable = seekable,
     pos = seekable and 0 or -1,   -- -1: not tracked; -2: end of file
     rb = "", ri = 1, eof = false,
-    wbuf = {}, wn = 0, wlen = 0, wpos = 0,
+    wbuf = {}, wn = 0, wlen = 0, wpos = 0, wlimit = CHUNK, vbuf = "full",
   }, File)
 end
 
