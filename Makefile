@@ -135,5 +135,9 @@ bench-embed: build
 bench-process:
 	bash bench/process/run.sh
 
+# Files, UDP and TLS against Node.js, Python and C (bench/io/run.sh).
+bench-io:
+	bash bench/io/run.sh
+
 clean:
 	rm -rf build build-asan build-rel bench/out dist

@@ -624,4 +624,11 @@ int loom__check_signal(lua_State *L, int idx) LOOM_HIDDEN;
 /* "SIGTERM" for 15; NULL for a number without a name. */
 const char *loom__signal_name(int sig) LOOM_HIDDEN;
 
+/* ---- fs.c, udp.c, tls.c, poll.c: files, UDP, TLS, fd readiness --------- */
+
+int loom__open_fs(lua_State *L) LOOM_HIDDEN;
+int loom__open_udp(lua_State *L) LOOM_HIDDEN;
+int loom__open_tls(lua_State *L) LOOM_HIDDEN;
+int loom__open_poll(lua_State *L) LOOM_HIDDEN;
+
 #endif

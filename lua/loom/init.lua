@@ -323,6 +323,10 @@ require("loom.net").install(loom, core)
 
 require("loom.process").install(loom, core)
 
+-- Files, UDP, TLS and fd readiness (fs.c, udp.c, tls.c, poll.c) ---------------
+
+require("loom.io").install(loom, core)
+
 -- Synchronisation (sync.c, channel.c) ---------------------------------------
 
 require("loom.sync")
