@@ -1,6 +1,6 @@
 /*
  * fs.c: files and file-system calls on libuv's fs requests (run in the
- * libuv thread pool). Owns the raw file handle (loom.FileHandle: an fd,
+ * libuv thread pool). Owns the raw file handle (loom.core.FileHandle: an fd,
  * positional read/write, fstat, close) and one core function per fs call;
  * the io-style File object (formats, buffering, seek) is fs.lua's.
  *
@@ -21,9 +21,9 @@
 
 #include "loom_internal.h"
 
-#define STATE_MT "loom.FsState"
-#define CALL_MT "loom.FsCall"
-#define HANDLE_MT "loom.FileHandle"
+#define STATE_MT "loom.core.FsState"
+#define CALL_MT "loom.core.FsCall"
+#define HANDLE_MT "loom.core.FileHandle"
 
 #define MAX_IO (1 << 30)   /* most bytes one read or write request moves */
 

@@ -12,7 +12,7 @@
 
 #include "loom_internal.h"
 
-#define STATE_MT "loom.PollState"
+#define STATE_MT "loom.core.PollState"
 
 typedef struct poll_state poll_state;
 

@@ -1,6 +1,6 @@
 /*
- * tls.c: the TLS engine on OpenSSL: contexts (loom.TLSContext, an SSL_CTX
- * with certificates, verification and ALPN) and engines (loom.TLSEngine,
+ * tls.c: the TLS engine on OpenSSL: contexts (loom.core.TLSContext, an SSL_CTX
+ * with certificates, verification and ALPN) and engines (loom.core.TLSEngine,
  * one SSL object between two memory BIOs). An engine never does I/O and
  * never yields: ciphertext from the peer is fed in, ciphertext for the
  * peer is taken out, and tls.lua moves it over any loom stream. Failures
@@ -19,9 +19,9 @@
 
 #include "loom_internal.h"
 
-#define CTX_MT "loom.TLSContext"
-#define ENGINE_MT "loom.TLSEngine"
-#define STATE_MT "loom.TLSState"
+#define CTX_MT "loom.core.TLSContext"
+#define ENGINE_MT "loom.core.TLSEngine"
+#define STATE_MT "loom.core.TLSState"
 
 #define READ_MAX 65536
 

@@ -2,20 +2,8 @@
 -- LuaLS stubs for loom's files, UDP, TLS and fd readiness (docs/files.md,
 -- docs/net.md).
 
----@class loom.Stat
----@field size integer
----@field mode integer
----@field type "file"|"directory"|"link"|"fifo"|"socket"|"char"|"block"|"unknown"
----@field mtime number
----@field atime number
----@field ctime number
----@field nlink integer
----@field uid integer
----@field gid integer
----@field ino integer
----@field dev integer
----@field blksize integer
----@field blocks integer
+-- The table loom.fs.stat and File:stat return (plain data).
+---@alias loom.Stat { size: integer, mode: integer, type: "file"|"directory"|"link"|"fifo"|"socket"|"char"|"block"|"unknown", mtime: number, atime: number, ctime: number, nlink: integer, uid: integer, gid: integer, ino: integer, dev: integer, blksize: integer, blocks: integer }
 
 ---@class loom.File
 local File = {}
@@ -62,7 +50,7 @@ function File:close() end
 ---@return loom.File
 function loom.open_file(path, mode) end
 
----@class loom.fs
+-- The file system functions (a table of functions, not a class).
 loom.fs = {}
 
 ---@async
@@ -179,23 +167,11 @@ function loom.create_udp_socket(opts) end
 ---@return loom.ConnectedUDPSocket
 function loom.create_connected_udp_socket(opts) end
 
----@class loom.TLSOptions
----@field server_side? boolean
----@field hostname? string
----@field verify? boolean
----@field cafile? string
----@field certfile? string
----@field keyfile? string
----@field alpn? string[]
----@field standard_compatible? boolean
+-- The options of wrap_tls, tls_listener and connect_tcp's tls.
+---@alias loom.TLSOptions { server_side?: boolean, hostname?: string, verify?: boolean, cafile?: string, certfile?: string, keyfile?: string, alpn?: string[], standard_compatible?: boolean }
 
----@class loom.PeerCertificate
----@field subject string
----@field issuer string
----@field not_before integer
----@field not_after integer
----@field san string[]
----@field pem string
+-- What TLSStream:peer_certificate returns (plain data).
+---@alias loom.PeerCertificate { subject: string, issuer: string, not_before: integer, not_after: integer, san: string[], pem: string }
 
 ---@class loom.TLSStream
 ---@field transport any the wrapped stream
@@ -258,13 +234,6 @@ function loom.wrap_tls(stream, opts) end
 ---@param opts loom.TLSOptions
 ---@return loom.TLSListener
 function loom.tls_listener(listener, opts) end
-
----@async
----@param host string
----@param port integer
----@param opts? {tls?: boolean|loom.TLSOptions}
----@return any stream a TCP stream, or a loom.TLSStream with tls
-function loom.connect_tcp(host, port, opts) end
 
 ---TLS failures: a loom.BrokenResourceError with .code.
 loom.TLSError = {}

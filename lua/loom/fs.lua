@@ -7,6 +7,7 @@
 -- lands; pipes and character devices are read and written in sequence.
 
 local errors = require("loom.errors")
+local diagnostics = require("loom.diagnostics")
 
 local M = {}
 
@@ -40,7 +41,7 @@ File.__index = File
 File.__name = "loom.File"
 
 function File.__tostring(f)
-  if f.h == nil then return "loom.File: " .. f.path .. " (closed)" end
+  if not f.h then return "loom.File: " .. f.path .. " (closed)" end
   return "loom.File: " .. f.path
 end
 
@@ -49,7 +50,7 @@ local function check_file(f, fname)
     error(("calling '%s' on bad self (loom.File expected, got %s)")
       :format(fname, type(f)), 3)
   end
-  if f.h == nil then
+  if not f.h then
     error(ClosedResourceError(fname .. ": the file is closed"), 3)
   end
 end
@@ -110,7 +111,7 @@ local function fill(f, need)
     -- A reader going through the file in sequence gets the next chunk read
     -- ahead (fs.c) while it handles this one.
     local seq = off >= 0 and off == f.next_off
-    f.next_off = off >= 0 and off + want or nil
+    f.next_off = off >= 0 and off + want or false
     local ok, s = pcall(f.h.read, f.h, want, off, seq)
     if not ok then
       if off < 0 or not errors.is(s, errors.OSError) or s.code ~= "ESPIPE"
@@ -394,14 +395,19 @@ function File.close(f)
       .. type(f) .. ")", 2)
   end
   local h = f.h
-  if h == nil then return end
+  if not h then return end
   local ok, err = pcall(flush_writes, f)
-  f.h = nil
+  f.h = false
   h:close()
   if not ok then error(err, 0) end
 end
 
 File.__close = File.close
+-- Strict (a misspelt method raises "did you mean") and registered under its
+-- __name like the C classes, so that the docs check finds it. Closing sets
+-- f.h to false, not nil: every field an instance reads must exist.
+diagnostics.strict(File)
+debug.getregistry()["loom.File"] = File
 
 -- Install ------------------------------------------------------------------------
 
@@ -426,6 +432,7 @@ local function open_file(path, mode)
     pos = seekable and 0 or -1,   -- -1: not tracked; -2: end of file
     rb = "", ri = 1, eof = false,
     wbuf = {}, wn = 0, wlen = 0, wpos = 0, wlimit = CHUNK, vbuf = "full",
+    did_io = false, next_off = false,
   }, File)
 end
 

@@ -7,6 +7,7 @@
 -- holding it, so bytes reach the transport in the order OpenSSL made them.
 
 local errors = require("loom.errors")
+local diagnostics = require("loom.diagnostics")
 
 local M = {}
 
@@ -60,7 +61,7 @@ end
 local function out_acquire(s)
   while s.out_busy do
     local ev = s.out_ev
-    if ev == nil then
+    if not ev then
       ev = loom.event()
       s.out_ev = ev
     end
@@ -72,8 +73,8 @@ end
 local function out_release(s)
   s.out_busy = false
   local ev = s.out_ev
-  if ev ~= nil then
-    s.out_ev = nil
+  if ev then
+    s.out_ev = false
     ev:set()
   end
 end
@@ -368,7 +369,7 @@ local function new_stream(transport, ctx, o)
   return setmetatable({
     transport = transport, eng = eng,
     standard_compatible = o.standard_compatible,
-    out_busy = false, receiving = false, sending = false, closed = false,
+    out_busy = false, out_ev = false, receiving = false, sending = false, closed = false,
     broken = false, eof_sent = false, eof_received = false,
     transport_eof = false,
   }, TLSStream)
@@ -503,6 +504,15 @@ function TLSListener.close(l)
 end
 
 TLSListener.__close = TLSListener.close
+
+-- Both classes are strict (a misspelt member raises "did you mean") and
+-- registered under their __name like the C classes, so that the docs check
+-- finds them. Instances keep every field they read (false, never nil).
+TLSStream.__fields = { "transport" }
+diagnostics.strict(TLSStream)
+debug.getregistry()["loom.TLSStream"] = TLSStream
+diagnostics.strict(TLSListener)
+debug.getregistry()["loom.TLSListener"] = TLSListener
 
 function TLSListener.local_address(l)
   check_listener(l, "local_address")
