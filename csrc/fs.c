@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "loom_internal.h"
 
@@ -83,19 +84,21 @@ static void state_unref(fs_state *st) {
   if (--st->refs == 0) free(st);
 }
 
-static void close_fd_now(uv_loop_t *loop, uv_file fd) {
-  uv_fs_t r;
-  uv_fs_close(loop, &r, fd, NULL);
-  uv_fs_req_cleanup(&r);
+/* A synchronous close(2), not uv_fs_close: it runs from finalisers, when
+ * the runtime may be closed and a borrowed loop gone, so it must not touch
+ * the loop (a synchronous uv_fs_* call counts itself in loop->active_reqs).
+ * close(2) releases the fd even when it fails with EINTR on Linux. */
+static void close_fd_now(uv_file fd) {
+  (void)close(fd);
 }
 
 /* Drop one pending request from f; close a deferred fd, free f when
  * nothing refers to it any more. */
-static void file_release(uv_loop_t *loop, fs_file *f) {
+static void file_release(fs_file *f) {
   f->pending--;
   if (f->pending > 0) return;
   if (f->close_wanted && f->fd >= 0) {
-    close_fd_now(loop, f->fd);
+    close_fd_now(f->fd);
     f->fd = -1;
     f->st->open_files--;
   }
@@ -109,11 +112,10 @@ static void file_release(uv_loop_t *loop, fs_file *f) {
 /* Free a request nobody will read: an fd a late open produced is closed,
  * a late close's fd is already gone. */
 static void req_free(fs_req *r) {
-  uv_loop_t *loop = r->fs.loop;
   if (r->op == OP_OPEN && r->fs.result >= 0 && r->done)
-    close_fd_now(loop, (uv_file)r->fs.result);
+    close_fd_now((uv_file)r->fs.result);
   uv_fs_req_cleanup(&r->fs);
-  if (r->file != NULL) file_release(loop, r->file);
+  if (r->file != NULL) file_release(r->file);
   r->st->live_reqs--;
   state_unref(r->st);
   free(r);
@@ -397,7 +399,7 @@ static int res_open(lua_State *L, fs_req *r, int p) {
   uv_fs_req_cleanup(&sr);
   if (err != 0) {
     /* report like a failed open */
-    close_fd_now(r->fs.loop, fd);
+    close_fd_now(fd);
     r->fs.result = err;
     return -1;
   }
@@ -618,7 +620,6 @@ static int l_handle_seekable(lua_State *L) {
 static int l_handle_gc(lua_State *L) {
   fs_file **box = (fs_file **)lua_touserdata(L, 1);
   fs_file *f = *box;
-  loom_rt *rt = loom__rt(L);
   *box = NULL;
   if (f == NULL) return 0;
   drop_ahead(f);   /* first: while ud_alive, releasing it cannot free f */
@@ -626,7 +627,7 @@ static int l_handle_gc(lua_State *L) {
   f->close_wanted = 1;
   if (f->pending > 0) return 0;
   if (f->fd >= 0) {
-    close_fd_now(rt->loop, f->fd);
+    close_fd_now(f->fd);
     f->fd = -1;
     f->st->open_files--;
   }
@@ -845,8 +846,7 @@ int loom__open_fs(lua_State *L) {
   lua_newtable(L);
   setfuncs2(L, sidx, handle_methods);
   lua_setfield(L, -2, "__index");
-  lua_pushvalue(L, 1);
-  lua_pushcclosure(L, l_handle_gc, 1);
+  lua_pushcfunction(L, l_handle_gc);
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, l_handle_tostring);
   lua_setfield(L, -2, "__tostring");

@@ -186,16 +186,27 @@ static int l_poll_stats(lua_State *L) {
 }
 
 /* __gc of the state (before the runtime's, which runs the loop once more
- * to finish closes): close every handle with our callback. */
+ * to finish closes): close every handle with our callback. After loom_close
+ * on the runtime's own loop, that loop already closed the handles (of tasks
+ * that outlived the grace) and is closed itself: the watchers are only
+ * freed. */
 static int l_state_gc(lua_State *L) {
   poll_state **box = (poll_state **)lua_touserdata(L, 1);
   poll_state *st = *box;
+  loom_rt *rt = loom__rt(L);
   *box = NULL;
   if (st == NULL) return 0;
   while (!loom__list_empty(&st->active)) {
     watcher *w = loom__container_of(st->active.next, watcher, link);
     w->reader = w->writer = NULL;
-    watcher_close(w);
+    if (rt->closed && !rt->borrowed) {
+      loom__list_remove(&w->link);
+      st->live_handles--;
+      free(w);
+      state_unref(st);
+    } else {
+      watcher_close(w);
+    }
   }
   state_unref(st);
   return 0;
@@ -212,7 +223,8 @@ int loom__open_poll(lua_State *L) {
   poll_state **box;
   const luaL_Reg *f;
   luaL_newmetatable(L, STATE_MT);
-  lua_pushcfunction(L, l_state_gc);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, l_state_gc, 1);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   box = (poll_state **)lua_newuserdatauv(L, sizeof *box, 0);

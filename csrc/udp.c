@@ -73,6 +73,9 @@ static void close_cb(uv_handle_t *h) {
 }
 
 static void start_close(udp_obj *o) {
+  /* After loom_close the runtime's own loop closed every handle (without
+   * our callback) and is closed itself: uv_close must not run again. */
+  if (o->rt->closed && !o->rt->borrowed) o->handle_live = 0;
   if (o->handle_live && !o->closing) {
     o->closing = 1;
     uv_close((uv_handle_t *)&o->handle, close_cb);
@@ -482,6 +485,10 @@ static int l_udp_open(lua_State *L) {
   udp_box *box;
   udp_obj *o;
   int err;
+  /* After loom_close the loop is closed (or is the host's, maybe gone). */
+  if (rt->closed)
+    return luaL_error(L, "loom.%s: the runtime is closed", connected
+                      ? "create_connected_udp_socket" : "create_udp_socket");
   check_addr(L, 1, &local);
   if (connected) check_addr(L, 4, &remote);
   box = (udp_box *)lua_newuserdatauv(L, sizeof *box, 0);

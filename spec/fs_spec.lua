@@ -473,6 +473,12 @@ describe("loom.fs", function()
       assert.truthy(t:match("^" .. dir:gsub("%p", "%%%0") .. "/tmp%-"
         .. ("[%w_]"):rep(6) .. "$"))
       assert.equal("directory", loom.fs.stat(t).type)
+      local f <close> = loom.open_file(t .. "/m", "w")
+      assert.equal("loom.File has no method 'wirte' (did you mean 'write'?)",
+        H.message(H.capture_error(function() return f.wirte end)))
+      f:close()
+      assert.equal("loom.File has no method 'h2'", H.message(
+        H.capture_error(function() return f.h2 end)))
       assert.equal("bad argument #2 to 'mkdir' (unknown option 'parent')",
         H.message(H.capture_error(loom.fs.mkdir, dir .. "/k",
           { parent = true })))

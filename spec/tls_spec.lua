@@ -511,6 +511,11 @@ describe("TLS streams", function()
       end)
       inner_c:send("nested")
       assert.equal("nested", inner_s:receive())
+      -- Misspelt members name the class and the closest member.
+      assert.equal(c, inner_c.transport)
+      assert.equal("loom.TLSStream has no method 'recieve' (did you mean "
+        .. "'receive'?)", H.message(H.capture_error(function()
+          return inner_c.recieve end)))
       inner_c:close()
       inner_s:close()
       l:close()
@@ -533,6 +538,14 @@ describe("TLS streams", function()
       assert.equal("bad argument #3 to 'connect_tcp' (alpn must be an array "
         .. "of strings, got string)", msg(loom.connect_tcp, "localhost", 1,
           { tls = { alpn = "h2" } }))
+      assert.equal("bad argument #3 to 'connect_tcp' (unknown option 'tsl')",
+        msg(loom.connect_tcp, "localhost", 1, { tsl = true }))
+      assert.equal("bad argument #2 to 'tls_listener' (unknown option "
+        .. "'cert')", msg(loom.tls_listener, l, { cert = C.server_cert }))
+      local tl = loom.tls_listener(l, { certfile = C.server_cert,
+        keyfile = C.server_key })
+      assert.equal("loom.TLSListener has no method 'acept' (did you mean "
+        .. "'accept'?)", msg(function() return tl.acept end))
       local e = tls_error(loom.tls_listener, l, { certfile = "/nonexistent" })
       H.contains(e.message, "TLS setup failed")
       e = tls_error(loom.connect_tcp, "localhost", 1,

@@ -78,6 +78,11 @@ describe("loom.create_udp_socket", function()
         .. "or local_host must be given)", msg(loom.create_udp_socket, {}))
       assert.equal("bad argument #1 to 'create_udp_socket' (unknown option "
         .. "'port')", msg(loom.create_udp_socket, { port = 1 }))
+      assert.equal("bad argument #1 to 'create_connected_udp_socket' "
+        .. "(unknown option 'host')", msg(loom.create_connected_udp_socket,
+          { host = "127.0.0.1", remote_host = "127.0.0.1", remote_port = 9 }))
+      assert.equal("loom.UDPSocket has no method 'sendto' (did you mean "
+        .. "'send_to'?)", msg(function() return a.sendto end))
       assert.equal("bad argument #1 to 'create_udp_socket' (local_port must "
         .. "be in 0..65535, got 70000)", msg(loom.create_udp_socket,
           { family = "inet", local_port = 70000 }))
