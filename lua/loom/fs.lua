@@ -409,7 +409,7 @@ File.__close = File.close
 diagnostics.strict(File)
 debug.getregistry()["loom.File"] = File
 
--- Install ------------------------------------------------------------------------
+-- Install -------------------------------------------------------------------
 
 local modes = { r = true, w = true, a = true }
 

@@ -30,7 +30,7 @@ local function tname(v)
   return v == nil and "no value" or type(v)
 end
 
--- Streams -----------------------------------------------------------------------
+-- Streams -------------------------------------------------------------------
 
 local TLSStream = {}
 TLSStream.__index = TLSStream
@@ -301,7 +301,7 @@ function TLSStream.remote_address(s)
   return s.transport:remote_address()
 end
 
--- Options -------------------------------------------------------------------------
+-- Options -------------------------------------------------------------------
 
 local known = { server_side = true, hostname = true, verify = true,
                 cafile = true, certfile = true, keyfile = true, alpn = true,
@@ -369,7 +369,8 @@ local function new_stream(transport, ctx, o)
   return setmetatable({
     transport = transport, eng = eng,
     standard_compatible = o.standard_compatible,
-    out_busy = false, out_ev = false, receiving = false, sending = false, closed = false,
+    out_busy = false, out_ev = false, receiving = false, sending = false,
+    closed = false,
     broken = false, eof_sent = false, eof_received = false,
     transport_eof = false,
   }, TLSStream)
@@ -386,7 +387,7 @@ local function establish(s)
   return s
 end
 
--- Listeners -------------------------------------------------------------------------
+-- Listeners -----------------------------------------------------------------
 
 local TLSListener = {}
 TLSListener.__index = TLSListener
@@ -519,7 +520,7 @@ function TLSListener.local_address(l)
   return l.listener:local_address()
 end
 
--- Install ---------------------------------------------------------------------------
+-- Install -------------------------------------------------------------------
 
 function M.install(lm, c)
   loom, core = lm, c
