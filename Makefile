@@ -158,5 +158,9 @@ bench-process:
 bench-threads:
 	bash bench/threads/run.sh
 
+# Files, UDP and TLS against Node.js, Python and C (bench/io/run.sh).
+bench-io:
+	bash bench/io/run.sh
+
 clean:
 	rm -rf build build-asan build-tsan build-rel bench/out dist

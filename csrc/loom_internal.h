@@ -676,4 +676,11 @@ int loom__open_thread(lua_State *L) LOOM_HIDDEN;
  * the async handle. Call it before the runtime's loop is closed. */
 void loom__thread_close(lua_State *L) LOOM_HIDDEN;
 
+/* ---- fs.c, udp.c, tls.c, poll.c: files, UDP, TLS, fd readiness --------- */
+
+int loom__open_fs(lua_State *L) LOOM_HIDDEN;
+int loom__open_udp(lua_State *L) LOOM_HIDDEN;
+int loom__open_tls(lua_State *L) LOOM_HIDDEN;
+int loom__open_poll(lua_State *L) LOOM_HIDDEN;
+
 #endif

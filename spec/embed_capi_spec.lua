@@ -107,6 +107,22 @@ step NULL state ERRARG
 ]], scenario("bad_input"))
     end)
 
+  it("after loom_close, files, UDP and fd waits raise instead of touching "
+    .. "the closed loop; lua_close finalises what was left open", function()
+      assert.are.equal([[
+opened yes
+close OK
+false	loom.create_udp_socket: the runtime is closed
+false	loom.create_connected_udp_socket: the runtime is closed
+false	loom.fs.stat: must be called from inside a loom task (start one with loom.run)
+false	loom.open_file: must be called from inside a loom task (start one with loom.run)
+false	loom.wait_readable: must be called from inside a loom task (start one with loom.run)
+false	loom.File:close: must be called from inside a loom task (start one with loom.run)
+true	nil
+lua_close OK
+]], scenario("io_closed"))
+    end)
+
   it("on_error = \"raise\": loom_step returns LOOM_ERRRUN with the error on "
     .. "the stack, one per step", function()
       assert.are.equal("step ERRRUN e1\nstep ERRRUN e2\nstep OK \nstack 0\n"

@@ -6,30 +6,26 @@
 ---@field cause any the error value, copied (or its text)
 ---@field traceback string the worker's traceback
 
----@class loom.thread
-local thread = {}
+---Functions for code running in a worker thread.
+loom.thread = {}
 
 ---Raise `Cancelled` in this worker when the task that called
 ---`loom.to_thread` was cancelled.
-function thread.check_cancelled() end
+function loom.thread.check_cancelled() end
 
 ---Run `fn(...)` as a task of the runtime that called `loom.to_thread` and
 ---return its results (blocks this worker thread).
 ---@param fn function|string a function (only upvalue: _ENV) or "module.func"
 ---@param ... any copied values
 ---@return any ...
-function thread.run_sync(fn, ...) end
+function loom.thread.run_sync(fn, ...) end
 
----@class loom.ThreadOptions
----@field abandon_on_cancel? boolean leave at once when cancelled
----@field limiter? loom.CapacityLimiter the limiter whose token the call holds
+---Options of `loom.to_thread_with`: `abandon_on_cancel` leaves at once when
+---cancelled; `limiter` is the limiter whose token the call holds.
+---@alias loom.ThreadOptions { abandon_on_cancel: boolean?, limiter: loom.CapacityLimiter? }
 
 ---@type loom.ThreadError
 loom.ThreadError = nil
-
----Functions for code running in a worker thread.
----@type loom.thread
-loom.thread = thread
 
 ---Run `fn(...)` in a worker thread and return its results.
 ---@async

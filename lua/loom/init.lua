@@ -327,6 +327,10 @@ require("loom.process").install(loom, core)
 
 require("loom.thread").install(loom, core, errors)
 
+-- Files, UDP, TLS and fd readiness (fs.c, udp.c, tls.c, poll.c) ---------------
+
+require("loom.io").install(loom, core)
+
 -- Synchronisation (sync.c, channel.c) ---------------------------------------
 
 require("loom.sync")
