@@ -1006,9 +1006,7 @@ static void pool_close(pool_box *pb) {
     free_worker(w);
   }
   if (async != NULL) uv_close((uv_handle_t *)async, async_close_cb);
-  if (p->reaper != NULL) {
-    p->reaper = NULL;
-  }
+  p->reaper = NULL;
   uv_mutex_lock(&p->mu);
   last = pool_unref_locked(p);
   uv_mutex_unlock(&p->mu);
