@@ -280,6 +280,7 @@ struct loom_rt {
   int own_dir_ref;       /* source prefix of loom's Lua files, or NOREF */
   int cancelled_ref;     /* the Cancelled class (hooks.Cancelled) */
   int task_mt_ref;       /* registry ref of the loom.Task metatable */
+  void *remote;          /* remote.c: the mailbox hub, or NULL */
 };
 
 #define LOOM_RT_MT "loom.Runtime"
@@ -370,3 +371,16 @@ static inline loom_task *loom__task_of(lua_State *L) {
 }
 
 #endif
+
+/* ---- remote.c: the thread-safe mailbox (loom_remote_*) ----------------- */
+
+/* Owner thread. Run the posts queued so far, in order, each under
+ * lua_pcall (an error goes to the error hook); posts queued meanwhile wait
+ * for the next drain. Called at every step and every pass of loom.run. */
+void loom__remote_drain(loom_rt *rt, lua_State *L) LOOM_HIDDEN;
+/* Remotes opened and not released: while > 0 a post may still come, so
+ * the runtime is never deadlocked. */
+int loom__remote_open_count(loom_rt *rt) LOOM_HIDDEN;
+/* At loom_close: refuse later posts (LOOM_ECLOSED), run those already
+ * queued, close the wake-up handle (its close callback frees it). */
+void loom__remote_close(loom_rt *rt, lua_State *L) LOOM_HIDDEN;

@@ -18,6 +18,7 @@ build = {
   variables = {
     CMAKE_BUILD_TYPE = "Release",
     LOOM_INSTALL_HEADER = "OFF",
+    LOOM_LIBRARY = "OFF",
     LUA_INCDIR = "$(LUA_INCDIR)",
     LUADIR = "$(LUADIR)",
     LIBDIR = "$(LIBDIR)",
