@@ -1,5 +1,5 @@
 # Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
-.PHONY: all build demo test valgrind asan lint bench clean
+.PHONY: all build demo test valgrind asan tsan lint bench clean
 
 all: build
 
@@ -28,6 +28,15 @@ asan:
 	  LOOM_TEST_PREFIX="env LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1" \
 	  bash .ci/setup test
 
+# ThreadSanitizer over the specs whose C hosts run threads (TSAN_SPECS):
+# libloom and the hosts are instrumented (LOOM_TSAN); loom/core.so is not,
+# since the interpreter running busted is not.
+TSAN_SPECS = spec/remote_spec.lua
+tsan:
+	LOOM_BUILD_DIR=build-tsan BUILD_TYPE=Debug LOOM_CMAKE_FLAGS=-DLOOM_TSAN=ON \
+	  LOOM_TEST_PREFIX="env TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1" \
+	  bash .ci/setup test $(TSAN_SPECS)
+
 lint:
 	command -v luacheck >/dev/null || apt-get install -y -qq lua-check
 	luacheck --codes lua spec examples bench
@@ -36,4 +45,4 @@ bench:
 	bash bench/run.sh
 
 clean:
-	rm -rf build build-asan build-rel bench/out
+	rm -rf build build-asan build-tsan build-rel bench/out

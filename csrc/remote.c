@@ -55,14 +55,14 @@ struct loom_remote {
 
 static loom_rt *loom__state_rt(lua_State *L) {
   loom_rt *rt = NULL;
+  int top = lua_gettop(L);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, "loom.core") == LUA_TTABLE &&
       lua_getfield(L, -1, "now") == LUA_TFUNCTION &&
       lua_getupvalue(L, -1, 1) != NULL) {
     rt = (loom_rt *)lua_touserdata(L, -1);
-    lua_pop(L, 1);
   }
-  lua_pop(L, 3);
+  lua_settop(L, top);
   return rt;
 }
 static uv_loop_t *loom__loop(loom_rt *rt) { return &rt->loop; }

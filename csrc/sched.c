@@ -341,6 +341,7 @@ static void drain(loom_rt *rt, lua_State *S) {
   while (rt->root->state != LOOM_TASK_DONE) {
     int n = 0;
     loom_task *t;
+    loom__remote_drain(rt, S);
     fire_timers(rt, S);
     while (n < IO_BUDGET && (t = dequeue(rt)) != NULL) {
       step(rt, S, t);
@@ -363,7 +364,8 @@ static void drain(loom_rt *rt, lua_State *S) {
       }
       continue;
     }
-    if (loom__heap_min(rt) == NULL && !uv_loop_alive(&rt->loop)) {
+    if (loom__heap_min(rt) == NULL && !uv_loop_alive(&rt->loop) &&
+        loom__remote_open_count(rt) == 0) {
       if (rt->deadlock) {
         /* Even the cancellation could not make progress. */
         luaL_error(S, "loom.run: deadlock: tasks stay blocked after being "
@@ -557,6 +559,7 @@ static int l_rt_gc(lua_State *L) {
   loom_rt *rt = (loom_rt *)luaL_checkudata(L, 1, LOOM_RT_MT);
   int i;
   if (rt->closed) return 0;
+  loom__remote_close(rt, L);
   rt->closed = 1;
   /* Handles still open (their owners' __gc already ran): close them all so
    * that the loop can be closed and nothing leaks. */

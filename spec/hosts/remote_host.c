@@ -1,0 +1,335 @@
+/*
+ * remote_host.c: the loom_remote_* mailbox under test (spec/remote_spec.lua,
+ * also run by `make tsan`). Linked with the static libloom; the Lua front
+ * comes from loom_preload. Usage: remote_host <scenario>; prints what it
+ * saw, one line per fact, and exits 0 when every check held.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "loom.h"
+
+static int failures;
+
+#define CHECK(cond)                                                      \
+  do {                                                                   \
+    if (!(cond)) {                                                       \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,   \
+              #cond);                                                    \
+      failures++;                                                        \
+    }                                                                    \
+  } while (0)
+
+static void sleep_ms(int ms) {
+  struct timespec ts;
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  nanosleep(&ts, NULL);
+}
+
+static lua_State *new_state(void) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  if (loom_preload(L) != LOOM_OK) {
+    fprintf(stderr, "loom_preload failed\n");
+    exit(2);
+  }
+  return L;
+}
+
+/* Run a chunk; on error print it and count a failure. */
+static void run(lua_State *L, const char *code) {
+  if (luaL_loadbuffer(L, code, strlen(code), "=script") != LUA_OK ||
+      lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    fprintf(stderr, "lua: %s\n", luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 2);
+    failures++;
+  }
+}
+
+/* Call global function `name` with one integer and one optional string. */
+static void call_global(lua_State *L, const char *name, lua_Integer a,
+                        const char *s) {
+  lua_getglobal(L, name);
+  lua_pushinteger(L, a);
+  if (s != NULL) lua_pushstring(L, s); else lua_pushnil(L);
+  lua_call(L, 2, 0);
+}
+
+/* ---- order: several threads, each with its own remote --------------- */
+
+#define NTHREADS 4
+
+typedef struct worker {
+  loom_remote *r;
+  int id, n;
+  pthread_t th;
+} worker;
+
+typedef struct order_post {
+  int id, seq;
+} order_post;
+
+static void order_post_fn(lua_State *L, void *ud) {
+  order_post *p = (order_post *)ud;
+  lua_getglobal(L, "on_post");
+  lua_pushinteger(L, p->id);
+  lua_pushinteger(L, p->seq);
+  free(p);
+  lua_call(L, 2, 0);
+}
+
+static void *order_worker(void *arg) {
+  worker *w = (worker *)arg;
+  int i;
+  for (i = 1; i <= w->n; i++) {
+    order_post *p = (order_post *)malloc(sizeof *p);
+    p->id = w->id;
+    p->seq = i;
+    if (loom_remote_post(w->r, order_post_fn, p) != LOOM_OK) {
+      free(p);
+      failures++;
+    }
+    if (i % 64 == 0) sleep_ms(1);
+  }
+  loom_remote_release(w->r);
+  return NULL;
+}
+
+static void scenario_order(int n) {
+  lua_State *L = new_state();
+  worker w[NTHREADS];
+  int i;
+  char code[1024];
+  run(L, "loom = require 'loom'\n"
+         "seen, total, ok = {}, 0, true\n"
+         "done = loom.event()\n"
+         "function on_post(id, seq)\n"
+         "  if seq ~= (seen[id] or 0) + 1 then ok = false end\n"
+         "  seen[id] = seq\n"
+         "  total = total + 1\n"
+         "  if total == N then done:set() end\n"
+         "end\n");
+  lua_pushinteger(L, (lua_Integer)n * NTHREADS);
+  lua_setglobal(L, "N");
+  for (i = 0; i < NTHREADS; i++) {
+    w[i].r = loom_remote_open(L);
+    CHECK(w[i].r != NULL);
+    w[i].id = i + 1;
+    w[i].n = n;
+  }
+  for (i = 0; i < NTHREADS; i++)
+    pthread_create(&w[i].th, NULL, order_worker, &w[i]);
+  /* The root waits on an event only a post can set, while tasks keep the
+   * scheduler busy: posts interleave with task resumes. */
+  snprintf(code, sizeof code,
+           "loom.run(function()\n"
+           "  loom.task_group(function(tg)\n"
+           "    tg:start_soon(function()\n"
+           "      while not done:is_set() do loom.checkpoint() end\n"
+           "    end)\n"
+           "    done:wait()\n"
+           "  end)\n"
+           "end)\n"
+           "print(('order: %%d posts from %d remotes, each in order: %%s')"
+           ":format(total, ok))\n", NTHREADS);
+  run(L, code);
+  for (i = 0; i < NTHREADS; i++) pthread_join(w[i].th, NULL);
+  lua_close(L);
+}
+
+/* ---- wake: a blocking loom.run sleeps in the poll until a post ------ */
+
+static void set_done_fn(lua_State *L, void *ud) {
+  call_global(L, "on_wake", (lua_Integer)(size_t)ud, NULL);
+}
+
+static void *wake_worker(void *arg) {
+  loom_remote *r = (loom_remote *)arg;
+  sleep_ms(100);
+  CHECK(loom_remote_post(r, set_done_fn, (void *)(size_t)7) == LOOM_OK);
+  loom_remote_release(r);
+  return NULL;
+}
+
+static void scenario_wake(void) {
+  lua_State *L = new_state();
+  pthread_t th;
+  loom_remote *r;
+  run(L, "loom = require 'loom'\n"
+         "done = loom.event()\n"
+         "function on_wake(v)\n"
+         "  got = v\n"
+         "  done:set()\n"
+         "end\n");
+  r = loom_remote_open(L);
+  CHECK(r != NULL);
+  pthread_create(&th, NULL, wake_worker, r);
+  run(L, "local t0 = loom.now()\n"
+         "loom.run(function() done:wait() end)\n"
+         "print(('wake: loom.run woke for the post (%d), waited %s'):format("
+         "got, loom.now() - t0 >= 0.05 and 'for it' or 'too little'))\n");
+  pthread_join(th, NULL);
+  lua_close(L);
+}
+
+/* ---- release: the last remote released lets a deadlock be seen ------ */
+
+static void *release_worker(void *arg) {
+  sleep_ms(50);
+  loom_remote_release((loom_remote *)arg);
+  return NULL;
+}
+
+static void scenario_release(void) {
+  lua_State *L = new_state();
+  pthread_t th;
+  loom_remote *r;
+  run(L, "loom = require 'loom'\n");
+  r = loom_remote_open(L);
+  CHECK(r != NULL);
+  pthread_create(&th, NULL, release_worker, r);
+  /* While the remote is open a post may come: no deadlock. Once it is
+   * released nothing can wake the task: loom.run reports the deadlock. */
+  run(L, "local ok, err = pcall(loom.run, function()\n"
+         "  loom.event():wait()\n"
+         "end)\n"
+         "print('release: ' .. (ok and 'returned' or (tostring(err):match("
+         "'deadlock') and 'deadlock reported' or tostring(err))))\n");
+  pthread_join(th, NULL);
+  /* A remote opened and released before loom.run keeps nothing alive. */
+  loom_remote_release(loom_remote_open(L));
+  run(L, "local ok, err = pcall(loom.run, function()\n"
+         "  loom.event():wait()\n"
+         "end)\n"
+         "print('released before run: ' .. (ok and 'returned' or "
+         "(tostring(err):match('deadlock') and 'deadlock reported' or "
+         "tostring(err))))\n");
+  lua_close(L);
+}
+
+/* ---- close: queued posts run at close, later ones get ECLOSED -------- */
+
+static int ran_at_close;
+
+static void count_fn(lua_State *L, void *ud) {
+  (void)ud;
+  lua_pushliteral(L, "a post may use L during the close");
+  lua_pop(L, 1);
+  ran_at_close++;
+}
+
+static void *closed_worker(void *arg) {
+  loom_remote *r = (loom_remote *)arg;
+  int st = loom_remote_post(r, count_fn, NULL);
+  printf("close: post from a thread after close -> %s\n",
+         st == LOOM_ECLOSED ? "LOOM_ECLOSED" : "other");
+  loom_remote_release(r);
+  return NULL;
+}
+
+static void scenario_close(void) {
+  lua_State *L = new_state();
+  loom_remote *a, *b;
+  pthread_t th;
+  int i;
+  run(L, "loom = require 'loom'\n"
+         "loom.run(function() loom.sleep(0) end)\n");
+  a = loom_remote_open(L);
+  b = loom_remote_open(L);
+  CHECK(a != NULL && b != NULL);
+  for (i = 0; i < 3; i++) CHECK(loom_remote_post(a, count_fn, NULL) == 0);
+  lua_close(L);  /* closes the runtime: the 3 queued posts run first */
+  printf("close: %d queued posts ran at close\n", ran_at_close);
+  printf("close: post after close -> %s\n",
+         loom_remote_post(a, count_fn, NULL) == LOOM_ECLOSED ?
+         "LOOM_ECLOSED" : "other");
+  loom_remote_release(a);
+  pthread_create(&th, NULL, closed_worker, b);  /* released there */
+  pthread_join(th, NULL);
+  printf("close: %d posts ran in all\n", ran_at_close);
+  /* A fresh state: a remote of an unloaded loom is refused. */
+  L = new_state();
+  printf("close: open before require -> %s\n",
+         loom_remote_open(L) == NULL ? "NULL" : "a remote");
+  lua_close(L);
+}
+
+/* ---- error: a failing post is reported, the next ones still run ----- */
+
+static void raise_fn(lua_State *L, void *ud) {
+  (void)ud;
+  luaL_error(L, "post exploded");
+}
+
+static void note_fn(lua_State *L, void *ud) {
+  call_global(L, "note", 0, (const char *)ud);
+}
+
+static void scenario_error(void) {
+  lua_State *L = new_state();
+  loom_remote *r;
+  run(L, "loom = require 'loom'\n"
+         "notes = {}\n"
+         "function note(_, s) notes[#notes + 1] = s end\n");
+  r = loom_remote_open(L);
+  loom_remote_post(r, note_fn, "before");
+  loom_remote_post(r, raise_fn, NULL);
+  loom_remote_post(r, note_fn, "after");
+  loom_remote_release(r);
+  run(L, "loom.run(function() loom.sleep(0) end)\n"
+         "print('error: posts that ran: ' .. table.concat(notes, ' '))\n");
+  lua_close(L);
+}
+
+/* ---- repost: a post that posts again runs the new one next drain ----- */
+
+static loom_remote *repost_r;
+static int repost_left = 3;
+
+static void repost_fn(lua_State *L, void *ud) {
+  call_global(L, "note", repost_left, (const char *)ud);
+  if (--repost_left > 0) {
+    int st = loom_remote_post(repost_r, repost_fn, ud);
+    CHECK(st == LOOM_OK || st == LOOM_ECLOSED);
+  }
+}
+
+static void scenario_repost(void) {
+  lua_State *L = new_state();
+  run(L, "loom = require 'loom'\n"
+         "log = {}\n"
+         "function note(n) log[#log + 1] = 'post' .. n end\n");
+  repost_r = loom_remote_open(L);
+  CHECK(loom_remote_post(repost_r, repost_fn, NULL) == LOOM_OK);
+  run(L, "loom.run(function()\n"
+         "  for i = 1, 4 do log[#log + 1] = 'pass' .. i; loom.sleep(0) end\n"
+         "end)\n"
+         "print('repost: ' .. table.concat(log, ' '))\n");
+  lua_close(L);
+  loom_remote_release(repost_r);
+}
+
+int main(int argc, char **argv) {
+  const char *s = argc > 1 ? argv[1] : "";
+  int n = argc > 2 ? atoi(argv[2]) : 500;
+  setvbuf(stdout, NULL, _IONBF, 0);
+  if (strcmp(s, "order") == 0) scenario_order(n);
+  else if (strcmp(s, "wake") == 0) scenario_wake();
+  else if (strcmp(s, "release") == 0) scenario_release();
+  else if (strcmp(s, "close") == 0) scenario_close();
+  else if (strcmp(s, "error") == 0) scenario_error();
+  else if (strcmp(s, "repost") == 0) scenario_repost();
+  else {
+    fprintf(stderr, "usage: remote_host order|wake|release|close|error|"
+            "repost [n]\n");
+    return 2;
+  }
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,58 @@
+-- The remote mailbox (loom_remote_open/post/release in loom.h): posts from
+-- any thread run on the owner thread, in order per remote, at the next step
+-- or pass of loom.run; a blocking loom.run wakes for them; an open remote
+-- keeps the runtime from being declared deadlocked; after the runtime
+-- closes, posts get LOOM_ECLOSED and nothing leaks (valgrind, ASan) or
+-- races (`make tsan`). The scenarios are C programs: spec/hosts/remote_host.c.
+local C = require("chost")
+
+local function scenario(name, arg)
+  local out, err, code = C.sh3(("timeout 120 %s %s %s %s"):format(
+    C.prefix, C.quote(C.host("remote_host")), name, arg or ""))
+  assert(code == 0, ("remote_host %s exited with %s\nstdout:\n%s\nstderr:\n%s")
+    :format(name, tostring(code), out, err))
+  return out, err
+end
+
+describe("loom_remote", function()
+  it("runs the posts of each remote in order, from four threads", function()
+    local out = scenario("order", C.prefix == "" and 2000 or 200)
+    local n = C.prefix == "" and 8000 or 800
+    assert.are.equal(("order: %d posts from 4 remotes, each in order: true\n")
+                     :format(n), out)
+  end)
+
+  it("wakes a blocking loom.run, which waits in the poll until then",
+     function()
+    assert.are.equal("wake: loom.run woke for the post (7), waited for it\n",
+                     scenario("wake"))
+  end)
+
+  it("keeps the runtime from a deadlock only while a remote is open",
+     function()
+    assert.are.equal("release: deadlock reported\n"
+                     .. "released before run: deadlock reported\n",
+                     scenario("release"))
+  end)
+
+  it("runs queued posts at close; later posts get LOOM_ECLOSED", function()
+    assert.are.equal(table.concat({
+      "close: 3 queued posts ran at close",
+      "close: post after close -> LOOM_ECLOSED",
+      "close: post from a thread after close -> LOOM_ECLOSED",
+      "close: 3 posts ran in all",
+      "close: open before require -> NULL", "" }, "\n"), scenario("close"))
+  end)
+
+  it("reports a failing post and runs the next ones", function()
+    local out, err = scenario("error")
+    assert.are.equal("error: posts that ran: before after\n", out)
+    assert.truthy(err:find("post exploded", 1, true), err)
+  end)
+
+  it("runs a post queued by a post at the next pass, not the same one",
+     function()
+    assert.are.equal("repost: post3 pass1 pass2 pass3 pass4\n",
+                     scenario("repost"))
+  end)
+end)
