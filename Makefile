@@ -1,5 +1,5 @@
 # Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
-.PHONY: all build demo test valgrind asan tsan lint bench clean
+.PHONY: all build demo test valgrind asan tsan lint bench bench-embed clean
 
 all: build
 
@@ -43,6 +43,19 @@ lint:
 
 bench:
 	bash bench/run.sh
+
+# The host-driven runtime: idle loom.step (Lua and C), 10,000 NPC tasks vs a
+# coroutine array, allocations per frame (a counting allocator), step times
+# at 60 FPS; writes bench/results/embedding.md.
+bench-embed: build
+	mkdir -p bench/results bench/out
+	cc -O2 -Wall -Wextra -o bench/out/step_c bench/embed/step_c.c -Icsrc \
+	  $$(pkg-config --cflags lua5.4 libuv) build/loom/core.so \
+	  -Wl,-rpath,$(CURDIR)/build/loom $$(pkg-config --libs lua5.4)
+	{ LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+	    lua5.4 bench/embed/step_bench.lua && \
+	  bench/out/step_c "./lua/?.lua;./lua/?/init.lua"; } \
+	  | tee bench/results/embedding.md
 
 clean:
 	rm -rf build build-asan build-tsan build-rel bench/out

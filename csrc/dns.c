@@ -175,7 +175,7 @@ static int l_getaddrinfo(lua_State *L) {
   r->task = t;
   r->owner = owner;
   owner->req = r;
-  err = uv_getaddrinfo(&rt->loop, &r->req, getaddrinfo_cb, host,
+  err = uv_getaddrinfo(rt->loop, &r->req, getaddrinfo_cb, host,
                        service, &hints);
   if (err != 0) {
     owner->req = NULL;

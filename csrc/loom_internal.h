@@ -237,6 +237,9 @@ struct loom_group {
   int nlive;             /* live children + pending start() calls */
   int nerrors;
   unsigned char state, host_waiting, host_cancelled;
+  /* Host groups (hostgroup.c): no host task; errors go to the hook. */
+  unsigned char is_host, fail_fast;
+  loom_list hg_link;     /* node in rt->host_groups */
 };
 
 #define LOOM_GROUP_MT "loom.TaskGroup"
@@ -253,9 +256,18 @@ int loom__open_group(lua_State *L) LOOM_HIDDEN;
 
 /* ---- sched.c: the runtime's scheduler --------------------------------- */
 
+/* FIFO wait queues of parked tasks (events, locks, channels ...), linked
+ * through the tasks themselves: waiting allocates nothing. */
+typedef struct loom_waitq {
+  loom_list head;
+  int n;
+} loom_waitq;
+
+
 struct loom_rt {
   uint32_t magic;        /* LOOM_MAGIC_RT, checked by loom__task_of */
-  uv_loop_t loop;
+  uv_loop_t *loop;       /* &own_loop, or a host's loop (borrowed) */
+  uv_loop_t own_loop;
   uv_timer_t timer;      /* armed for the heap's earliest deadline */
   lua_State *S;          /* state running the drain (loom.run's caller) */
   loom_task *current;    /* task being resumed, NULL between resumes */
@@ -280,12 +292,43 @@ struct loom_rt {
   int own_dir_ref;       /* source prefix of loom's Lua files, or NOREF */
   int cancelled_ref;     /* the Cancelled class (hooks.Cancelled) */
   int task_mt_ref;       /* registry ref of the loom.Task metatable */
-  void *remote;          /* remote.c: the mailbox hub, or NULL */
+  /* Host-driven runtime (sched.c, embed.c, hostgroup.c). */
+  size_t nready;         /* tasks in the ready queue */
+  lua_Integer frame;     /* steps (or loom.run passes) begun so far */
+  loom_waitq frame_waiters; /* tasks in next_frame, in parking order */
+  int stepping;          /* inside loom.step, hg:close or loom_close */
+  int clock;             /* LOOM_CLOCK_* */
+  double clock_now;      /* manual/host: the time; autojump: the offset */
+  int clock_sampled;     /* the host clock was read at least once */
+  int clock_ref;         /* the Lua host clock function, or NOREF */
+  loom_clock_fn clock_fn;
+  void *clock_ud;
+  int on_error;          /* LOOM_ONERR_* */
+  int on_error_ref;      /* the Lua on_error function, or NOREF */
+  loom_error_fn error_fn;
+  void *error_ud;
+  loom_wake_fn wake;
+  void *wake_ud;
+  int errq_ref;          /* queued unhandled errors (a table), or NOREF */
+  int errq_head, errq_len;
+  int eg_ref;            /* builds a host group's ErrorGroup (embed.lua) */
+  loom_list host_groups; /* host groups not yet released */
+  int nhost_open;        /* host groups not closed */
+  int borrowed;          /* loop is the host's: never run or closed */
+  uv_prepare_t prepare;  /* borrowed loop: drive loom from the host's */
+  uv_check_t check;      /*   uv_run (started only when borrowed) */
+  lua_State *host_L;     /* main thread, for the borrowed loop's steps */
+  int closing_handles;   /* loom's handles whose close callback is due */
+  double closed_time;    /* loom.now() when the runtime was closed */
+  void *remote;          /* owned by remote.c */
 };
 
 #define LOOM_RT_MT "loom.Runtime"
 
+/* The wall clock (monotonic seconds): budgets, waits. */
 double loom__now(void) LOOM_HIDDEN;
+/* The runtime clock (loom.now()): every deadline is on it. */
+double loom__time(loom_rt *rt) LOOM_HIDDEN;
 loom_rt *loom__rt(lua_State *L) LOOM_HIDDEN;   /* from upvalue 1 */
 /* The running task; raises the API.md message naming fn when L is not
  * inside a task, and (when must_yield) when L cannot yield. */
@@ -327,13 +370,6 @@ int loom__open_dns(lua_State *L) LOOM_HIDDEN;
 int loom__open_sync(lua_State *L) LOOM_HIDDEN;
 int loom__open_channel(lua_State *L) LOOM_HIDDEN;
 
-/* FIFO wait queues of parked tasks (events, locks, channels ...), linked
- * through the tasks themselves: waiting allocates nothing. */
-typedef struct loom_waitq {
-  loom_list head;
-  int n;
-} loom_waitq;
-
 void loom__waitq_init(loom_waitq *q) LOOM_HIDDEN;
 /* Link t at the tail of q (t must already be parked, or be parked next). */
 void loom__waitq_push(loom_waitq *q, loom_task *t) LOOM_HIDDEN;
@@ -370,17 +406,67 @@ static inline loom_task *loom__task_of(lua_State *L) {
   return (t != NULL && t->L == L) ? t : NULL;
 }
 
-#endif
+/* ---- embedding: host-driven runtime (sched.c, embed.c, hostgroup.c,
+ * future.c, remote.c) ----------------------------------------------------- */
 
-/* ---- remote.c: the thread-safe mailbox (loom_remote_*) ----------------- */
+enum { LOOM_ONERR_PRINT = 0, LOOM_ONERR_RAISE, LOOM_ONERR_FUNC,
+       LOOM_ONERR_C };
 
-/* Owner thread. Run the posts queued so far, in order, each under
- * lua_pcall (an error goes to the error hook); posts queued meanwhile wait
- * for the next drain. Called at every step and every pass of loom.run. */
+/* The runtime of L's state (from the registry), or NULL; with create,
+ * makes it (raises on failure). */
+loom_rt *loom__state_rt(lua_State *L, int create) LOOM_HIDDEN;
+/* Read the host clock (LOOM_CLOCK_HOST only); raises naming fn. */
+void loom__sample_clock(lua_State *L, loom_rt *rt, const char *fn)
+  LOOM_HIDDEN;
+/* Raise unless host code may step now (not in a task, step or run). */
+void loom__check_can_step(lua_State *L, loom_rt *rt, const char *fn)
+  LOOM_HIDDEN;
+/* The body of one step (a frame): raises on failure. */
+void loom__step_slice(lua_State *L, loom_rt *rt, double budget,
+                      double max_resumes) LOOM_HIDDEN;
+/* One step under lua_pcall (sets rt->stepping); returns the status. */
+int loom__step_pcall(lua_State *L, loom_rt *rt, double budget,
+                     double max_resumes) LOOM_HIDDEN;
+/* Non-frame passes until the counter (int or size_t, one non-NULL) is 0
+ * or grace seconds of wall time passed; returns whether it reached 0. */
+int loom__settle(lua_State *L, loom_rt *rt, const int *nlive_i,
+                 const size_t *nlive_z, double grace) LOOM_HIDDEN;
+/* [-0, +0] queue an error no group can receive, for the error hook: the
+ * error at err_idx, the failing task at task_idx (0: none), its traceback
+ * at tb_idx (0: none); "print" says "in <kind> <name>" (kind "task" or
+ * "host group"), a C hook gets name. */
+void loom__report_error(lua_State *L, loom_rt *rt, int err_idx,
+                        int task_idx, int tb_idx, const char *kind,
+                        const char *name) LOOM_HIDDEN;
+/* Deliver queued errors to the hook; with allow_raise and on_error =
+ * "raise", raises the first one (the rest wait for later calls). */
+void loom__deliver_errors(lua_State *L, loom_rt *rt, int allow_raise)
+  LOOM_HIDDEN;
+/* The same under lua_pcall, as part of a step (rt->stepping is set while
+ * the hook runs: it cannot step or nest passes); returns the status, the
+ * error (or the raised one) on top when not LUA_OK. */
+int loom__deliver_pcall(lua_State *L, loom_rt *rt, int allow_raise)
+  LOOM_HIDDEN;
+/* task.c: a direct child of a host group failed / finished. */
+void loom__host_child_failed(lua_State *L, loom_group *g, int task_idx,
+                             int err_idx, int tb_idx) LOOM_HIDDEN;
+void loom__host_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
+/* Cancel and close every host group (loom_close). */
+void loom__host_groups_close(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
+/* __gc of the runtime: loom_close(L, 0) unless the host closed it. */
+int loom__rt_gc(lua_State *L) LOOM_HIDDEN;
+/* task.c: [-0, +1] task_tree's node for a group and its children. */
+void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir)
+  LOOM_HIDDEN;
+int loom__open_embed(lua_State *L) LOOM_HIDDEN;
+int loom__open_hostgroup(lua_State *L) LOOM_HIDDEN;
+int loom__open_future(lua_State *L) LOOM_HIDDEN;
+/* remote.c (the thread-safe mailbox): run queued posts (every step and
+ * every pass of loom.run); how many remotes are open (the runtime is never
+ * deadlocked while one is); at loom_close, run the posts already queued
+ * and refuse later ones. */
 void loom__remote_drain(loom_rt *rt, lua_State *L) LOOM_HIDDEN;
-/* Remotes opened and not released: while > 0 a post may still come, so
- * the runtime is never deadlocked. */
 int loom__remote_open_count(loom_rt *rt) LOOM_HIDDEN;
-/* At loom_close: refuse later posts (LOOM_ECLOSED), run those already
- * queued, close the wake-up handle (its close callback frees it). */
 void loom__remote_close(loom_rt *rt, lua_State *L) LOOM_HIDDEN;
+
+#endif

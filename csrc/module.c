@@ -1,8 +1,8 @@
 /*
  * module.c: luaopen_loom_core. Creates the one runtime of this Lua state
  * (its libuv loop, timer and scheduler state, anchored in the registry and
- * finalised by __gc at lua_close) and registers every file's functions with
- * the runtime as upvalue 1.
+ * finalised by __gc at lua_close; loom_open may make it earlier) and
+ * registers every file's functions with the runtime as upvalue 1.
  */
 #include <string.h>
 
@@ -32,22 +32,45 @@ static int l_set_hooks(lua_State *L) {
 }
 
 static loom_rt *new_runtime(lua_State *L) {
-  loom_rt *rt = (loom_rt *)lua_newuserdatauv(L, sizeof *rt, 0);
+  loom_rt *rt;
   int err;
+  if (luaL_newmetatable(L, LOOM_RT_MT)) {
+    lua_pushcfunction(L, loom__rt_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  rt = (loom_rt *)lua_newuserdatauv(L, sizeof *rt, 0);
   memset(rt, 0, sizeof *rt);
-  rt->magic = LOOM_MAGIC_RT;
   rt->hooks_ref = LUA_NOREF;
   rt->task_mt_ref = LUA_NOREF;
   rt->task_main_ref = LUA_NOREF;
   rt->own_dir_ref = LUA_NOREF;
   rt->cancelled_ref = LUA_NOREF;
+  rt->clock_ref = rt->on_error_ref = rt->errq_ref = rt->eg_ref = LUA_NOREF;
   loom__list_init(&rt->blocked_waiters);
-  err = uv_loop_init(&rt->loop);
+  loom__list_init(&rt->host_groups);
+  loom__waitq_init(&rt->frame_waiters);
+  rt->loop = &rt->own_loop;
+  err = uv_loop_init(rt->loop);
   if (err != 0)
     luaL_error(L, "loom: cannot create the libuv loop: %s", uv_strerror(err));
-  uv_timer_init(&rt->loop, &rt->timer);
+  uv_timer_init(rt->loop, &rt->timer);
   uv_unref((uv_handle_t *)&rt->timer);
+  rt->timer.data = rt;
+  rt->magic = LOOM_MAGIC_RT;  /* from here on __gc finalises it */
   luaL_setmetatable(L, LOOM_RT_MT);
+  return rt;
+}
+
+loom_rt *loom__state_rt(lua_State *L, int create) {
+  loom_rt *rt;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &rt_key);
+  rt = (loom_rt *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (rt == NULL && create) {
+    rt = new_runtime(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
+  }
   return rt;
 }
 
@@ -55,17 +78,9 @@ LOOM_API int luaopen_loom_core(lua_State *L) {
   lua_settop(L, 0);
   lua_newtable(L);  /* placeholder for the runtime at index 1 */
   lua_newtable(L);  /* the module */
-  /* The runtime metatable must exist before the runtime does. */
-  loom__open_sched(L);
+  loom__state_rt(L, 1);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &rt_key);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    new_runtime(L);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
-  }
   lua_replace(L, 1);
-  /* Re-register now that upvalue 1 is the runtime. */
   loom__open_sched(L);
   loom__open_scope(L);
   loom__open_task(L);
@@ -74,6 +89,9 @@ LOOM_API int luaopen_loom_core(lua_State *L) {
   loom__open_channel(L);
   loom__open_tcp(L);
   loom__open_dns(L);
+  loom__open_embed(L);
+  loom__open_hostgroup(L);
+  loom__open_future(L);
   {
     static const luaL_Reg funcs[] = {{"set_hooks", l_set_hooks}, {NULL, NULL}};
     loom__setfuncs(L, 1, funcs);

@@ -24,7 +24,6 @@
  * uv_ref/uv_unref are owner-thread calls, a release on another thread only
  * wakes the owner, whose next drain updates the reference.
  */
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "loom_internal.h"
@@ -41,7 +40,9 @@ typedef struct loom_hub {
   int open;              /* unreleased remotes */
   int closed;            /* the runtime closed: posts are refused */
   loom_post *head, *tail;/* queued posts, oldest first */
-  uv_async_t *async;     /* NULL once the runtime closed */
+  long queued;           /* their number */
+  uv_async_t *async;     /* on loop; NULL once the runtime closed */
+  uv_loop_t *loop;       /* owner thread only: the loop async is on */
   int async_refd;        /* owner thread only: async is ref'd */
   loom_wake_fn wake;     /* the host's wake hook (cfg.wake), or NULL */
   void *wake_ud;
@@ -50,33 +51,6 @@ typedef struct loom_hub {
 struct loom_remote {
   loom_hub *hub;
 };
-
-/* ---- runtime glue (until the host-driven runtime lands) ---------------- */
-
-static loom_rt *loom__state_rt(lua_State *L) {
-  loom_rt *rt = NULL;
-  int top = lua_gettop(L);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_getfield(L, -1, "loom.core") == LUA_TTABLE &&
-      lua_getfield(L, -1, "now") == LUA_TFUNCTION &&
-      lua_getupvalue(L, -1, 1) != NULL) {
-    rt = (loom_rt *)lua_touserdata(L, -1);
-  }
-  lua_settop(L, top);
-  return rt;
-}
-static uv_loop_t *loom__loop(loom_rt *rt) { return &rt->loop; }
-static loom_wake_fn loom__wake_hook(loom_rt *rt, void **ud) {
-  (void)rt;
-  *ud = NULL;
-  return NULL;
-}
-static void loom__report_error(loom_rt *rt, lua_State *L, int idx,
-                               const char *what) {
-  (void)rt;
-  fprintf(stderr, "loom: unhandled error in %s: %s\n", what,
-          luaL_tolstring(L, idx, NULL));
-}
 
 /* ---- hub lifetime ------------------------------------------------------ */
 
@@ -90,10 +64,45 @@ static void hub_unref_unlock(loom_hub *hub) {
   }
 }
 
-static void async_close_cb(uv_handle_t *h) { free(h); }
-
 /* The async only has to end the owner's poll; the drain does the work. */
 static void async_cb(uv_async_t *h) { (void)h; }
+
+static void async_close_cb(uv_handle_t *h) {
+  *(int *)h->data = 1;
+  free(h);
+}
+
+/* Close an async and run its loop (NOWAIT) until the close callback ran,
+ * so that nothing of loom stays on a loop the host may close next. */
+static void async_close_wait(uv_async_t *a) {
+  uv_loop_t *loop = a->loop;
+  int done = 0;
+  a->data = &done;
+  uv_close((uv_handle_t *)a, async_close_cb);
+  while (!done) uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* Owner thread: put the hub's async on the runtime's current loop (first
+ * use, or loom_open moved the runtime to a borrowed loop). Without memory
+ * for it, posts still queue and run at the next step; only the wake-up of a
+ * blocking loom.run is lost. */
+static void hub_attach(loom_rt *rt, loom_hub *hub) {
+  uv_async_t *a, *old;
+  if (hub->loop == rt->loop) return;
+  a = (uv_async_t *)malloc(sizeof *a);
+  if (a != NULL && uv_async_init(rt->loop, a, async_cb) != 0) {
+    free(a);
+    a = NULL;
+  }
+  if (a != NULL) uv_unref((uv_handle_t *)a);
+  uv_mutex_lock(&hub->mu);
+  old = hub->async;
+  hub->async = a;
+  hub->async_refd = 0;
+  hub->loop = a != NULL ? rt->loop : NULL;
+  uv_mutex_unlock(&hub->mu);
+  if (old != NULL) async_close_wait(old);
+}
 
 /* The runtime's hub, created on first use (owner thread). NULL when out of
  * memory or when the runtime is closed. */
@@ -102,19 +111,10 @@ static loom_hub *hub_of(loom_rt *rt) {
   if (hub != NULL || rt->closed) return hub;
   hub = (loom_hub *)calloc(1, sizeof *hub);
   if (hub == NULL) return NULL;
-  hub->async = (uv_async_t *)malloc(sizeof *hub->async);
-  if (hub->async == NULL || uv_mutex_init(&hub->mu) != 0) {
-    free(hub->async);
+  if (uv_mutex_init(&hub->mu) != 0) {
     free(hub);
     return NULL;
   }
-  if (uv_async_init(loom__loop(rt), hub->async, async_cb) != 0) {
-    uv_mutex_destroy(&hub->mu);
-    free(hub->async);
-    free(hub);
-    return NULL;
-  }
-  uv_unref((uv_handle_t *)hub->async);
   hub->refs = 1;  /* the runtime's */
   rt->remote = hub;
   return hub;
@@ -124,7 +124,8 @@ static loom_hub *hub_of(loom_rt *rt) {
  * is open, and the wake hook in step with the runtime's configuration. */
 static void hub_sync(loom_rt *rt, loom_hub *hub) {
   int want = hub->open > 0;
-  hub->wake = loom__wake_hook(rt, &hub->wake_ud);
+  hub->wake = rt->wake;
+  hub->wake_ud = rt->wake_ud;
   if (hub->async == NULL || want == hub->async_refd) return;
   if (want)
     uv_ref((uv_handle_t *)hub->async);
@@ -135,6 +136,23 @@ static void hub_sync(loom_rt *rt, loom_hub *hub) {
 
 /* ---- running posts (owner thread) -------------------------------------- */
 
+/* Unlink the oldest queued post, or NULL. */
+static int hub_pop(loom_hub *hub, loom_post *out) {
+  loom_post *p;
+  uv_mutex_lock(&hub->mu);
+  p = hub->head;
+  if (p != NULL) {
+    hub->head = p->next;
+    if (hub->head == NULL) hub->tail = NULL;
+    hub->queued--;
+  }
+  uv_mutex_unlock(&hub->mu);
+  if (p == NULL) return 0;
+  *out = *p;
+  free(p);
+  return 1;
+}
+
 static int post_tramp(lua_State *L) {
   loom_post *p = (loom_post *)lua_touserdata(L, 1);
   lua_settop(L, 0);
@@ -142,39 +160,36 @@ static int post_tramp(lua_State *L) {
   return 0;
 }
 
-/* Run the posts of the list p in order, each under lua_pcall with L's stack
- * left as it was; frees the nodes. An error goes to the runtime's error
- * hook (printed by default). */
-static void run_posts(loom_rt *rt, lua_State *L, loom_post *p) {
-  while (p != NULL) {
-    loom_post *next = p->next;
+/* Run at most n queued posts (n < 0: until the queue is empty), oldest
+ * first, each under lua_pcall with L's stack as it was. A post's error is
+ * queued for the error hook (it names the remote post). Posts are unlinked
+ * one at a time, so if reporting itself raises (out of memory), the rest
+ * stay queued for the next drain. */
+static void run_posts(loom_rt *rt, lua_State *L, loom_hub *hub, long n) {
+  loom_post p;
+  while (n-- != 0 && hub_pop(hub, &p)) {
     int top = lua_gettop(L);
-    if (!lua_checkstack(L, 2)) {
-      fputs("loom: remote post dropped: Lua stack overflow\n", stderr);
-    } else {
-      lua_pushcfunction(L, post_tramp);
-      lua_pushlightuserdata(L, p);
-      if (lua_pcall(L, 1, 0, 0) != LUA_OK)
-        loom__report_error(rt, L, lua_gettop(L), "remote post");
-    }
+    luaL_checkstack(L, 2, "loom: running a remote post");
+    lua_pushcfunction(L, post_tramp);
+    lua_pushlightuserdata(L, &p);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+      loom__report_error(L, rt, -1, 0, 0, "remote", "post");
     lua_settop(L, top);
-    free(p);
-    p = next;
   }
 }
 
 void loom__remote_drain(loom_rt *rt, lua_State *L) {
   loom_hub *hub = (loom_hub *)rt->remote;
-  loom_post *p;
+  long n;
   if (hub == NULL) return;
+  hub_attach(rt, hub);
   uv_mutex_lock(&hub->mu);
-  p = hub->head;
-  hub->head = hub->tail = NULL;
+  n = hub->queued;
   hub_sync(rt, hub);
   uv_mutex_unlock(&hub->mu);
   /* Posts queued while these run wait for the next drain: a post that
    * posts again cannot keep a step from ending. */
-  run_posts(rt, L, p);
+  run_posts(rt, L, hub, n);
 }
 
 int loom__remote_open_count(loom_rt *rt) {
@@ -189,33 +204,52 @@ int loom__remote_open_count(loom_rt *rt) {
 
 void loom__remote_close(loom_rt *rt, lua_State *L) {
   loom_hub *hub = (loom_hub *)rt->remote;
-  loom_post *p;
   uv_async_t *async;
   if (hub == NULL) return;
   uv_mutex_lock(&hub->mu);
-  hub->closed = 1;
-  hub->wake = NULL;
-  p = hub->head;
-  hub->head = hub->tail = NULL;
+  hub->closed = 1;   /* from now on posts get LOOM_ECLOSED */
+  hub->wake = NULL;  /* and the host's wake hook is never called again */
+  uv_mutex_unlock(&hub->mu);
+  run_posts(rt, L, hub, -1);
+  if (rt->errq_len > 0) loom__deliver_errors(L, rt, 0);
+  uv_mutex_lock(&hub->mu);
   async = hub->async;
   hub->async = NULL;
   uv_mutex_unlock(&hub->mu);
-  run_posts(rt, L, p);
   rt->remote = NULL;
-  if (async != NULL) uv_close((uv_handle_t *)async, async_close_cb);
+  if (async != NULL) async_close_wait(async);
   uv_mutex_lock(&hub->mu);
   hub_unref_unlock(hub);
+}
+
+/* Find or create the runtime of L (under lua_pcall: creating can raise). */
+static int state_rt_protected(lua_State *L) {
+  lua_pushlightuserdata(L, loom__state_rt(L, 1));
+  return 1;
 }
 
 /* ---- the public API ---------------------------------------------------- */
 
 LOOM_API loom_remote *loom_remote_open(lua_State *L) {
-  loom_rt *rt = loom__state_rt(L);
+  loom_rt *rt;
   loom_hub *hub;
   loom_remote *r;
+  if (L == NULL) return NULL;
+  rt = loom__state_rt(L, 0);
+  if (rt == NULL) {
+    if (!lua_checkstack(L, 2)) return NULL;
+    lua_pushcfunction(L, state_rt_protected);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+      lua_pop(L, 1);
+      return NULL;
+    }
+    rt = (loom_rt *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+  }
   if (rt == NULL || rt->closed) return NULL;
   hub = hub_of(rt);
   if (hub == NULL) return NULL;
+  hub_attach(rt, hub);
   r = (loom_remote *)malloc(sizeof *r);
   if (r == NULL) return NULL;
   r->hub = hub;
@@ -248,8 +282,9 @@ LOOM_API int loom_remote_post(loom_remote *r, loom_post_fn fn, void *ud) {
   else
     hub->head = p;
   hub->tail = p;
+  hub->queued++;
   /* Under the mutex: the owner cannot be closing the async meanwhile. */
-  uv_async_send(hub->async);
+  if (hub->async != NULL) uv_async_send(hub->async);
   if (hub->wake != NULL) hub->wake(hub->wake_ud);
   uv_mutex_unlock(&hub->mu);
   return LOOM_OK;

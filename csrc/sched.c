@@ -1,8 +1,14 @@
 /*
  * sched.c: the runtime's scheduler. It owns the FIFO ready queue, the pool
- * of finished coroutines kept for reuse, and loom.run's drain loop: resume
- * ready tasks one at a time (never nested), fire due deadlines, poll libuv
- * when nothing is ready. Also the checkpoints and sleeps every task uses.
+ * of finished coroutines kept for reuse, the runtime clock (real, manual,
+ * autojump or a host function), frames, and the one scheduler core that
+ * both ways of running loom share: a *pass* polls libuv, fires the
+ * deadlines due on the runtime clock and resumes ready tasks in FIFO
+ * batches (a batch = the tasks ready when it begins), one at a time, never
+ * nested. loom.run is "root task + drain" (passes until the root is done,
+ * waiting for events in between); loom.step is one bounded slice of passes
+ * for a host that owns the frame loop. Also the checkpoints and sleeps every
+ * task uses, and next_frame.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -14,6 +20,42 @@
 #define IO_BUDGET 512    /* resumes between two polls of libuv */
 
 double loom__now(void) { return (double)uv_hrtime() / 1e9; }
+
+double loom__time(loom_rt *rt) {
+  switch (rt->clock) {
+  case LOOM_CLOCK_MANUAL:
+  case LOOM_CLOCK_HOST: return rt->clock_now;
+  case LOOM_CLOCK_AUTOJUMP: return loom__now() + rt->clock_now;
+  default: return loom__now();
+  }
+}
+
+/* Read the host clock into rt->clock_now; raises (naming fn) when it
+ * returns a non-number or goes backwards. Other clocks: nothing to do. */
+void loom__sample_clock(lua_State *L, loom_rt *rt, const char *fn) {
+  double v;
+  if (rt->clock != LOOM_CLOCK_HOST) return;
+  if (rt->clock_fn != NULL) {
+    v = rt->clock_fn(rt->clock_ud);
+    if (isnan(v))
+      luaL_error(L, "%s: the host clock returned NaN", fn);
+  } else {
+    int isnum;
+    luaL_checkstack(L, 2, "loom: clock");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->clock_ref);
+    lua_call(L, 0, 1);
+    v = lua_tonumberx(L, -1, &isnum);
+    if (!isnum || isnan(v))
+      luaL_error(L, "%s: the host clock function returned %s, not a number "
+                 "of seconds", fn, isnum ? "NaN" : luaL_typename(L, -1));
+    lua_pop(L, 1);
+  }
+  if (v < rt->clock_now && rt->clock_sampled)
+    luaL_error(L, "%s: the host clock went backwards (from %f to %f)", fn,
+               rt->clock_now, v);
+  rt->clock_now = v;
+  rt->clock_sampled = 1;
+}
 
 loom_rt *loom__rt(lua_State *L) {
   return (loom_rt *)lua_touserdata(L, lua_upvalueindex(1));
@@ -66,6 +108,7 @@ loom_task *loom__check_blocking(lua_State *L, const char *fn,
 
 void loom__enqueue(loom_rt *rt, loom_task *t) {
   t->next_ready = NULL;
+  rt->nready++;
   if (rt->ready_tail) rt->ready_tail->next_ready = t;
   else rt->ready_head = t;
   rt->ready_tail = t;
@@ -74,6 +117,7 @@ void loom__enqueue(loom_rt *rt, loom_task *t) {
 static loom_task *dequeue(loom_rt *rt) {
   loom_task *t = rt->ready_head;
   if (t) {
+    rt->nready--;
     rt->ready_head = t->next_ready;
     if (rt->ready_head == NULL) rt->ready_tail = NULL;
     t->next_ready = NULL;
@@ -100,13 +144,14 @@ void loom__wake(loom_task *t, int how) {
 }
 
 static void fire_timers(loom_rt *rt, lua_State *S);
+static int k_return0(lua_State *L, int status, lua_KContext ctx);
 
 void loom__cancel_point(lua_State *L, loom_task *t) {
   loom_scope *hit;
   loom_timer *tm = loom__heap_min(t->rt);
   /* A deadline that passed while this task ran counts now, not only when
    * the scheduler next looks at the heap. */
-  if (tm != NULL && tm->when <= loom__now()) fire_timers(t->rt, L);
+  if (tm != NULL && tm->when <= loom__time(t->rt)) fire_timers(t->rt, L);
   hit = loom__effective_cancel(t->cur);
   if (hit != NULL) {
     loom__push_cancelled(L, t->rt, hit);
@@ -233,7 +278,9 @@ drop:
 /* ---- the drain --------------------------------------------------------- */
 
 /* Resume t once. */
-static void step(loom_rt *rt, lua_State *S, loom_task *t) {
+static inline __attribute__((always_inline)) void step(loom_rt *rt,
+                                                      lua_State *S,
+                                                      loom_task *t) {
   lua_State *co;
   int nargs, nres = 0, status;
   if (t->state == LOOM_TASK_NEW) {
@@ -290,11 +337,14 @@ static void step(loom_rt *rt, lua_State *S, loom_task *t) {
 /* The deadline timer only has to end uv_run: libuv 1.44 runs due timers
  * *before* it polls, and with no timer left it then polls with no timeout.
  * Without uv_stop, a deadline due on entry would block behind any open
- * socket until it had traffic. */
-static void timer_cb(uv_timer_t *h) { uv_stop(h->loop); }
+ * socket until it had traffic. On a borrowed loop the timer only bounds the
+ * host's poll (loom must never stop the host's loop). */
+static void timer_cb(uv_timer_t *h) {
+  loom_rt *rt = (loom_rt *)h->data;
+  if (!rt->borrowed) uv_stop(h->loop);
+}
 
-static void fire_timers(loom_rt *rt, lua_State *S) {
-  double now = loom__now();
+static void fire_timers_at(loom_rt *rt, lua_State *S, double now) {
   loom_timer *tm;
   while ((tm = loom__heap_min(rt)) != NULL && tm->when <= now) {
     loom__heap_remove(rt, tm);
@@ -306,23 +356,113 @@ static void fire_timers(loom_rt *rt, lua_State *S) {
   }
 }
 
-static void wait_for_events(loom_rt *rt) {
+static void fire_timers(loom_rt *rt, lua_State *S) {
+  if (rt->heap_len > 0) fire_timers_at(rt, S, loom__time(rt));
+}
+
+/* Is anything on libuv (a handle, a request, a remote mailbox) that can
+ * still wake a task? loom's own timer and prepare/check are unref'd. */
+static int io_pending(loom_rt *rt) {
+  return uv_loop_alive(rt->loop) || loom__remote_open_count(rt) > 0;
+}
+
+/* Autojump clock: nothing ready and no I/O pending, so jump time to the
+ * next deadline and fire it. Returns whether it jumped. */
+static int autojump(loom_rt *rt, lua_State *S) {
   loom_timer *tm = loom__heap_min(rt);
-  if (tm != NULL) {
-    double ms = ceil((tm->when - loom__now()) * 1000.0);
+  double now;
+  if (rt->clock != LOOM_CLOCK_AUTOJUMP || tm == NULL ||
+      rt->ready_head != NULL || io_pending(rt))
+    return 0;
+  now = loom__time(rt);
+  if (tm->when > now && tm->when < HUGE_VAL) {
+    rt->clock_now += tm->when - now;
+    /* Rounding must not leave loom.now() a hair before the deadline (a
+     * fail_after compares them); the wall clock only moves forward. */
+    while (loom__time(rt) < tm->when)
+      rt->clock_now = nextafter(rt->clock_now, HUGE_VAL);
+  }
+  fire_timers_at(rt, S, tm->when);
+  return 1;
+}
+
+/* A frame begins: count it and wake the next_frame waiters it was due
+ * for, in the order they parked. */
+static void begin_frame(loom_rt *rt) {
+  loom_list *n, *next;
+  double frame = (double)++rt->frame;
+  if (rt->frame_waiters.n == 0) return;
+  for (n = rt->frame_waiters.head.next; n != &rt->frame_waiters.head;
+       n = next) {
+    loom_task *t = loom__container_of(n, loom_task, wait_link);
+    next = n->next;
+    /* A task parked in next_frame is not in the deadline heap: its sleep
+     * timer's `when` holds the frame it waits for. */
+    if (t->sleep_timer.when <= frame) {
+      loom__waitq_remove(t);
+      loom__wake(t, LOOM_WAKE_OK);
+    }
+  }
+}
+
+/* Resume ready tasks in FIFO batches: a batch is the tasks ready when it
+ * begins; tasks woken during it run in the next one. Stops after *batches
+ * batches (decremented as they begin), max_resumes resumes (0: no limit)
+ * or once the wall clock reaches `until` (0: no limit; checked between
+ * resumes). Returns the number of resumes. */
+static inline __attribute__((always_inline)) long
+run_batches(loom_rt *rt, lua_State *S, int *batches, long max_resumes,
+            double until) {
+  long n = 0;
+  while (*batches > 0 && rt->ready_head != NULL) {
+    loom_task *last = rt->ready_tail, *t;
+    --*batches;
+    do {
+      t = dequeue(rt);
+      step(rt, S, t);
+      n++;
+      if ((max_resumes > 0 && n >= max_resumes) ||
+          (until > 0 && loom__now() >= until))
+        return n;
+    } while (t != last);
+  }
+  return n;
+}
+
+static void poll_nowait(loom_rt *rt) {
+  if (!rt->borrowed) uv_run(rt->loop, UV_RUN_NOWAIT);
+}
+
+/* Block in libuv until I/O arrives or the earliest deadline is due (at most
+ * until `limit` on the wall clock when limit > 0). Own loop only. */
+static void wait_for_events(loom_rt *rt, double limit) {
+  loom_timer *tm = loom__heap_min(rt);
+  double ms = -1;
+  if (tm != NULL && rt->clock != LOOM_CLOCK_MANUAL) {
+    ms = ceil((tm->when - loom__time(rt)) * 1000.0);
     if (!(ms > 0)) {
       /* Already due (time passed while tasks ran): just poll. */
-      uv_run(&rt->loop, UV_RUN_NOWAIT);
+      uv_run(rt->loop, UV_RUN_NOWAIT);
       return;
     }
+  }
+  if (limit > 0) {
+    double lms = ceil((limit - loom__now()) * 1000.0);
+    if (!(lms > 0)) {
+      uv_run(rt->loop, UV_RUN_NOWAIT);
+      return;
+    }
+    if (ms < 0 || lms < ms) ms = lms;
+  }
+  if (ms >= 0) {
     /* Clamp before converting: a far deadline (1e20 s) would overflow the
      * integer and spin. Waking once a day is harmless. */
     if (ms > 86400000.0) ms = 86400000.0;
-    uv_update_time(&rt->loop);
+    uv_update_time(rt->loop);
     uv_timer_start(&rt->timer, timer_cb, (uint64_t)ms, 0);
     uv_ref((uv_handle_t *)&rt->timer);
   }
-  uv_run(&rt->loop, UV_RUN_ONCE);
+  uv_run(rt->loop, UV_RUN_ONCE);
   uv_timer_stop(&rt->timer);
   uv_unref((uv_handle_t *)&rt->timer);
 }
@@ -337,24 +477,42 @@ static void break_deadlock(loom_rt *rt, lua_State *S) {
   lua_pop(S, 1);
 }
 
+/* The beginning of a pass: a frame begins (frames only), posts from other
+ * threads run, the clock is read and due deadlines fire. */
+static void pass_begin(loom_rt *rt, lua_State *S, int frame,
+                       const char *fn) {
+  if (frame) {
+    if (rt->frame_waiters.n > 0) begin_frame(rt);
+    else rt->frame++;
+  }
+  /* rt->remote stays NULL until remote.c opens a mailbox. */
+  if (rt->remote != NULL) loom__remote_drain(rt, S);
+  if (rt->clock == LOOM_CLOCK_HOST) loom__sample_clock(S, rt, fn);
+  fire_timers(rt, S);
+}
+
+/* loom.run's drain: one pass (one batch) per frame until the root is done;
+ * libuv is polled every IO_BUDGET resumes while work is ready, and waited
+ * on when nothing is. */
 static void drain(loom_rt *rt, lua_State *S) {
+  long since_poll = 0;
   while (rt->root->state != LOOM_TASK_DONE) {
-    int n = 0;
-    loom_task *t;
-    loom__remote_drain(rt, S);
-    fire_timers(rt, S);
-    while (n < IO_BUDGET && (t = dequeue(rt)) != NULL) {
-      step(rt, S, t);
-      n++;
-    }
+    int one = 1;
+    pass_begin(rt, S, 1, "loom.run");
+    since_poll += run_batches(rt, S, &one, 0, 0);
+    if (rt->errq_len > 0) loom__deliver_errors(S, rt, 0);
     if (rt->root->state == LOOM_TASK_DONE) break;
-    if (rt->ready_head != NULL) {
-      uv_run(&rt->loop, UV_RUN_NOWAIT);
+    if (rt->ready_head != NULL || rt->frame_waiters.n > 0) {
+      if (since_poll >= IO_BUDGET) {
+        uv_run(rt->loop, UV_RUN_NOWAIT);
+        since_poll = 0;
+      }
       continue;
     }
+    since_poll = 0;
     if (!loom__list_empty(&rt->blocked_waiters)) {
       /* Let pending I/O land first: a task woken by it is not blocked. */
-      uv_run(&rt->loop, UV_RUN_NOWAIT);
+      uv_run(rt->loop, UV_RUN_NOWAIT);
       fire_timers(rt, S);
       if (rt->ready_head == NULL) {
         loom_task *w = loom__container_of(rt->blocked_waiters.next,
@@ -364,17 +522,20 @@ static void drain(loom_rt *rt, lua_State *S) {
       }
       continue;
     }
-    if (loom__heap_min(rt) == NULL && !uv_loop_alive(&rt->loop) &&
-        loom__remote_open_count(rt) == 0) {
+    if (autojump(rt, S)) continue;
+    if ((loom__heap_min(rt) == NULL || rt->clock == LOOM_CLOCK_MANUAL) &&
+        !io_pending(rt)) {
       if (rt->deadlock) {
         /* Even the cancellation could not make progress. */
         luaL_error(S, "loom.run: deadlock: tasks stay blocked after being "
-                   "cancelled");
+                   "cancelled%s", rt->clock == LOOM_CLOCK_MANUAL
+                   ? " (the clock is manual: only loom.advance moves it)"
+                   : "");
       }
       break_deadlock(rt, S);
       continue;
     }
-    wait_for_events(rt);
+    wait_for_events(rt, 0);
   }
 }
 
@@ -393,6 +554,16 @@ static int l_run(lua_State *L) {
   if (loom__task_of(L) != NULL || rt->running)
     return luaL_error(L, "loom.run: cannot be called from inside a loom "
                       "task (loom is already running on this Lua state)");
+  if (rt->closed)
+    return luaL_error(L, "loom.run: the runtime is closed (loom_close)");
+  if (rt->stepping || rt->current != NULL)
+    return luaL_error(L, "loom.run: cannot be called during loom.step");
+  if (rt->nhost_open > 0)
+    return luaL_error(L, "loom.run: the runtime is driven by the host (a "
+                      "host group is open); use loom.step");
+  if (rt->borrowed)
+    return luaL_error(L, "loom.run: the runtime runs on the host's libuv "
+                      "loop; run that loop (uv_run) instead");
   if (lua_type(L, 1) != LUA_TFUNCTION && !luaL_getmetafield(L, 1, "__call"))
     return luaL_typeerror(L, 1, "function");
   root = loom__task_new(L, rt, 1, 2, nargs, NULL);
@@ -416,7 +587,9 @@ static int l_run(lua_State *L) {
      * queued work so that a later loom.run starts clean. Tasks still parked
      * stay anchored until lua_close. */
     while (rt->heap_len > 0) loom__heap_remove(rt, rt->heap[0]);
+    while (rt->frame_waiters.n > 0) loom__waitq_shift(&rt->frame_waiters);
     rt->ready_head = rt->ready_tail = NULL;
+    rt->nready = 0;
     return lua_error(L);
   }
   if (root->outcome == LOOM_OUT_FINISHED)
@@ -427,7 +600,175 @@ static int l_run(lua_State *L) {
   lua_getiuservalue(L, ud, LOOM_UV_TB);
   lua_pushboolean(L, rt->deadlock);
   lua_call(L, 3, 1);
+  if (rt->deadlock && rt->clock == LOOM_CLOCK_MANUAL &&
+      lua_type(L, -1) == LUA_TSTRING) {
+    lua_pushliteral(L, " (the clock is manual: deadlines are reached only "
+                    "by loom.advance)");
+    lua_concat(L, 2);
+  }
   return lua_error(L);
+}
+
+/* ---- host-driven steps ------------------------------------------------- */
+
+#define STEP_BATCHES 100 /* batches per step: a checkpoint loop can't hang */
+
+void loom__step_slice(lua_State *L, loom_rt *rt, double budget,
+                      double max_resumes) {
+  double until = budget > 0 && budget < HUGE_VAL ? loom__now() + budget : 0;
+  long maxr = max_resumes > 0 && max_resumes < 2147483647.0
+                ? (long)max_resumes : 0;
+  int batches = STEP_BATCHES;
+  long n = 0;
+  begin_frame(rt);
+  poll_nowait(rt);
+  pass_begin(rt, L, 0, "loom.step");
+  if (rt->ready_head == NULL) autojump(rt, L);
+  for (;;) {
+    n += run_batches(rt, L, &batches, maxr > 0 ? maxr - n : 0, until);
+    if (rt->ready_head != NULL || batches == 0 || (maxr > 0 && n >= maxr) ||
+        (until > 0 && loom__now() >= until) ||
+        loom__list_empty(&rt->blocked_waiters))
+      break;
+    /* Every task is blocked: wake one wait_all_tasks_blocked() caller, as
+     * loom.run does (after letting pending I/O land). */
+    poll_nowait(rt);
+    fire_timers(rt, L);
+    if (rt->ready_head == NULL) {
+      loom_task *w = loom__container_of(rt->blocked_waiters.next, loom_task,
+                                        wait_link);
+      loom__list_remove(&w->wait_link);
+      loom__wake(w, LOOM_WAKE_OK);
+    }
+  }
+}
+
+/* Passes that are not frames (hg:close and loom_close): poll, deadlines,
+ * batches until nothing is ready, repeated until *nlive is 0 or the wall
+ * clock reaches now + grace (at least one pass). Returns whether *nlive
+ * reached 0. The clock is not sampled: a manual clock does not move. */
+int loom__settle(lua_State *L, loom_rt *rt, const int *nlive_i,
+                 const size_t *nlive_z, double grace) {
+  double until = loom__now() + grace;
+#define LIVE() (nlive_i ? *nlive_i > 0 : *nlive_z > 0)
+  for (;;) {
+    int batches = STEP_BATCHES;
+    poll_nowait(rt);
+    if (rt->remote != NULL) loom__remote_drain(rt, L);
+    fire_timers(rt, L);
+    run_batches(rt, L, &batches, 0, grace > 0 ? until : 0);
+    if (!LIVE()) return 1;
+    if (!(grace > 0) || loom__now() >= until) return 0;
+    if (rt->ready_head == NULL) {
+      /* Nothing can wake them, or only the host's loop can. */
+      if (rt->borrowed) return 0;
+      if (!io_pending(rt) &&
+          (loom__heap_min(rt) == NULL || rt->clock == LOOM_CLOCK_MANUAL))
+        return 0;
+      wait_for_events(rt, until);
+    }
+  }
+#undef LIVE
+}
+
+static double opt_limit(lua_State *L, int idx, const char *what) {
+  double v;
+  if (lua_isnoneornil(L, idx)) return 0;
+  v = luaL_checknumber(L, idx);
+  if (isnan(v))
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s is NaN", what));
+  if (v < 0)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s must not be negative",
+                                          what));
+  return v;
+}
+
+/* Raises unless host code may step now. */
+void loom__check_can_step(lua_State *L, loom_rt *rt, const char *fn) {
+  if (rt->current != NULL || rt->stepping || rt->running)
+    luaL_error(L, "%s: cannot be called from inside a task or while "
+               "loom.run is running", fn);
+  if (rt->closed) luaL_error(L, "%s: the runtime is closed", fn);
+}
+
+static int step_protected(lua_State *L) {
+  loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
+  loom__step_slice(L, rt, lua_tonumber(L, 2), lua_tonumber(L, 3));
+  return 0;
+}
+
+/* [-0, +0] one host step under lua_pcall; returns the pcall status with
+ * the error on top when not LUA_OK. */
+int loom__step_pcall(lua_State *L, loom_rt *rt, double budget,
+                     double max_resumes) {
+  int status;
+  lua_pushcfunction(L, step_protected);
+  lua_pushlightuserdata(L, rt);
+  lua_pushnumber(L, budget);
+  lua_pushnumber(L, max_resumes);
+  rt->stepping = 1;
+  status = lua_pcall(L, 3, 0, 0);
+  rt->stepping = 0;
+  return status;
+}
+
+/* loom.step([budget[, max_resumes]]) -> ready_left, next_deadline|nil */
+static int l_step(lua_State *L) {
+  loom_rt *rt = loom__rt(L);
+  double budget = opt_limit(L, 1, "budget");
+  double maxr = opt_limit(L, 2, "max_resumes");
+  if (maxr != floor(maxr) && !isinf(maxr))
+    return luaL_argerror(L, 2, "max_resumes must be an integer");
+  loom_timer *tm;
+  loom__check_can_step(L, rt, "loom.step");
+  lua_settop(L, 0);
+  if (loom__step_pcall(L, rt, budget, maxr) != LUA_OK) return lua_error(L);
+  if (loom__deliver_pcall(L, rt, 1) != LUA_OK) return lua_error(L);
+  lua_pushinteger(L, (lua_Integer)rt->nready);
+  tm = loom__heap_min(rt);
+  if (tm != NULL) lua_pushnumber(L, tm->when);
+  else lua_pushnil(L);
+  return 2;
+}
+
+static int l_frame(lua_State *L) {
+  lua_pushinteger(L, loom__rt(L)->frame);
+  return 1;
+}
+
+static int l_next_frame(lua_State *L) {
+  loom_task *t;
+  lua_Integer n = 1;
+  if (!lua_isnoneornil(L, 1)) {
+    int isint;
+    n = lua_tointegerx(L, 1, &isint);
+    if (!isint) {
+      if (lua_type(L, 1) == LUA_TNUMBER)
+        return luaL_argerror(L, 1, "number has no integer representation");
+      return luaL_typeerror(L, 1, "integer");
+    }
+    if (n < 1) return luaL_argerror(L, 1, "frame count must be at least 1");
+  }
+  t = loom__check_blocking(L, "next_frame", 1);
+  loom__cancel_point(L, t);
+  loom__waitq_park(&t->rt->frame_waiters, t, "next_frame", NULL);
+  t->sleep_timer.when = (double)(t->rt->frame + n);
+  return loom__suspend(L, 0, k_return0);
+}
+
+static int l_advance(lua_State *L) {
+  loom_rt *rt = loom__rt(L);
+  double dt = luaL_checknumber(L, 1);
+  if (isnan(dt)) return luaL_argerror(L, 1, "dt is NaN");
+  if (dt < 0) return luaL_argerror(L, 1, "dt must not be negative");
+  if (isinf(dt)) return luaL_argerror(L, 1, "dt must be finite");
+  if (rt->clock != LOOM_CLOCK_MANUAL)
+    return luaL_error(L, "loom.advance: the clock is not manual (use "
+                      "loom.configure{clock = \"manual\"})");
+  if (rt->stepping)
+    return luaL_error(L, "loom.advance: cannot move the clock during a step");
+  rt->clock_now += dt;
+  return 0;
 }
 
 /* ---- checkpoints and sleeping ----------------------------------------- */
@@ -479,7 +820,7 @@ static int l_sleep(lua_State *L) {
     loom__park(t, sleep_abort, "sleep_forever", NULL);
     return loom__suspend(L, 0, k_return0);
   }
-  return sleep_until(L, t, loom__now() + d);
+  return sleep_until(L, t, loom__time(t->rt) + d);
 }
 
 static int l_sleep_until(lua_State *L) {
@@ -488,7 +829,7 @@ static int l_sleep_until(lua_State *L) {
   if (isnan(when)) luaL_argerror(L, 1, "deadline is NaN");
   t = loom__check_blocking(L, "sleep_until", 1);
   loom__cancel_point(L, t);
-  if (when <= loom__now()) return schedule_point(L, t);
+  if (when <= loom__time(t->rt)) return schedule_point(L, t);
   if (isinf(when)) {
     loom__park(t, sleep_abort, "sleep_forever", NULL);
     return loom__suspend(L, 0, k_return0);
@@ -531,7 +872,13 @@ static int l_wait_all_tasks_blocked(lua_State *L) {
 }
 
 static int l_now(lua_State *L) {
-  lua_pushnumber(L, loom__now());
+  loom_rt *rt = loom__rt(L);
+  /* Host code between steps reads the host clock afresh; tasks see the
+   * time their step or pass read. */
+  if (rt->clock == LOOM_CLOCK_HOST && !rt->stepping && !rt->running &&
+      !rt->closed)
+    loom__sample_clock(L, rt, "loom.now");
+  lua_pushnumber(L, loom__time(rt));
   return 1;
 }
 
@@ -550,36 +897,6 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
-static void close_walk_cb(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, NULL);
-}
-
-static int l_rt_gc(lua_State *L) {
-  loom_rt *rt = (loom_rt *)luaL_checkudata(L, 1, LOOM_RT_MT);
-  int i;
-  if (rt->closed) return 0;
-  loom__remote_close(rt, L);
-  rt->closed = 1;
-  /* Handles still open (their owners' __gc already ran): close them all so
-   * that the loop can be closed and nothing leaks. */
-  uv_walk(&rt->loop, close_walk_cb, NULL);
-  uv_run(&rt->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&rt->loop);
-  for (i = 0; i < rt->pool_len; i++)
-    luaL_unref(L, LUA_REGISTRYINDEX, rt->pool_refs[i]);
-  free(rt->pool);
-  free(rt->pool_refs);
-  free(rt->heap);
-  rt->pool = NULL;
-  rt->pool_refs = NULL;
-  rt->heap = NULL;
-  rt->pool_len = rt->pool_cap = 0;
-  rt->heap_len = rt->heap_cap = 0;
-  luaL_unref(L, LUA_REGISTRYINDEX, rt->hooks_ref);
-  return 0;
-}
-
 static const luaL_Reg sched_funcs[] = {
   {"run", l_run},
   {"now", l_now},
@@ -591,15 +908,15 @@ static const luaL_Reg sched_funcs[] = {
   {"cancel_shielded_checkpoint", l_cancel_shielded_checkpoint},
   {"wait_all_tasks_blocked", l_wait_all_tasks_blocked},
   {"stats", l_stats},
+  {"step", l_step},
+  {"frame", l_frame},
+  {"next_frame", l_next_frame},
+  {"advance", l_advance},
   {NULL, NULL}
 };
 
 /* Stack: rt(1) module(top). */
 int loom__open_sched(lua_State *L) {
-  luaL_newmetatable(L, LOOM_RT_MT);
-  lua_pushcfunction(L, l_rt_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
   loom__setfuncs(L, 1, sched_funcs);
   return 0;
 }

@@ -120,7 +120,7 @@ void loom__scope_fire_deadline(lua_State *L, loom_rt *rt, loom_timer *tm) {
 /* A deadline that is already due cancels at once; else it goes in the heap. */
 static void arm_deadline(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (s->state != LOOM_SCOPE_ACTIVE || s->cancel_called) return;
-  if (s->deadline <= loom__now())
+  if (s->deadline <= loom__time(rt))
     loom__scope_cancel(L, rt, s, 0, 1);
   else if (s->deadline < HUGE_VAL) {
     if (!loom__heap_insert(rt, &s->timer, s->deadline))
@@ -230,7 +230,7 @@ static int l_is_scope(lua_State *L) {
  * if nothing noticed yet and the deadline is moved afterwards. */
 static void settle_deadline(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (!s->cancel_called && s->state != LOOM_SCOPE_EXITED &&
-      s->deadline <= loom__now())
+      s->deadline <= loom__time(rt))
     loom__scope_cancel(L, rt, s, 0, 1);
 }
 

@@ -240,10 +240,14 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
     loom__start_child_done(L, t, err);
   } else if (t->group != NULL) {
     loom_group *g = t->group;
-    if (t->outcome == LOOM_OUT_FAILED) loom__group_record(L, g, err, tb);
+    if (t->outcome == LOOM_OUT_FAILED) {
+      if (g->is_host) loom__host_child_failed(L, g, ud, err, tb);
+      else loom__group_record(L, g, err, tb);
+    }
     loom__list_remove(&t->group_link);
     t->group = NULL;
     loom__group_child_done(L, g);
+    if (g->is_host) loom__host_child_done(L, g);
   }
   luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
   t->ref = LUA_NOREF;
@@ -547,6 +551,11 @@ static void push_tree(lua_State *L, loom_task *t, const char *own_dir) {
     lua_rawseti(L, -2, ++i);
   }
   lua_setfield(L, -2, "groups");
+}
+
+/* [-0, +1] a group's node (host groups: hostgroup.c's host_group_tree). */
+void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir) {
+  push_group_node(L, g, own_dir);
 }
 
 /* core.task_tree() -> the root's node, or nil outside loom.run */

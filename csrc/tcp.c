@@ -131,7 +131,7 @@ static tcp_obj *new_obj(lua_State *L, loom_rt *rt, int kind) {
   o->rt = rt;
   o->kind = kind;
   o->ud_alive = 1;
-  uv_tcp_init(&rt->loop, &o->handle);
+  uv_tcp_init(rt->loop, &o->handle);
   o->handle.data = o;
   o->handle_live = 1;
   box->obj = o;
@@ -151,7 +151,8 @@ static int l_obj_gc(lua_State *L) {
   o->cur_write = NULL;
   o->closed = 1;
   if (!o->handle_live) free_obj(o);
-  else if (o->rt->closed) free_obj(o);   /* the loop already closed it */
+  else if (o->rt->closed && !o->rt->borrowed)
+    free_obj(o);   /* the (own) loop already closed it */
   else start_close(o);
   return 0;
 }
@@ -764,7 +765,7 @@ static int l_tcp_stats(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   tcp_counts c;
   memset(&c, 0, sizeof c);
-  uv_walk(&rt->loop, count_cb, &c);
+  uv_walk(rt->loop, count_cb, &c);
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, c.streams);
   lua_setfield(L, -2, "streams");
@@ -776,7 +777,7 @@ static int l_tcp_stats(lua_State *L) {
   lua_setfield(L, -2, "rbuf_bytes");
   lua_pushinteger(L, c.write_queue_bytes);
   lua_setfield(L, -2, "write_queue_bytes");
-  lua_pushinteger(L, (lua_Integer)rt->loop.active_reqs.count);
+  lua_pushinteger(L, (lua_Integer)rt->loop->active_reqs.count);
   lua_setfield(L, -2, "active_reqs");
   return 1;
 }

@@ -40,19 +40,49 @@ describe("loom_remote", function()
       "close: 3 queued posts ran at close",
       "close: post after close -> LOOM_ECLOSED",
       "close: post from a thread after close -> LOOM_ECLOSED",
-      "close: 3 posts ran in all",
-      "close: open before require -> NULL", "" }, "\n"), scenario("close"))
+      "close: 3 posts ran in all", "" }, "\n"), scenario("close"))
+  end)
+
+  it("loom_close runs queued posts; a remote outlives the state", function()
+    assert.are.equal(table.concat({
+      "loom_close: open before require -> a remote",
+      "loom_close: before close ran: early",
+      "loom_close: queued posts ran: early queued1 queued2",
+      "loom_close: post after -> LOOM_ECLOSED, open after -> NULL, "
+        .. "second close -> 0",
+      "loom_close: post from a thread -> LOOM_ECLOSED", "" }, "\n"),
+      scenario("loom_close"))
+  end)
+
+  it("lets worker threads resolve loom.futures that tasks wait on",
+     function()
+    assert.are.equal(table.concat({
+      "future: 55 from a thread",
+      "future: worker failed",
+      "future: 5050 from a thread",
+      "future: 500500 from a thread", "" }, "\n"), scenario("future"))
+  end)
+
+  it("calls cfg.wake so that a host-driven runtime steps for a post",
+     function()
+    assert.are.equal(table.concat({
+      "step: task got post 1",
+      "step: task got post 2",
+      "step: task got post 3",
+      "step: 3 wakes, one step each",
+      "step: level closed: true", "" }, "\n"), scenario("step"))
   end)
 
   it("reports a failing post and runs the next ones", function()
     local out, err = scenario("error")
     assert.are.equal("error: posts that ran: before after\n", out)
-    assert.truthy(err:find("post exploded", 1, true), err)
+    assert.truthy(err:find("loom: unhandled error in remote post: "
+                           .. "post exploded", 1, true), err)
   end)
 
   it("runs a post queued by a post at the next pass, not the same one",
      function()
-    assert.are.equal("repost: post3 pass1 pass2 pass3 pass4\n",
+    assert.are.equal("repost: post3 pass1 post2 pass2 post1 pass3 pass4\n",
                      scenario("repost"))
   end)
 end)

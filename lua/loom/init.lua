@@ -298,6 +298,10 @@ loom.condition = core.condition
 loom.capacity_limiter = core.capacity_limiter
 loom.channel = core.channel
 
+-- Embedding: host-driven steps, clocks, host groups, futures (embed.lua) ---
+
+require("loom.embed").install(loom, core, errors)
+
 -- Introspection ----------------------------------------------------------------
 
 local tree_mt = {}
@@ -330,9 +334,18 @@ local function render_task(node, prefix, lines, last, top)
 end
 
 tree_mt.__tostring = function(tree)
-  if tree.root == nil then return "(no loom run in progress)" end
+  local hgs = tree.host_groups or {}
+  if tree.root == nil and #hgs == 0 then return "(no loom run in progress)" end
   local lines = {}
-  render_task(tree.root, "", lines, true, true)
+  if tree.root then render_task(tree.root, "", lines, true, true) end
+  for _, g in ipairs(hgs) do  -- host groups (embed.lua): roots of their own
+    lines[#lines + 1] = ("host group %q (%d task%s%s)"):format(g.name,
+      #g.children, #g.children == 1 and "" or "s",
+      g.cancelled and ", cancelled" or "")
+    for ci, child in ipairs(g.children) do
+      render_task(child, "", lines, ci == #g.children, false)
+    end
+  end
   return table.concat(lines, "\n")
 end
 
@@ -340,7 +353,8 @@ end
 --- node: handle, id, name, status, waiting, where ("source:line"), groups =
 --- { { children = {node...}, cancelled = bool }, ... }.
 function loom.task_tree()
-  return setmetatable({ root = core.task_tree(own_dir) }, tree_mt)
+  return setmetatable({ root = core.task_tree(own_dir),
+    host_groups = core.host_group_tree(own_dir) }, tree_mt)
 end
 
 return loom

@@ -254,10 +254,199 @@ static void scenario_close(void) {
   pthread_create(&th, NULL, closed_worker, b);  /* released there */
   pthread_join(th, NULL);
   printf("close: %d posts ran in all\n", ran_at_close);
-  /* A fresh state: a remote of an unloaded loom is refused. */
-  L = new_state();
-  printf("close: open before require -> %s\n",
-         loom_remote_open(L) == NULL ? "NULL" : "a remote");
+}
+
+/* ---- loom_close: the C API's close, then lua_close ------------------- */
+
+static void *post_after_close_worker(void *arg) {
+  loom_remote *r = (loom_remote *)arg;
+  printf("loom_close: post from a thread -> %s\n",
+         loom_remote_post(r, count_fn, NULL) == LOOM_ECLOSED ?
+         "LOOM_ECLOSED" : "other");
+  loom_remote_release(r);
+  return NULL;
+}
+
+static void note_fn(lua_State *L, void *ud);
+
+static void scenario_loom_close(void) {
+  lua_State *L = new_state();
+  loom_remote *r, *early;
+  pthread_t th;
+  /* A remote may be opened before require "loom": it makes the runtime. */
+  early = loom_remote_open(L);
+  printf("loom_close: open before require -> %s\n",
+         early == NULL ? "NULL" : "a remote");
+  run(L, "notes = {}\n"
+         "function note(_, s) notes[#notes + 1] = s end\n");
+  CHECK(loom_remote_post(early, note_fn, "early") == LOOM_OK);
+  run(L, "loom = require 'loom'\n"
+         "loom.run(function() loom.sleep(0) end)\n"
+         "print('loom_close: before close ran: ' .. table.concat(notes, ' '))"
+         "\n");
+  r = loom_remote_open(L);
+  CHECK(loom_remote_post(r, note_fn, "queued1") == LOOM_OK);
+  CHECK(loom_remote_post(early, note_fn, "queued2") == LOOM_OK);
+  CHECK(loom_close(L, 0) == LOOM_OK);
+  run(L, "print('loom_close: queued posts ran: ' .. "
+         "table.concat(notes, ' '))\n");
+  printf("loom_close: post after -> %s, open after -> %s, "
+         "second close -> %d\n",
+         loom_remote_post(r, note_fn, "late") == LOOM_ECLOSED ?
+         "LOOM_ECLOSED" : "other",
+         loom_remote_open(L) == NULL ? "NULL" : "a remote",
+         loom_close(L, 0));
+  loom_remote_release(early);
+  lua_close(L);
+  /* The remote outlives the state; it is released from another thread. */
+  pthread_create(&th, NULL, post_after_close_worker, r);
+  pthread_join(th, NULL);
+}
+
+/* ---- future: worker threads resolve loom.futures through posts ------- */
+
+typedef struct future_job {
+  loom_remote *r;
+  int ref;         /* registry ref of the future (owner thread only) */
+  int value;       /* computed by the worker */
+  pthread_t th;
+} future_job;
+
+static void resolve_fn(lua_State *L, void *ud) {
+  future_job *j = (future_job *)ud;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, j->ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, j->ref);
+  if (j->value < 0) {
+    lua_getfield(L, -1, "fail");
+    lua_insert(L, -2);
+    lua_pushliteral(L, "worker failed");
+    lua_call(L, 2, 0);
+  } else {
+    lua_getfield(L, -1, "set");
+    lua_insert(L, -2);
+    lua_pushinteger(L, j->value);
+    lua_pushliteral(L, "from a thread");
+    lua_call(L, 3, 0);
+  }
+}
+
+static void *future_worker(void *arg) {
+  future_job *j = (future_job *)arg;
+  int i, v = 0;
+  for (i = 1; i <= j->value; i++) v += i;  /* the "work" */
+  sleep_ms(10 + j->value % 7);
+  j->value = j->value == 13 ? -1 : v;
+  CHECK(loom_remote_post(j->r, resolve_fn, j) == LOOM_OK);
+  loom_remote_release(j->r);
+  return NULL;
+}
+
+/* Called from Lua: start(n, future) hands the future to a new thread. */
+static int l_start_job(lua_State *L) {
+  future_job *j = (future_job *)lua_newuserdatauv(L, sizeof *j, 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, lua_tostring(L, 3));  /* anchor */
+  j->value = (int)luaL_checkinteger(L, 1);
+  lua_pushvalue(L, 2);
+  j->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  j->r = loom_remote_open(L);
+  pthread_create(&j->th, NULL, future_worker, j);
+  return 0;
+}
+
+static int l_join_job(lua_State *L) {
+  future_job *j;
+  lua_getfield(L, LUA_REGISTRYINDEX, luaL_checkstring(L, 1));
+  j = (future_job *)lua_touserdata(L, -1);
+  pthread_join(j->th, NULL);
+  return 0;
+}
+
+static void scenario_future(void) {
+  lua_State *L = new_state();
+  lua_register(L, "start_job", l_start_job);
+  lua_register(L, "join_job", l_join_job);
+  run(L, "local loom = require 'loom'\n"
+         "local results = {}\n"
+         "loom.run(function()\n"
+         "  loom.task_group(function(tg)\n"
+         "    for i, n in ipairs({10, 13, 100, 1000}) do\n"
+         "      local f = loom.future()\n"
+         "      start_job(n, f, 'job' .. i)\n"
+         "      tg:start_soon(function()\n"
+         "        local ok, a, b = pcall(f.wait, f)\n"
+         "        results[i] = ok and (a .. ' ' .. b) or tostring(a)\n"
+         "      end)\n"
+         "    end\n"
+         "  end)\n"
+         "end)\n"
+         "for i = 1, 4 do join_job('job' .. i) end\n"
+         "for i = 1, 4 do print('future: ' .. results[i]) end\n");
+  lua_close(L);
+}
+
+/* ---- step: a host-driven runtime is woken through cfg.wake ----------- */
+
+static pthread_mutex_t wake_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake_cv = PTHREAD_COND_INITIALIZER;
+static int wakes;
+
+static void host_wake(void *ud) {
+  (void)ud;
+  pthread_mutex_lock(&wake_mu);
+  wakes++;
+  pthread_cond_signal(&wake_cv);
+  pthread_mutex_unlock(&wake_mu);
+}
+
+static void *step_worker(void *arg) {
+  loom_remote *r = (loom_remote *)arg;
+  int i;
+  for (i = 1; i <= 3; i++) {
+    sleep_ms(20);
+    CHECK(loom_remote_post(r, set_done_fn, (void *)(size_t)i) == LOOM_OK);
+  }
+  loom_remote_release(r);
+  return NULL;
+}
+
+static void scenario_step(void) {
+  lua_State *L = new_state();
+  loom_config cfg;
+  loom_remote *r;
+  pthread_t th;
+  int got = 0, frames = 0;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.size = sizeof cfg;
+  cfg.clock = LOOM_CLOCK_MANUAL;
+  cfg.wake = host_wake;
+  CHECK(loom_open(L, &cfg) == LOOM_OK);
+  run(L, "loom = require 'loom'\n"
+         "hg = loom.host_group('level')\n"
+         "local send, recv = loom.channel(10)\n"
+         "function on_wake(v) send:send_nowait(v) end\n"
+         "hg:start_soon(function()\n"
+         "  for v in recv do print('step: task got post ' .. v) end\n"
+         "end)\n");
+  r = loom_remote_open(L);
+  pthread_create(&th, NULL, step_worker, r);
+  /* The host sleeps until woken (an engine would wait for its events),
+   * then steps once. */
+  while (got < 3) {
+    int ready;
+    pthread_mutex_lock(&wake_mu);
+    while (wakes == got) pthread_cond_wait(&wake_cv, &wake_mu);
+    got = wakes;
+    pthread_mutex_unlock(&wake_mu);
+    CHECK(loom_step(L, 0, 0, &ready) == LOOM_OK);
+    frames++;
+    CHECK(ready == 0);
+  }
+  pthread_join(th, NULL);
+  printf("step: %d wakes, %s\n", got, frames <= 3 ? "one step each" :
+         "more steps");
+  run(L, "print('step: level closed: ' .. tostring(hg:close()))\n");
+  CHECK(loom_close(L, 0) == LOOM_OK);
   lua_close(L);
 }
 
@@ -326,9 +515,12 @@ int main(int argc, char **argv) {
   else if (strcmp(s, "close") == 0) scenario_close();
   else if (strcmp(s, "error") == 0) scenario_error();
   else if (strcmp(s, "repost") == 0) scenario_repost();
+  else if (strcmp(s, "loom_close") == 0) scenario_loom_close();
+  else if (strcmp(s, "future") == 0) scenario_future();
+  else if (strcmp(s, "step") == 0) scenario_step();
   else {
     fprintf(stderr, "usage: remote_host order|wake|release|close|error|"
-            "repost [n]\n");
+            "repost|loom_close|future|step [n]\n");
     return 2;
   }
   return failures == 0 ? 0 : 1;
