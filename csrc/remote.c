@@ -22,8 +22,14 @@
  * the runtime is not deadlocked, and a blocking loom.run waits for it) and
  * unref'd otherwise (it never keeps an idle loop alive by itself). Since
  * uv_ref/uv_unref are owner-thread calls, a release on another thread only
- * wakes the owner, whose next drain updates the reference.
+ * wakes the owner, whose next drain updates the reference. The async lives
+ * on the runtime's current loop (its own, or the host's borrowed one) and
+ * moves with it if loom_open changes the loop after a remote was opened.
+ *
+ * cfg.wake is called by the posting thread under the mutex, so that once
+ * loom_close has returned it is never called again; it must only signal.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "loom_internal.h"
@@ -202,16 +208,38 @@ int loom__remote_open_count(loom_rt *rt) {
   return n;
 }
 
+/* The posts still queued at close, then their errors to the hook. */
+static int close_posts_protected(lua_State *L) {
+  loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
+  run_posts(rt, L, (loom_hub *)rt->remote, -1);
+  if (rt->errq_len > 0) loom__deliver_errors(L, rt, 0);
+  return 0;
+}
+
 void loom__remote_close(loom_rt *rt, lua_State *L) {
   loom_hub *hub = (loom_hub *)rt->remote;
   uv_async_t *async;
+  loom_post p;
+  int stepping;
   if (hub == NULL) return;
   uv_mutex_lock(&hub->mu);
   hub->closed = 1;   /* from now on posts get LOOM_ECLOSED */
   hub->wake = NULL;  /* and the host's wake hook is never called again */
   uv_mutex_unlock(&hub->mu);
-  run_posts(rt, L, hub, -1);
-  if (rt->errq_len > 0) loom__deliver_errors(L, rt, 0);
+  /* The posts see what they see in a step: no nested step or run. Only
+   * running out of memory can make this fail; the mailbox is closed and
+   * freed all the same, the posts left are dropped. */
+  stepping = rt->stepping;
+  rt->stepping = 1;
+  lua_pushcfunction(L, close_posts_protected);
+  lua_pushlightuserdata(L, rt);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    fprintf(stderr, "loom: closing the remote mailbox: %s\n",
+            lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error");
+    lua_pop(L, 1);
+    while (hub_pop(hub, &p)) {}
+  }
+  rt->stepping = stepping;
   uv_mutex_lock(&hub->mu);
   async = hub->async;
   hub->async = NULL;
