@@ -85,4 +85,14 @@ describe("loom_remote", function()
     assert.are.equal("repost: post3 pass1 post2 pass2 post1 pass3 pass4\n",
                      scenario("repost"))
   end)
+
+  it("follows the runtime to a borrowed loop and keeps it running while "
+     .. "open", function()
+    assert.are.equal(table.concat({
+      "borrowed: task got post 1",
+      "borrowed: task got post 2",
+      "borrowed: task got post 3",
+      "borrowed: uv_run returned, 0 alive",
+      "borrowed: uv_loop_close -> ok", "" }, "\n"), scenario("borrowed"))
+  end)
 end)

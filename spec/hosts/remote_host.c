@@ -12,6 +12,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <uv.h>
 
 #include "loom.h"
 
@@ -505,6 +506,64 @@ static void scenario_repost(void) {
   loom_remote_release(repost_r);
 }
 
+/* ---- borrowed: a remote opened before loom_open moves to the host's
+ * loop; its posts wake the host's uv_run; loom_close leaves the loop
+ * closable. ---------------------------------------------------------- */
+
+static void *borrowed_worker(void *arg) {
+  loom_remote *r = (loom_remote *)arg;
+  int i;
+  for (i = 1; i <= 3; i++) {
+    sleep_ms(20);
+    CHECK(loom_remote_post(r, set_done_fn, (void *)(size_t)i) == LOOM_OK);
+  }
+  loom_remote_release(r);
+  return NULL;
+}
+
+static uv_timer_t host_timer;
+
+static void host_tick_cb(uv_timer_t *t) {
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void scenario_borrowed(void) {
+  lua_State *L = new_state();
+  uv_loop_t loop;
+  loom_config cfg;
+  loom_remote *r;
+  pthread_t th;
+  int rc;
+  uv_loop_init(&loop);
+  r = loom_remote_open(L);  /* on loom's own loop for now */
+  CHECK(r != NULL);
+  memset(&cfg, 0, sizeof cfg);
+  cfg.size = sizeof cfg;
+  cfg.uv_loop = &loop;
+  CHECK(loom_open(L, &cfg) == LOOM_OK);
+  run(L, "loom = require 'loom'\n"
+         "hg = loom.host_group('borrowed')\n"
+         "local send, recv = loom.channel(10)\n"
+         "function on_wake(v) send:send_nowait(v) if v == 3 then "
+         "send:close() end end\n"
+         "hg:start_soon(function()\n"
+         "  for v in recv do print('borrowed: task got post ' .. v) end\n"
+         "end)\n");
+  pthread_create(&th, NULL, borrowed_worker, r);
+  /* The host's own timer: one tick, then it closes. Returns when the task
+   * is done and the remote released: the open remote kept the host's loop
+   * running while the task waited, after the timer was gone. */
+  uv_timer_init(&loop, &host_timer);
+  uv_timer_start(&host_timer, host_tick_cb, 5, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  pthread_join(th, NULL);
+  run(L, "print('borrowed: uv_run returned, ' .. hg:alive() .. ' alive')\n");
+  CHECK(loom_close(L, 0) == LOOM_OK);
+  rc = uv_loop_close(&loop);
+  printf("borrowed: uv_loop_close -> %s\n", rc == 0 ? "ok" : uv_err_name(rc));
+  lua_close(L);
+}
+
 int main(int argc, char **argv) {
   const char *s = argc > 1 ? argv[1] : "";
   int n = argc > 2 ? atoi(argv[2]) : 500;
@@ -518,9 +577,10 @@ int main(int argc, char **argv) {
   else if (strcmp(s, "loom_close") == 0) scenario_loom_close();
   else if (strcmp(s, "future") == 0) scenario_future();
   else if (strcmp(s, "step") == 0) scenario_step();
+  else if (strcmp(s, "borrowed") == 0) scenario_borrowed();
   else {
     fprintf(stderr, "usage: remote_host order|wake|release|close|error|"
-            "repost|loom_close|future|step [n]\n");
+            "repost|loom_close|future|step|borrowed [n]\n");
     return 2;
   }
   return failures == 0 ? 0 : 1;
