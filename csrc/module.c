@@ -92,6 +92,7 @@ LOOM_API int luaopen_loom_core(lua_State *L) {
   loom__open_embed(L);
   loom__open_hostgroup(L);
   loom__open_future(L);
+  loom__open_remote(L);
   {
     static const luaL_Reg funcs[] = {{"set_hooks", l_set_hooks}, {NULL, NULL}};
     loom__setfuncs(L, 1, funcs);

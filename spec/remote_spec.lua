@@ -95,4 +95,14 @@ describe("loom_remote", function()
       "borrowed: uv_run returned, 0 alive",
       "borrowed: uv_loop_close -> ok", "" }, "\n"), scenario("borrowed"))
   end)
+
+  it("counts open remotes, queued posts and its handle in remote_stats",
+     function()
+    assert.are.equal(table.concat({
+      "stats before: open 0, queued 0, handles 0",
+      "stats 2 open, 2 posts: open 2, queued 2, handles 1",
+      "stats after a run: open 1, queued 0, handles 1",
+      "stats after loom_close: open 0, queued 0, handles 0", "" }, "\n"),
+      scenario("stats"))
+  end)
 end)

@@ -506,6 +506,41 @@ static void scenario_repost(void) {
   loom_remote_release(repost_r);
 }
 
+/* ---- stats: core.remote_stats() counts what the mailbox holds ------- */
+
+static void stats(lua_State *L, const char *when) {
+  char code[256];
+  snprintf(code, sizeof code,
+           "local s = require('loom.core').remote_stats()\n"
+           "print(('stats %s: open %%d, queued %%d, handles %%d')"
+           ":format(s.open, s.queued, s.handles))\n", when);
+  run(L, code);
+}
+
+static void nop_fn(lua_State *L, void *ud) {
+  (void)L;
+  (void)ud;
+}
+
+static void scenario_stats(void) {
+  lua_State *L = new_state();
+  loom_remote *a, *b;
+  run(L, "loom = require 'loom'\n");
+  stats(L, "before");
+  a = loom_remote_open(L);
+  b = loom_remote_open(L);
+  CHECK(loom_remote_post(a, nop_fn, NULL) == LOOM_OK);
+  CHECK(loom_remote_post(b, nop_fn, NULL) == LOOM_OK);
+  stats(L, "2 open, 2 posts");
+  loom_remote_release(b);
+  run(L, "loom.run(function() loom.sleep(0) end)\n");
+  stats(L, "after a run");
+  CHECK(loom_close(L, 0) == LOOM_OK);
+  stats(L, "after loom_close");
+  lua_close(L);
+  loom_remote_release(a);
+}
+
 /* ---- borrowed: a remote opened before loom_open moves to the host's
  * loop; its posts wake the host's uv_run; loom_close leaves the loop
  * closable. ---------------------------------------------------------- */
@@ -578,9 +613,10 @@ int main(int argc, char **argv) {
   else if (strcmp(s, "future") == 0) scenario_future();
   else if (strcmp(s, "step") == 0) scenario_step();
   else if (strcmp(s, "borrowed") == 0) scenario_borrowed();
+  else if (strcmp(s, "stats") == 0) scenario_stats();
   else {
     fprintf(stderr, "usage: remote_host order|wake|release|close|error|"
-            "repost|loom_close|future|step|borrowed [n]\n");
+            "repost|loom_close|future|step|borrowed|stats [n]\n");
     return 2;
   }
   return failures == 0 ? 0 : 1;
