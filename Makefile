@@ -1,5 +1,5 @@
 # Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
-.PHONY: all build demo test valgrind asan tsan lint bench bench-embed clean
+.PHONY: all build demo test valgrind asan tsan lint bench bench-embed bench-remote clean
 
 all: build
 
@@ -56,6 +56,24 @@ bench-embed: build
 	    lua5.4 bench/embed/step_bench.lua && \
 	  bench/out/step_c "./lua/?.lua;./lua/?/init.lua"; } \
 	  | tee bench/results/embedding.md
+
+# The remote mailbox: posts per second from 1, 2 and 4 threads into a
+# blocking loom.run, and the wake-up latency of one post; writes
+# bench/results/remote.md.
+bench-remote: build
+	mkdir -p bench/results
+	{ echo "## Remote mailbox (loom_remote_post)"; echo; \
+	  echo "Measured with \`make bench-remote\` (spec/hosts/remote_host.c) on a"; \
+	  echo "shared 2-core machine: other jobs were running, take the numbers as rough."; \
+	  echo; echo "Throughput: threads posting as fast as they can, each post run by a"; \
+	  echo "blocking \`loom.run\` (malloc, mutex, lua_pcall per post)."; echo; \
+	  echo "| threads | posts | seconds | posts/s | per post |"; \
+	  echo "|---|---|---|---|---|"; \
+	  for t in 1 2 4; do build/hosts/remote_host bench 250000 $$t; done; \
+	  echo; echo "Wake-up latency: one post at a time into a \`loom.run\` asleep in its"; \
+	  echo "poll, from \`loom_remote_post\` to the post running."; echo; \
+	  echo "| posts | median | p99 | max |"; echo "|---|---|---|---|"; \
+	  build/hosts/remote_host latency 2000; } | tee bench/results/remote.md
 
 clean:
 	rm -rf build build-asan build-tsan build-rel bench/out

@@ -506,6 +506,121 @@ static void scenario_repost(void) {
   loom_remote_release(repost_r);
 }
 
+/* ---- bench: posts per second into a blocking loom.run (not a test) --- */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int bench_count, bench_total;
+
+static void bench_fn(lua_State *L, void *ud) {
+  (void)ud;
+  if (++bench_count == bench_total) call_global(L, "on_wake", 0, NULL);
+}
+
+static void *bench_worker(void *arg) {
+  worker *w = (worker *)arg;
+  int i;
+  for (i = 0; i < w->n; i++)
+    while (loom_remote_post(w->r, bench_fn, NULL) != LOOM_OK) {}
+  loom_remote_release(w->r);
+  return NULL;
+}
+
+static void scenario_bench(int n, int nthreads) {
+  lua_State *L = new_state();
+  worker w[NTHREADS];
+  double t0, t;
+  int i;
+  bench_total = n * nthreads;
+  run(L, "loom = require 'loom'\n"
+         "done = loom.event()\n"
+         "function on_wake() done:set() end\n");
+  for (i = 0; i < nthreads; i++) {
+    w[i].r = loom_remote_open(L);
+    w[i].n = n;
+  }
+  t0 = now_s();
+  for (i = 0; i < nthreads; i++)
+    pthread_create(&w[i].th, NULL, bench_worker, &w[i]);
+  run(L, "loom.run(function() done:wait() end)\n");
+  t = now_s() - t0;
+  for (i = 0; i < nthreads; i++) pthread_join(w[i].th, NULL);
+  printf("| %d | %d | %.3f | %.2f M/s | %.0f ns |\n", nthreads,
+         bench_total, t, bench_total / t / 1e6, t / bench_total * 1e9);
+  lua_close(L);
+}
+
+/* Wake-up latency: one post at a time into a loom.run blocked in its
+ * poll; the time from loom_remote_post to the post running. */
+static double lat_posted;
+static int lat_ran;
+static pthread_mutex_t lat_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t lat_cv = PTHREAD_COND_INITIALIZER;
+
+static void lat_fn(lua_State *L, void *ud) {
+  double *slot = (double *)ud;
+  if (slot != NULL) *slot = now_s() - lat_posted;
+  pthread_mutex_lock(&lat_mu);
+  lat_ran = 1;
+  pthread_cond_signal(&lat_cv);
+  pthread_mutex_unlock(&lat_mu);
+  if (ud == NULL) call_global(L, "on_wake", 0, NULL);
+}
+
+typedef struct lat_arg {
+  loom_remote *r;
+  double *samples;
+  int n;
+} lat_arg;
+
+static void *lat_worker(void *arg) {
+  lat_arg *a = (lat_arg *)arg;
+  int i;
+  for (i = 0; i <= a->n; i++) {
+    sleep_ms(1);  /* let loom.run go back to sleep in its poll */
+    pthread_mutex_lock(&lat_mu);
+    lat_ran = 0;
+    pthread_mutex_unlock(&lat_mu);
+    lat_posted = now_s();
+    loom_remote_post(a->r, lat_fn, i < a->n ? &a->samples[i] : NULL);
+    pthread_mutex_lock(&lat_mu);
+    while (!lat_ran) pthread_cond_wait(&lat_cv, &lat_mu);
+    pthread_mutex_unlock(&lat_mu);
+  }
+  loom_remote_release(a->r);
+  return NULL;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void scenario_latency(int n) {
+  lua_State *L = new_state();
+  lat_arg a;
+  pthread_t th;
+  run(L, "loom = require 'loom'\n"
+         "done = loom.event()\n"
+         "function on_wake() done:set() end\n");
+  a.r = loom_remote_open(L);
+  a.n = n;
+  a.samples = (double *)calloc((size_t)n, sizeof *a.samples);
+  pthread_create(&th, NULL, lat_worker, &a);
+  run(L, "loom.run(function() done:wait() end)\n");
+  pthread_join(th, NULL);
+  qsort(a.samples, (size_t)n, sizeof *a.samples, cmp_double);
+  printf("| %d | %.1f us | %.1f us | %.1f us |\n", n,
+         a.samples[n / 2] * 1e6, a.samples[n * 99 / 100] * 1e6,
+         a.samples[n - 1] * 1e6);
+  free(a.samples);
+  lua_close(L);
+}
+
 /* ---- stats: core.remote_stats() counts what the mailbox holds ------- */
 
 static void stats(lua_State *L, const char *when) {
@@ -614,9 +729,13 @@ int main(int argc, char **argv) {
   else if (strcmp(s, "step") == 0) scenario_step();
   else if (strcmp(s, "borrowed") == 0) scenario_borrowed();
   else if (strcmp(s, "stats") == 0) scenario_stats();
+  else if (strcmp(s, "latency") == 0) scenario_latency(n);
+  else if (strcmp(s, "bench") == 0)
+    scenario_bench(n, argc > 3 ? atoi(argv[3]) : NTHREADS);
   else {
     fprintf(stderr, "usage: remote_host order|wake|release|close|error|"
-            "repost|loom_close|future|step|borrowed|stats [n]\n");
+            "repost|loom_close|future|step|borrowed|stats [n]\n"
+            "       remote_host bench n_per_thread [nthreads] | latency n\n");
     return 2;
   }
   return failures == 0 ? 0 : 1;
