@@ -48,6 +48,7 @@ describe("loom_remote", function()
       "loom_close: open before require -> a remote",
       "loom_close: before close ran: early",
       "loom_close: queued posts ran: early queued1 queued2",
+      "loom_close: loom_preload after -> LOOM_ECLOSED",
       "loom_close: post after -> LOOM_ECLOSED, open after -> NULL, "
         .. "second close -> 0",
       "loom_close: post from a thread -> LOOM_ECLOSED", "" }, "\n"),

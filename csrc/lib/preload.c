@@ -35,8 +35,11 @@ static int preload_protected(lua_State *L) {
 }
 
 LOOM_API int loom_preload(lua_State *L) {
+  loom_rt *rt;
   int status;
   if (L == NULL) return LOOM_ERRARG;
+  rt = loom__state_rt(L, 0);
+  if (rt != NULL && rt->closed) return LOOM_ECLOSED;
   if (!lua_checkstack(L, 2)) return LOOM_ERRMEM;
   lua_pushcfunction(L, preload_protected);
   status = lua_pcall(L, 0, 0, 0);

@@ -291,6 +291,8 @@ static void scenario_loom_close(void) {
   CHECK(loom_close(L, 0) == LOOM_OK);
   run(L, "print('loom_close: queued posts ran: ' .. "
          "table.concat(notes, ' '))\n");
+  printf("loom_close: loom_preload after -> %s\n",
+         loom_preload(L) == LOOM_ECLOSED ? "LOOM_ECLOSED" : "other");
   printf("loom_close: post after -> %s, open after -> %s, "
          "second close -> %d\n",
          loom_remote_post(r, note_fn, "late") == LOOM_ECLOSED ?
