@@ -106,4 +106,12 @@ describe("loom_remote", function()
       "stats after loom_close: open 0, queued 0, handles 0", "" }, "\n"),
       scenario("stats"))
   end)
+
+  it("answers bad arguments with a status", function()
+    assert.are.equal(table.concat({
+      "args: open(NULL) -> NULL",
+      "args: post(NULL, fn) -> LOOM_ERRARG",
+      "args: post(r, NULL) -> LOOM_ERRARG",
+      "args: release(NULL) does nothing", "" }, "\n"), scenario("args"))
+  end)
 end)

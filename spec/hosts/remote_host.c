@@ -658,6 +658,26 @@ static void scenario_stats(void) {
   loom_remote_release(a);
 }
 
+/* ---- args: bad arguments get a status, never a crash ----------------- */
+
+static void scenario_args(void) {
+  lua_State *L = new_state();
+  loom_remote *r;
+  printf("args: open(NULL) -> %s\n",
+         loom_remote_open(NULL) == NULL ? "NULL" : "a remote");
+  printf("args: post(NULL, fn) -> %s\n",
+         loom_remote_post(NULL, nop_fn, NULL) == LOOM_ERRARG ? "LOOM_ERRARG"
+         : "other");
+  r = loom_remote_open(L);
+  printf("args: post(r, NULL) -> %s\n",
+         loom_remote_post(r, NULL, NULL) == LOOM_ERRARG ? "LOOM_ERRARG"
+         : "other");
+  loom_remote_release(NULL);
+  printf("args: release(NULL) does nothing\n");
+  loom_remote_release(r);
+  lua_close(L);
+}
+
 /* ---- borrowed: a remote opened before loom_open moves to the host's
  * loop; its posts wake the host's uv_run; loom_close leaves the loop
  * closable. ---------------------------------------------------------- */
@@ -731,12 +751,13 @@ int main(int argc, char **argv) {
   else if (strcmp(s, "step") == 0) scenario_step();
   else if (strcmp(s, "borrowed") == 0) scenario_borrowed();
   else if (strcmp(s, "stats") == 0) scenario_stats();
+  else if (strcmp(s, "args") == 0) scenario_args();
   else if (strcmp(s, "latency") == 0) scenario_latency(n);
   else if (strcmp(s, "bench") == 0)
     scenario_bench(n, argc > 3 ? atoi(argv[3]) : NTHREADS);
   else {
     fprintf(stderr, "usage: remote_host order|wake|release|close|error|"
-            "repost|loom_close|future|step|borrowed|stats [n]\n"
+            "repost|loom_close|future|step|borrowed|stats|args [n]\n"
             "       remote_host bench n_per_thread [nthreads] | latency n\n");
     return 2;
   }
