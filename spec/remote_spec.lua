@@ -22,6 +22,11 @@ describe("loom_remote", function()
                      :format(n), out)
   end)
 
+  it("runs the posts of several remotes in posting order", function()
+    assert.are.equal("interleave: a1 b1 a2 b2 b3 a3\n",
+                     scenario("interleave"))
+  end)
+
   it("wakes a blocking loom.run, which waits in the poll until then",
      function()
     assert.are.equal("wake: loom.run woke for the post (7), waited for it\n",

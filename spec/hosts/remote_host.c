@@ -678,6 +678,28 @@ static void scenario_args(void) {
   lua_close(L);
 }
 
+/* ---- interleave: posts of two remotes run in posting order ----------- */
+
+static void scenario_interleave(void) {
+  lua_State *L = new_state();
+  loom_remote *a, *b;
+  static const char *names[] = {"a1", "b1", "a2", "b2", "b3", "a3"};
+  int i;
+  run(L, "loom = require 'loom'\n"
+         "notes = {}\n"
+         "function note(_, s) notes[#notes + 1] = s end\n");
+  a = loom_remote_open(L);
+  b = loom_remote_open(L);
+  for (i = 0; i < 6; i++)
+    CHECK(loom_remote_post(names[i][0] == 'a' ? a : b, note_fn,
+                           (void *)names[i]) == LOOM_OK);
+  loom_remote_release(a);
+  loom_remote_release(b);
+  run(L, "loom.run(function() loom.sleep(0) end)\n"
+         "print('interleave: ' .. table.concat(notes, ' '))\n");
+  lua_close(L);
+}
+
 /* ---- borrowed: a remote opened before loom_open moves to the host's
  * loop; its posts wake the host's uv_run; loom_close leaves the loop
  * closable. ---------------------------------------------------------- */
@@ -752,12 +774,13 @@ int main(int argc, char **argv) {
   else if (strcmp(s, "borrowed") == 0) scenario_borrowed();
   else if (strcmp(s, "stats") == 0) scenario_stats();
   else if (strcmp(s, "args") == 0) scenario_args();
+  else if (strcmp(s, "interleave") == 0) scenario_interleave();
   else if (strcmp(s, "latency") == 0) scenario_latency(n);
   else if (strcmp(s, "bench") == 0)
     scenario_bench(n, argc > 3 ? atoi(argv[3]) : NTHREADS);
   else {
     fprintf(stderr, "usage: remote_host order|wake|release|close|error|"
-            "repost|loom_close|future|step|borrowed|stats|args [n]\n"
+            "repost|loom_close|future|step|borrowed|stats|args|interleave [n]\n"
             "       remote_host bench n_per_thread [nthreads] | latency n\n");
     return 2;
   }
