@@ -31,7 +31,7 @@ asan:
 # ThreadSanitizer over the specs whose C hosts run threads (TSAN_SPECS):
 # libloom and the hosts are instrumented (LOOM_TSAN); loom/core.so is not,
 # since the interpreter running busted is not.
-TSAN_SPECS = spec/remote_spec.lua
+TSAN_SPECS = spec/remote_spec.lua spec/examples_c_spec.lua
 tsan:
 	LOOM_BUILD_DIR=build-tsan BUILD_TYPE=Debug LOOM_CMAKE_FLAGS=-DLOOM_TSAN=ON \
 	  LOOM_TEST_PREFIX="env TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1" \

@@ -29,7 +29,8 @@ describe("loom_remote", function()
 
   it("wakes a blocking loom.run, which waits in the poll until then",
      function()
-    assert.are.equal("wake: loom.run woke for the post (7), waited for it\n",
+    assert.are.equal("wake: loom.run woke for the post (7), waited for it, "
+                     .. "asleep\n",
                      scenario("wake"))
   end)
 
