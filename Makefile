@@ -1,5 +1,5 @@
 # Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
-.PHONY: all build demo test valgrind asan tsan lint bench bench-embed bench-remote clean
+.PHONY: all build demo test valgrind asan tsan lint bench bench-embed bench-remote bench-host60 clean
 
 all: build
 
@@ -74,6 +74,21 @@ bench-remote: build
 	  echo "poll, from \`loom_remote_post\` to the post running."; echo; \
 	  echo "| posts | median | p99 | max |"; echo "|---|---|---|---|"; \
 	  build/hosts/remote_host latency 2000; } | tee bench/results/remote.md
+
+# examples/host_60fps with a 2 ms budget per step: the distribution of the
+# game runtime's step times over its 120 frames (5 runs); writes
+# bench/results/host_60fps.md.
+bench-host60: build
+	mkdir -p bench/results
+	{ echo "## examples/host_60fps: step times"; echo; \
+	  echo "\`make bench-host60\`: the example's game runtime (a level of 106 tasks, 100"; \
+	  echo "of them on \`next_frame\`, 64 resumes and 2 ms per step) over 120 frames,"; \
+	  echo "five runs. Shared 2-core machine, other jobs running: rough numbers."; \
+	  echo; echo "| frames | budget | median | p99 | max |"; \
+	  echo "|---|---|---|---|---|"; \
+	  for i in 1 2 3 4 5; do \
+	    build/hosts/host_60fps examples/host_60fps.lua --times 2>&1 >/dev/null; \
+	  done; } | tee bench/results/host_60fps.md
 
 clean:
 	rm -rf build build-asan build-tsan build-rel bench/out

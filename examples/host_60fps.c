@@ -15,13 +15,17 @@
  * the machine's speed: two runs print the same bytes (checked by
  * spec/examples_c_spec.lua, also under valgrind and ASan).
  *
- * Usage: host_60fps path/to/host_60fps.lua
+ * Usage: host_60fps path/to/host_60fps.lua [--times]
+ * With --times each game step also gets a 2 ms wall-time budget, and the
+ * distribution of step times goes to stderr (the transcript stays the
+ * same as long as no step reaches the budget).
  * Build: cc host_60fps.c $(pkg-config --cflags --libs loom lua5.4) -pthread
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -230,9 +234,25 @@ static void close_engine(engine *eng) {
          eng->mem.bytes);
 }
 
+static double budget;             /* --times: 0.002 s */
+static double step_times[FRAMES]; /* --times: the game's step durations */
+
+static double wall(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
 static void step(engine *eng, int frame) {
   int ready = 0, st;
-  st = loom_step(eng->L, 0, MAX_RESUMES, &ready);
+  double t0 = wall();
+  st = loom_step(eng->L, budget, MAX_RESUMES, &ready);
+  if (eng->name[0] == 'g') step_times[frame - 1] = wall() - t0;
   if (st != LOOM_OK) die(eng, "loom_step", st);
   if (frame <= 3)
     printf("[%s] frame %d: step left %d tasks ready for the next one\n",
@@ -268,8 +288,10 @@ int main(int argc, char **argv) {
   size_t len;
   char *src;
   int frame;
-  if (argc != 2) {
-    fprintf(stderr, "usage: host_60fps path/to/host_60fps.lua\n");
+  if (argc == 3 && strcmp(argv[2], "--times") == 0) {
+    budget = 0.002;
+  } else if (argc != 2) {
+    fprintf(stderr, "usage: host_60fps path/to/host_60fps.lua [--times]\n");
     return 2;
   }
   src = read_file(argv[1], &len);
@@ -299,6 +321,12 @@ int main(int argc, char **argv) {
   printf("[game] the wake hook was called %d times\n", wakes);
   close_engine(&game);
   close_engine(&menu);
+  if (budget > 0) {
+    qsort(step_times, FRAMES, sizeof step_times[0], cmp_double);
+    fprintf(stderr, "| %d | %.0f us | %.0f us | %.0f us | %.0f us |\n",
+            FRAMES, budget * 1e6, step_times[FRAMES / 2] * 1e6,
+            step_times[FRAMES * 99 / 100] * 1e6, step_times[FRAMES - 1] * 1e6);
+  }
   printf("[game] a post after close: %s\n",
          loom_remote_post(NULL, job_done, NULL) == LOOM_ERRARG ?
          "refused" : "accepted");
