@@ -120,4 +120,10 @@ describe("loom_remote", function()
       "args: post(r, NULL) -> LOOM_ERRARG",
       "args: release(NULL) does nothing", "" }, "\n"), scenario("args"))
   end)
+
+  it("runs every post it accepted exactly once when closed under posting "
+     .. "threads", function()
+    assert.are.equal("race: every accepted post ran once: yes\n",
+                     scenario("race"))
+  end)
 end)

@@ -702,6 +702,58 @@ static void scenario_interleave(void) {
   lua_close(L);
 }
 
+/* ---- race: threads post while the owner closes the runtime; every post
+ * accepted runs exactly once, every other one gets LOOM_ECLOSED -------- */
+
+typedef struct racer {
+  loom_remote *r;
+  pthread_t th;
+  long accepted;
+} racer;
+
+static long race_ran;  /* owner thread only */
+
+static void race_fn(lua_State *L, void *ud) {
+  (void)L;
+  (void)ud;
+  race_ran++;
+}
+
+static void *race_worker(void *arg) {
+  racer *x = (racer *)arg;
+  int st;
+  /* Throttled: an unthrottled producer outruns the owner, and a mailbox
+   * has no back-pressure (the host paces its threads). */
+  while ((st = loom_remote_post(x->r, race_fn, NULL)) == LOOM_OK)
+    if (++x->accepted % 32 == 0) sleep_ms(1);
+  CHECK(st == LOOM_ECLOSED);
+  loom_remote_release(x->r);
+  return NULL;
+}
+
+static void scenario_race(void) {
+  lua_State *L = new_state();
+  racer x[NTHREADS];
+  long accepted = 0;
+  int i;
+  run(L, "loom = require 'loom'\n");
+  for (i = 0; i < NTHREADS; i++) {
+    x[i].r = loom_remote_open(L);
+    x[i].accepted = 0;
+  }
+  for (i = 0; i < NTHREADS; i++)
+    pthread_create(&x[i].th, NULL, race_worker, &x[i]);
+  run(L, "loom.run(function() for _ = 1, 50 do loom.sleep(0.001) end end)\n");
+  CHECK(loom_close(L, 0) == LOOM_OK);
+  for (i = 0; i < NTHREADS; i++) {
+    pthread_join(x[i].th, NULL);
+    accepted += x[i].accepted;
+  }
+  printf("race: every accepted post ran once: %s\n",
+         accepted == race_ran && accepted > 0 ? "yes" : "no");
+  lua_close(L);
+}
+
 /* ---- borrowed: a remote opened before loom_open moves to the host's
  * loop; its posts wake the host's uv_run; loom_close leaves the loop
  * closable. ---------------------------------------------------------- */
@@ -777,12 +829,14 @@ int main(int argc, char **argv) {
   else if (strcmp(s, "stats") == 0) scenario_stats();
   else if (strcmp(s, "args") == 0) scenario_args();
   else if (strcmp(s, "interleave") == 0) scenario_interleave();
+  else if (strcmp(s, "race") == 0) scenario_race();
   else if (strcmp(s, "latency") == 0) scenario_latency(n);
   else if (strcmp(s, "bench") == 0)
     scenario_bench(n, argc > 3 ? atoi(argv[3]) : NTHREADS);
   else {
     fprintf(stderr, "usage: remote_host order|wake|release|close|error|"
-            "repost|loom_close|future|step|borrowed|stats|args|interleave [n]\n"
+            "repost|loom_close|future|step|borrowed|stats|args|interleave|race"
+            " [n]\n"
             "       remote_host bench n_per_thread [nthreads] | latency n\n");
     return 2;
   }
