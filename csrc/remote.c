@@ -29,6 +29,7 @@
  * cfg.wake is called by the posting thread under the mutex, so that once
  * loom_close has returned it is never called again; it must only signal.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -62,7 +63,9 @@ struct loom_remote {
 
 /* Drop one reference; the caller holds hub->mu, which this releases. */
 static void hub_unref_unlock(loom_hub *hub) {
-  int last = --hub->refs == 0;
+  int last;
+  assert(hub->refs > 0);
+  last = --hub->refs == 0;
   uv_mutex_unlock(&hub->mu);
   if (last) {
     uv_mutex_destroy(&hub->mu);
@@ -142,7 +145,8 @@ static void hub_sync(loom_rt *rt, loom_hub *hub) {
 
 /* ---- running posts (owner thread) -------------------------------------- */
 
-/* Unlink the oldest queued post, or NULL. */
+/* Unlink the oldest queued post into *out and free its node; 0 when the
+ * queue is empty. */
 static int hub_pop(loom_hub *hub, loom_post *out) {
   loom_post *p;
   uv_mutex_lock(&hub->mu);
@@ -171,6 +175,7 @@ static int post_tramp(lua_State *L) {
  * queued for the error hook (it names the remote post). Posts are unlinked
  * one at a time, so if reporting itself raises (out of memory), the rest
  * stay queued for the next drain. */
+/* [-0, +0] */
 static void run_posts(loom_rt *rt, lua_State *L, loom_hub *hub, long n) {
   loom_post p;
   while (n-- != 0 && hub_pop(hub, &p)) {
@@ -324,6 +329,7 @@ LOOM_API void loom_remote_release(loom_remote *r) {
   hub = r->hub;
   free(r);
   uv_mutex_lock(&hub->mu);
+  assert(hub->open > 0 && hub->refs > hub->open - 1);
   hub->open--;
   /* The last open remote gone: let the owner unref the async, or a
    * blocking loom.run would wait for a post that cannot come. */
