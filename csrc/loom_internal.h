@@ -500,6 +500,7 @@ void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir)
 int loom__open_embed(lua_State *L) LOOM_HIDDEN;
 int loom__open_hostgroup(lua_State *L) LOOM_HIDDEN;
 int loom__open_future(lua_State *L) LOOM_HIDDEN;
+int loom__open_remote(lua_State *L) LOOM_HIDDEN;
 /* remote.c (the thread-safe mailbox): run queued posts (every step and
  * every pass of loom.run); how many remotes are open (the runtime is never
  * deadlocked while one is); at loom_close, run the posts already queued

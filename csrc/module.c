@@ -100,6 +100,7 @@ LOOM_API int luaopen_loom_core(lua_State *L) {
   loom__open_poll(L);
   loom__open_udp(L);
   loom__open_tls(L);
+  loom__open_remote(L);
   {
     static const luaL_Reg funcs[] = {{"set_hooks", l_set_hooks}, {NULL, NULL}};
     loom__setfuncs(L, 1, funcs);
