@@ -86,6 +86,8 @@ static void async_close_cb(uv_handle_t *h) {
 static void async_close_wait(uv_async_t *a) {
   uv_loop_t *loop = a->loop;
   int done = 0;
+  /* The close callback runs before this function returns (the loop below). */
+  /* cppcheck-suppress autoVariables */
   a->data = &done;
   uv_close((uv_handle_t *)a, async_close_cb);
   while (!done) uv_run(loop, UV_RUN_NOWAIT);
