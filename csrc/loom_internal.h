@@ -454,6 +454,8 @@ enum { LOOM_ONERR_PRINT = 0, LOOM_ONERR_RAISE, LOOM_ONERR_FUNC,
 /* The runtime of L's state (from the registry), or NULL; with create,
  * makes it (raises on failure). */
 loom_rt *loom__state_rt(lua_State *L, int create) LOOM_HIDDEN;
+/* A task became ready outside a step on a borrowed loop (embed.c). */
+void loom__borrowed_kick(loom_rt *rt) LOOM_HIDDEN;
 /* Read the host clock (LOOM_CLOCK_HOST only); raises naming fn. */
 void loom__sample_clock(lua_State *L, loom_rt *rt, const char *fn)
   LOOM_HIDDEN;

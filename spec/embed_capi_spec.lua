@@ -163,6 +163,12 @@ lua_close OK
         scenario("timeouts"))
     end)
 
+  it("on a borrowed loop, work spawned by host code before the host's "
+    .. "uv_run runs even when nothing else keeps the loop alive", function()
+      assert.are.equal("open borrowed OK\nran\nslept\nalive\t0\nclose OK\n"
+        .. "uv_loop_close 0\n", scenario("uv_idle"))
+    end)
+
   it("runs on a borrowed libuv loop that the host runs, with no loom_step; "
     .. "the host's uv_loop_close succeeds after loom_close", function()
       assert.are.equal("open borrowed OK\nfalse\tloom.run: the runtime is "

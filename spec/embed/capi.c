@@ -506,6 +506,28 @@ static void scenario_uv(void) {
   lua_close(L);
 }
 
+/* Work spawned by host code before the host runs its loop, with no handle
+ * of the host's keeping the loop alive: uv_run must still run it. */
+static void scenario_uv_idle(void) {
+  uv_loop_t loop;
+  lua_State *L = new_state(NULL);
+  loom_config cfg;
+  uv_loop_init(&loop);
+  memset(&cfg, 0, sizeof cfg);
+  cfg.size = sizeof cfg;
+  cfg.uv_loop = &loop;
+  CHECK("open borrowed", loom_open(L, &cfg), LOOM_OK);
+  run(L, "loom = require 'loom'\n"
+         "hg = loom.host_group('idle')\n"
+         "hg:start_soon(function() print('ran'); loom.sleep(0.01); "
+         "print('slept') end)\n");
+  uv_run(&loop, UV_RUN_DEFAULT);
+  run(L, "print('alive', hg:alive())");
+  CHECK("close", loom_close(L, 0), LOOM_OK);
+  printf("uv_loop_close %d\n", uv_loop_close(&loop));
+  lua_close(L);
+}
+
 int main(int argc, char **argv) {
   const char *which = argc > 1 ? argv[1] : "";
   lua_path = argc > 2 ? argv[2] : "./lua/?.lua;./lua/?/init.lua";
@@ -519,6 +541,7 @@ int main(int argc, char **argv) {
   else if (strcmp(which, "oom") == 0) scenario_oom();
   else if (strcmp(which, "two") == 0) scenario_two();
   else if (strcmp(which, "uv") == 0) scenario_uv();
+  else if (strcmp(which, "uv_idle") == 0) scenario_uv_idle();
   else if (strcmp(which, "timeouts") == 0) scenario_timeouts();
   else {
     fprintf(stderr, "unknown scenario %s\n", which);
