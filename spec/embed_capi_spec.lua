@@ -119,6 +119,7 @@ false	loom.open_file: must be called from inside a loom task (start one with loo
 false	loom.wait_readable: must be called from inside a loom task (start one with loom.run)
 false	loom.File:close: must be called from inside a loom task (start one with loom.run)
 true	nil
+true	nil
 lua_close OK
 ]], scenario("io_closed"))
     end)

@@ -209,6 +209,7 @@ static void scenario_io_closed(void) {
          "  f = loom.open_file(path, 'w')\n"
          "  f:write('buffered')\n"
          "  u = loom.create_udp_socket{local_host = '127.0.0.1'}\n"
+         "  l = loom.create_tcp_listener{local_host = '127.0.0.1'}\n"
          "  ready = true\n"
          "end)\n"
          "stuck = loom.host_group('stuck')\n"
@@ -239,6 +240,7 @@ static void scenario_io_closed(void) {
          "try(loom.wait_readable, rfd)\n"
          "try(f.close, f)\n"
          "try(u.close, u)\n"
+         "try(l.close, l)\n"
          "os.remove(path)\n");
   lua_close(L);
   close(fds[0]);
