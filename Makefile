@@ -1,7 +1,8 @@
 # Thin wrapper over .ci/setup (which installs what is missing on Debian 12).
-.PHONY: all build demo test valgrind asan lint lint-lua lint-c format \
-  format-check bench bench-core clean rock rockspecs release-check docs-check \
-  alloc-sweep fuzz
+.PHONY: all build demo test valgrind asan tsan lint lint-lua lint-c format \
+  format-check bench bench-core bench-embed bench-process bench-threads clean \
+  rock rockspecs release-check docs-check \
+  bench-remote bench-host60 alloc-sweep fuzz
 
 all: build
 
@@ -60,6 +61,28 @@ alloc-sweep:
 # run (the suite runs a short one, spec/fuzz_spec.lua).
 fuzz: build
 	LOOM_FUZZ_COUNT=$${LOOM_FUZZ_COUNT:-200000} bash .ci/setup test spec/fuzz_spec.lua
+
+# ThreadSanitizer over the specs that run threads, against a TSan build of
+# loom.core. The interpreter is not instrumented, so the TSan runtime is
+# preloaded. TSAN_SPECS run loom inside the busted process (preloaded).
+# TSAN_PROCESS_SPECS only start other processes, which get the preload
+# through LOOM_CHILD_PREFIX: a shell (io.popen) started with libtsan
+# preloaded crashes on this system, so busted itself is not preloaded there.
+TSAN_SPECS = spec/thread_spec.lua spec/thread_cancel_spec.lua
+TSAN_PROCESS_SPECS = spec/thread_close_spec.lua
+# TSAN_HOST_SPECS run C hosts linked with a TSan build of libloom.
+TSAN_HOST_SPECS = spec/remote_spec.lua spec/examples_c_spec.lua
+TSAN_ENV = env LD_PRELOAD=$$(gcc -print-file-name=libtsan.so) \
+  TSAN_OPTIONS=halt_on_error=1:exitcode=66:suppressions=$(CURDIR)/spec/tsan.supp
+
+tsan:
+	LOOM_BUILD_DIR=build-tsan BUILD_TYPE=Debug LOOM_CMAKE_FLAGS=-DLOOM_TSAN=ON \
+	  LOOM_TEST_PREFIX="$(TSAN_ENV)" bash .ci/setup test $(TSAN_SPECS)
+	LOOM_BUILD_DIR=build-tsan BUILD_TYPE=Debug LOOM_CMAKE_FLAGS=-DLOOM_TSAN=ON \
+	  LOOM_CHILD_PREFIX="$(TSAN_ENV)" bash .ci/setup test $(TSAN_PROCESS_SPECS)
+	LOOM_BUILD_DIR=build-tsan BUILD_TYPE=Debug LOOM_CMAKE_FLAGS=-DLOOM_TSAN=ON \
+	  LOOM_TEST_PREFIX="env TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1" \
+	  bash .ci/setup test $(TSAN_HOST_SPECS)
 
 # Lint: luacheck (.luacheckrc), cppcheck over csrc/ (.ci/cppcheck.supp
 # lists each suppression with its reason) and, once csrc/ has been formatted
@@ -167,5 +190,47 @@ bench-embed: build
 bench-process:
 	bash bench/process/run.sh
 
+# Worker threads: round trip against AnyIO and Node.js, CPU-bound speed-up;
+# writes bench/results/threads.md.
+bench-threads:
+	bash bench/threads/run.sh
+
+# Files, UDP and TLS against Node.js, Python and C (bench/io/run.sh).
+bench-io:
+	bash bench/io/run.sh
+
+# The remote mailbox: posts per second from 1, 2 and 4 threads into a
+# blocking loom.run, and the wake-up latency of one post; writes
+# bench/results/remote.md.
+bench-remote: build
+	mkdir -p bench/results
+	{ echo "## Remote mailbox (loom_remote_post)"; echo; \
+	  echo "Measured with \`make bench-remote\` (spec/hosts/remote_host.c) on a"; \
+	  echo "shared 2-core machine: other jobs were running, take the numbers as rough."; \
+	  echo; echo "Throughput: threads posting as fast as they can, each post run by a"; \
+	  echo "blocking \`loom.run\` (malloc, mutex, lua_pcall per post)."; echo; \
+	  echo "| threads | posts | seconds | posts/s | per post |"; \
+	  echo "|---|---|---|---|---|"; \
+	  for t in 1 2 4; do build/hosts/remote_host bench 250000 $$t; done; \
+	  echo; echo "Wake-up latency: one post at a time into a \`loom.run\` asleep in its"; \
+	  echo "poll, from \`loom_remote_post\` to the post running."; echo; \
+	  echo "| posts | median | p99 | max |"; echo "|---|---|---|---|"; \
+	  build/hosts/remote_host latency 2000; } | tee bench/results/remote.md
+
+# examples/host_60fps with a 2 ms budget per step: the distribution of the
+# game runtime's step times over its 120 frames (5 runs); writes
+# bench/results/host_60fps.md.
+bench-host60: build
+	mkdir -p bench/results
+	{ echo "## examples/host_60fps: step times"; echo; \
+	  echo "\`make bench-host60\`: the example's game runtime (a level of 106 tasks, 100"; \
+	  echo "of them on \`next_frame\`, 64 resumes and 2 ms per step) over 120 frames,"; \
+	  echo "five runs. Shared 2-core machine, other jobs running: rough numbers."; \
+	  echo; echo "| frames | budget | median | p99 | max |"; \
+	  echo "|---|---|---|---|---|"; \
+	  for i in 1 2 3 4 5; do \
+	    build/hosts/host_60fps examples/host_60fps.lua --times 2>&1 >/dev/null; \
+	  done; } | tee bench/results/host_60fps.md
+
 clean:
-	rm -rf build build-asan build-rel bench/out dist
+	rm -rf build build-asan build-tsan build-rel bench/out dist

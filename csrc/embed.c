@@ -255,6 +255,14 @@ static void arm_borrowed_timer(loom_rt *rt) {
   uv_ref((uv_handle_t *)&rt->timer);
 }
 
+/* A task became ready outside loom's own steps on a borrowed loop: a due
+ * timer keeps the host's uv_run from returning before check_cb steps. */
+void loom__borrowed_kick(loom_rt *rt) {
+  if (rt->closed) return;
+  uv_timer_start(&rt->timer, noop_timer_cb, 0, 0);
+  uv_ref((uv_handle_t *)&rt->timer);
+}
+
 static void prepare_cb(uv_prepare_t *h) {
   arm_borrowed_timer((loom_rt *)h->data);
 }

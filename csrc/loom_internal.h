@@ -517,6 +517,8 @@ enum { LOOM_ONERR_PRINT = 0, LOOM_ONERR_RAISE, LOOM_ONERR_FUNC,
 /* The runtime of L's state (from the registry), or NULL; with create,
  * makes it (raises on failure). */
 loom_rt *loom__state_rt(lua_State *L, int create) LOOM_HIDDEN;
+/* A task became ready outside a step on a borrowed loop (embed.c). */
+void loom__borrowed_kick(loom_rt *rt) LOOM_HIDDEN;
 /* Read the host clock (LOOM_CLOCK_HOST only); raises naming fn. */
 void loom__sample_clock(lua_State *L, loom_rt *rt, const char *fn)
   LOOM_HIDDEN;
@@ -563,6 +565,7 @@ void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir)
 int loom__open_embed(lua_State *L) LOOM_HIDDEN;
 int loom__open_hostgroup(lua_State *L) LOOM_HIDDEN;
 int loom__open_future(lua_State *L) LOOM_HIDDEN;
+int loom__open_remote(lua_State *L) LOOM_HIDDEN;
 /* remote.c (the thread-safe mailbox): run queued posts (every step and
  * every pass of loom.run); how many remotes are open (the runtime is never
  * deadlocked while one is); at loom_close, run the posts already queued
@@ -686,5 +689,64 @@ extern const loom_stream_class loom__pipe_stream_class LOOM_HIDDEN;
 int loom__check_signal(lua_State *L, int idx) LOOM_HIDDEN;
 /* "SIGTERM" for 15; NULL for a number without a name. */
 const char *loom__signal_name(int sig) LOOM_HIDDEN;
+
+/* ---- copy.c: values copied between Lua states (worker threads) -------- */
+
+typedef struct loom_buf {
+  char *p;
+  size_t len, cap;
+} loom_buf;
+
+/* Append n bytes; 0 when out of memory (b is unchanged). */
+int loom__buf_put(loom_buf *b, const void *data, size_t n) LOOM_HIDDEN;
+void loom__buf_free(loom_buf *b) LOOM_HIDDEN;
+
+/* One encoder per message: tables met twice (shared, cycles) are sent
+ * once. seen is the stack index of a slot the encoder may fill with its
+ * table->id map (push a nil there first). */
+typedef struct loom_enc {
+  loom_buf *b;
+  int seen;
+  int ntables;
+  char what[96];   /* on failure: what could not be copied ("a function") */
+  char path[96];   /* on failure: where in the value (".cb[2]") */
+} loom_enc;
+
+void loom__enc_init(loom_enc *e, loom_buf *b, int seen_slot) LOOM_HIDDEN;
+/* Encode the value at idx; 1, or 0 with e->what/e->path set. Raises only
+ * when Lua itself runs out of memory. */
+int loom__enc_value(lua_State *L, loom_enc *e, int idx) LOOM_HIDDEN;
+/* [-0, +1] "cannot copy <what> (at <path>) <where>" */
+const char *loom__enc_error(lua_State *L, loom_enc *e,
+                            const char *where) LOOM_HIDDEN;
+
+typedef struct loom_dec {
+  const char *p;
+  size_t len, pos;
+  int refs;        /* stack index of a slot for the id->table map */
+  int ntables;
+} loom_dec;
+
+void loom__dec_init(loom_dec *d, const char *p, size_t len,
+                    int refs_slot) LOOM_HIDDEN;
+/* [-0, +1] decode the next value; raises on a corrupt buffer. */
+void loom__dec_value(lua_State *L, loom_dec *d) LOOM_HIDDEN;
+int loom__dec_more(const loom_dec *d) LOOM_HIDDEN;
+
+/* ---- thread.c: worker threads (loom.to_thread) ------------------------- */
+
+int loom__open_thread(lua_State *L) LOOM_HIDDEN;
+/* Close the runtime's worker pool now (idempotent; its finaliser does it
+ * at lua_close): refuse new calls, answer pending run_sync requests, join
+ * idle workers, wait close_grace for running calls, detach the rest, close
+ * the async handle. Call it before the runtime's loop is closed. */
+void loom__thread_close(lua_State *L) LOOM_HIDDEN;
+
+/* ---- fs.c, udp.c, tls.c, poll.c: files, UDP, TLS, fd readiness --------- */
+
+int loom__open_fs(lua_State *L) LOOM_HIDDEN;
+int loom__open_udp(lua_State *L) LOOM_HIDDEN;
+int loom__open_tls(lua_State *L) LOOM_HIDDEN;
+int loom__open_poll(lua_State *L) LOOM_HIDDEN;
 
 #endif

@@ -31,11 +31,9 @@ int loom__no_member(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  /* Level 1 is the function that indexed the object. */
-  luaL_where(L, 1);
-  lua_insert(L, -2);
-  lua_concat(L, 2);
-  return lua_error(L);
+  /* Blame the function that indexed the object, or when that is one of
+   * loom's own Lua wrappers, the user's line that called it. */
+  return loom__errorf(L, "%s", lua_tostring(L, -1));
 }
 
 void loom__check_options(lua_State *L, int idx, const char *const names[]) {

@@ -116,6 +116,12 @@ LOOM_API int luaopen_loom_core(lua_State *L) {
   loom__open_pipe(L);
   loom__open_process(L);
   loom__open_signal(L);
+  loom__open_thread(L);
+  loom__open_fs(L);
+  loom__open_poll(L);
+  loom__open_udp(L);
+  loom__open_tls(L);
+  loom__open_remote(L);
   {
     static const luaL_Reg funcs[] = {{"set_hooks", l_set_hooks}, {NULL, NULL}};
     loom__setfuncs(L, 1, funcs);

@@ -210,6 +210,11 @@ void loom__enqueue(loom_rt *rt, loom_task *t) {
   if (rt->ready_tail) rt->ready_tail->next_ready = t;
   else rt->ready_head = t;
   rt->ready_tail = t;
+  /* Host code made work ready on a borrowed loop (hg:start_soon before the
+   * host's uv_run): the loop must not find itself idle and return. */
+  if (rt->borrowed && rt->nready == 1 && rt->current == NULL &&
+      !rt->stepping)
+    loom__borrowed_kick(rt);
 }
 
 static loom_task *dequeue(loom_rt *rt) {

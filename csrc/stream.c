@@ -70,6 +70,9 @@ static void release_fd(loom_stream *o) {
 /* Close the libuv handle (once). A pipe shared with other processes
  * (stdio) goes back to blocking mode first. */
 static void close_handle(loom_stream *o) {
+  /* After loom_close the runtime's own loop closed every handle (without
+   * our callback) and is closed itself: uv_close must not run again. */
+  if (o->rt->closed && !o->rt->borrowed) o->handle_live = 0;
   if (o->restore_block && o->handle_live) {
     uv_os_fd_t fd;
     if (uv_fileno(&o->h.handle, &fd) == 0) {

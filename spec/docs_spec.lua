@@ -97,6 +97,18 @@ describe("docs-check", function()
     fails_with("a second entry for loom.now")
   end)
 
+  it("checks a submodule's functions like the module's", function()
+    edit("docs/api.md", "### loom.fs.rmdir(path)", "### rmdir")
+    edit("docs/api.md", "### loom.fs.unlink(path)",
+      "### loom.fs.unlink(path)\n\n### loom.fs.remove(path)")
+    edit("types/io.lua", "function loom.fs.rename(from, to) end",
+      "function loom.fs.rename(from) end")
+    fails_with("docs/api.md: no entry for loom.fs.rmdir (add a heading "
+      .. "`### loom.fs.rmdir(...)`)")
+    fails_with("loom.fs.remove is not a public name of loom")
+    fails_with("loom.fs.rename has 1 parameter, the function has 2")
+  end)
+
   it("fails on a link outside the repository", function()
     edit("README.md", "# loom",
       "# loom\n\nSee [the contract](../shared/API.md).")

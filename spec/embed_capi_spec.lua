@@ -107,6 +107,23 @@ step NULL state ERRARG
 ]], scenario("bad_input"))
     end)
 
+  it("after loom_close, files, UDP and fd waits raise instead of touching "
+    .. "the closed loop; lua_close finalises what was left open", function()
+      assert.are.equal([[
+opened yes
+close OK
+false	loom.create_udp_socket: the runtime is closed
+false	loom.create_connected_udp_socket: the runtime is closed
+false	loom.fs.stat: the runtime is closed
+false	loom.open_file: the runtime is closed
+false	loom.wait_readable: the runtime is closed
+false	loom.File:close: the runtime is closed
+true	nil
+true	nil
+lua_close OK
+]], scenario("io_closed"))
+    end)
+
   it("on_error = \"raise\": loom_step returns LOOM_ERRRUN with the error on "
     .. "the stack, one per step", function()
       assert.are.equal("step ERRRUN e1\nstep ERRRUN e2\nstep OK \nstack 0\n"
@@ -145,6 +162,12 @@ step NULL state ERRARG
         .. "manual: idle -1, spawned 0, sleeping -1, next deadline now+5\n"
         .. "autojump: idle -1, spawned 0, sleeping 0, next deadline now+5\n",
         scenario("timeouts"))
+    end)
+
+  it("on a borrowed loop, work spawned by host code before the host's "
+    .. "uv_run runs even when nothing else keeps the loop alive", function()
+      assert.are.equal("open borrowed OK\nran\nslept\nalive\t0\nclose OK\n"
+        .. "uv_loop_close 0\n", scenario("uv_idle"))
     end)
 
   it("runs on a borrowed libuv loop that the host runs, with no loom_step; "

@@ -31,7 +31,11 @@ local function list_examples()
   local p = assert(io.popen("cd " .. shell_quote(root)
                             .. " && ls examples/*.lua 2>/dev/null"))
   for line in p:lines() do
-    names[#names + 1] = line:match("^examples/(.+)%.lua$")
+    local name = line:match("^examples/(.+)%.lua$")
+    -- The script of a C host (examples/<name>.c) runs inside that host:
+    -- spec/examples_c_spec.lua checks it.
+    local c = io.open(root .. "/examples/" .. name .. ".c")
+    if c then c:close() else names[#names + 1] = name end
   end
   p:close()
   table.sort(names)
@@ -44,12 +48,33 @@ end
 local build_dir = os.getenv("LOOM_BUILD_DIR") or "build"
 local prefix = os.getenv("LOOM_TEST_PREFIX") or ""
 
+-- Examples that talk to a peer: a function that starts it and returns
+-- environment assignments for the example and a function that stops it.
+local peers = {
+  https_get = function()
+    package.path = root .. "/spec/?.lua;" .. package.path
+    local c = require("tls_certs").make()
+    local p = assert(io.popen("python3 " .. shell_quote(root
+      .. "/spec/peers/https_server.py") .. " " .. shell_quote(c.server_cert)
+      .. " " .. shell_quote(c.server_key)))
+    local port = assert(tonumber(p:read("l")), "https server did not start")
+    return ("LOOM_HTTPS_URL=https://localhost:%d/hello.txt "
+      .. "LOOM_HTTPS_CAFILE=%s"):format(port, shell_quote(c.ca)),
+      function()
+        p:close()
+        require("tls_certs").cleanup()
+      end
+  end,
+}
+
 -- Run examples/<name>.lua; returns stdout, stderr, exit code.
 local function run_example(name)
   local err_path = os.tmpname()
+  local env, stop = "", nil
+  if peers[name] then env, stop = peers[name]() end
   local cmd = table.concat({
     "cd", shell_quote(root), "&&",
-    "env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;'",
+    "env", env, "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;'",
     "LUA_CPATH=" .. shell_quote("./" .. build_dir .. "/?.so;;"),
     "LOOM_EXAMPLE_FAST=1",
     "timeout 300", prefix, "lua5.4", shell_quote("examples/" .. name .. ".lua"),
@@ -58,6 +83,7 @@ local function run_example(name)
   local p = assert(io.popen(cmd, "r"))
   local out = p:read("a")
   local _, _, code = p:close()
+  if stop then stop() end
   local err = read_file(err_path) or ""
   os.remove(err_path)
   return out, err, code

@@ -15,9 +15,17 @@ local NOT_LIVE = {
   ["stats.pooled_coroutines"] = true,  -- finished coroutines kept for reuse
   ["stats.registry_refs"] = true,      -- compared as REFS below
   ["stats.running"] = true,            -- checked by M.idle_problem
+  -- Worker threads are pooled like coroutines: idle ones stay for a while.
+  ["thread_stats.workers"] = true,
+  ["thread_stats.idle_workers"] = true,
 }
 
--- Registry references alive.
+-- An area whose stats have a `runtime_handles` field owns that many libuv
+-- handles for the runtime's whole life (a pool's async handle): they are
+-- taken off core.stats().uv_handles, like the runtime's own timer.
+
+-- Registry references alive (pooled coroutines hold none: the pool is a
+-- table).
 local REFS = "[registry refs]"
 
 -- How long closes and requests in flight get to land (LOOM_LEAK_SETTLE
@@ -58,6 +66,13 @@ function M.snapshot(core)
   end
   local st = core.stats()
   snap[REFS] = st.registry_refs
+  for _, name in ipairs(names) do
+    local key = name .. ".runtime_handles"
+    if snap[key] then
+      snap["stats.uv_handles"] = snap["stats.uv_handles"] - snap[key]
+      snap[key] = nil
+    end
+  end
   return snap
 end
 

@@ -20,19 +20,24 @@
 --
 -- The public names are found by walking require("loom"): its functions and
 -- values; the error classes among them (tables made by loom.error_class)
--- and their own functions; and every class metatable in the Lua registry
--- under a "loom.*" key, whose methods are its __index table (or the tables
--- a C __index function keeps as upvalues) and whose fields are listed in
--- loom.diagnostics (or the metatable's __fields).
+-- and their own functions; its submodules (plain tables of functions, such
+-- as loom.fs) and their functions; and every class metatable in the Lua
+-- registry under a "loom.*" key, whose methods are its __index table (or
+-- the tables a C __index function keeps as upvalues) and whose fields are
+-- listed in loom.diagnostics (or the metatable's __fields). Metatables
+-- under "loom.core.*" are the C core's internal objects, which only loom's
+-- Lua front holds (a raw file handle, a TLS engine): they are not public.
 --
 -- Heading forms in docs/api.md:
 --   ### loom.fn(a, b[, c])      a module function
+--   ### loom.sub.fn(a)          a function of a submodule (loom.fs.stat)
 --   ### loom.name               a module value or an error class
 --   ### Class:method(a)         a method (Class: the metatable's __name
 --                               without "loom.")
 --   ### Class.field             a field; Class.fn(a) a function in a class
 -- Stub forms in types/*.lua (LuaLS ---@meta files):
 --   function loom.fn(a, b, c) end
+--   loom.sub = {}  function loom.sub.fn(a) end   (a submodule)
 --   ---@field name type (under ---@class loom: a module value)
 --   ---@class loom.Process  local Process = {}  function Process:wait() end
 --   ---@field name type (under a ---@class: a field of that class)
@@ -78,12 +83,27 @@ local function add(key, kind, fn)
   names[key] = { kind = kind, fn = fn }
 end
 
+-- A submodule: a table without a metatable whose keys are all strings
+-- naming functions (loom.fs).
+local function is_submodule(v)
+  if type(v) ~= "table" or getmetatable(v) ~= nil or next(v) == nil then
+    return false
+  end
+  for k, f in pairs(v) do
+    if type(k) ~= "string" or type(f) ~= "function" then return false end
+  end
+  return true
+end
+
 for k, v in pairs(loom) do
   if type(k) == "string" then
     if type(v) == "function" then
       add("loom." .. k, "function", v)
     else
       add("loom." .. k, "value")
+    end
+    if is_submodule(v) then
+      for fk, fv in pairs(v) do add("loom." .. k .. "." .. fk, "function", fv) end
     end
     if errors.is_class(v) then
       classes[k] = { error_class = true }
@@ -101,7 +121,8 @@ for k, v in pairs(loom) do
 end
 
 for key, mt in pairs(debug.getregistry()) do
-  if type(key) == "string" and key:match("^loom%.") and type(mt) == "table"
+  if type(key) == "string" and key:match("^loom%.")
+      and not key:match("^loom%.core%.") and type(mt) == "table"
       and type(rawget(mt, "__name")) == "string" then
     local cname = class_of(rawget(mt, "__name"))
     local methods, fields = diagnostics.members(mt)
@@ -179,6 +200,8 @@ for line in (api .. "\n"):gmatch("(.-)\n") do
     h = h:gsub("`", "")
     local key, params
     local mod, rest = h:match("^loom%.([%a_][%w_]*)(.*)$")
+    local sub, subrest = h:match("^loom%.([%a_][%w_]*%.[%a_][%w_]*)(%(.*)$")
+    if sub then mod, rest = sub, subrest end
     if mod then
       key = "loom." .. mod
       params = rest:match("^%((.*)%)$")
@@ -196,7 +219,8 @@ for line in (api .. "\n"):gmatch("(.-)\n") do
     end
     if key == nil then
       bad("docs/api.md:%d: heading %q is not `loom.name(args)`, "
-        .. "`Class:method(args)` or `Class.field`", lineno, h)
+        .. "`loom.sub.name(args)`, `Class:method(args)` or `Class.field`",
+        lineno, h)
     else
       local n, va
       if params then n, va = count_params(params) end
@@ -208,6 +232,7 @@ for line in (api .. "\n"):gmatch("(.-)\n") do
       last_key = key
       if names[key] == nil then
         local c, sep = key:match("^([%w_]+)([:.])")
+        if key:match("^loom%.[%w_]+%.") then c = "loom" end
         local cls = c ~= "loom" and classes[c]
         local ok = sep == "." and cls and (cls.open_fields or cls.error_class)
         if not ok then
@@ -275,6 +300,9 @@ local function check_arity(where, key, n, vararg, sep)
 
   local want, want_va = lua_arity(info.fn, is_method)
   local source = "the function"
+  -- A Lua function taking (...) to tell a missing argument from nil: its
+  -- stub names the leading arguments, as its docs/api.md heading does.
+  if want ~= nil and want_va and vararg and n > want then want = nil end
   if want == nil then
     local d = documented[key]
     if d == nil or d.params == nil then return end
@@ -338,7 +366,22 @@ for _, file in ipairs(stub_files) do
     end
     local v, sep, name, params =
       line:match("^function%s+([%w_]+)([.:])([%w_]+)%s*%((.-)%)")
-    if v then
+    local sub, sname, sparams =
+      line:match("^function%s+loom%.([%w_]+)%.([%w_]+)%s*%((.-)%)")
+    if sub then
+      local key = "loom." .. sub .. "." .. sname
+      stubbed[key] = true
+      if blocking[key] and not async then
+        bad("%s: %s blocks (docs/api.md:%d says so) but its stub has no "
+          .. "---@async", where, key, blocking[key])
+      end
+      if names[key] == nil then
+        bad("%s: %s is not a public name of loom", where, key)
+      else
+        local np, va = count_params(sparams)
+        check_arity(where, key, np, va, ".")
+      end
+    elseif v then
       local c = var_class[v]
       if c == nil then
         bad("%s: %s is not a table declared after a ---@class line", where, v)

@@ -529,12 +529,13 @@ function ReceiveChannel:statistics() end
 
 -- Networking ----------------------------------------------------------------------
 
----Connects to host:port.
+---Connects to host:port; with opts.tls, returns a handshaken TLSStream.
 ---@async
 ---@param host string
 ---@param port integer
----@return loom.TCPStream
-function loom.connect_tcp(host, port) end
+---@param opts? { tls: boolean|loom.TLSOptions|nil }
+---@return loom.TCPStream|loom.TLSStream
+function loom.connect_tcp(host, port, opts) end
 
 ---@alias loom.TCPListenerOptions { local_host: string?, local_port: integer?, backlog: integer? }
 

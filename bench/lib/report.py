@@ -194,6 +194,26 @@ def targets(res):
     return out
 
 
+OTHER_MARK = "<!-- other benchmarks: bench/results/*.md -->"
+
+
+def other_results(bench_dir):
+    """The sections written by the per-area benchmarks (make bench-process,
+    bench-io, bench-threads, bench-embed, bench-core), each in its own file
+    under bench/results/, appended after this pass's tables."""
+    d = os.path.join(bench_dir, "results")
+    if not os.path.isdir(d):
+        return ""
+    parts = ["\n" + OTHER_MARK + "\n\n# Other benchmarks\n\nWritten by their own "
+             "`make bench-<area>` targets (files in bench/results/), not by this pass.\n"]
+    for name in sorted(os.listdir(d)):
+        if name.endswith(".md"):
+            with open(os.path.join(d, name)) as f:
+                parts.append("\n" + f.read().strip().replace("\n## ", "\n### ")
+                             .replace("\n# ", "\n## ") + "\n")
+    return "".join(parts)
+
+
 def main():
     raw, versions, results_md, out_dir, mode = sys.argv[1:6]
     runs, status = parse_raw(raw)
@@ -291,6 +311,7 @@ def main():
                     "(the load average before the pass is under Versions).\n\n"
                     % median(spreads))
         f.write("\n".join(detail) + "\n")
+        f.write(other_results(os.path.dirname(os.path.abspath(results_md))))
 
     # chart data: one line per workload, one column per peer (ratio, ? if none)
     peers = [i for i in res.impls if i != "loom"]

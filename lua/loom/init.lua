@@ -14,9 +14,11 @@ local msgh = core.msgh
 local is_cancelled = errors.is_cancelled
 local ErrorGroup = errors.ErrorGroup
 
--- Source prefix of loom's own Lua files ("@/.../lua/loom/"): their frames
--- are not where a task waits, and their re-raises keep the first traceback.
-local own_dir = debug.getinfo(1, "S").source:match("^(@.*[/\\])[^/\\]*$")
+-- Source prefix of loom's own Lua files ("@/.../lua/loom/" on disk,
+-- "=loom/" when embedded in libloom): their frames are not where a task
+-- waits, and their re-raises keep the first traceback.
+local own_dir = debug.getinfo(1, "S").source
+  :match("^([@=].*[/\\])[^/\\]*$")
 
 local hooks = errors.hooks(core)
 hooks.own_dir = own_dir
@@ -325,6 +327,14 @@ require("loom.net").install(loom, core)
 -- Processes, Unix sockets, stdio, signals, Ctrl-C (process.lua) -------------
 
 require("loom.process").install(loom, core)
+
+-- Worker threads (thread.c, copy.c, thread.lua) -----------------------------
+
+require("loom.thread").install(loom, core, errors)
+
+-- Files, UDP, TLS and fd readiness (fs.c, udp.c, tls.c, poll.c) ---------------
+
+require("loom.io").install(loom, core)
 
 -- Synchronisation (sync.c, channel.c) ---------------------------------------
 
