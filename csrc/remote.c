@@ -90,6 +90,8 @@ static void async_close_wait(uv_async_t *a) {
   /* cppcheck-suppress autoVariables */
   a->data = &done;
   uv_close((uv_handle_t *)a, async_close_cb);
+  /* cppcheck-suppress knownConditionTrueFalse ; async_close_cb sets done
+   * inside uv_run */
   while (!done) uv_run(loop, UV_RUN_NOWAIT);
 }
 
