@@ -38,6 +38,14 @@ local g = setmetatable({}, { __gc = function()
   try("stderr", loom.stderr)
   try("next_frame", loom.next_frame)
   try("now", loom.now)
+  try("to_thread", loom.to_thread, function() end)
+  try("open_file", loom.open_file, "/dev/null")
+  try("wait_readable", loom.wait_readable, 0)
+  -- Every module function, without arguments: an error, never a crash.
+  for k, v in pairs(loom) do
+    if type(v) == "function" then pcall(v) end
+  end
+  io.stdout:write("every function: ok\n")
   io.stdout:flush()
 end })
 loom = require("loom")
@@ -70,13 +78,15 @@ describe("regression: use after the runtime was finalised", function()
     for _, name in ipairs({ "run", "sleep", "getaddrinfo", "step",
       "host_group", "future", "configure", "run_process", "open_process",
       "connect_unix", "create_unix_listener", "open_signal_receiver",
-      "stdin", "stdout", "stderr", "next_frame" }) do
+      "stdin", "stdout", "stderr", "next_frame", "to_thread", "open_file",
+      "wait_readable" }) do
       assert.truthy(("\n" .. out):find(("\n%s: loom.%s: %s\n"):format(name, name,
         closed), 1, true), name .. "\n" .. out)
     end
     assert.truthy(out:find("listener: [^\n]*loom.create_tcp_listener: "
       .. closed), out)
     assert.truthy(out:find("now: ok", 1, true), out)
+    assert.truthy(out:find("every function: ok", 1, true), out)
     assert.truthy(out:find("event: ok", 1, true), out)
     assert.truthy(out:find("getaddrinfo: loom.getaddrinfo: " .. closed, 1,
       true), out)
