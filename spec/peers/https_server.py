@@ -27,5 +27,8 @@ ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[1], sys.argv[2])
 httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
 httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+# A client that never comes (the example failed before connecting) must not
+# hang the suite: handle_request gives up after this many seconds.
+httpd.timeout = 30
 print(httpd.server_address[1], flush=True)
 httpd.handle_request()
