@@ -272,7 +272,7 @@ void loom__start_child_done(lua_State *L, loom_task *t, int err_idx)
   LOOM_HIDDEN;
 int loom__open_group(lua_State *L) LOOM_HIDDEN;
 
-/* ---- sched.c: the runtime's scheduler --------------------------------- */
+/* ---- park.c: the park protocol (its contract is at the top of park.c) -- */
 
 /* FIFO wait queues of parked tasks (events, locks, channels ...), linked
  * through the tasks themselves: waiting allocates nothing. */
@@ -281,6 +281,53 @@ typedef struct loom_waitq {
   int n;
 } loom_waitq;
 
+/* Mark t parked; abort may be NULL (not abortable). */
+void loom__park(loom_task *t, loom_abort_fn abort, const char *what,
+                void *data) LOOM_HIDDEN;
+/* Wake a parked task with an outcome (no-op if it is not parked). Any
+ * values for it must already be pushed on t->L, counted in t->wake_nargs. */
+void loom__wake(loom_task *t, int how) LOOM_HIDDEN;
+/* Raise Cancelled if the running task is effectively cancelled. */
+void loom__cancel_point(lua_State *L, loom_task *t) LOOM_HIDDEN;
+/* Yield once and continue in k(ctx) on the next scheduler turn: the
+ * schedule point of an operation that did not need to wait. Not
+ * cancellable; a pending Cancelled comes at the next checkpoint, so what the
+ * fast path took is never lost. */
+int loom__schedule_point(lua_State *L, loom_task *t, lua_KContext ctx,
+                         lua_KFunction k) LOOM_HIDDEN;
+/* Yield from a C function: the continuation k runs when woken. */
+int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k)
+  LOOM_HIDDEN;
+/* The outcome of t's wait, read once by its continuation (the first thing
+ * it does): clears the wait (what, data, outcome) and returns LOOM_WAKE_OK,
+ * LOOM_WAKE_CLOSED, LOOM_WAKE_ERROR or the owner's code of the same value.
+ * A wait aborted by a cancel raises the Cancelled of the scope that aborted
+ * it when raise_cancel (returns LOOM_WAKE_OK if no scope is cancelled any
+ * more), and returns LOOM_WAKE_CANCELLED otherwise. */
+int loom__wake_outcome(lua_State *L, loom_task *t, int raise_cancel)
+  LOOM_HIDDEN;
+/* The continuation of a wait that returns nothing: loom__wake_outcome
+ * (raising a cancel), then 0 results. */
+int loom__k_return0(lua_State *L, int status, lua_KContext ctx) LOOM_HIDDEN;
+void loom__waitq_init(loom_waitq *q) LOOM_HIDDEN;
+/* Link t at the tail of q (t must already be parked, or be parked next). */
+void loom__waitq_push(loom_waitq *q, loom_task *t) LOOM_HIDDEN;
+/* Unlink t from the queue it is in. */
+void loom__waitq_remove(loom_task *t) LOOM_HIDDEN;
+/* Park the running task t at the tail of q, abortable (a cancel unlinks
+ * it); data becomes t->wait_data. */
+void loom__waitq_park(loom_waitq *q, loom_task *t, const char *what,
+                      void *data) LOOM_HIDDEN;
+/* Unlink and return the longest waiter that can take a hand-off, or NULL.
+ * An abortable waiter whose cancellation is pending is woken with its
+ * Cancelled instead, so nothing is handed to a task that could not
+ * keep it; non-abortable waiters are never skipped. */
+loom_task *loom__waitq_pop(loom_waitq *q) LOOM_HIDDEN;
+/* Unlink and return the longest waiter, or NULL (no skipping). */
+loom_task *loom__waitq_shift(loom_waitq *q) LOOM_HIDDEN;
+
+
+/* ---- sched.c: the runtime's scheduler --------------------------------- */
 
 struct loom_rt {
   uint32_t magic;        /* LOOM_MAGIC_RT, checked by loom__task_of */
@@ -375,25 +422,9 @@ loom_rt *loom__rt(lua_State *L) LOOM_HIDDEN;   /* from upvalue 1 */
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
                                 int must_yield) LOOM_HIDDEN;
 void loom__enqueue(loom_rt *rt, loom_task *t) LOOM_HIDDEN;
-/* Mark t parked; abort may be NULL (not abortable). */
-void loom__park(loom_task *t, loom_abort_fn abort, const char *what,
-                void *data) LOOM_HIDDEN;
-/* Wake a parked task with an outcome (no-op if it is not parked). Any
- * values for it must already be pushed on t->L, counted in t->wake_nargs. */
-void loom__wake(loom_task *t, int how) LOOM_HIDDEN;
-/* Raise Cancelled if the running task is effectively cancelled. */
-void loom__cancel_point(lua_State *L, loom_task *t) LOOM_HIDDEN;
-/* Yield once and continue in k(ctx) on the next scheduler turn: the
- * schedule point of an operation that did not need to wait. Not
- * cancellable; a pending Cancelled comes at the next checkpoint, so what the
- * fast path took is never lost. */
-int loom__schedule_point(lua_State *L, loom_task *t, lua_KContext ctx,
-                         lua_KFunction k) LOOM_HIDDEN;
-/* Yield from a C function: the continuation k runs when woken. */
-int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k)
-  LOOM_HIDDEN;
-/* Continuation helper: raise Cancelled if the task was woken by a cancel. */
-void loom__check_wake(lua_State *L, loom_task *t) LOOM_HIDDEN;
+/* Fire the deadlines due on the runtime clock (S runs scope deadlines'
+ * bookkeeping). */
+void loom__fire_timers(loom_rt *rt, lua_State *S) LOOM_HIDDEN;
 /* Raise a loom error object: cls is a class name of loom.errors
  * ("ClosedResourceError", "OSError", ...), code (may be NULL) goes in .code.
  * Only call it where loom__rt(L) works (a C function registered by
@@ -409,23 +440,6 @@ int loom__open_tcp(lua_State *L) LOOM_HIDDEN;
 int loom__open_dns(lua_State *L) LOOM_HIDDEN;
 int loom__open_sync(lua_State *L) LOOM_HIDDEN;
 int loom__open_channel(lua_State *L) LOOM_HIDDEN;
-
-void loom__waitq_init(loom_waitq *q) LOOM_HIDDEN;
-/* Link t at the tail of q (t must already be parked, or be parked next). */
-void loom__waitq_push(loom_waitq *q, loom_task *t) LOOM_HIDDEN;
-/* Unlink t from the queue it is in. */
-void loom__waitq_remove(loom_task *t) LOOM_HIDDEN;
-/* Park the running task t at the tail of q, abortable (a cancel unlinks
- * it); data becomes t->wait_data. */
-void loom__waitq_park(loom_waitq *q, loom_task *t, const char *what,
-                      void *data) LOOM_HIDDEN;
-/* Unlink and return the longest waiter that can take a hand-off, or NULL.
- * An abortable waiter whose cancellation is pending is woken with its
- * Cancelled instead, so nothing is handed to a task that could not
- * keep it; non-abortable waiters are never skipped. */
-loom_task *loom__waitq_pop(loom_waitq *q) LOOM_HIDDEN;
-/* Unlink and return the longest waiter, or NULL (no skipping). */
-loom_task *loom__waitq_shift(loom_waitq *q) LOOM_HIDDEN;
 
 /* Register funcs in the table on top, each with the runtime as upvalue 1
  * (the runtime userdata is at rt_idx). */

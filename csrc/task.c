@@ -449,7 +449,7 @@ static int k_wait(lua_State *L, int status, lua_KContext ctx) {
   loom_task *self = loom__task_of(L);
   loom_task *t = loom__check_task(L, 1);
   (void)status;
-  loom__check_wake(L, self);
+  loom__wake_outcome(L, self, 1);
   if (ctx) return deliver_result(L, t, 1);
   return 0;
 }
