@@ -82,21 +82,32 @@ typedef struct loom_group loom_group;
 
 /* ---- deadline.c: one min-heap for sleeps and scope deadlines ----------- */
 
-enum { LOOM_TIMER_SLEEP = 1, LOOM_TIMER_SCOPE = 2 };
+typedef struct loom_timer loom_timer;
 
-typedef struct loom_timer {
+/* What a timer does when its deadline passes: called by the heap's firing
+ * loop (deadline.c) after tm left the heap; S is the state running the
+ * drain. Set by the timer's owner (a sleep, a scope deadline), which finds
+ * its own struct with loom__container_of. May wake tasks and cancel scopes,
+ * never resumes one. */
+typedef void (*loom_timer_fn)(lua_State *S, loom_rt *rt, loom_timer *tm);
+
+struct loom_timer {
   double when;        /* absolute, seconds on loom.now()'s clock */
   uint64_t seq;       /* insertion order: equal deadlines fire FIFO */
   size_t index;       /* slot in the heap, LOOM_NOT_IN_HEAP otherwise */
-  int kind;           /* LOOM_TIMER_* : tells which struct embeds it */
-} loom_timer;
+  loom_timer_fn fire; /* set by the owner before the timer is armed */
+};
 
 #define LOOM_NOT_IN_HEAP ((size_t)-1)
 
-void loom__timer_init(loom_timer *tm, int kind) LOOM_HIDDEN;
+void loom__timer_init(loom_timer *tm, loom_timer_fn fire) LOOM_HIDDEN;
 int loom__heap_insert(loom_rt *rt, loom_timer *tm, double when) LOOM_HIDDEN;
 void loom__heap_remove(loom_rt *rt, loom_timer *tm) LOOM_HIDDEN;
 loom_timer *loom__heap_min(loom_rt *rt) LOOM_HIDDEN;
+/* Fire, in (when, seq) order, every timer due at `now` / on the runtime
+ * clock now. */
+void loom__fire_timers_at(loom_rt *rt, lua_State *S, double now) LOOM_HIDDEN;
+void loom__fire_timers(loom_rt *rt, lua_State *S) LOOM_HIDDEN;
 
 /* ---- scope.c: cancel scopes ------------------------------------------- */
 
@@ -133,8 +144,6 @@ void loom__scope_abort_subtree(loom_rt *rt, loom_scope *s) LOOM_HIDDEN;
 void loom__push_cancelled(lua_State *L, loom_rt *rt, loom_scope *s) LOOM_HIDDEN;
 /* [-0, +1] a new, unentered CancelScope userdata. */
 loom_scope *loom__scope_new(lua_State *L) LOOM_HIDDEN;
-void loom__scope_fire_deadline(lua_State *L, loom_rt *rt,
-                               loom_timer *tm) LOOM_HIDDEN;
 int loom__open_scope(lua_State *L) LOOM_HIDDEN;
 
 /* ---- task.c: tasks and task handles ----------------------------------- */
@@ -422,9 +431,6 @@ loom_rt *loom__rt(lua_State *L) LOOM_HIDDEN;   /* from upvalue 1 */
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
                                 int must_yield) LOOM_HIDDEN;
 void loom__enqueue(loom_rt *rt, loom_task *t) LOOM_HIDDEN;
-/* Fire the deadlines due on the runtime clock (S runs scope deadlines'
- * bookkeeping). */
-void loom__fire_timers(loom_rt *rt, lua_State *S) LOOM_HIDDEN;
 /* Raise a loom error object: cls is a class name of loom.errors
  * ("ClosedResourceError", "OSError", ...), code (may be NULL) goes in .code.
  * Only call it where loom__rt(L) works (a C function registered by

@@ -414,22 +414,6 @@ static void timer_cb(uv_timer_t *h) {
   if (!rt->borrowed) uv_stop(h->loop);
 }
 
-static void fire_timers_at(loom_rt *rt, lua_State *S, double now) {
-  loom_timer *tm;
-  while ((tm = loom__heap_min(rt)) != NULL && tm->when <= now) {
-    loom__heap_remove(rt, tm);
-    if (tm->kind == LOOM_TIMER_SLEEP)
-      loom__wake(loom__container_of(tm, loom_task, sleep_timer),
-                 LOOM_WAKE_OK);
-    else
-      loom__scope_fire_deadline(S, rt, tm);
-  }
-}
-
-void loom__fire_timers(loom_rt *rt, lua_State *S) {
-  if (rt->heap_len > 0) fire_timers_at(rt, S, loom__time(rt));
-}
-
 /* Is anything on libuv (a handle, a request, a remote mailbox) that can
  * still wake a task? loom's own timer and prepare/check are unref'd. */
 static int io_pending(loom_rt *rt) {
@@ -452,7 +436,7 @@ static int autojump(loom_rt *rt, lua_State *S) {
     while (loom__time(rt) < tm->when)
       rt->clock_now = nextafter(rt->clock_now, HUGE_VAL);
   }
-  fire_timers_at(rt, S, tm->when);
+  loom__fire_timers_at(rt, S, tm->when);
   return 1;
 }
 
@@ -953,7 +937,15 @@ static void sleep_abort(loom_task *t) {
   loom__heap_remove(t->rt, &t->sleep_timer);
 }
 
+/* A sleep's deadline passed: the sleeper wakes. */
+static void sleep_fire(lua_State *S, loom_rt *rt, loom_timer *tm) {
+  (void)S;
+  (void)rt;
+  loom__wake(loom__container_of(tm, loom_task, sleep_timer), LOOM_WAKE_OK);
+}
+
 static int sleep_until(lua_State *L, loom_task *t, double when) {
+  t->sleep_timer.fire = sleep_fire;
   if (!loom__heap_insert(t->rt, &t->sleep_timer, when))
     return luaL_error(L, "loom.sleep: out of memory");
   loom__park(t, sleep_abort, "sleep", NULL);

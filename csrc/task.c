@@ -122,7 +122,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
   loom__list_init(&t->wait_link);
   loom__list_init(&t->waiters);
   loom__list_init(&t->all_link);
-  loom__timer_init(&t->sleep_timer, LOOM_TIMER_SLEEP);
+  loom__timer_init(&t->sleep_timer, NULL);  /* owner: sched.c's sleeps */
   t->state = LOOM_TASK_NEW;
   t->id = ++rt->next_id;
   t->nargs = nargs;
