@@ -164,6 +164,17 @@ enum { LOOM_OUT_NONE = 0, LOOM_OUT_FINISHED, LOOM_OUT_FAILED,
 enum { LOOM_WAKE_OK = 0, LOOM_WAKE_CANCELLED = 1, LOOM_WAKE_CLOSED = 2,
        LOOM_WAKE_ERROR = 3 };
 
+/* A task's context table (user value LOOM_UV_CTX). Copy-on-write: a table
+ * no user code has seen (PRIVATE, SHARED) cannot change, so spawning shares
+ * it instead of copying; loom.context() hands out only an OWNED table,
+ * copying a SHARED one first. */
+enum {
+  LOOM_CTX_NONE = 0,     /* none yet (an empty context) */
+  LOOM_CTX_PRIVATE,      /* a copy taken at spawn, held by this task only */
+  LOOM_CTX_SHARED,       /* never handed out, maybe held by other tasks */
+  LOOM_CTX_OWNED         /* handed out by loom.context(): may change */
+};
+
 /* How the task was started with tg:start(). */
 enum { LOOM_START_NONE = 0, LOOM_START_PENDING, LOOM_START_MOVED,
        LOOM_START_NOOP };
@@ -215,7 +226,7 @@ struct loom_task {
   loom_task *start_caller;
   loom_group *start_group;
   unsigned char state, wake, outcome, cancel_requested, start_state;
-  unsigned char has_ctx;  /* its context table exists (spawns copy it) */
+  unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
   /* Suspension (loom__suspend): the real continuation, and the stack top
    * at the yield, so a resume by anyone but the scheduler is refused. */
   lua_KFunction k;
