@@ -67,6 +67,9 @@ void loom__wake(loom_task *t, int how) {
 
 int loom__wake_outcome(lua_State *L, loom_task *t, int raise_cancel) {
   int how = t->wake;
+  /* Read by the task itself, resumed by the scheduler, out of every wait. */
+  LOOM_ASSERT(t->state == LOOM_TASK_RUNNING && t->rt->current == t);
+  LOOM_ASSERT(t->waitq == NULL && t->abort == NULL);
   t->wait_what = NULL;
   t->wait_data = NULL;
   t->wake = LOOM_WAKE_OK;
