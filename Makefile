@@ -131,6 +131,7 @@ bench-core: build
 	bash bench/core/callgrind_split.sh
 	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
 	  lua5.4 bench/core/mem_split.lua
+	bash bench/core/ctx_callgrind.sh
 # The version is the one in csrc/loom.h; release-check fails when loom's
 # other version strings disagree with it.
 VERSION := $(shell sed -n 's/^\#define LOOM_VERSION "\(.*\)"/\1/p' csrc/loom.h)

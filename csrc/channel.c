@@ -209,9 +209,7 @@ static int k_send(lua_State *L, int status, lua_KContext ctx) {
   loom_task *t = CTX_TASK(ctx);
   int how;
   (void)status;
-  loom__check_wake(L, t);
-  how = t->wake;
-  t->wake = LOOM_WAKE_OK;
+  how = loom__wake_outcome(L, t, 1);
   if (how == WAKE_HANDLE_CLOSED) return raise_closed(L, lua_touserdata(L, 1));
   if (how == WAKE_OTHER_SIDE_GONE) return raise_broken(L);
   return 0;
@@ -276,9 +274,7 @@ static int try_receive(lua_State *L, chan_end *e) {
  * where receive() raises EndOfStream. */
 static int received(lua_State *L, loom_task *t, int iter) {
   int how;
-  loom__check_wake(L, t);
-  how = t->wake;
-  t->wake = LOOM_WAKE_OK;
+  how = loom__wake_outcome(L, t, 1);
   if (how == WAKE_HANDLE_CLOSED) return raise_closed(L, lua_touserdata(L, 1));
   if (how == WAKE_OTHER_SIDE_GONE) {
     if (!iter) return raise_eof(L);

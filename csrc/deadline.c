@@ -1,18 +1,19 @@
 /*
- * deadline.c: the runtime's one deadline heap. Sleeps and cancel-scope
- * deadlines are entries of a binary min-heap ordered by (when, seq), so a
- * hundred thousand sleepers cost one libuv timer, armed by sched.c for the
- * earliest entry.
+ * deadline.c: the runtime's one deadline heap and its firing. Sleeps and
+ * cancel-scope deadlines are entries of a binary min-heap ordered by
+ * (when, seq), so a hundred thousand sleepers cost one libuv timer, armed by
+ * sched.c for the earliest entry. A due timer leaves the heap and runs the
+ * fire function its owner stored in it: the heap knows no kinds of timer.
  */
 #include <stdlib.h>
 
 #include "loom_internal.h"
 
-void loom__timer_init(loom_timer *tm, int kind) {
+void loom__timer_init(loom_timer *tm, loom_timer_fn fire) {
   tm->when = 0;
   tm->seq = 0;
   tm->index = LOOM_NOT_IN_HEAP;
-  tm->kind = kind;
+  tm->fire = fire;
 }
 
 static int before(const loom_timer *a, const loom_timer *b) {
@@ -72,6 +73,7 @@ int loom__heap_insert(loom_rt *rt, loom_timer *tm, double when) {
     rt->heap = h;
     rt->heap_cap = cap;
   }
+  LOOM_ASSERT(tm->fire != NULL);
   tm->when = when;
   tm->seq = rt->timer_seq++;
   rt->heap[rt->heap_len] = tm;
@@ -95,4 +97,16 @@ void loom__heap_remove(loom_rt *rt, loom_timer *tm) {
 
 loom_timer *loom__heap_min(loom_rt *rt) {
   return rt->heap_len ? rt->heap[0] : NULL;
+}
+
+void loom__fire_timers_at(loom_rt *rt, lua_State *S, double now) {
+  loom_timer *tm;
+  while ((tm = loom__heap_min(rt)) != NULL && tm->when <= now) {
+    loom__heap_remove(rt, tm);
+    tm->fire(S, rt, tm);
+  }
+}
+
+void loom__fire_timers(loom_rt *rt, lua_State *S) {
+  if (rt->heap_len > 0) loom__fire_timers_at(rt, S, loom__time(rt));
 }

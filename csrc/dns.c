@@ -105,7 +105,7 @@ static int k_getaddrinfo(lua_State *L, int status, lua_KContext ctx) {
   int n = 0, i, err;
   (void)status;
   (void)ctx;
-  loom__check_wake(L, t);
+  loom__wake_outcome(L, t, 1);
   err = owner->status;
   if (owner->res == NULL && err == 0) err = UV_EAI_NONAME;
   if (err != 0) goto fail;

@@ -248,7 +248,7 @@ static int k_fs(lua_State *L, int status, lua_KContext ctx) {
   fs_req *r;
   fs_result_fn fn = *(fs_result_fn *)ctx;
   (void)status;
-  loom__check_wake(L, t);
+  loom__wake_outcome(L, t, 1);
   r = c->req;
   n = r->fs.result < 0 ? -1 : fn(L, r, 1);
   if (n < 0) {

@@ -86,7 +86,7 @@ static int k_wait(lua_State *L, int status, lua_KContext ctx) {
   loom_task *t = loom__task_of(L);
   (void)status;
   (void)ctx;
-  loom__check_wake(L, t);
+  loom__wake_outcome(L, t, 1);
   return deliver(L, check_future(L, 1));
 }
 

@@ -299,12 +299,8 @@ static int k_group_wait(lua_State *L, int status, lua_KContext ctx) {
   loom_group *g = (loom_group *)ctx;
   loom_task *t = g->host;
   (void)status;
-  t->wait_what = NULL;
-  if (t->wake == LOOM_WAKE_CANCELLED) {
-    t->wake = LOOM_WAKE_OK;
-    t->wake_scope = NULL;
+  if (loom__wake_outcome(L, t, 0) == LOOM_WAKE_CANCELLED)
     host_cancelled(g);
-  }
   return wait_more(L, g, t);
 }
 

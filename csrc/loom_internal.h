@@ -82,21 +82,32 @@ typedef struct loom_group loom_group;
 
 /* ---- deadline.c: one min-heap for sleeps and scope deadlines ----------- */
 
-enum { LOOM_TIMER_SLEEP = 1, LOOM_TIMER_SCOPE = 2 };
+typedef struct loom_timer loom_timer;
 
-typedef struct loom_timer {
+/* What a timer does when its deadline passes: called by the heap's firing
+ * loop (deadline.c) after tm left the heap; S is the state running the
+ * drain. Set by the timer's owner (a sleep, a scope deadline), which finds
+ * its own struct with loom__container_of. May wake tasks and cancel scopes,
+ * never resumes one. */
+typedef void (*loom_timer_fn)(lua_State *S, loom_rt *rt, loom_timer *tm);
+
+struct loom_timer {
   double when;        /* absolute, seconds on loom.now()'s clock */
   uint64_t seq;       /* insertion order: equal deadlines fire FIFO */
   size_t index;       /* slot in the heap, LOOM_NOT_IN_HEAP otherwise */
-  int kind;           /* LOOM_TIMER_* : tells which struct embeds it */
-} loom_timer;
+  loom_timer_fn fire; /* set by the owner before the timer is armed */
+};
 
 #define LOOM_NOT_IN_HEAP ((size_t)-1)
 
-void loom__timer_init(loom_timer *tm, int kind) LOOM_HIDDEN;
+void loom__timer_init(loom_timer *tm, loom_timer_fn fire) LOOM_HIDDEN;
 int loom__heap_insert(loom_rt *rt, loom_timer *tm, double when) LOOM_HIDDEN;
 void loom__heap_remove(loom_rt *rt, loom_timer *tm) LOOM_HIDDEN;
 loom_timer *loom__heap_min(loom_rt *rt) LOOM_HIDDEN;
+/* Fire, in (when, seq) order, every timer due at `now` / on the runtime
+ * clock now. */
+void loom__fire_timers_at(loom_rt *rt, lua_State *S, double now) LOOM_HIDDEN;
+void loom__fire_timers(loom_rt *rt, lua_State *S) LOOM_HIDDEN;
 
 /* ---- scope.c: cancel scopes ------------------------------------------- */
 
@@ -133,8 +144,6 @@ void loom__scope_abort_subtree(loom_rt *rt, loom_scope *s) LOOM_HIDDEN;
 void loom__push_cancelled(lua_State *L, loom_rt *rt, loom_scope *s) LOOM_HIDDEN;
 /* [-0, +1] a new, unentered CancelScope userdata. */
 loom_scope *loom__scope_new(lua_State *L) LOOM_HIDDEN;
-void loom__scope_fire_deadline(lua_State *L, loom_rt *rt,
-                               loom_timer *tm) LOOM_HIDDEN;
 int loom__open_scope(lua_State *L) LOOM_HIDDEN;
 
 /* ---- task.c: tasks and task handles ----------------------------------- */
@@ -154,6 +163,17 @@ enum { LOOM_OUT_NONE = 0, LOOM_OUT_FINISHED, LOOM_OUT_FAILED,
 /* Outcomes a parked task is woken with. */
 enum { LOOM_WAKE_OK = 0, LOOM_WAKE_CANCELLED = 1, LOOM_WAKE_CLOSED = 2,
        LOOM_WAKE_ERROR = 3 };
+
+/* A task's context table (user value LOOM_UV_CTX). Copy-on-write: a table
+ * no user code has seen (PRIVATE, SHARED) cannot change, so spawning shares
+ * it instead of copying; loom.context() hands out only an OWNED table,
+ * copying a SHARED one first. */
+enum {
+  LOOM_CTX_NONE = 0,     /* none yet (an empty context) */
+  LOOM_CTX_PRIVATE,      /* a copy taken at spawn, held by this task only */
+  LOOM_CTX_SHARED,       /* never handed out, maybe held by other tasks */
+  LOOM_CTX_OWNED         /* handed out by loom.context(): may change */
+};
 
 /* How the task was started with tg:start(). */
 enum { LOOM_START_NONE = 0, LOOM_START_PENDING, LOOM_START_MOVED,
@@ -206,7 +226,7 @@ struct loom_task {
   loom_task *start_caller;
   loom_group *start_group;
   unsigned char state, wake, outcome, cancel_requested, start_state;
-  unsigned char has_ctx;  /* its context table exists (spawns copy it) */
+  unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
   /* Suspension (loom__suspend): the real continuation, and the stack top
    * at the yield, so a resume by anyone but the scheduler is refused. */
   lua_KFunction k;
@@ -272,7 +292,7 @@ void loom__start_child_done(lua_State *L, loom_task *t, int err_idx)
   LOOM_HIDDEN;
 int loom__open_group(lua_State *L) LOOM_HIDDEN;
 
-/* ---- sched.c: the runtime's scheduler --------------------------------- */
+/* ---- park.c: the park protocol (its contract is at the top of park.c) -- */
 
 /* FIFO wait queues of parked tasks (events, locks, channels ...), linked
  * through the tasks themselves: waiting allocates nothing. */
@@ -281,6 +301,53 @@ typedef struct loom_waitq {
   int n;
 } loom_waitq;
 
+/* Mark t parked; abort may be NULL (not abortable). */
+void loom__park(loom_task *t, loom_abort_fn abort, const char *what,
+                void *data) LOOM_HIDDEN;
+/* Wake a parked task with an outcome (no-op if it is not parked). Any
+ * values for it must already be pushed on t->L, counted in t->wake_nargs. */
+void loom__wake(loom_task *t, int how) LOOM_HIDDEN;
+/* Raise Cancelled if the running task is effectively cancelled. */
+void loom__cancel_point(lua_State *L, loom_task *t) LOOM_HIDDEN;
+/* Yield once and continue in k(ctx) on the next scheduler turn: the
+ * schedule point of an operation that did not need to wait. Not
+ * cancellable; a pending Cancelled comes at the next checkpoint, so what the
+ * fast path took is never lost. */
+int loom__schedule_point(lua_State *L, loom_task *t, lua_KContext ctx,
+                         lua_KFunction k) LOOM_HIDDEN;
+/* Yield from a C function: the continuation k runs when woken. */
+int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k)
+  LOOM_HIDDEN;
+/* The outcome of t's wait, read once by its continuation (the first thing
+ * it does): clears the wait (what, data, outcome) and returns LOOM_WAKE_OK,
+ * LOOM_WAKE_CLOSED, LOOM_WAKE_ERROR or the owner's code of the same value.
+ * A wait aborted by a cancel raises the Cancelled of the scope that aborted
+ * it when raise_cancel (returns LOOM_WAKE_OK if no scope is cancelled any
+ * more), and returns LOOM_WAKE_CANCELLED otherwise. */
+int loom__wake_outcome(lua_State *L, loom_task *t, int raise_cancel)
+  LOOM_HIDDEN;
+/* The continuation of a wait that returns nothing: loom__wake_outcome
+ * (raising a cancel), then 0 results. */
+int loom__k_return0(lua_State *L, int status, lua_KContext ctx) LOOM_HIDDEN;
+void loom__waitq_init(loom_waitq *q) LOOM_HIDDEN;
+/* Link t at the tail of q (t must already be parked, or be parked next). */
+void loom__waitq_push(loom_waitq *q, loom_task *t) LOOM_HIDDEN;
+/* Unlink t from the queue it is in. */
+void loom__waitq_remove(loom_task *t) LOOM_HIDDEN;
+/* Park the running task t at the tail of q, abortable (a cancel unlinks
+ * it); data becomes t->wait_data. */
+void loom__waitq_park(loom_waitq *q, loom_task *t, const char *what,
+                      void *data) LOOM_HIDDEN;
+/* Unlink and return the longest waiter that can take a hand-off, or NULL.
+ * An abortable waiter whose cancellation is pending is woken with its
+ * Cancelled instead, so nothing is handed to a task that could not
+ * keep it; non-abortable waiters are never skipped. */
+loom_task *loom__waitq_pop(loom_waitq *q) LOOM_HIDDEN;
+/* Unlink and return the longest waiter, or NULL (no skipping). */
+loom_task *loom__waitq_shift(loom_waitq *q) LOOM_HIDDEN;
+
+
+/* ---- sched.c: the runtime's scheduler --------------------------------- */
 
 struct loom_rt {
   uint32_t magic;        /* LOOM_MAGIC_RT, checked by loom__task_of */
@@ -375,25 +442,6 @@ loom_rt *loom__rt(lua_State *L) LOOM_HIDDEN;   /* from upvalue 1 */
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
                                 int must_yield) LOOM_HIDDEN;
 void loom__enqueue(loom_rt *rt, loom_task *t) LOOM_HIDDEN;
-/* Mark t parked; abort may be NULL (not abortable). */
-void loom__park(loom_task *t, loom_abort_fn abort, const char *what,
-                void *data) LOOM_HIDDEN;
-/* Wake a parked task with an outcome (no-op if it is not parked). Any
- * values for it must already be pushed on t->L, counted in t->wake_nargs. */
-void loom__wake(loom_task *t, int how) LOOM_HIDDEN;
-/* Raise Cancelled if the running task is effectively cancelled. */
-void loom__cancel_point(lua_State *L, loom_task *t) LOOM_HIDDEN;
-/* Yield once and continue in k(ctx) on the next scheduler turn: the
- * schedule point of an operation that did not need to wait. Not
- * cancellable; a pending Cancelled comes at the next checkpoint, so what the
- * fast path took is never lost. */
-int loom__schedule_point(lua_State *L, loom_task *t, lua_KContext ctx,
-                         lua_KFunction k) LOOM_HIDDEN;
-/* Yield from a C function: the continuation k runs when woken. */
-int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k)
-  LOOM_HIDDEN;
-/* Continuation helper: raise Cancelled if the task was woken by a cancel. */
-void loom__check_wake(lua_State *L, loom_task *t) LOOM_HIDDEN;
 /* Raise a loom error object: cls is a class name of loom.errors
  * ("ClosedResourceError", "OSError", ...), code (may be NULL) goes in .code.
  * Only call it where loom__rt(L) works (a C function registered by
@@ -409,23 +457,6 @@ int loom__open_tcp(lua_State *L) LOOM_HIDDEN;
 int loom__open_dns(lua_State *L) LOOM_HIDDEN;
 int loom__open_sync(lua_State *L) LOOM_HIDDEN;
 int loom__open_channel(lua_State *L) LOOM_HIDDEN;
-
-void loom__waitq_init(loom_waitq *q) LOOM_HIDDEN;
-/* Link t at the tail of q (t must already be parked, or be parked next). */
-void loom__waitq_push(loom_waitq *q, loom_task *t) LOOM_HIDDEN;
-/* Unlink t from the queue it is in. */
-void loom__waitq_remove(loom_task *t) LOOM_HIDDEN;
-/* Park the running task t at the tail of q, abortable (a cancel unlinks
- * it); data becomes t->wait_data. */
-void loom__waitq_park(loom_waitq *q, loom_task *t, const char *what,
-                      void *data) LOOM_HIDDEN;
-/* Unlink and return the longest waiter that can take a hand-off, or NULL.
- * An abortable waiter whose cancellation is pending is woken with its
- * Cancelled instead, so nothing is handed to a task that could not
- * keep it; non-abortable waiters are never skipped. */
-loom_task *loom__waitq_pop(loom_waitq *q) LOOM_HIDDEN;
-/* Unlink and return the longest waiter, or NULL (no skipping). */
-loom_task *loom__waitq_shift(loom_waitq *q) LOOM_HIDDEN;
 
 /* Register funcs in the table on top, each with the runtime as upvalue 1
  * (the runtime userdata is at rt_idx). */

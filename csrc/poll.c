@@ -109,7 +109,7 @@ static int k_wait(lua_State *L, int status, lua_KContext ctx) {
   wait_rec *r = (wait_rec *)lua_touserdata(L, 3);
   (void)status;
   (void)ctx;
-  loom__check_wake(L, t);
+  loom__wake_outcome(L, t, 1);
   if (r->err != 0)
     return raise_uv(L, lua_tostring(L, 2), r->err, (int)lua_tointeger(L, 1));
   return 0;

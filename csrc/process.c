@@ -431,7 +431,7 @@ static int k_wait(lua_State *L, int status, lua_KContext ctx) {
   proc *p = (proc *)ctx;
   loom_task *t = loom__task_of(L);
   (void)status;
-  loom__check_wake(L, t);
+  loom__wake_outcome(L, t, 1);
   lua_pushinteger(L, p->returncode);
   return 1;
 }

@@ -228,72 +228,6 @@ static loom_task *dequeue(loom_rt *rt) {
   return t;
 }
 
-void loom__park(loom_task *t, loom_abort_fn abort, const char *what,
-                void *data) {
-  /* The running task parks itself; a parked one may be moved to another
-   * wait (a condition's waiter to its lock's queue). */
-  LOOM_ASSERT((t->state == LOOM_TASK_RUNNING && t->rt->current == t) ||
-              t->state == LOOM_TASK_PARKED);
-  if (t->state != LOOM_TASK_PARKED) t->rt->parked++;
-  t->state = LOOM_TASK_PARKED;
-  t->abort = abort;
-  t->wait_what = what;
-  t->wait_data = data;
-  t->wake = LOOM_WAKE_OK;
-  t->wake_scope = NULL;
-}
-
-void loom__wake(loom_task *t, int how) {
-  if (t->state != LOOM_TASK_PARKED) return;
-  /* Whoever wakes it has unlinked it from its wait and its deadline. */
-  LOOM_ASSERT(t->waitq == NULL && loom__list_empty(&t->wait_link));
-  LOOM_ASSERT(t->sleep_timer.index == LOOM_NOT_IN_HEAP);
-  LOOM_ASSERT(t->rt->parked > 0);
-  t->rt->parked--;
-  t->state = LOOM_TASK_READY;
-  t->abort = NULL;
-  t->wake = (unsigned char)how;
-  loom__enqueue(t->rt, t);
-}
-
-static void fire_timers(loom_rt *rt, lua_State *S);
-static int k_return0(lua_State *L, int status, lua_KContext ctx);
-
-void loom__cancel_point(lua_State *L, loom_task *t) {
-  loom_scope *hit;
-  loom_timer *tm = loom__heap_min(t->rt);
-  /* A deadline that passed while this task ran counts now, not only when
-   * the scheduler next looks at the heap. */
-  if (tm != NULL && tm->when <= loom__time(t->rt)) fire_timers(t->rt, L);
-  hit = loom__effective_cancel(t->cur);
-  if (hit != NULL) {
-    loom__push_cancelled(L, t->rt, hit);
-    lua_error(L);
-  }
-}
-
-/* Every suspension continues here. Only the scheduler may resume a task:
- * it is then rt->current and its coroutine is L. Anyone else (a
- * coroutine.resume the guard of init.lua did not see, such as a function
- * captured before require "loom") gets nothing: what it passed is dropped
- * and the task stays suspended exactly as it was. */
-static int k_guard(lua_State *L, int status, lua_KContext ctx) {
-  loom_task *t = (loom_task *)ctx;
-  if (t->rt->current != t || t->L != L) {
-    lua_settop(L, t->park_top + t->wake_nargs);
-    return lua_yieldk(L, 0, ctx, k_guard);
-  }
-  return t->k(L, status, t->kctx);
-}
-
-int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k) {
-  loom_task *t = loom__task_of(L);
-  t->k = k;
-  t->kctx = ctx;
-  t->park_top = lua_gettop(L);
-  return lua_yieldk(L, 0, (lua_KContext)t, k_guard);
-}
-
 loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co) {
   lua_Debug ar;
   int lo = 0, hi = 1, is_main;
@@ -327,78 +261,6 @@ loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co) {
   t = (loom_task *)loom__test_ud(L, -1, sizeof *t, LOOM_MAGIC_TASK);
   lua_pop(L, 1);
   return (t != NULL && t->L == co) ? t : NULL;
-}
-
-void loom__check_wake(lua_State *L, loom_task *t) {
-  t->wait_what = NULL;
-  t->wait_data = NULL;
-  if (t->wake == LOOM_WAKE_CANCELLED) {
-    loom_scope *hit = t->wake_scope;
-    t->wake = LOOM_WAKE_OK;
-    t->wake_scope = NULL;
-    if (hit == NULL) hit = loom__effective_cancel(t->cur);
-    if (hit != NULL) {
-      loom__push_cancelled(L, t->rt, hit);
-      lua_error(L);
-    }
-  }
-}
-
-/* ---- wait queues -------------------------------------------------------- */
-
-void loom__waitq_init(loom_waitq *q) {
-  loom__list_init(&q->head);
-  q->n = 0;
-}
-
-void loom__waitq_push(loom_waitq *q, loom_task *t) {
-  LOOM_ASSERT(t->waitq == NULL && loom__list_empty(&t->wait_link));
-  loom__list_push(&q->head, &t->wait_link);
-  t->waitq = q;
-  q->n++;
-  t->rt->queued++;
-}
-
-void loom__waitq_remove(loom_task *t) {
-  loom__list_remove(&t->wait_link);
-  if (t->waitq != NULL) {
-    t->waitq->n--;
-    t->rt->queued--;
-  }
-  t->waitq = NULL;
-}
-
-static void waitq_abort(loom_task *t) { loom__waitq_remove(t); }
-
-void loom__waitq_park(loom_waitq *q, loom_task *t, const char *what,
-                      void *data) {
-  loom__park(t, waitq_abort, what, data);
-  loom__waitq_push(q, t);
-}
-
-loom_task *loom__waitq_pop(loom_waitq *q) {
-  while (q->n > 0) {
-    loom_task *t = loom__container_of(q->head.next, loom_task, wait_link);
-    loom__waitq_remove(t);
-    if (t->abort != NULL) {
-      loom_scope *hit = loom__effective_cancel(t->cur);
-      if (hit != NULL) {
-        t->wake_scope = hit;
-        loom__wake(t, LOOM_WAKE_CANCELLED);
-        continue;
-      }
-    }
-    return t;
-  }
-  return NULL;
-}
-
-loom_task *loom__waitq_shift(loom_waitq *q) {
-  loom_task *t;
-  if (q->n == 0) return NULL;
-  t = loom__container_of(q->head.next, loom_task, wait_link);
-  loom__waitq_remove(t);
-  return t;
 }
 
 /* ---- coroutine pool ---------------------------------------------------- */
@@ -552,22 +414,6 @@ static void timer_cb(uv_timer_t *h) {
   if (!rt->borrowed) uv_stop(h->loop);
 }
 
-static void fire_timers_at(loom_rt *rt, lua_State *S, double now) {
-  loom_timer *tm;
-  while ((tm = loom__heap_min(rt)) != NULL && tm->when <= now) {
-    loom__heap_remove(rt, tm);
-    if (tm->kind == LOOM_TIMER_SLEEP)
-      loom__wake(loom__container_of(tm, loom_task, sleep_timer),
-                 LOOM_WAKE_OK);
-    else
-      loom__scope_fire_deadline(S, rt, tm);
-  }
-}
-
-static void fire_timers(loom_rt *rt, lua_State *S) {
-  if (rt->heap_len > 0) fire_timers_at(rt, S, loom__time(rt));
-}
-
 /* Is anything on libuv (a handle, a request, a remote mailbox) that can
  * still wake a task? loom's own timer and prepare/check are unref'd. */
 static int io_pending(loom_rt *rt) {
@@ -590,7 +436,7 @@ static int autojump(loom_rt *rt, lua_State *S) {
     while (loom__time(rt) < tm->when)
       rt->clock_now = nextafter(rt->clock_now, HUGE_VAL);
   }
-  fire_timers_at(rt, S, tm->when);
+  loom__fire_timers_at(rt, S, tm->when);
   return 1;
 }
 
@@ -702,7 +548,7 @@ static void pass_begin(loom_rt *rt, lua_State *S, int frame,
   /* rt->remote stays NULL until remote.c opens a mailbox. */
   if (rt->remote != NULL) loom__remote_drain(rt, S);
   if (rt->clock == LOOM_CLOCK_HOST) loom__sample_clock(S, rt, fn);
-  fire_timers(rt, S);
+  loom__fire_timers(rt, S);
 }
 
 /* Tasks of the current loom.run: the root and its descendants, not the
@@ -754,7 +600,7 @@ static void drain(loom_rt *rt, lua_State *S, int all_tasks) {
     if (!loom__list_empty(&rt->blocked_waiters)) {
       /* Let pending I/O land first: a task woken by it is not blocked. */
       uv_run(rt->loop, UV_RUN_NOWAIT);
-      fire_timers(rt, S);
+      loom__fire_timers(rt, S);
       if (rt->ready_head == NULL) {
         loom_task *w = loom__container_of(rt->blocked_waiters.next,
                                           loom_task, wait_link);
@@ -936,7 +782,7 @@ void loom__step_slice(lua_State *L, loom_rt *rt, double budget,
     /* Every task is blocked: wake one wait_all_tasks_blocked() caller, as
      * loom.run does (after letting pending I/O land). */
     poll_nowait(rt);
-    fire_timers(rt, L);
+    loom__fire_timers(rt, L);
     if (rt->ready_head == NULL) {
       loom_task *w = loom__container_of(rt->blocked_waiters.next, loom_task,
                                         wait_link);
@@ -958,7 +804,7 @@ int loom__settle(lua_State *L, loom_rt *rt, const int *nlive_i,
     int batches = STEP_BATCHES;
     poll_nowait(rt);
     if (rt->remote != NULL) loom__remote_drain(rt, L);
-    fire_timers(rt, L);
+    loom__fire_timers(rt, L);
     run_batches(rt, L, &batches, 0, grace > 0 ? until : 0);
     if (!LIVE()) return 1;
     if (!(grace > 0) || loom__now() >= until) return 0;
@@ -1063,7 +909,7 @@ static int l_next_frame(lua_State *L) {
   loom__cancel_point(L, t);
   loom__waitq_park(&t->rt->frame_waiters, t, "next_frame", NULL);
   t->sleep_timer.when = (double)(t->rt->frame + n);
-  return loom__suspend(L, 0, k_return0);
+  return loom__suspend(L, 0, loom__k_return0);
 }
 
 static int l_advance(lua_State *L) {
@@ -1083,36 +929,27 @@ static int l_advance(lua_State *L) {
 
 /* ---- checkpoints and sleeping ----------------------------------------- */
 
-static int k_return0(lua_State *L, int status, lua_KContext ctx) {
-  loom_task *t = loom__task_of(L);
-  (void)status;
-  (void)ctx;
-  loom__check_wake(L, t);
-  return 0;
-}
-
-int loom__schedule_point(lua_State *L, loom_task *t, lua_KContext ctx,
-                         lua_KFunction k) {
-  LOOM_ASSERT(t->state == LOOM_TASK_RUNNING && t->rt->current == t);
-  t->state = LOOM_TASK_READY;
-  t->wake = LOOM_WAKE_OK;
-  loom__enqueue(t->rt, t);
-  return loom__suspend(L, ctx, k);
-}
-
 static int schedule_point(lua_State *L, loom_task *t) {
-  return loom__schedule_point(L, t, 0, k_return0);
+  return loom__schedule_point(L, t, 0, loom__k_return0);
 }
 
 static void sleep_abort(loom_task *t) {
   loom__heap_remove(t->rt, &t->sleep_timer);
 }
 
+/* A sleep's deadline passed: the sleeper wakes. */
+static void sleep_fire(lua_State *S, loom_rt *rt, loom_timer *tm) {
+  (void)S;
+  (void)rt;
+  loom__wake(loom__container_of(tm, loom_task, sleep_timer), LOOM_WAKE_OK);
+}
+
 static int sleep_until(lua_State *L, loom_task *t, double when) {
+  t->sleep_timer.fire = sleep_fire;
   if (!loom__heap_insert(t->rt, &t->sleep_timer, when))
     return luaL_error(L, "loom.sleep: out of memory");
   loom__park(t, sleep_abort, "sleep", NULL);
-  return loom__suspend(L, 0, k_return0);
+  return loom__suspend(L, 0, loom__k_return0);
 }
 
 static double check_delay(lua_State *L, int idx) {
@@ -1129,7 +966,7 @@ static int l_sleep(lua_State *L) {
   if (d == 0) return schedule_point(L, t);
   if (isinf(d)) {
     loom__park(t, sleep_abort, "sleep_forever", NULL);
-    return loom__suspend(L, 0, k_return0);
+    return loom__suspend(L, 0, loom__k_return0);
   }
   return sleep_until(L, t, loom__time(t->rt) + d);
 }
@@ -1143,7 +980,7 @@ static int l_sleep_until(lua_State *L) {
   if (when <= loom__time(t->rt)) return schedule_point(L, t);
   if (isinf(when)) {
     loom__park(t, sleep_abort, "sleep_forever", NULL);
-    return loom__suspend(L, 0, k_return0);
+    return loom__suspend(L, 0, loom__k_return0);
   }
   return sleep_until(L, t, when);
 }
@@ -1152,7 +989,7 @@ static int l_sleep_forever(lua_State *L) {
   loom_task *t = loom__check_blocking(L, "sleep_forever", 1);
   loom__cancel_point(L, t);
   loom__park(t, sleep_abort, "sleep_forever", NULL);
-  return loom__suspend(L, 0, k_return0);
+  return loom__suspend(L, 0, loom__k_return0);
 }
 
 static int l_checkpoint(lua_State *L) {
@@ -1179,7 +1016,7 @@ static int l_wait_all_tasks_blocked(lua_State *L) {
   loom__cancel_point(L, t);
   loom__park(t, blocked_abort, "wait_all_tasks_blocked", NULL);
   loom__list_push(&t->rt->blocked_waiters, &t->wait_link);
-  return loom__suspend(L, 0, k_return0);
+  return loom__suspend(L, 0, loom__k_return0);
 }
 
 static int l_now(lua_State *L) {

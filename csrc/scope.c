@@ -13,13 +13,15 @@
 
 #define SCOPE_MT "loom.CancelScope"
 
+static void fire_deadline(lua_State *L, loom_rt *rt, loom_timer *tm);
+
 void loom__scope_init(loom_scope *s, int is_task_scope) {
   s->magic = LOOM_MAGIC_SCOPE;
   s->parent = NULL;
   loom__list_init(&s->children);
   loom__list_init(&s->link);
   loom__list_init(&s->tasks);
-  loom__timer_init(&s->timer, LOOM_TIMER_SCOPE);
+  loom__timer_init(&s->timer, fire_deadline);
   s->deadline = HUGE_VAL;
   s->owner = NULL;
   s->exc_ref = LUA_NOREF;
@@ -132,7 +134,8 @@ void loom__push_cancelled(lua_State *L, loom_rt *rt, loom_scope *s) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->exc_ref);
 }
 
-void loom__scope_fire_deadline(lua_State *L, loom_rt *rt, loom_timer *tm) {
+/* The scope's deadline passed: cancel it (its timer's fire function). */
+static void fire_deadline(lua_State *L, loom_rt *rt, loom_timer *tm) {
   loom_scope *s = loom__container_of(tm, loom_scope, timer);
   loom__scope_cancel(L, rt, s, 0, 1);
 }

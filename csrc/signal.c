@@ -287,8 +287,7 @@ static int k_rx_receive(lua_State *L, int status, lua_KContext ctx) {
   sig_rx *rx = (sig_rx *)ctx;
   loom_task *t = loom__task_of(L);
   (void)status;
-  loom__check_wake(L, t);
-  if (t->wake == LOOM_WAKE_CLOSED || rx->closed)
+  if (loom__wake_outcome(L, t, 1) == LOOM_WAKE_CLOSED || rx->closed)
     return loom__raise_error(L, "ClosedResourceError", "receive: the signal "
                              "receiver was closed", NULL);
   if (rx->qlen == 0) {   /* taken by nobody else: cannot happen */

@@ -334,8 +334,7 @@ static int k_receive(lua_State *L, int status, lua_KContext ctx) {
   loom_task *t = loom__task_of(L);
   (void)status;
   o->receiving = 0;
-  loom__check_wake(L, t);
-  if (t->wake == LOOM_WAKE_CLOSED)
+  if (loom__wake_outcome(L, t, 1) == LOOM_WAKE_CLOSED)
     return raise_closed(L, "receive: the stream was closed by another task");
   if (o->rlen > 0) {
     size_t n = o->rlen < o->want ? o->rlen : o->want;
@@ -444,14 +443,15 @@ static void send_abort(loom_task *t) {
 }
 
 static int k_send(lua_State *L, int status, lua_KContext ctx) {
+  int how;
   loom_stream *o = (loom_stream *)ctx;
   loom_task *t = loom__task_of(L);
   (void)status;
   o->sending = 0;
-  loom__check_wake(L, t);
-  if (t->wake == LOOM_WAKE_CLOSED)
+  how = loom__wake_outcome(L, t, 1);
+  if (how == LOOM_WAKE_CLOSED)
     return raise_closed(L, "send: the stream was closed by another task");
-  if (t->wake == LOOM_WAKE_ERROR || o->write_err != 0)
+  if (how == LOOM_WAKE_ERROR || o->write_err != 0)
     return raise_stream_err(L, o, "send", o->write_err);
   return 0;
 }
@@ -615,8 +615,7 @@ static int k_accept(lua_State *L, int status, lua_KContext ctx) {
   int err;
   (void)status;
   o->accepting = 0;
-  loom__check_wake(L, t);
-  if (t->wake == LOOM_WAKE_CLOSED || o->closed)
+  if (loom__wake_outcome(L, t, 1) == LOOM_WAKE_CLOSED || o->closed)
     return raise_closed(L, "accept: the listener was closed by another "
                         "task");
   if (o->listen_err != 0) {

@@ -61,14 +61,14 @@ static void *new_obj(lua_State *L, size_t size, int nuv) {
 
 static int k_return_nothing(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  loom__check_wake(L, CTX_TASK(ctx));
+  loom__wake_outcome(L, CTX_TASK(ctx), 1);
   return 0;
 }
 
 /* Continuation of acquire(): the guard is the object itself, at index 1. */
 static int k_return_self(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  loom__check_wake(L, CTX_TASK(ctx));
+  loom__wake_outcome(L, CTX_TASK(ctx), 1);
   lua_settop(L, 1);
   return 1;
 }
@@ -492,13 +492,10 @@ static int k_cond_wait(lua_State *L, int status, lua_KContext ctx) {
   sync_cond *c = (sync_cond *)lua_touserdata(L, 1);
   sync_lock *lk = c->lock;
   int cancelled = ctx == COND_RELOCK_CANCELLED;
+  int how = loom__wake_outcome(L, t, 0);
   (void)status;
-  t->wait_what = NULL;
-  t->wait_data = NULL;
   if (ctx == COND_WAITING) {
-    cancelled = t->wake == LOOM_WAKE_CANCELLED;
-    t->wake = LOOM_WAKE_OK;
-    t->wake_scope = NULL;
+    cancelled = how == LOOM_WAKE_CANCELLED;
     if (lk->owner != t) {
       if (lk->owner == NULL && lk->q.n == 0)
         lock_set_owner(L, lk, 2, t);
@@ -655,11 +652,8 @@ static int limiter_try(lua_State *L, sync_limiter *lim) {
 /* After a wait for a token; the guard (the limiter) is returned by acquire()
  * and nothing by acquire_on_behalf_of(). */
 static int limiter_woken(lua_State *L, loom_task *t, int guard) {
-  loom__check_wake(L, t);
-  if (t->wake == LOOM_WAKE_ERROR) {
-    t->wake = LOOM_WAKE_OK;
+  if (loom__wake_outcome(L, t, 1) == LOOM_WAKE_ERROR)
     return luaL_error(L, "%s", already_holding);
-  }
   if (!guard) return 0;
   lua_settop(L, 1);
   return 1;

@@ -103,6 +103,22 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
 }
 #define is_cancelled loom__is_cancelled
 
+/* [-0, +(0|1)] push a shallow copy of the context table at src and return
+ * 1, or push nothing and return 0 when it is empty. */
+static int copy_context(lua_State *L, int src) {
+  lua_pushnil(L);
+  if (!lua_next(L, src)) return 0;
+  lua_pop(L, 2);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, src)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  return 1;
+}
+
 loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
                           int first_arg, int nargs, loom_task *spawner) {
   loom_task *t;
@@ -122,7 +138,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
   loom__list_init(&t->wait_link);
   loom__list_init(&t->waiters);
   loom__list_init(&t->all_link);
-  loom__timer_init(&t->sleep_timer, LOOM_TIMER_SLEEP);
+  loom__timer_init(&t->sleep_timer, NULL);  /* owner: sched.c's sleeps */
   t->state = LOOM_TASK_NEW;
   t->id = ++rt->next_id;
   t->nargs = nargs;
@@ -135,23 +151,20 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
     lua_setiuservalue(L, ud, LOOM_UV_ARGS + i);
   }
   /* The child gets a shallow copy of the spawner's context, taken now. An
-   * empty or absent context stays absent: loom.context() makes one. */
-  if (spawner != NULL && spawner->has_ctx) {
+   * empty or absent context stays absent: loom.context() makes one. A
+   * context no user code has seen cannot have changed since it was copied:
+   * the child shares it, and whichever task first asks loom.context() for
+   * it copies it then (copy-on-write, see LOOM_CTX_*). */
+  if (spawner != NULL && spawner->ctx_state != LOOM_CTX_NONE) {
     loom__push_task(L, spawner);
     if (lua_getiuservalue(L, -1, LOOM_UV_CTX) == LUA_TTABLE) {
-      int src = lua_gettop(L);
-      lua_pushnil(L);
-      if (lua_next(L, src)) {
-        lua_pop(L, 2);
-        lua_newtable(L);
-        lua_pushnil(L);
-        while (lua_next(L, src)) {
-          lua_pushvalue(L, -2);
-          lua_insert(L, -2);
-          lua_rawset(L, -4);
-        }
+      if (spawner->ctx_state != LOOM_CTX_OWNED) {
         lua_setiuservalue(L, ud, LOOM_UV_CTX);
-        t->has_ctx = 1;
+        spawner->ctx_state = LOOM_CTX_SHARED;
+        t->ctx_state = LOOM_CTX_SHARED;
+      } else if (copy_context(L, lua_gettop(L))) {
+        lua_setiuservalue(L, ud, LOOM_UV_CTX);
+        t->ctx_state = LOOM_CTX_PRIVATE;
       }
     }
     lua_settop(L, ud);
@@ -449,7 +462,7 @@ static int k_wait(lua_State *L, int status, lua_KContext ctx) {
   loom_task *self = loom__task_of(L);
   loom_task *t = loom__check_task(L, 1);
   (void)status;
-  loom__check_wake(L, self);
+  loom__wake_outcome(L, self, 1);
   if (ctx) return deliver_result(L, t, 1);
   return 0;
 }
@@ -564,13 +577,22 @@ static loom_task *current_or_raise(lua_State *L, const char *fn) {
 static int l_context(lua_State *L) {
   loom_task *t = current_or_raise(L, "context");
   loom__push_task(L, t);
-  if (lua_getiuservalue(L, -1, LOOM_UV_CTX) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, -3, LOOM_UV_CTX);
-    t->has_ctx = 1;
+  if (t->ctx_state == LOOM_CTX_OWNED) {
+    lua_getiuservalue(L, -1, LOOM_UV_CTX);
+    return 1;
   }
+  if (t->ctx_state == LOOM_CTX_PRIVATE)
+    lua_getiuservalue(L, -1, LOOM_UV_CTX);
+  else if (t->ctx_state == LOOM_CTX_SHARED) {
+    /* Other tasks may hold this table: this task writes to its own copy. */
+    lua_getiuservalue(L, -1, LOOM_UV_CTX);
+    if (!copy_context(L, lua_gettop(L))) lua_newtable(L);
+    lua_remove(L, -2);
+  } else
+    lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, -3, LOOM_UV_CTX);
+  t->ctx_state = LOOM_CTX_OWNED;
   return 1;
 }
 

@@ -76,7 +76,7 @@ static int k_connect(lua_State *L, int status, lua_KContext ctx) {
   loom_stream *o = (loom_stream *)ctx;
   loom_task *t = loom__task_of(L);
   (void)status;
-  loom__check_wake(L, t);
+  loom__wake_outcome(L, t, 1);
   if (o->connect_status < 0 || o->closed) {
     int err = o->connect_status < 0 ? o->connect_status : UV_ECANCELED;
     loom__stream_close(o);

@@ -1315,18 +1315,12 @@ static int wait_step(lua_State *L, loom_task *t, thread_call *c) {
 static int k_wait(lua_State *L, int status, lua_KContext ctx) {
   thread_call *c = (thread_call *)ctx;
   loom_task *t = loom__task_of(L);
+  /* Woken by wait_abort: the cancellation is noted on the call, and
+   * raised here only when the call was abandoned. */
+  int abandoned = t->wake == LOOM_WAKE_CANCELLED && c->abandoned;
   (void)status;
-  if (t->wake == LOOM_WAKE_CANCELLED) {
-    /* Woken by wait_abort: the cancellation is noted on the call. */
-    if (c->abandoned) {
-      c->task = NULL;
-      loom__check_wake(L, t);
-    }
-    t->wake = LOOM_WAKE_OK;
-    t->wake_scope = NULL;
-  }
-  t->wait_what = NULL;
-  t->wait_data = NULL;
+  if (abandoned) c->task = NULL;
+  loom__wake_outcome(L, t, abandoned);
   return wait_step(L, t, c);
 }
 

@@ -277,8 +277,7 @@ static int k_receive(lua_State *L, int status, lua_KContext ctx) {
   o = ((udp_box *)o)->obj;
   o->receiving = 0;
   unref_reader(o);
-  loom__check_wake(L, t);
-  if (t->wake == LOOM_WAKE_CLOSED || o->closed)
+  if (loom__wake_outcome(L, t, 1) == LOOM_WAKE_CLOSED || o->closed)
     return raise_closed(L, op);
   if (o->read_err != 0) {
     int err = o->read_err;
@@ -381,15 +380,16 @@ static void send_abort(loom_task *t) {
 }
 
 static int k_send(lua_State *L, int status, lua_KContext ctx) {
+  int how;
   udp_obj *o = (udp_obj *)ctx;
   loom_task *t = loom__task_of(L);
   const char *op = lua_tostring(L, lua_upvalueindex(2));
   char where[80] = "";
   (void)status;
   o->sending = 0;
-  loom__check_wake(L, t);
-  if (t->wake == LOOM_WAKE_CLOSED) return raise_closed(L, op);
-  if (t->wake == LOOM_WAKE_ERROR) {
+  how = loom__wake_outcome(L, t, 1);
+  if (how == LOOM_WAKE_CLOSED) return raise_closed(L, op);
+  if (how == LOOM_WAKE_ERROR) {
     if (o->connected) addr_where(&o->remote, where, sizeof where);
     return raise_uv(L, op, o->send_err, where);
   }
