@@ -18,21 +18,9 @@ local core
 
 local ClosedResourceError = errors.ClosedResourceError
 
-local function argerror(n, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
-    (level or 2) + 1)
-end
-
-local function tname(v)
-  return v == nil and "no value" or type(v)
-end
-
-local function check_path(v, n, fname)
-  if type(v) ~= "string" then
-    argerror(n, fname, "string expected, got " .. tname(v), 3)
-  end
-  return v
-end
+local args = require("loom.args")
+local argerror, tname = args.argerror, args.tname
+local check_path = args.check_string
 
 -- File objects ---------------------------------------------------------------
 

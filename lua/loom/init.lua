@@ -66,11 +66,7 @@ loom.wait_all_tasks_blocked = core.wait_all_tasks_blocked
 loom.current_task = core.current_task
 loom.context = core.context
 
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local callable = require("loom.args").callable
 
 local function check_fn(v, n, fname)
   if not callable(v) then

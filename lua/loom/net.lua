@@ -18,14 +18,8 @@ local checkpoint  -- loom.checkpoint, set by install
 local DelimiterNotFound = errors.error_class("DelimiterNotFound", errors.Error)
 M.DelimiterNotFound = DelimiterNotFound
 
-local function argerror(n, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
-    (level or 2) + 1)
-end
-
-local function tname(v)
-  return v == nil and "no value" or type(v)
-end
+local args = require("loom.args")
+local argerror, tname, callable = args.argerror, args.tname, args.callable
 
 local function check_host(v, n, fname)
   if type(v) ~= "string" then
@@ -47,12 +41,6 @@ local function check_port(v, n, fname, min)
     argerror(n, fname, ("port must be in %d..65535, got %d"):format(min, p), 3)
   end
   return p
-end
-
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
 end
 
 -- Buffered streams ---------------------------------------------------------

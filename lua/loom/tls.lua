@@ -21,14 +21,8 @@ M.TLSError = TLSError
 local is = errors.is
 local loom, core   -- set by install
 
-local function argerror(n, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
-    (level or 2) + 1)
-end
-
-local function tname(v)
-  return v == nil and "no value" or type(v)
-end
+local args = require("loom.args")
+local argerror, tname = args.argerror, args.tname
 
 -- Streams -------------------------------------------------------------------
 

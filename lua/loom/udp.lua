@@ -4,14 +4,8 @@
 
 local M = {}
 
-local function argerror(n, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
-    (level or 2) + 1)
-end
-
-local function tname(v)
-  return v == nil and "no value" or type(v)
-end
+local args = require("loom.args")
+local argerror, tname = args.argerror, args.tname
 
 local function check_port(v, n, fname, what, min)
   local p = math.type(v) == "float" and math.tointeger(v) or v
