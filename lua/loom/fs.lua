@@ -35,8 +35,7 @@ end
 
 local function check_file(f, fname)
   if getmetatable(f) ~= File then
-    error(("calling '%s' on bad self (loom.File expected, got %s)")
-      :format(fname, type(f)), 3)
+    args.selferror(fname, "loom.File", type(f), 3)
   end
   if not f.h then
     error(ClosedResourceError(fname .. ": the file is closed"), 3)
@@ -379,8 +378,7 @@ end
 --- f:close(): writes out the buffer and closes the file. Idempotent.
 function File.close(f)
   if getmetatable(f) ~= File then
-    error("calling 'close' on bad self (loom.File expected, got "
-      .. type(f) .. ")", 2)
+    args.selferror("close", "loom.File", type(f))
   end
   local h = f.h
   if not h then return end

@@ -7,18 +7,7 @@ local M = {}
 local args = require("loom.args")
 local argerror, tname = args.argerror, args.tname
 
-local function check_port(v, n, fname, what, min)
-  local p = math.type(v) == "float" and math.tointeger(v) or v
-  if math.type(p) ~= "integer" then
-    argerror(n, fname, what .. " must be an integer, got "
-      .. (type(v) == "number" and tostring(v) or tname(v)), 3)
-  end
-  if p < min or p > 65535 then
-    argerror(n, fname, ("%s must be in %d..65535, got %d"):format(what, min,
-      p), 3)
-  end
-  return p
-end
+local check_port = args.check_port
 
 local function check_host(v, n, fname, what)
   if type(v) ~= "string" then
