@@ -127,6 +127,29 @@ function H.known_leak(why)
   leak_check.known_leak = why
 end
 
+-- Injected errors -----------------------------------------------------------
+
+--- H.injection.disarmed: set it to true before debug.sethook() stops an
+--- injection: an assignment is not a call, so the hook cannot fire between
+--- the protected call and the reset.
+H.injection = { disarmed = false }
+
+--- H.inject(n): raise "injected" at the n-th call event of the running
+--- coroutine (where out of memory could be raised), once.
+function H.inject(n)
+  local count = 0
+  local injection = H.injection
+  injection.disarmed = false
+  debug.sethook(function()
+    if injection.disarmed then return end
+    count = count + 1
+    if count == n then
+      debug.sethook()
+      error("injected", 0)
+    end
+  end, "c")
+end
+
 -- Child programs and the shell ------------------------------------------
 
 --- H.root: the repository's absolute path (the directory holding spec/).
