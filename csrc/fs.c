@@ -205,6 +205,17 @@ static fs_req *new_call(lua_State *L, fs_req *r, int op, size_t extra,
 #define new_req(L, op, extra, f, fname) \
   new_call((L), NULL, (op), (extra), (f), (fname))
 
+/* The start every plain request shares, once its arguments are checked and
+ * t = FS_BEGIN(...): a cancel point (may raise Cancelled before anything is
+ * allocated), the stack cut to argument 1 (kept alive for the wait), then
+ * a new request on top of it. */
+static fs_req *begin_req(lua_State *L, loom_task *t, int op, size_t extra,
+                         fs_file *f, const char *fname) {
+  loom__cancel_point(L, t);
+  lua_settop(L, 1);
+  return new_req(L, op, extra, f, fname);
+}
+
 /* ---- errors ------------------------------------------------------------- */
 
 /* Raise loom.OSError "<fname>: <message> (<path>)" with .code and .path. */
@@ -466,9 +477,7 @@ static int l_fs_open(lua_State *L) {
   while (*m == 'b') m++;
   if (*m != '\0') return loom__argerror(L, 2, "invalid mode");
   t = FS_BEGIN(L, "open_file");
-  loom__cancel_point(L, t);
-  lua_settop(L, 1);
-  r = new_req(L, OP_OPEN, 0, NULL, "open_file");
+  r = begin_req(L, t, OP_OPEN, 0, NULL, "open_file");
   err = uv_fs_open(t->rt->loop, &r->fs, path, flags | O_CLOEXEC, 0666,
                    fs_cb);
   return wait_req(L, t, r, err, &RES_OPEN, path);
@@ -560,9 +569,7 @@ static int l_handle_stat(lua_State *L) {
   loom_task *t = FS_BEGIN(L, "File:stat");
   fs_req *r;
   int err;
-  loom__cancel_point(L, t);
-  lua_settop(L, 1);
-  r = new_req(L, OP_STAT, 0, f, "stat");
+  r = begin_req(L, t, OP_STAT, 0, f, "stat");
   err = uv_fs_fstat(t->rt->loop, &r->fs, f->fd, fs_cb);
   return wait_req(L, t, r, err, &RES_STAT, NULL);
 }
@@ -572,9 +579,7 @@ static int l_handle_sync(lua_State *L) {
   loom_task *t = FS_BEGIN(L, "File:sync");
   fs_req *r;
   int err;
-  loom__cancel_point(L, t);
-  lua_settop(L, 1);
-  r = new_req(L, OP_OTHER, 0, f, "sync");
+  r = begin_req(L, t, OP_OTHER, 0, f, "sync");
   err = uv_fs_fsync(t->rt->loop, &r->fs, f->fd, fs_cb);
   return wait_req(L, t, r, err, &RES_NONE, NULL);
 }
@@ -655,9 +660,7 @@ static int l_fs_stat(lua_State *L) {
   const char *path = check_path(L, 1);
   loom_task *t = FS_BEGIN(L, "fs.stat");
   fs_req *r;
-  loom__cancel_point(L, t);
-  lua_settop(L, 1);
-  r = new_req(L, OP_STAT, 0, NULL, "stat");
+  r = begin_req(L, t, OP_STAT, 0, NULL, "stat");
   return wait_req(L, t, r, uv_fs_stat(t->rt->loop, &r->fs, path, fs_cb),
                   &RES_STAT, path);
 }
@@ -666,9 +669,7 @@ static int l_fs_lstat(lua_State *L) {
   const char *path = check_path(L, 1);
   loom_task *t = FS_BEGIN(L, "fs.lstat");
   fs_req *r;
-  loom__cancel_point(L, t);
-  lua_settop(L, 1);
-  r = new_req(L, OP_STAT, 0, NULL, "lstat");
+  r = begin_req(L, t, OP_STAT, 0, NULL, "lstat");
   return wait_req(L, t, r, uv_fs_lstat(t->rt->loop, &r->fs, path, fs_cb),
                   &RES_STAT, path);
 }
@@ -678,9 +679,7 @@ static int l_fs_mkdir(lua_State *L) {
   lua_Integer mode = luaL_optinteger(L, 2, 0777);
   loom_task *t = FS_BEGIN(L, "fs.mkdir");
   fs_req *r;
-  loom__cancel_point(L, t);
-  lua_settop(L, 1);
-  r = new_req(L, OP_OTHER, 0, NULL, "mkdir");
+  r = begin_req(L, t, OP_OTHER, 0, NULL, "mkdir");
   return wait_req(L, t, r, uv_fs_mkdir(t->rt->loop, &r->fs, path,
                                        (int)mode, fs_cb), &RES_NONE, path);
 }
@@ -689,9 +688,7 @@ static int l_fs_rmdir(lua_State *L) {
   const char *path = check_path(L, 1);
   loom_task *t = FS_BEGIN(L, "fs.rmdir");
   fs_req *r;
-  loom__cancel_point(L, t);
-  lua_settop(L, 1);
-  r = new_req(L, OP_OTHER, 0, NULL, "rmdir");
+  r = begin_req(L, t, OP_OTHER, 0, NULL, "rmdir");
   return wait_req(L, t, r, uv_fs_rmdir(t->rt->loop, &r->fs, path, fs_cb),
                   &RES_NONE, path);
 }
@@ -700,9 +697,7 @@ static int l_fs_unlink(lua_State *L) {
   const char *path = check_path(L, 1);
   loom_task *t = FS_BEGIN(L, "fs.unlink");
   fs_req *r;
-  loom__cancel_point(L, t);
-  lua_settop(L, 1);
-  r = new_req(L, OP_OTHER, 0, NULL, "unlink");
+  r = begin_req(L, t, OP_OTHER, 0, NULL, "unlink");
   return wait_req(L, t, r, uv_fs_unlink(t->rt->loop, &r->fs, path, fs_cb),
                   &RES_NONE, path);
 }
@@ -711,9 +706,7 @@ static int l_fs_rename(lua_State *L) {
   const char *from = check_path(L, 1), *to = check_path(L, 2);
   loom_task *t = FS_BEGIN(L, "fs.rename");
   fs_req *r;
-  loom__cancel_point(L, t);
-  lua_settop(L, 1);
-  r = new_req(L, OP_OTHER, 0, NULL, "rename");
+  r = begin_req(L, t, OP_OTHER, 0, NULL, "rename");
   return wait_req(L, t, r, uv_fs_rename(t->rt->loop, &r->fs, from, to,
                                         fs_cb), &RES_NONE, from);
 }
@@ -722,9 +715,7 @@ static int l_fs_copyfile(lua_State *L) {
   const char *from = check_path(L, 1), *to = check_path(L, 2);
   loom_task *t = FS_BEGIN(L, "fs.copyfile");
   fs_req *r;
-  loom__cancel_point(L, t);
-  lua_settop(L, 1);
-  r = new_req(L, OP_OTHER, 0, NULL, "copyfile");
+  r = begin_req(L, t, OP_OTHER, 0, NULL, "copyfile");
   return wait_req(L, t, r, uv_fs_copyfile(t->rt->loop, &r->fs, from, to, 0,
                                           fs_cb), &RES_NONE, from);
 }
@@ -733,9 +724,7 @@ static int l_fs_scandir(lua_State *L) {
   const char *path = check_path(L, 1);
   loom_task *t = FS_BEGIN(L, "fs.readdir");
   fs_req *r;
-  loom__cancel_point(L, t);
-  lua_settop(L, 1);
-  r = new_req(L, OP_SCANDIR, 0, NULL, "readdir");
+  r = begin_req(L, t, OP_SCANDIR, 0, NULL, "readdir");
   return wait_req(L, t, r, uv_fs_scandir(t->rt->loop, &r->fs, path, 0,
                                          fs_cb), &RES_SCANDIR, path);
 }
@@ -744,9 +733,7 @@ static int l_fs_realpath(lua_State *L) {
   const char *path = check_path(L, 1);
   loom_task *t = FS_BEGIN(L, "fs.realpath");
   fs_req *r;
-  loom__cancel_point(L, t);
-  lua_settop(L, 1);
-  r = new_req(L, OP_OTHER, 0, NULL, "realpath");
+  r = begin_req(L, t, OP_OTHER, 0, NULL, "realpath");
   return wait_req(L, t, r, uv_fs_realpath(t->rt->loop, &r->fs, path,
                                           fs_cb), &RES_PATH, path);
 }

@@ -11,12 +11,8 @@
 -- The suite runs a sampled subset (LOOM_ALLOC_CASES, LOOM_ALLOC_SEED);
 -- `make alloc-sweep` runs every N, and `make asan` runs it under ASan.
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return out, code
-end
+-- sh(cmd) -> output (stdout and stderr), exit code
+local sh = require("chost").sh
 
 local root = sh("pwd"):gsub("%s+$", "")
 local prefix = os.getenv("LOOM_TEST_PREFIX") or ""

@@ -1,15 +1,9 @@
 -- Ctrl-C during loom.run (signal.c, process.lua): SIGINT goes to a child
 -- lua5.4 running a loom program.
 local loom = require("loom")
-local core = require("loom.core")
+local H = require("helpers")
 
-local function script(src)
-  local path = os.tmpname() .. ".lua"
-  local f = assert(io.open(path, "w"))
-  f:write('local loom = require("loom")\n', src)
-  f:close()
-  return path
-end
+local script = H.loom_script
 
 -- Start src, wait for its "ready" line, run act(p), collect the rest.
 local function run_child(src, act, cmd)
@@ -73,15 +67,7 @@ end)
 
 describe("Ctrl-C during loom.run", function()
   -- Nothing of this area left alive after each test.
-  after_each(function()
-    loom.run(function()
-      loom.sleep(0.005)
-      assert.equal(0, core.process_stats().running)
-      local st = core.pipe_stats()
-      assert.same({ 0, 0, 0, 0 }, { st.streams, st.listeners, st.closing,
-        st.files })
-    end)
-  end)
+  after_each(H.assert_no_child_leftovers)
 
   it("cancels 10,000 parked tasks, runs their <close>, raises "
     .. "Interrupted", function()

@@ -3,39 +3,13 @@
 -- repository. Runs the checker on the repository, then on copies of its
 -- docs and stubs with one thing broken, and checks the problem is named.
 
-local here = debug.getinfo(1, "S").source:gsub("^@", "")
-local root = here:gsub("/?spec/docs_spec%.lua$", "")
-if root == "" or root == "." then root = os.getenv("PWD") end
-if root:sub(1, 1) ~= "/" then root = os.getenv("PWD") .. "/" .. root end
+local H = require("helpers")
+local root, q, sh = H.root, H.q, H.sh
+local read, write = H.read_file, H.write_file
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1", "r"))
-  local out = p:read("a")
-  local ok = p:close()
-  return out, ok == true
-end
-
-local build = os.getenv("LOOM_BUILD_DIR") or "build"
 local function check(dir)
-  return sh("env LUA_PATH=" .. q(root .. "/lua/?.lua;" .. root
-    .. "/lua/?/init.lua;;") .. " LUA_CPATH=" .. q(root .. "/" .. build
-    .. "/?.so;;") .. " lua5.4 " .. q(root .. "/tools/docs_check.lua") .. " "
-    .. q(dir))
-end
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
+  return sh(H.lua_env() .. " lua5.4 " .. q(root .. "/tools/docs_check.lua")
+    .. " " .. q(dir))
 end
 
 describe("docs-check", function()

@@ -7,12 +7,8 @@
 local fresh = require("embed.fresh")
 local q = fresh.quote
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return out, code
-end
+-- sh(cmd) -> output (stdout and stderr), exit code
+local sh = require("chost").sh
 
 describe("the C API (loom.h)", function()
   local bin = os.tmpname()

@@ -2,12 +2,8 @@
 -- state per thread (spec/embed/host.c): loom keeps no mutable C globals, so
 -- they must not interfere, and lua_close must finalise each runtime.
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return out, code
-end
+-- sh(cmd) -> output (stdout and stderr), exit code
+local sh = require("chost").sh
 
 local function abs(path)
   local dir = sh("pwd"):gsub("%s+$", "")

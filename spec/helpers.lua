@@ -127,4 +127,98 @@ function H.known_leak(why)
   leak_check.known_leak = why
 end
 
+-- Injected errors -----------------------------------------------------------
+
+--- H.injection.disarmed: set it to true before debug.sethook() stops an
+--- injection: an assignment is not a call, so the hook cannot fire between
+--- the protected call and the reset.
+H.injection = { disarmed = false }
+
+--- H.inject(n): raise "injected" at the n-th call event of the running
+--- coroutine (where out of memory could be raised), once.
+function H.inject(n)
+  local count = 0
+  local injection = H.injection
+  injection.disarmed = false
+  debug.sethook(function()
+    if injection.disarmed then return end
+    count = count + 1
+    if count == n then
+      debug.sethook()
+      error("injected", 0)
+    end
+  end, "c")
+end
+
+-- Child programs and the shell ------------------------------------------
+
+--- H.root: the repository's absolute path (the directory holding spec/).
+H.root = debug.getinfo(1, "S").source:gsub("^@", "")
+  :gsub("/?spec/helpers%.lua$", "")
+if H.root == "" or H.root == "." then H.root = os.getenv("PWD") end
+if H.root:sub(1, 1) ~= "/" then H.root = os.getenv("PWD") .. "/" .. H.root end
+
+--- H.build: the build directory, relative to H.root.
+H.build = os.getenv("LOOM_BUILD_DIR") or "build"
+
+--- H.q(s) -> s quoted for sh.
+function H.q(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+--- H.sh(cmd) -> cmd's output (stdout and stderr), whether it succeeded.
+function H.sh(cmd)
+  local p = assert(io.popen("(" .. cmd .. ") 2>&1", "r"))
+  local out = p:read("a")
+  local ok = p:close()
+  return out, ok == true
+end
+
+--- H.lua_env() -> "env LUA_PATH=... LUA_CPATH=..." (shell words) that make a
+--- child lua5.4 load this checkout's loom.
+function H.lua_env()
+  return "env LUA_PATH=" .. H.q(H.root .. "/lua/?.lua;" .. H.root
+    .. "/lua/?/init.lua;;") .. " LUA_CPATH=" .. H.q(H.root .. "/" .. H.build
+    .. "/?.so;;")
+end
+
+--- H.read_file(path) -> the file's bytes.
+function H.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- H.write_file(path, s): replaces the file's bytes with s.
+function H.write_file(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+--- H.loom_script(src) -> the path of a new temporary .lua file holding
+--- `local loom = require("loom")` then src, for a child lua5.4 to run.
+function H.loom_script(src)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write('local loom = require("loom")\n', src)
+  f:close()
+  return path
+end
+
+--- H.assert_no_child_leftovers(): in an after_each of the specs that run
+--- children or pipes; no child is running and no pipe stream, listener or
+--- file is open or closing (after a short settle).
+function H.assert_no_child_leftovers()
+  local core = require("loom.core")
+  loom.run(function()
+    loom.sleep(0.005)
+    luassert.equal(0, core.process_stats().running)
+    local st = core.pipe_stats()
+    luassert.same({ 0, 0, 0, 0 }, { st.streams, st.listeners, st.closing,
+      st.files })
+  end)
+end
+
 return H

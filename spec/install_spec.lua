@@ -4,22 +4,8 @@
 -- another directory, with nothing of this checkout on the path. Also checks
 -- that the reference docs and the editor stubs are installed with the rock.
 
-local here = debug.getinfo(1, "S").source:gsub("^@", "")
-local root = here:gsub("/?spec/install_spec%.lua$", "")
-if root == "" or root == "." then root = os.getenv("PWD") end
-if root:sub(1, 1) ~= "/" then root = os.getenv("PWD") .. "/" .. root end
-
-local function q(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
--- Run a shell command; returns its output (stdout and stderr) and success.
-local function sh(cmd)
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1", "r"))
-  local out = p:read("a")
-  local ok = p:close()
-  return out, ok == true
-end
+local H = require("helpers")
+local root, q, sh = H.root, H.q, H.sh
 
 local function must(cmd)
   local out, ok = sh(cmd)
@@ -27,12 +13,7 @@ local function must(cmd)
   return out
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = H.read_file
 
 local function version()
   return read(root .. "/csrc/loom.h"):match('#define LOOM_VERSION "([^"]+)"')

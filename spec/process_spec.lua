@@ -66,15 +66,7 @@ end
 
 describe("loom.run_process", function()
   -- Nothing of this area left alive after each test.
-  after_each(function()
-    loom.run(function()
-      loom.sleep(0.005)
-      assert.equal(0, core.process_stats().running)
-      local st = core.pipe_stats()
-      assert.same({ 0, 0, 0, 0 }, { st.streams, st.listeners, st.closing,
-        st.files })
-    end)
-  end)
+  after_each(H.assert_no_child_leftovers)
 
   it("captures stdout and stderr of an argv command", function()
     loom.run(function()

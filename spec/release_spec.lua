@@ -2,33 +2,17 @@
 -- require("loom"), the rockspecs, CHANGELOG.md). Runs the checker on the
 -- repository, then on copies where one place disagrees.
 
-local here = debug.getinfo(1, "S").source:gsub("^@", "")
-local root = here:gsub("/?spec/release_spec%.lua$", "")
-if root == "" or root == "." then root = os.getenv("PWD") end
-if root:sub(1, 1) ~= "/" then root = os.getenv("PWD") .. "/" .. root end
+local H = require("helpers")
+local root, q, sh = H.root, H.q, H.sh
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1", "r"))
-  local out = p:read("a")
-  local ok = p:close()
-  return out, ok == true
-end
-
-local build = os.getenv("LOOM_BUILD_DIR") or "build"
 local function check(dir)
-  return sh("cd " .. q(dir) .. " && env LUA_PATH="
-    .. q(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;")
-    .. " LUA_CPATH=" .. q(root .. "/" .. build .. "/?.so;;")
-    .. " lua5.4 " .. q(root .. "/tools/release_check.lua"))
+  return sh("cd " .. q(dir) .. " && " .. H.lua_env() .. " lua5.4 "
+    .. q(root .. "/tools/release_check.lua"))
 end
 
 local function loom_version_of(dir)
-  local f = assert(io.open(dir .. "/csrc/loom.h", "rb"))
-  local s = f:read("a")
-  f:close()
-  return s:match('#define LOOM_VERSION "([^"]+)"')
+  return H.read_file(dir .. "/csrc/loom.h")
+    :match('#define LOOM_VERSION "([^"]+)"')
 end
 
 describe("release-check", function()

@@ -4,13 +4,7 @@ local loom = require("loom")
 local core = require("loom.core")
 local H = require("helpers")
 
-local function script(src)
-  local path = os.tmpname() .. ".lua"
-  local f = assert(io.open(path, "w"))
-  f:write('local loom = require("loom")\n', src)
-  f:close()
-  return path
-end
+local script = H.loom_script
 
 -- Run src as a child; on_ready(p, b) runs once the child printed "ready".
 local function with_child(src, on_ready, cmd)
@@ -43,15 +37,7 @@ end
 
 describe("loom.open_signal_receiver", function()
   -- Nothing of this area left alive after each test.
-  after_each(function()
-    loom.run(function()
-      loom.sleep(0.005)
-      assert.equal(0, core.process_stats().running)
-      local st = core.pipe_stats()
-      assert.same({ 0, 0, 0, 0 }, { st.streams, st.listeners, st.closing,
-        st.files })
-    end)
-  end)
+  after_each(H.assert_no_child_leftovers)
 
   it("receives signals by name, in order, and iterates", function()
     local r = with_child([[

@@ -1,16 +1,9 @@
 -- loom.stdin/stdout/stderr (pipe.c): a loom script runs as a child lua5.4
 -- with its stdio on pipes, files, /dev/null.
 local loom = require("loom")
-local core = require("loom.core")
+local H = require("helpers")
 
--- Write a loom script to a temporary file; returns its path.
-local function script(src)
-  local path = os.tmpname() .. ".lua"
-  local f = assert(io.open(path, "w"))
-  f:write('local loom = require("loom")\n', src)
-  f:close()
-  return path
-end
+local script = H.loom_script
 
 local ECHO_UPPER = [[
 loom.run(function()
@@ -34,15 +27,7 @@ print("print still works")
 
 describe("loom stdio streams", function()
   -- Nothing of this area left alive after each test.
-  after_each(function()
-    loom.run(function()
-      loom.sleep(0.005)
-      assert.equal(0, core.process_stats().running)
-      local st = core.pipe_stats()
-      assert.same({ 0, 0, 0, 0 }, { st.streams, st.listeners, st.closing,
-        st.files })
-    end)
-  end)
+  after_each(H.assert_no_child_leftovers)
 
   it("read stdin and write stdout through pipes", function()
     local path = script(ECHO_UPPER)

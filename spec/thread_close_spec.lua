@@ -5,12 +5,8 @@
 -- suite's memory checker when there is one (LOOM_TEST_PREFIX, or
 -- LOOM_CHILD_PREFIX when only the processes started here get it: make tsan).
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return out, code
-end
+-- sh(cmd) -> output (stdout and stderr), exit code
+local sh = require("chost").sh
 
 local root = sh("pwd"):gsub("%s+$", "")
 local prefix = os.getenv("LOOM_CHILD_PREFIX")

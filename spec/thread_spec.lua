@@ -8,12 +8,7 @@ local W = require("thread_work")
 
 local run = H.run
 
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(loom.is(err, cls), "unexpected error: " .. tostring(err))
-  return err
-end
+local raises = H.raises
 
 local function message_of(fn, ...)
   local ok, err = pcall(fn, ...)

@@ -18,21 +18,9 @@ local core
 
 local ClosedResourceError = errors.ClosedResourceError
 
-local function argerror(n, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
-    (level or 2) + 1)
-end
-
-local function tname(v)
-  return v == nil and "no value" or type(v)
-end
-
-local function check_path(v, n, fname)
-  if type(v) ~= "string" then
-    argerror(n, fname, "string expected, got " .. tname(v), 3)
-  end
-  return v
-end
+local args = require("loom.args")
+local argerror, tname = args.argerror, args.tname
+local check_path = args.check_string
 
 -- File objects ---------------------------------------------------------------
 
@@ -47,8 +35,7 @@ end
 
 local function check_file(f, fname)
   if getmetatable(f) ~= File then
-    error(("calling '%s' on bad self (loom.File expected, got %s)")
-      :format(fname, type(f)), 3)
+    args.selferror(fname, "loom.File", type(f), 3)
   end
   if not f.h then
     error(ClosedResourceError(fname .. ": the file is closed"), 3)
@@ -391,8 +378,7 @@ end
 --- f:close(): writes out the buffer and closes the file. Idempotent.
 function File.close(f)
   if getmetatable(f) ~= File then
-    error("calling 'close' on bad self (loom.File expected, got "
-      .. type(f) .. ")", 2)
+    args.selferror("close", "loom.File", type(f))
   end
   local h = f.h
   if not h then return end

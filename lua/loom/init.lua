@@ -66,11 +66,8 @@ loom.wait_all_tasks_blocked = core.wait_all_tasks_blocked
 loom.current_task = core.current_task
 loom.context = core.context
 
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local args = require("loom.args")
+local callable = args.callable
 
 local function check_fn(v, n, fname)
   if not callable(v) then
@@ -124,8 +121,7 @@ end
 --- cancellation). fn is called as fn(...), like pcall.
 function scope_methods.run(scope, fn, ...)
   if not core.is_scope(scope) then
-    error("calling 'run' on bad self (loom.CancelScope expected, got "
-      .. type(scope) .. ")", 2)
+    args.selferror("run", "loom.CancelScope", type(scope))
   end
   check_fn(fn, 1, "run")
   return finish_scope(scope, scope_run(scope, fn, ...))

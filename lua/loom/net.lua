@@ -18,14 +18,9 @@ local checkpoint  -- loom.checkpoint, set by install
 local DelimiterNotFound = errors.error_class("DelimiterNotFound", errors.Error)
 M.DelimiterNotFound = DelimiterNotFound
 
-local function argerror(n, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
-    (level or 2) + 1)
-end
-
-local function tname(v)
-  return v == nil and "no value" or type(v)
-end
+local args = require("loom.args")
+local argerror, tname, callable = args.argerror, args.tname, args.callable
+local selferror, named_type = args.selferror, args.named_type
 
 local function check_host(v, n, fname)
   if type(v) ~= "string" then
@@ -37,23 +32,7 @@ local function check_host(v, n, fname)
   end
 end
 
-local function check_port(v, n, fname, min)
-  local p = math.type(v) == "float" and math.tointeger(v) or v
-  if math.type(p) ~= "integer" then
-    argerror(n, fname, "port must be an integer, got " .. (type(v) == "number"
-      and tostring(v) or tname(v)), 3)
-  end
-  if p < min or p > 65535 then
-    argerror(n, fname, ("port must be in %d..65535, got %d"):format(min, p), 3)
-  end
-  return p
-end
-
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local check_port = args.check_port
 
 -- Buffered streams ---------------------------------------------------------
 
@@ -63,12 +42,7 @@ Buffered.__name = "loom.BufferedStream"
 
 local function check_buffered(b, fname)
   if getmetatable(b) ~= Buffered then
-    local mt, got = getmetatable(b), b == nil and "no value" or type(b)
-    if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then
-      got = rawget(mt, "__name")
-    end
-    error(("calling '%s' on bad self (loom.BufferedStream expected, got %s)")
-      :format(fname, got), 3)
+    selferror(fname, "loom.BufferedStream", named_type(b), 3)
   end
 end
 
@@ -240,7 +214,7 @@ function M.install(loom, core)
   --- its addresses are tried in turn; the first that connects wins.
   function loom.connect_tcp(host, port)
     check_host(host, 1, "connect_tcp")
-    port = check_port(port, 2, "connect_tcp", 1)
+    port = check_port(port, 2, "connect_tcp", "port", 1)
     if ip_family(host) then return tcp_connect(host, port) end
     local addrs = getaddrinfo(host, port)
     local errs = {}
@@ -313,12 +287,7 @@ function M.install(loom, core)
     local listener_mt = debug.getregistry()[class]
     return function(listener, handler, tg)
       if getmetatable(listener) ~= listener_mt then
-        local mt, got = getmetatable(listener), tname(listener)
-        if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then
-          got = rawget(mt, "__name")
-        end
-        error("calling 'serve' on bad self (" .. class .. " expected, got "
-          .. got .. ")", 2)
+        selferror("serve", class, named_type(listener), 2)
       end
       if not callable(handler) then
         argerror(1, "serve", "function expected, got " .. tname(handler))

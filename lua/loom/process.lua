@@ -6,6 +6,7 @@
 -- feeding and draining, and wraps loom.run for Ctrl-C and reaping.
 
 local errors = require("loom.errors")
+local selferror = require("loom.args").selferror
 
 local M = {}
 
@@ -190,8 +191,7 @@ function M.install(loom, core)
   --- task is cancelled, the child is killed (SIGKILL) and reaped first.
   function methods.close(p)
     if getmetatable(p) ~= meta then
-      error("calling 'close' on bad self (loom.Process expected, got "
-        .. tname(p) .. ")", 2)
+      selferror("close", "loom.Process", tname(p))
     end
     close_streams(p)
     local ok, e = pcall(p.wait, p)

@@ -3,6 +3,7 @@
 -- that calls back into user code on every round, Condition:wait_for.
 
 local core = require("loom.core")
+local args = require("loom.args")
 
 local condition_methods = core.condition_methods
 
@@ -13,20 +14,10 @@ local cond_mt = debug.getregistry()["loom.Condition"]
 
 function condition_methods.wait_for(cond, predicate)
   if getmetatable(cond) ~= cond_mt then
-    local mt, got = getmetatable(cond), cond == nil and "no value"
-      or type(cond)
-    if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then
-      got = rawget(mt, "__name")
-    end
-    error("calling 'wait_for' on bad self (loom.Condition expected, got "
-      .. got .. ")", 2)
+    args.selferror("wait_for", "loom.Condition", args.named_type(cond))
   end
-  if type(predicate) ~= "function" then
-    local mt = getmetatable(predicate)
-    if type(mt) ~= "table" or mt.__call == nil then
-      error("bad argument #1 to 'wait_for' (function expected, got "
-        .. type(predicate) .. ")", 2)
-    end
+  if not args.callable(predicate) then
+    args.argerror(1, "wait_for", "function expected, got " .. type(predicate))
   end
   local result = predicate()
   while not result do

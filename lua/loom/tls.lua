@@ -21,14 +21,8 @@ M.TLSError = TLSError
 local is = errors.is
 local loom, core   -- set by install
 
-local function argerror(n, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
-    (level or 2) + 1)
-end
-
-local function tname(v)
-  return v == nil and "no value" or type(v)
-end
+local args = require("loom.args")
+local argerror, tname = args.argerror, args.tname
 
 -- Streams -------------------------------------------------------------------
 
@@ -44,8 +38,7 @@ end
 
 local function check_stream(s, fname)
   if getmetatable(s) ~= TLSStream then
-    error(("calling '%s' on bad self (loom.TLSStream expected, got %s)")
-      :format(fname, type(s)), 3)
+    args.selferror(fname, "loom.TLSStream", type(s), 3)
   end
   if s.closed then
     error(errors.ClosedResourceError(fname .. ": the stream is closed"), 3)
@@ -252,8 +245,7 @@ end
 --- closes the transport. Idempotent.
 function TLSStream.close(s)
   if getmetatable(s) ~= TLSStream then
-    error("calling 'close' on bad self (loom.TLSStream expected, got "
-      .. type(s) .. ")", 2)
+    args.selferror("close", "loom.TLSStream", type(s))
   end
   if s.closed then return end
   s.closed = true
@@ -399,8 +391,7 @@ end
 
 local function check_listener(l, fname)
   if getmetatable(l) ~= TLSListener then
-    error(("calling '%s' on bad self (loom.TLSListener expected, got %s)")
-      :format(fname, type(l)), 3)
+    args.selferror(fname, "loom.TLSListener", type(l), 3)
   end
   if l.closed then
     error(errors.ClosedResourceError(fname .. ": the listener is closed"), 3)
@@ -493,8 +484,7 @@ end
 
 function TLSListener.close(l)
   if getmetatable(l) ~= TLSListener then
-    error("calling 'close' on bad self (loom.TLSListener expected, got "
-      .. type(l) .. ")", 2)
+    args.selferror("close", "loom.TLSListener", type(l))
   end
   if l.closed then return end
   l.closed = true

@@ -4,27 +4,10 @@
 
 local M = {}
 
-local function argerror(n, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
-    (level or 2) + 1)
-end
+local args = require("loom.args")
+local argerror, tname = args.argerror, args.tname
 
-local function tname(v)
-  return v == nil and "no value" or type(v)
-end
-
-local function check_port(v, n, fname, what, min)
-  local p = math.type(v) == "float" and math.tointeger(v) or v
-  if math.type(p) ~= "integer" then
-    argerror(n, fname, what .. " must be an integer, got "
-      .. (type(v) == "number" and tostring(v) or tname(v)), 3)
-  end
-  if p < min or p > 65535 then
-    argerror(n, fname, ("%s must be in %d..65535, got %d"):format(what, min,
-      p), 3)
-  end
-  return p
-end
+local check_port = args.check_port
 
 local function check_host(v, n, fname, what)
   if type(v) ~= "string" then

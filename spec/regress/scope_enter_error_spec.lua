@@ -12,23 +12,8 @@ local core = require("loom.core")
 
 local inf = math.huge
 
--- Raise "injected" at the n-th call event of the running coroutine.
--- Set before debug.sethook() stops the hook: an assignment is not a call,
--- so the hook cannot fire between the protected call and the reset.
-local disarmed = false
-
-local function inject(n)
-  local count = 0
-  disarmed = false
-  debug.sethook(function()
-    if disarmed then return end
-    count = count + 1
-    if count == n then
-      debug.sethook()
-      error("injected", 0)
-    end
-  end, "c")
-end
+local H = require("helpers")
+local inject, injection = H.inject, H.injection
 
 -- The scope tree of the running task is intact: nothing entered is left,
 -- checkpoints work, a new scope can be entered and cancelled.
@@ -59,7 +44,7 @@ describe("regression: errors while entering a scope", function()
           local s = loom.cancel_scope{ deadline = loom.now() - 1 }
           s:run(function() loom.checkpoint() end)
         end)
-        disarmed = true
+        injection.disarmed = true
         debug.sethook()
         assert_intact()
       end)
@@ -79,7 +64,7 @@ describe("regression: errors while entering a scope", function()
                 return a
               end, 1)
             end)
-            disarmed = true
+            injection.disarmed = true
             debug.sethook()
             assert.is_true(ok or err == "injected" or loom.is_cancelled(err)
               or loom.is(err, loom.Cancelled), tostring(err))
@@ -98,13 +83,13 @@ describe("regression: errors while entering a scope", function()
           inject(n)
           loom.move_on_after(0, loom.checkpoint)
         end)
-        disarmed = true
+        injection.disarmed = true
         debug.sethook()
         pcall(function()
           inject(n)
           loom.fail_after(0, loom.checkpoint)
         end)
-        disarmed = true
+        injection.disarmed = true
         debug.sethook()
         assert_intact()
       end)

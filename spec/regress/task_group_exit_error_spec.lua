@@ -6,22 +6,8 @@
 local loom = require("loom")
 local core = require("loom.core")
 
--- Set before debug.sethook() stops the hook: an assignment is not a call,
--- so the hook cannot fire between the protected call and the reset.
-local disarmed = false
-
-local function inject(n)
-  local count = 0
-  disarmed = false
-  debug.sethook(function()
-    if disarmed then return end
-    count = count + 1
-    if count == n then
-      debug.sethook()
-      error("injected", 0)
-    end
-  end, "c")
-end
+local H = require("helpers")
+local inject, injection = H.inject, H.injection
 
 describe("regression: errors in task_group's exit", function()
   it("children never outlive their group, whatever call fails", function()
@@ -37,7 +23,7 @@ describe("regression: errors in task_group's exit", function()
             loom.checkpoint()
           end)
         end)
-        disarmed = true
+        injection.disarmed = true
         debug.sethook()
         for _, h in ipairs(handles) do
           assert.is_true(h:done(), "a child outlived its group")

@@ -57,12 +57,8 @@ loom.run(function()
 end)
 ]]
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  return out, code
-end
+-- sh(cmd) -> output (stdout and stderr), exit code
+local sh = require("chost").sh
 
 describe("regression: use after the runtime was finalised", function()
   it("raises a clear error instead of touching libuv", function()
