@@ -706,7 +706,11 @@ static int l_fs_rename(lua_State *L) {
   const char *from = check_path(L, 1), *to = check_path(L, 2);
   loom_task *t = FS_BEGIN(L, "fs.rename");
   fs_req *r;
-  r = begin_req(L, t, OP_OTHER, 0, NULL, "rename");
+  /* Not begin_req: `to` (argument 2) stays on the stack, so that the
+   * collector cannot free it before libuv copied it. */
+  loom__cancel_point(L, t);
+  lua_settop(L, 2);
+  r = new_req(L, OP_OTHER, 0, NULL, "rename");
   return wait_req(L, t, r, uv_fs_rename(t->rt->loop, &r->fs, from, to,
                                         fs_cb), &RES_NONE, from);
 }
@@ -715,7 +719,11 @@ static int l_fs_copyfile(lua_State *L) {
   const char *from = check_path(L, 1), *to = check_path(L, 2);
   loom_task *t = FS_BEGIN(L, "fs.copyfile");
   fs_req *r;
-  r = begin_req(L, t, OP_OTHER, 0, NULL, "copyfile");
+  /* Not begin_req: `to` (argument 2) stays on the stack, so that the
+   * collector cannot free it before libuv copied it. */
+  loom__cancel_point(L, t);
+  lua_settop(L, 2);
+  r = new_req(L, OP_OTHER, 0, NULL, "copyfile");
   return wait_req(L, t, r, uv_fs_copyfile(t->rt->loop, &r->fs, from, to, 0,
                                           fs_cb), &RES_NONE, from);
 }
