@@ -103,7 +103,9 @@ for k, v in pairs(loom) do
       add("loom." .. k, "value")
     end
     if is_submodule(v) then
-      for fk, fv in pairs(v) do add("loom." .. k .. "." .. fk, "function", fv) end
+      for fk, fv in pairs(v) do
+        add("loom." .. k .. "." .. fk, "function", fv)
+      end
     end
     if errors.is_class(v) then
       classes[k] = { error_class = true }

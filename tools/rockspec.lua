@@ -1,5 +1,6 @@
 -- tools/rockspec.lua: writes loom's rockspecs from one template, so the scm
 -- and the versioned rockspec cannot drift apart.
+-- luacheck: no max line length (the rockspec text below is written as is)
 --
 --   lua5.4 tools/rockspec.lua VERSION URL REF OUTDIR
 --
