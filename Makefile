@@ -96,7 +96,7 @@ lint: lint-lua lint-c $(if $(filter 1,$(LOOM_FORMAT_CHECK)),format-check)
 
 lint-lua:
 	command -v luacheck >/dev/null || apt-get install -y -qq lua-check
-	luacheck --codes -q lua spec examples bench
+	luacheck --codes -q lua spec examples bench tools
 
 # cppcheck sees lua.h (so Lua's macros are understood) but not the system
 # or libuv headers; the defines describe the configurations we build:
