@@ -82,7 +82,7 @@ tsan:
 	  LOOM_CHILD_PREFIX="$(TSAN_ENV)" bash .ci/setup test $(TSAN_PROCESS_SPECS)
 	LOOM_BUILD_DIR=build-tsan BUILD_TYPE=Debug LOOM_CMAKE_FLAGS=-DLOOM_TSAN=ON \
 	  LOOM_TEST_PREFIX="env TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1" \
-	  bash .ci/setup test $(TSAN_HOST_SPECS)
+	  LOOM_CHILD_PREFIX="$(TSAN_ENV)" bash .ci/setup test $(TSAN_HOST_SPECS)
 
 # Lint: luacheck (.luacheckrc), cppcheck over csrc/ (.ci/cppcheck.supp
 # lists each suppression with its reason) and, once csrc/ has been formatted

@@ -30,9 +30,12 @@ describe("C host examples", function()
   end)
 
   it("host_60fps.lua alone only defines the game", function()
-    local out, err, code = C.sh3(("cd %s && env LUA_PATH='./lua/?.lua;"
+    -- Under make tsan loom.core is instrumented: the plain interpreter
+    -- needs the TSan runtime preloaded (LOOM_CHILD_PREFIX).
+    local out, err, code = C.sh3(("cd %s && %s env LUA_PATH='./lua/?.lua;"
       .. "./lua/?/init.lua;;' LUA_CPATH=%s lua5.4 examples/host_60fps.lua")
-      :format(C.quote(C.root), C.quote(C.build .. "/?.so;;")))
+      :format(C.quote(C.root), os.getenv("LOOM_CHILD_PREFIX") or "",
+        C.quote(C.build .. "/?.so;;")))
     assert.are.equal(0, code, err)
     assert.are.equal("", out)
   end)
