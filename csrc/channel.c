@@ -118,8 +118,8 @@ static void buf_clear(lua_State *L, chan_state *st, int sidx) {
 /* ---- helpers ------------------------------------------------------------ */
 
 /* Hot-path type checks (loom__test_ud), as for the core's objects. */
-#define MAGIC_SEND 0x6c6d7477u     /* "lmtw" */
-#define MAGIC_RECEIVE 0x6c6d7472u  /* "lmtr" */
+#define MAGIC_SEND LOOM_MAGIC_SEND
+#define MAGIC_RECEIVE LOOM_MAGIC_RECEIVE
 
 /* The end at idx, a send end or a receive end, or the standard lauxlib
  * error ("loom.SendChannel expected, got ..."). */
@@ -493,46 +493,25 @@ static const luaL_Reg receive_methods[] = {
   {NULL, NULL}
 };
 
-/* Register funcs in the table on top as closures over (rt, metatable). */
-static void setfuncs_mt(lua_State *L, int mt, const luaL_Reg *funcs) {
-  for (; funcs->name != NULL; funcs++) {
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, mt);
-    lua_pushcclosure(L, funcs->func, 2);
-    lua_setfield(L, -2, funcs->name);
-  }
-}
+static const loom_class send_class = {
+  SEND_MT, send_meta, send_methods, NULL, NULL, "send_channel_methods",
+  LOOM_CLASS_UP_MT
+};
 
-/* [-0, +1] the metatable of an end class, __index its methods table, which
- * is also published as module[field]. */
-static int new_end_class(lua_State *L, int mod, const char *name,
-                         const luaL_Reg *meta, const luaL_Reg *methods,
-                         const char *field) {
-  int mt;
-  luaL_newmetatable(L, name);
-  mt = lua_gettop(L);
-  setfuncs_mt(L, mt, meta);
-  lua_newtable(L);
-  setfuncs_mt(L, mt, methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, mod, field);
-  lua_setfield(L, mt, "__index");
-  return mt;
-}
+static const loom_class receive_class = {
+  RECV_MT, receive_meta, receive_methods, NULL, NULL,
+  "receive_channel_methods", LOOM_CLASS_UP_MT
+};
 
 /* Stack: rt(1) module(top). Adds core.channel and the methods tables
- * core.send_channel_methods and core.receive_channel_methods. */
+ * core.send_channel_methods and core.receive_channel_methods; methods
+ * close over (rt, their metatable), core.channel over (rt, both). */
 int loom__open_channel(lua_State *L) {
   int mod = lua_gettop(L);
-  new_end_class(L, mod, SEND_MT, send_meta, send_methods,
-                "send_channel_methods");
-  new_end_class(L, mod, RECV_MT, receive_meta, receive_methods,
-                "receive_channel_methods");
   lua_pushvalue(L, 1);
-  lua_pushvalue(L, mod + 1);
-  lua_pushvalue(L, mod + 2);
+  loom__class_register(L, mod, &send_class, 1, 1);
+  loom__class_register(L, mod, &receive_class, 1, 1);
   lua_pushcclosure(L, l_channel_new, 3);
   lua_setfield(L, mod, "channel");
-  lua_settop(L, mod);
   return 0;
 }

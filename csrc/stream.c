@@ -207,17 +207,6 @@ void loom__addr_where(const struct sockaddr_storage *ss, unsigned len,
   }
 }
 
-int loom__raise_uv(lua_State *L, const char *op, int err,
-                   const char *where) {
-  const char *cls = (err == UV_EPIPE || err == UV_ECONNRESET)
-    ? "BrokenResourceError" : "OSError";
-  if (where != NULL && where[0] != '\0')
-    lua_pushfstring(L, "%s: %s (%s)", op, uv_strerror(err), where);
-  else
-    lua_pushfstring(L, "%s: %s", op, uv_strerror(err));
-  return loom__raise_error(L, cls, lua_tostring(L, -1), uv_err_name(err));
-}
-
 /* An error naming the peer when it is known. */
 static int raise_stream_err(lua_State *L, loom_stream *o, const char *op,
                             int err) {

@@ -28,12 +28,12 @@ static loom_task *running_task(lua_State *L) {
 }
 
 /* Hot-path type checks (loom__test_ud): every object here starts with its
- * class's magic, like the core's objects (lowercase last letter: sync). */
-#define MAGIC_EVENT 0x6c6d7465u    /* "lmte" */
-#define MAGIC_LOCK 0x6c6d746cu     /* "lmtl" */
-#define MAGIC_SEM 0x6c6d7473u      /* "lmts" */
-#define MAGIC_COND 0x6c6d7463u     /* "lmtc" */
-#define MAGIC_LIMITER 0x6c6d7469u  /* "lmti" */
+ * class's magic (enum loom_magic). */
+#define MAGIC_EVENT LOOM_MAGIC_EVENT
+#define MAGIC_LOCK LOOM_MAGIC_LOCK
+#define MAGIC_SEM LOOM_MAGIC_SEM
+#define MAGIC_COND LOOM_MAGIC_COND
+#define MAGIC_LIMITER LOOM_MAGIC_LIMITER
 
 /* The object of type `type` at idx, or the standard lauxlib error ("calling
  * 'x' on bad self", "loom.Lock expected, got table"). */
@@ -877,45 +877,17 @@ static int l_limiter_tostring(lua_State *L) {
 
 /* ---- registration ------------------------------------------------------- */
 
-/* Register funcs in the table on top as closures over (rt, metatable). */
-static void setfuncs_mt(lua_State *L, int mt, const luaL_Reg *funcs) {
-  for (; funcs->name != NULL; funcs++) {
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, mt);
-    lua_pushcclosure(L, funcs->func, 2);
-    lua_setfield(L, -2, funcs->name);
-  }
-}
-
-/* Stack: rt(1) ... module(top). Creates the class `name`: metatable with
- * meta functions, a methods table published as module[field], and __index
- * either that table or index (a closure over rt, metatable, methods). The
- * constructor ctor becomes module[ctor_name]. */
-static void new_class(lua_State *L, const char *name, const luaL_Reg *meta,
-                      const luaL_Reg *methods, const char *field,
-                      lua_CFunction index, const char *ctor_name,
-                      lua_CFunction ctor) {
-  int mod = lua_gettop(L), mt;
-  luaL_newmetatable(L, name);
-  mt = lua_gettop(L);
-  setfuncs_mt(L, mt, meta);
-  lua_newtable(L);
-  setfuncs_mt(L, mt, methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, mod, field);
-  if (index != NULL) {
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, mt);
-    lua_pushvalue(L, -3);
-    lua_pushcclosure(L, index, 3);
-    lua_remove(L, -2);
-  }
-  lua_setfield(L, mt, "__index");
+/* Stack: rt(1) ... module(top). Registers the class (methods and
+ * metamethods close over rt and the metatable) and its constructor ctor as
+ * module[ctor_name], over the same two. */
+static void new_class(lua_State *L, const loom_class *cls,
+                      const char *ctor_name, lua_CFunction ctor) {
+  int mod = lua_gettop(L);
+  loom__class_register(L, mod, cls, 1, 1);
   lua_pushvalue(L, 1);
-  lua_pushvalue(L, mt);
+  lua_insert(L, -2);
   lua_pushcclosure(L, ctor, 2);
   lua_setfield(L, mod, ctor_name);
-  lua_settop(L, mod);
 }
 
 static const luaL_Reg event_meta[] = {
@@ -997,20 +969,29 @@ static const luaL_Reg limiter_methods[] = {
   {NULL, NULL}
 };
 
+#define CLASS(name, meta, methods, index, export) \
+  { name, meta, methods, NULL, index, export, LOOM_CLASS_UP_MT }
+static const loom_class event_class =
+  CLASS(EVENT_MT, event_meta, event_methods, NULL, "event_methods");
+static const loom_class lock_class =
+  CLASS(LOCK_MT, lock_meta, lock_methods, NULL, "lock_methods");
+static const loom_class sem_class =
+  CLASS(SEM_MT, sem_meta, sem_methods, l_sem_index, "semaphore_methods");
+static const loom_class cond_class =
+  CLASS(COND_MT, cond_meta, cond_methods, NULL, "condition_methods");
+static const loom_class limiter_class =
+  CLASS(LIMITER_MT, limiter_meta, limiter_methods, l_limiter_index,
+        "capacity_limiter_methods");
+#undef CLASS
+
 /* Stack: rt(1) module(top). Adds core.event, core.lock, core.semaphore,
  * core.condition, core.capacity_limiter and their methods tables
  * (core.<class>_methods) for the Lua front. */
 int loom__open_sync(lua_State *L) {
-  new_class(L, EVENT_MT, event_meta, event_methods, "event_methods", NULL,
-            "event", l_event_new);
-  new_class(L, LOCK_MT, lock_meta, lock_methods, "lock_methods", NULL,
-            "lock", l_lock_new);
-  new_class(L, SEM_MT, sem_meta, sem_methods, "semaphore_methods",
-            l_sem_index, "semaphore", l_sem_new);
-  new_class(L, COND_MT, cond_meta, cond_methods, "condition_methods", NULL,
-            "condition", l_cond_new);
-  new_class(L, LIMITER_MT, limiter_meta, limiter_methods,
-            "capacity_limiter_methods", l_limiter_index, "capacity_limiter",
-            l_limiter_new);
+  new_class(L, &event_class, "event", l_event_new);
+  new_class(L, &lock_class, "lock", l_lock_new);
+  new_class(L, &sem_class, "semaphore", l_sem_new);
+  new_class(L, &cond_class, "condition", l_cond_new);
+  new_class(L, &limiter_class, "capacity_limiter", l_limiter_new);
   return 0;
 }
