@@ -193,11 +193,18 @@ static const luaL_Reg dns_funcs[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg result_meta[] = {
+  {"__gc", l_result_gc},
+  {NULL, NULL}
+};
+
+static const loom_class result_class = {
+  RESULT_MT, result_meta, NULL, NULL, NULL, NULL, 0
+};
+
 /* Stack: rt(1) module(top). */
 int loom__open_dns(lua_State *L) {
-  luaL_newmetatable(L, RESULT_MT);
-  lua_pushcfunction(L, l_result_gc);
-  lua_setfield(L, -2, "__gc");
+  loom__class_register(L, 0, &result_class, 0, 0);
   lua_pop(L, 1);
   loom__setfuncs(L, 1, dns_funcs);
   return 0;

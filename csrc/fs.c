@@ -807,28 +807,40 @@ static const luaL_Reg fs_funcs[] = {
   {NULL, NULL}
 };
 
-/* Register funcs into the table on top with upvalues rt(1) and state. */
-static void setfuncs2(lua_State *L, int state_idx, const luaL_Reg *funcs) {
-  for (; funcs->name != NULL; funcs++) {
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, state_idx);
-    lua_pushcclosure(L, funcs->func, 2);
-    lua_setfield(L, -2, funcs->name);
-  }
-}
+static const luaL_Reg state_meta[] = {
+  {"__gc", l_state_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg call_meta[] = {
+  {"__gc", l_call_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg handle_meta[] = {
+  {"__gc", l_handle_gc},
+  {"__tostring", l_handle_tostring},
+  {NULL, NULL}
+};
+
+static const loom_class state_class = {
+  STATE_MT, state_meta, NULL, NULL, NULL, NULL, 0
+};
+static const loom_class call_class = {
+  CALL_MT, call_meta, NULL, NULL, NULL, NULL, 0
+};
+/* Methods close over rt(1) and the state box. */
+static const loom_class handle_class = {
+  HANDLE_MT, handle_meta, handle_methods, NULL, NULL, NULL, 0
+};
 
 /* Stack: rt(1) module(top). */
 int loom__open_fs(lua_State *L) {
   fs_state **sbox;
   int sidx;
-  luaL_newmetatable(L, STATE_MT);
-  lua_pushcfunction(L, l_state_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, CALL_MT);
-  lua_pushcfunction(L, l_call_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  loom__class_register(L, 0, &state_class, 0, 0);
+  loom__class_register(L, 0, &call_class, 0, 0);
+  lua_pop(L, 2);
   sbox = (fs_state **)lua_newuserdatauv(L, sizeof *sbox, 0);
   *sbox = NULL;
   luaL_setmetatable(L, STATE_MT);
@@ -837,16 +849,11 @@ int loom__open_fs(lua_State *L) {
   (*sbox)->refs = 1;
   sidx = lua_gettop(L);
   lua_pushvalue(L, sidx - 1);   /* the module */
-  luaL_newmetatable(L, HANDLE_MT);
-  lua_newtable(L);
-  setfuncs2(L, sidx, handle_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_handle_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_handle_tostring);
-  lua_setfield(L, -2, "__tostring");
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, sidx);       /* upvalues: rt, state */
+  loom__class_register(L, 0, &handle_class, -2, 2);
   lua_pop(L, 1);
-  setfuncs2(L, sidx, fs_funcs);
+  luaL_setfuncs(L, fs_funcs, 2);
   lua_pop(L, 2);
   return 0;
 }
