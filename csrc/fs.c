@@ -221,16 +221,7 @@ static fs_req *begin_req(lua_State *L, loom_task *t, int op, size_t extra,
 /* Raise loom.OSError "<fname>: <message> (<path>)" with .code and .path. */
 static int raise_fs(lua_State *L, const char *fname, int err,
                     const char *path) {
-  loom_rt *rt = loom__rt(L);
-  if (path != NULL)
-    lua_pushfstring(L, "%s: %s (%s)", fname, uv_strerror(err), path);
-  else
-    lua_pushfstring(L, "%s: %s", fname, uv_strerror(err));
-  loom__push_hook(L, rt, "new_error");
-  lua_pushliteral(L, "OSError");
-  lua_pushvalue(L, -3);
-  lua_pushstring(L, uv_err_name(err));
-  lua_call(L, 3, 1);
+  loom__push_oserror(L, "OSError", fname, err, path);
   if (path != NULL && lua_type(L, -1) == LUA_TTABLE) {
     lua_pushstring(L, path);
     lua_setfield(L, -2, "path");

@@ -229,12 +229,8 @@ static int l_stdio(lua_State *L) {
   if (fd < 0 || fd > 2) luaL_argerror(L, 1, "fd must be 0, 1 or 2");
   loom__check_open(L, rt, name);
   dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (dupfd < 0) {
-    lua_pushfstring(L, "%s: %s", name,
-                    uv_strerror(uv_translate_sys_error(errno)));
-    return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                             uv_err_name(uv_translate_sys_error(errno)));
-  }
+  if (dupfd < 0)
+    return loom__raise_oserror(L, name, uv_translate_sys_error(errno), NULL);
   o = loom__stream_new(L, rt, &loom__pipe_stream_class);
   o->readable = fd == 0;
   o->writable = fd != 0;
@@ -264,9 +260,7 @@ static int l_stdio(lua_State *L) {
   if (err != 0) {
     if (!o->handle_live) close(dupfd);
     loom__stream_close(o);
-    lua_pushfstring(L, "%s: %s", name, uv_strerror(err));
-    return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                             uv_err_name(err));
+    return loom__raise_oserror(L, name, err, NULL);
   }
   return 1;
 }

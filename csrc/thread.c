@@ -45,8 +45,8 @@
 #define POOL_MT "loom.ThreadPool"
 #define BOX_MT "loom.ThreadBuffer"
 
-#define MAGIC_CALL 0x6c6d7443u   /* "lmtC" */
-#define MAGIC_REQ 0x6c6d7452u    /* "lmtR" */
+#define MAGIC_CALL LOOM_MAGIC_CALL
+#define MAGIC_REQ LOOM_MAGIC_REQ
 
 #define DEFAULT_IDLE_TIMEOUT 10.0   /* seconds, as AnyIO's worker threads */
 #define DEFAULT_CLOSE_GRACE 1.0     /* seconds lua_close waits for calls */
@@ -521,15 +521,20 @@ static int l_box_tostring(lua_State *L) {
 }
 
 /* [-0, +1] an empty buffer box. */
+static const luaL_Reg box_meta[] = {
+  {"__gc", l_box_gc},
+  {"__tostring", l_box_tostring},
+  {NULL, NULL}
+};
+
+static const loom_class box_class = {
+  BOX_MT, box_meta, NULL, NULL, NULL, NULL, 0
+};
+
 static buf_box *new_box(lua_State *L) {
   buf_box *bx = (buf_box *)lua_newuserdatauv(L, sizeof *bx, 0);
   memset(bx, 0, sizeof *bx);
-  if (luaL_newmetatable(L, BOX_MT)) {
-    lua_pushcfunction(L, l_box_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_box_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  loom__class_register(L, 0, &box_class, 0, 0);
   lua_setmetatable(L, -2);
   return bx;
 }
@@ -1655,6 +1660,19 @@ static int l_thread_configure(lua_State *L) {
   return 1;
 }
 
+#define META(gc, tostring) \
+  (const luaL_Reg[]){{"__gc", gc}, {"__tostring", tostring}, {NULL, NULL}}
+static const loom_class call_class = {
+  CALL_MT, META(l_call_gc, l_call_tostring), NULL, NULL, NULL, NULL, 0
+};
+static const loom_class req_class = {
+  REQ_MT, META(l_req_gc, l_req_tostring), NULL, NULL, NULL, NULL, 0
+};
+static const loom_class pool_class = {
+  POOL_MT, META(l_pool_gc, l_pool_tostring), NULL, NULL, NULL, NULL, 0
+};
+#undef META
+
 static const luaL_Reg thread_funcs[] = {
   {"thread_new", l_thread_new},
   {"thread_submit", l_thread_submit},
@@ -1670,24 +1688,10 @@ static const luaL_Reg thread_funcs[] = {
 
 /* Stack: rt(1) module(top). */
 int loom__open_thread(lua_State *L) {
-  luaL_newmetatable(L, CALL_MT);
-  lua_pushcfunction(L, l_call_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_call_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, REQ_MT);
-  lua_pushcfunction(L, l_req_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_req_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, POOL_MT);
-  lua_pushcfunction(L, l_pool_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_pool_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  loom__class_register(L, 0, &call_class, 0, 0);
+  loom__class_register(L, 0, &req_class, 0, 0);
+  loom__class_register(L, 0, &pool_class, 0, 0);
+  lua_pop(L, 3);
   loom__setfuncs(L, 1, thread_funcs);
   return 0;
 }
