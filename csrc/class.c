@@ -61,12 +61,13 @@ static void class_setfuncs(lua_State *L, const luaL_Reg *f, int up, int nup,
 
 int loom__class_register(lua_State *L, int mod, const loom_class *cls,
                          int up, int nup) {
-  int mt, fresh;
+  int mt;
   mod = mod != 0 ? lua_absindex(L, mod) : 0;
   up = nup > 0 ? lua_absindex(L, up) : 0;
-  fresh = luaL_newmetatable(L, cls->name);
+  /* An existing metatable is filled again: a require that failed half-way
+   * (out of memory) may be retried in the same state. */
+  luaL_newmetatable(L, cls->name);
   mt = lua_gettop(L);
-  if (!fresh) return mt;  /* a second module table of the same state */
   if (cls->flags & LOOM_CLASS_UP_MT) {
     /* the metatable joins the upvalues: copy the range next to it */
     int i, base = lua_gettop(L);

@@ -816,7 +816,7 @@ typedef struct loom_class {
   unsigned flags;                /* LOOM_CLASS_* */
 } loom_class;
 
-/* [-0, +1] push cls's metatable, built the first time (luaL_setfuncs).
+/* [-0, +1] push cls's metatable, (re)built with luaL_setfuncs.
  * Every function closes over the nup stack values from index up (then the
  * metatable and/or its own name, per cls->flags); index also gets the
  * methods table as its last upvalue, and must look there first. Without

@@ -534,7 +534,10 @@ static const loom_class box_class = {
 static buf_box *new_box(lua_State *L) {
   buf_box *bx = (buf_box *)lua_newuserdatauv(L, sizeof *bx, 0);
   memset(bx, 0, sizeof *bx);
-  loom__class_register(L, 0, &box_class, 0, 0);
+  if (luaL_getmetatable(L, BOX_MT) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    loom__class_register(L, 0, &box_class, 0, 0);
+  }
   lua_setmetatable(L, -2);
   return bx;
 }
