@@ -464,11 +464,9 @@ static void dec_function(lua_State *L, loom_dec *d) {
                  lua_tostring(L, -2), lua_tostring(L, -1));
     lua_pushvalue(L, -1);
     lua_gettable(L, -4);
-    if (lua_type(L, -1) != LUA_TFUNCTION && !luaL_getmetafield(L, -1,
-                                                               "__call"))
+    if (!loom__is_callable(L, -1))
       luaL_error(L, "module '%s' has no function '%s'", lua_tostring(L, -3),
                  lua_tostring(L, -2));
-    if (lua_type(L, -1) != LUA_TFUNCTION) lua_pop(L, 1);
     lua_replace(L, -4);
     lua_pop(L, 2);
     return;
