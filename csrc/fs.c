@@ -229,11 +229,22 @@ static int raise_fs(lua_State *L, const char *fname, int err,
   return lua_error(L);
 }
 
-static const char *check_path(lua_State *L, int idx) {
+/* Argument idx must be a non-empty string without NUL. The message names
+ * the user's function fname ("bad argument #1 to 'stat' (path is empty)")
+ * and blames the user's line, also when a Lua wrapper of fs.lua calls. */
+static const char *check_path(lua_State *L, int idx, const char *fname) {
   size_t len;
-  const char *p = luaL_checklstring(L, idx, &len);
-  if (strlen(p) != len) loom__argerror(L, idx, "path contains a NUL");
-  if (len == 0) loom__argerror(L, idx, "path is empty");
+  const char *p;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    loom__errorf(L, "bad argument #%d to '%s' (string expected, got %s)",
+                 idx, fname, lua_isnoneornil(L, idx) ? "no value"
+                                                     : luaL_typename(L, idx));
+  p = lua_tolstring(L, idx, &len);
+  if (strlen(p) != len)
+    loom__errorf(L, "bad argument #%d to '%s' (path contains a NUL)", idx,
+                 fname);
+  if (len == 0)
+    loom__errorf(L, "bad argument #%d to '%s' (path is empty)", idx, fname);
   return p;
 }
 
@@ -449,7 +460,7 @@ static int64_t check_offset(lua_State *L, int idx) {
 /* core.fs_open(path, mode) -> FileHandle, flags-description. mode is
  * io.open's: "r", "w", "a", "r+", "w+", "a+", with "b" allowed after. */
 static int l_fs_open(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "open_file");
   const char *mode = luaL_optstring(L, 2, "r");
   loom_task *t;
   fs_req *r;
@@ -648,7 +659,7 @@ static int l_handle_tostring(lua_State *L) {
 /* ---- path calls --------------------------------------------------------- */
 
 static int l_fs_stat(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "stat");
   loom_task *t = FS_BEGIN(L, "fs.stat");
   fs_req *r;
   r = begin_req(L, t, OP_STAT, 0, NULL, "stat");
@@ -657,7 +668,7 @@ static int l_fs_stat(lua_State *L) {
 }
 
 static int l_fs_lstat(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "lstat");
   loom_task *t = FS_BEGIN(L, "fs.lstat");
   fs_req *r;
   r = begin_req(L, t, OP_STAT, 0, NULL, "lstat");
@@ -666,7 +677,7 @@ static int l_fs_lstat(lua_State *L) {
 }
 
 static int l_fs_mkdir(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "mkdir");
   lua_Integer mode = luaL_optinteger(L, 2, 0777);
   loom_task *t = FS_BEGIN(L, "fs.mkdir");
   fs_req *r;
@@ -676,7 +687,7 @@ static int l_fs_mkdir(lua_State *L) {
 }
 
 static int l_fs_rmdir(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "rmdir");
   loom_task *t = FS_BEGIN(L, "fs.rmdir");
   fs_req *r;
   r = begin_req(L, t, OP_OTHER, 0, NULL, "rmdir");
@@ -685,7 +696,7 @@ static int l_fs_rmdir(lua_State *L) {
 }
 
 static int l_fs_unlink(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "unlink");
   loom_task *t = FS_BEGIN(L, "fs.unlink");
   fs_req *r;
   r = begin_req(L, t, OP_OTHER, 0, NULL, "unlink");
@@ -694,7 +705,8 @@ static int l_fs_unlink(lua_State *L) {
 }
 
 static int l_fs_rename(lua_State *L) {
-  const char *from = check_path(L, 1), *to = check_path(L, 2);
+  const char *from = check_path(L, 1, "rename");
+  const char *to = check_path(L, 2, "rename");
   loom_task *t = FS_BEGIN(L, "fs.rename");
   fs_req *r;
   /* Not begin_req: `to` (argument 2) stays on the stack, so that the
@@ -707,7 +719,8 @@ static int l_fs_rename(lua_State *L) {
 }
 
 static int l_fs_copyfile(lua_State *L) {
-  const char *from = check_path(L, 1), *to = check_path(L, 2);
+  const char *from = check_path(L, 1, "copyfile");
+  const char *to = check_path(L, 2, "copyfile");
   loom_task *t = FS_BEGIN(L, "fs.copyfile");
   fs_req *r;
   /* Not begin_req: `to` (argument 2) stays on the stack, so that the
@@ -720,7 +733,7 @@ static int l_fs_copyfile(lua_State *L) {
 }
 
 static int l_fs_scandir(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "readdir");
   loom_task *t = FS_BEGIN(L, "fs.readdir");
   fs_req *r;
   r = begin_req(L, t, OP_SCANDIR, 0, NULL, "readdir");
@@ -729,7 +742,7 @@ static int l_fs_scandir(lua_State *L) {
 }
 
 static int l_fs_realpath(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "realpath");
   loom_task *t = FS_BEGIN(L, "fs.realpath");
   fs_req *r;
   r = begin_req(L, t, OP_OTHER, 0, NULL, "realpath");
@@ -739,7 +752,7 @@ static int l_fs_realpath(lua_State *L) {
 
 /* core.fs_mkdtemp(prefix) -> prefix .. six random characters. */
 static int l_fs_mkdtemp(lua_State *L) {
-  const char *prefix = check_path(L, 1);
+  const char *prefix = check_path(L, 1, "mkdtemp");
   loom_task *t = FS_BEGIN(L, "fs.mkdtemp");
   fs_req *r;
   const char *tpl;

@@ -170,3 +170,21 @@ describe("callable arguments", function()
       .. "value)", err_of(loom.run))
   end)
 end)
+
+describe("arguments checked on one side", function()
+  it("fs path calls name the user's function and line from C", function()
+    loom.run(function()
+      local where
+      local err = err_of(function()
+        where = H.here(); loom.fs.stat("")
+      end)
+      assert.equal(where .. ": bad argument #1 to 'stat' (path is empty)", err)
+      H.contains(err_of(loom.fs.readdir, "a\0b"),
+        "bad argument #1 to 'readdir' (path contains a NUL)")
+      H.contains(err_of(loom.fs.rename, "a", 3),
+        "bad argument #2 to 'rename' (string expected, got number)")
+      H.contains(err_of(loom.fs.mkdtemp),
+        "bad argument #1 to 'mkdtemp' (string expected, got no value)")
+    end)
+  end)
+end)
