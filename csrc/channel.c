@@ -37,7 +37,7 @@ typedef struct chan_state {
  * end has wait_data pointing here, so close() finds the tasks blocked on
  * this very end. */
 typedef struct chan_end {
-  uint32_t magic;             /* MAGIC_SEND or MAGIC_RECEIVE */
+  uint32_t magic;             /* LOOM_MAGIC_SEND or LOOM_MAGIC_RECEIVE */
   chan_state *st;
   unsigned char closed, is_send;
 } chan_end;
@@ -117,15 +117,12 @@ static void buf_clear(lua_State *L, chan_state *st, int sidx) {
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Hot-path type checks (loom__test_ud), as for the core's objects. */
-#define MAGIC_SEND LOOM_MAGIC_SEND
-#define MAGIC_RECEIVE LOOM_MAGIC_RECEIVE
-
 /* The end at idx, a send end or a receive end, or the standard lauxlib
- * error ("loom.SendChannel expected, got ..."). */
+ * error ("loom.SendChannel expected, got ..."). Hot-path type check
+ * (loom__test_ud) first, as for the core's objects. */
 static chan_end *check_end(lua_State *L, int idx, int is_send) {
   void *p = loom__test_ud(L, idx, sizeof(chan_end),
-                          is_send ? MAGIC_SEND : MAGIC_RECEIVE);
+                          is_send ? LOOM_MAGIC_SEND : LOOM_MAGIC_RECEIVE);
   if (p != NULL) return (chan_end *)p;
   return (chan_end *)luaL_checkudata(L, idx, is_send ? SEND_MT : RECV_MT);
 }
@@ -156,7 +153,7 @@ static void check_item(lua_State *L) {
 static chan_end *new_end(lua_State *L, chan_state *st, int sidx, int is_send,
                          int mt) {
   chan_end *e = (chan_end *)lua_newuserdatauv(L, sizeof *e, 1);
-  e->magic = is_send ? MAGIC_SEND : MAGIC_RECEIVE;
+  e->magic = is_send ? LOOM_MAGIC_SEND : LOOM_MAGIC_RECEIVE;
   e->st = st;
   e->closed = 0;
   e->is_send = (unsigned char)is_send;

@@ -45,9 +45,6 @@
 #define POOL_MT "loom.ThreadPool"
 #define BOX_MT "loom.ThreadBuffer"
 
-#define MAGIC_CALL LOOM_MAGIC_CALL
-#define MAGIC_REQ LOOM_MAGIC_REQ
-
 #define DEFAULT_IDLE_TIMEOUT 10.0   /* seconds, as AnyIO's worker threads */
 #define DEFAULT_CLOSE_GRACE 1.0     /* seconds lua_close waits for calls */
 #define LOAD_CACHE_MAX 64           /* functions kept loaded per state */
@@ -1088,7 +1085,7 @@ static int ensure_async(thread_pool *p) {
 
 static thread_call *check_call(lua_State *L, int idx) {
   thread_call *c = (thread_call *)loom__test_ud(L, idx, sizeof(thread_call),
-                                                MAGIC_CALL);
+                                                LOOM_MAGIC_CALL);
   return c != NULL ? c : (thread_call *)luaL_checkudata(L, idx, CALL_MT);
 }
 
@@ -1115,7 +1112,7 @@ static int l_thread_new(lua_State *L) {
   if (p == NULL) return luaL_error(L, "loom.%s: the runtime is closed", fname);
   c = (thread_call *)lua_newuserdatauv(L, sizeof *c, 1);
   memset(c, 0, sizeof *c);
-  c->magic = MAGIC_CALL;
+  c->magic = LOOM_MAGIC_CALL;
   c->ref = LUA_NOREF;
   c->pool = p;
   luaL_setmetatable(L, CALL_MT);
@@ -1286,7 +1283,7 @@ static int push_request(lua_State *L, thread_call *c) {
   c->req_pending = 0;
   lua_pushnil(L);
   r = (thread_req *)lua_newuserdatauv(L, sizeof *r, 0);
-  r->magic = MAGIC_REQ;
+  r->magic = LOOM_MAGIC_REQ;
   r->job = c->job;
   luaL_setmetatable(L, REQ_MT);
   uv_mutex_lock(&p->mu);
@@ -1370,7 +1367,7 @@ static int l_call_tostring(lua_State *L) {
 
 static thread_req *check_req(lua_State *L, int idx) {
   thread_req *r = (thread_req *)loom__test_ud(L, idx, sizeof(thread_req),
-                                              MAGIC_REQ);
+                                              LOOM_MAGIC_REQ);
   return r != NULL ? r : (thread_req *)luaL_checkudata(L, idx, REQ_MT);
 }
 
