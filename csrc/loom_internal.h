@@ -822,7 +822,9 @@ typedef struct loom_class {
  * methods table as its last upvalue, and must look there first. Without
  * index, __index is the methods table itself, whose metatable raises
  * "<name> has no method 'x' (did you mean 'y'?)" through loom__no_member
- * for a missing name. The methods table goes to module table mod[export]
+ * for a missing name (the fallback closes over the first upvalue value,
+ * which must be the runtime for that message; with nup 0 a missing name
+ * gives nil). The methods table goes to module table mod[export]
  * when both are set (mod 0: none). Returns the metatable's index. */
 int loom__class_register(lua_State *L, int mod, const loom_class *cls,
                          int up, int nup) LOOM_HIDDEN;
