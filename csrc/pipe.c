@@ -37,16 +37,22 @@ const loom_stream_class loom__pipe_stream_class = {
 /* Fill sun from the path argument at idx: a file path, or a Linux
  * abstract name (leading NUL, may contain NULs). Returns the address
  * length, or 0 after pushing nothing when the path is too long (the caller
- * raises OSError ENAMETOOLONG, as AnyIO does). */
-static socklen_t check_unix_path(lua_State *L, int idx,
+ * raises OSError ENAMETOOLONG, as AnyIO does). Argument errors name the
+ * user's function fname and line (the only check of the path: process.lua
+ * passes it on unchecked). */
+static socklen_t check_unix_path(lua_State *L, int idx, const char *fname,
                                  struct sockaddr_un *sun, size_t *plen) {
   size_t len;
   const char *p;
-  if (lua_type(L, idx) != LUA_TSTRING) loom__typeerror(L, idx, "string");
+  if (lua_type(L, idx) != LUA_TSTRING)
+    loom__errorf(L, "bad argument #%d to '%s' (string expected, got %s)",
+                 idx, fname, luaL_typename(L, idx));
   p = lua_tolstring(L, idx, &len);
-  if (len == 0) loom__argerror(L, idx, "path is empty");
+  if (len == 0)
+    loom__errorf(L, "bad argument #%d to '%s' (path is empty)", idx, fname);
   if (p[0] != '\0' && strlen(p) != len)
-    loom__argerror(L, idx, "path contains a NUL");
+    loom__errorf(L, "bad argument #%d to '%s' (path contains a NUL)", idx,
+                 fname);
   *plen = len;
   memset(sun, 0, sizeof *sun);
   sun->sun_family = AF_UNIX;
@@ -108,8 +114,8 @@ static int l_unix_connect(lua_State *L) {
   struct sockaddr_un sun;
   size_t plen;
   socklen_t len;
+  len = check_unix_path(L, 1, "connect_unix", &sun, &plen);
   loom__check_open(L, rt, "connect_unix");
-  len = check_unix_path(L, 1, &sun, &plen);
   loom_task *t = loom__check_blocking(L, "connect_unix", 1);
   char where[160];
   int fd, r;
@@ -150,7 +156,7 @@ static int l_unix_listen(lua_State *L) {
   int abstract, fd, err;
   char where[160];
   loom__check_open(L, rt, "create_unix_listener");
-  len = check_unix_path(L, 1, &sun, &plen);
+  len = check_unix_path(L, 1, "create_unix_listener", &sun, &plen);
   abstract = sun.sun_path[0] == '\0';
   struct stat st;
   loom_stream *o;

@@ -187,4 +187,21 @@ describe("arguments checked on one side", function()
         "bad argument #1 to 'mkdtemp' (string expected, got no value)")
     end)
   end)
+
+  it("connect_unix's path is checked in C, blaming the user's line",
+    function()
+    loom.run(function()
+      local where
+      local err = err_of(function()
+        where = H.here(); loom.connect_unix("")
+      end)
+      assert.equal(where .. ": bad argument #1 to 'connect_unix' (path is "
+        .. "empty)", err)
+      err = err_of(function()
+        where = H.here(); loom.connect_unix(42)
+      end)
+      assert.equal(where .. ": bad argument #1 to 'connect_unix' (string "
+        .. "expected, got number)", err)
+    end)
+  end)
 end)
