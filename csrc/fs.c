@@ -458,26 +458,35 @@ static int64_t check_offset(lua_State *L, int idx) {
 }
 
 /* core.fs_open(path, mode) -> FileHandle, flags-description. mode is
- * io.open's: "r", "w", "a", "r+", "w+", "a+", with "b" allowed after. */
+ * io.open's: "r", "w", "a", "r+", "w+", "a+", with "b" allowed after.
+ * The only check of loom.open_file's arguments (fs.lua passes them on). */
 static int l_fs_open(lua_State *L) {
   const char *path = check_path(L, 1, "open_file");
-  const char *mode = luaL_optstring(L, 2, "r");
+  const char *mode = "r", *m;
+  size_t mlen = 1;
   loom_task *t;
   fs_req *r;
   int flags, err;
-  const char *m = mode;
+  if (!lua_isnoneornil(L, 2)) {
+    if (lua_type(L, 2) != LUA_TSTRING)
+      return loom__errorf(L, "bad argument #2 to 'open_file' (string "
+                          "expected, got %s)", luaL_typename(L, 2));
+    mode = lua_tolstring(L, 2, &mlen);
+  }
+  m = mode;
   switch (*m++) {
     case 'r': flags = O_RDONLY; break;
     case 'w': flags = O_WRONLY | O_CREAT | O_TRUNC; break;
     case 'a': flags = O_WRONLY | O_CREAT | O_APPEND; break;
-    default: return loom__argerror(L, 2, "invalid mode");
+    default: flags = -1; break;
   }
-  if (*m == '+') {
+  if (flags != -1 && *m == '+') {
     m++;
     flags = (flags & ~(O_RDONLY | O_WRONLY)) | O_RDWR;
   }
-  while (*m == 'b') m++;
-  if (*m != '\0') return loom__argerror(L, 2, "invalid mode");
+  while (flags != -1 && *m == 'b') m++;
+  if (flags == -1 || *m != '\0' || strlen(mode) != mlen)
+    return loom__errorf(L, "bad argument #2 to 'open_file' (invalid mode)");
   t = FS_BEGIN(L, "open_file");
   r = begin_req(L, t, OP_OPEN, 0, NULL, "open_file");
   err = uv_fs_open(t->rt->loop, &r->fs, path, flags | O_CLOEXEC, 0666,

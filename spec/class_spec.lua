@@ -185,6 +185,16 @@ describe("arguments checked on one side", function()
         "bad argument #2 to 'rename' (string expected, got number)")
       H.contains(err_of(loom.fs.mkdtemp),
         "bad argument #1 to 'mkdtemp' (string expected, got no value)")
+      -- open_file: path and mode checked by fs.c, before the task check
+      err = err_of(function()
+        where = H.here(); loom.open_file("/tmp/x", "r\0")
+      end)
+      assert.equal(where .. ": bad argument #2 to 'open_file' (invalid mode)",
+        err)
+      H.contains(err_of(loom.open_file, "/tmp/x", 5),
+        "bad argument #2 to 'open_file' (string expected, got number)")
+      H.contains(err_of(loom.open_file, "", "r"),
+        "bad argument #1 to 'open_file' (path is empty)")
     end)
   end)
 

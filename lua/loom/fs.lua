@@ -397,18 +397,11 @@ debug.getregistry()["loom.File"] = File
 
 -- Install -------------------------------------------------------------------
 
-local modes = { r = true, w = true, a = true }
-
 --- loom.open_file(path[, mode]) -> a loom.File.
 local function open_file(path, mode)
-  check_path(path, 1, "open_file")
+  local h = core.fs_open(path, mode)  -- checks path and mode (fs.c)
   if mode == nil then mode = "r" end
-  if type(mode) ~= "string" then
-    argerror(2, "open_file", "string expected, got " .. tname(mode))
-  end
   local m, plus = mode:match("^([rwa])(%+?)b*$")
-  if not m or not modes[m] then argerror(2, "open_file", "invalid mode") end
-  local h = core.fs_open(path, mode)
   local seekable = h:seekable()
   return setmetatable({
     h = h, path = path, mode = mode,
