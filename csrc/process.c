@@ -539,9 +539,7 @@ static int l_process_reap_all(lua_State *L) {
  * argument. In C so that a missing fn is told from a nil one ("got no
  * value"), which a Lua function with a named fn parameter cannot do. */
 static int l_run_entry(lua_State *L) {
-  if (!loom__is_callable(L, 1))
-    return luaL_error(L, "bad argument #1 to 'run' (function expected, "
-                      "got %s)", luaL_typename(L, 1));
+  loom__check_callable(L, 1, "run");
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);

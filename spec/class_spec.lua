@@ -168,6 +168,12 @@ describe("callable arguments", function()
       err_of(loom.run, 42))
     assert.equal("bad argument #1 to 'run' (function expected, got no "
       .. "value)", err_of(loom.run))
+    local where
+    local err = err_of(function()
+      where = H.here(); loom.run({})
+    end)
+    assert.equal(where .. ": bad argument #1 to 'run' (function expected, "
+      .. "got table)", err)
   end)
 end)
 
