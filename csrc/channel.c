@@ -37,7 +37,7 @@ typedef struct chan_state {
  * end has wait_data pointing here, so close() finds the tasks blocked on
  * this very end. */
 typedef struct chan_end {
-  uint32_t magic;             /* MAGIC_SEND or MAGIC_RECEIVE */
+  uint32_t magic;             /* LOOM_MAGIC_SEND or LOOM_MAGIC_RECEIVE */
   chan_state *st;
   unsigned char closed, is_send;
 } chan_end;
@@ -117,15 +117,12 @@ static void buf_clear(lua_State *L, chan_state *st, int sidx) {
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Hot-path type checks (loom__test_ud), as for the core's objects. */
-#define MAGIC_SEND 0x6c6d7477u     /* "lmtw" */
-#define MAGIC_RECEIVE 0x6c6d7472u  /* "lmtr" */
-
 /* The end at idx, a send end or a receive end, or the standard lauxlib
- * error ("loom.SendChannel expected, got ..."). */
+ * error ("loom.SendChannel expected, got ..."). Hot-path type check
+ * (loom__test_ud) first, as for the core's objects. */
 static chan_end *check_end(lua_State *L, int idx, int is_send) {
   void *p = loom__test_ud(L, idx, sizeof(chan_end),
-                          is_send ? MAGIC_SEND : MAGIC_RECEIVE);
+                          is_send ? LOOM_MAGIC_SEND : LOOM_MAGIC_RECEIVE);
   if (p != NULL) return (chan_end *)p;
   return (chan_end *)luaL_checkudata(L, idx, is_send ? SEND_MT : RECV_MT);
 }
@@ -156,7 +153,7 @@ static void check_item(lua_State *L) {
 static chan_end *new_end(lua_State *L, chan_state *st, int sidx, int is_send,
                          int mt) {
   chan_end *e = (chan_end *)lua_newuserdatauv(L, sizeof *e, 1);
-  e->magic = is_send ? MAGIC_SEND : MAGIC_RECEIVE;
+  e->magic = is_send ? LOOM_MAGIC_SEND : LOOM_MAGIC_RECEIVE;
   e->st = st;
   e->closed = 0;
   e->is_send = (unsigned char)is_send;
@@ -493,46 +490,25 @@ static const luaL_Reg receive_methods[] = {
   {NULL, NULL}
 };
 
-/* Register funcs in the table on top as closures over (rt, metatable). */
-static void setfuncs_mt(lua_State *L, int mt, const luaL_Reg *funcs) {
-  for (; funcs->name != NULL; funcs++) {
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, mt);
-    lua_pushcclosure(L, funcs->func, 2);
-    lua_setfield(L, -2, funcs->name);
-  }
-}
+static const loom_class send_class = {
+  SEND_MT, send_meta, send_methods, NULL, NULL, "send_channel_methods",
+  LOOM_CLASS_UP_MT
+};
 
-/* [-0, +1] the metatable of an end class, __index its methods table, which
- * is also published as module[field]. */
-static int new_end_class(lua_State *L, int mod, const char *name,
-                         const luaL_Reg *meta, const luaL_Reg *methods,
-                         const char *field) {
-  int mt;
-  luaL_newmetatable(L, name);
-  mt = lua_gettop(L);
-  setfuncs_mt(L, mt, meta);
-  lua_newtable(L);
-  setfuncs_mt(L, mt, methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, mod, field);
-  lua_setfield(L, mt, "__index");
-  return mt;
-}
+static const loom_class receive_class = {
+  RECV_MT, receive_meta, receive_methods, NULL, NULL,
+  "receive_channel_methods", LOOM_CLASS_UP_MT
+};
 
 /* Stack: rt(1) module(top). Adds core.channel and the methods tables
- * core.send_channel_methods and core.receive_channel_methods. */
+ * core.send_channel_methods and core.receive_channel_methods; methods
+ * close over (rt, their metatable), core.channel over (rt, both). */
 int loom__open_channel(lua_State *L) {
   int mod = lua_gettop(L);
-  new_end_class(L, mod, SEND_MT, send_meta, send_methods,
-                "send_channel_methods");
-  new_end_class(L, mod, RECV_MT, receive_meta, receive_methods,
-                "receive_channel_methods");
   lua_pushvalue(L, 1);
-  lua_pushvalue(L, mod + 1);
-  lua_pushvalue(L, mod + 2);
+  loom__class_register(L, mod, &send_class, 1, 1);
+  loom__class_register(L, mod, &receive_class, 1, 1);
   lua_pushcclosure(L, l_channel_new, 3);
   lua_setfield(L, mod, "channel");
-  lua_settop(L, mod);
   return 0;
 }

@@ -130,10 +130,7 @@ static int k_getaddrinfo(lua_State *L, int status, lua_KContext ctx) {
   owner->res = NULL;
   return 1;
 fail:
-  lua_pushfstring(L, "getaddrinfo: %s (%s)", uv_strerror(err),
-                  lua_tostring(L, 1));
-  return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                           uv_err_name(err));
+  return loom__raise_oserror(L, "getaddrinfo", err, lua_tostring(L, 1));
 }
 
 /* loom.getaddrinfo(host[, port]) -> array of {family = "inet"|"inet6",
@@ -180,9 +177,7 @@ static int l_getaddrinfo(lua_State *L) {
   if (err != 0) {
     owner->req = NULL;
     free(r);
-    lua_pushfstring(L, "getaddrinfo: %s (%s)", uv_strerror(err), host);
-    return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                             uv_err_name(err));
+    return loom__raise_oserror(L, "getaddrinfo", err, host);
   }
   loom__park(t, getaddrinfo_abort, "getaddrinfo", owner);
   return loom__suspend(L, 0, k_getaddrinfo);
@@ -193,11 +188,18 @@ static const luaL_Reg dns_funcs[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg result_meta[] = {
+  {"__gc", l_result_gc},
+  {NULL, NULL}
+};
+
+static const loom_class result_class = {
+  RESULT_MT, result_meta, NULL, NULL, NULL, NULL, 0
+};
+
 /* Stack: rt(1) module(top). */
 int loom__open_dns(lua_State *L) {
-  luaL_newmetatable(L, RESULT_MT);
-  lua_pushcfunction(L, l_result_gc);
-  lua_setfield(L, -2, "__gc");
+  loom__class_register(L, 0, &result_class, 0, 0);
   lua_pop(L, 1);
   loom__setfuncs(L, 1, dns_funcs);
   return 0;

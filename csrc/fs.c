@@ -221,16 +221,7 @@ static fs_req *begin_req(lua_State *L, loom_task *t, int op, size_t extra,
 /* Raise loom.OSError "<fname>: <message> (<path>)" with .code and .path. */
 static int raise_fs(lua_State *L, const char *fname, int err,
                     const char *path) {
-  loom_rt *rt = loom__rt(L);
-  if (path != NULL)
-    lua_pushfstring(L, "%s: %s (%s)", fname, uv_strerror(err), path);
-  else
-    lua_pushfstring(L, "%s: %s", fname, uv_strerror(err));
-  loom__push_hook(L, rt, "new_error");
-  lua_pushliteral(L, "OSError");
-  lua_pushvalue(L, -3);
-  lua_pushstring(L, uv_err_name(err));
-  lua_call(L, 3, 1);
+  loom__push_oserror(L, "OSError", fname, err, path);
   if (path != NULL && lua_type(L, -1) == LUA_TTABLE) {
     lua_pushstring(L, path);
     lua_setfield(L, -2, "path");
@@ -238,11 +229,22 @@ static int raise_fs(lua_State *L, const char *fname, int err,
   return lua_error(L);
 }
 
-static const char *check_path(lua_State *L, int idx) {
+/* Argument idx must be a non-empty string without NUL. The message names
+ * the user's function fname ("bad argument #1 to 'stat' (path is empty)")
+ * and blames the user's line, also when a Lua wrapper of fs.lua calls. */
+static const char *check_path(lua_State *L, int idx, const char *fname) {
   size_t len;
-  const char *p = luaL_checklstring(L, idx, &len);
-  if (strlen(p) != len) loom__argerror(L, idx, "path contains a NUL");
-  if (len == 0) loom__argerror(L, idx, "path is empty");
+  const char *p;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    loom__errorf(L, "bad argument #%d to '%s' (string expected, got %s)",
+                 idx, fname, lua_isnoneornil(L, idx) ? "no value"
+                                                     : luaL_typename(L, idx));
+  p = lua_tolstring(L, idx, &len);
+  if (strlen(p) != len)
+    loom__errorf(L, "bad argument #%d to '%s' (path contains a NUL)", idx,
+                 fname);
+  if (len == 0)
+    loom__errorf(L, "bad argument #%d to '%s' (path is empty)", idx, fname);
   return p;
 }
 
@@ -456,26 +458,35 @@ static int64_t check_offset(lua_State *L, int idx) {
 }
 
 /* core.fs_open(path, mode) -> FileHandle, flags-description. mode is
- * io.open's: "r", "w", "a", "r+", "w+", "a+", with "b" allowed after. */
+ * io.open's: "r", "w", "a", "r+", "w+", "a+", with "b" allowed after.
+ * The only check of loom.open_file's arguments (fs.lua passes them on). */
 static int l_fs_open(lua_State *L) {
-  const char *path = check_path(L, 1);
-  const char *mode = luaL_optstring(L, 2, "r");
+  const char *path = check_path(L, 1, "open_file");
+  const char *mode = "r", *m;
+  size_t mlen = 1;
   loom_task *t;
   fs_req *r;
   int flags, err;
-  const char *m = mode;
+  if (!lua_isnoneornil(L, 2)) {
+    if (lua_type(L, 2) != LUA_TSTRING)
+      return loom__errorf(L, "bad argument #2 to 'open_file' (string "
+                          "expected, got %s)", luaL_typename(L, 2));
+    mode = lua_tolstring(L, 2, &mlen);
+  }
+  m = mode;
   switch (*m++) {
     case 'r': flags = O_RDONLY; break;
     case 'w': flags = O_WRONLY | O_CREAT | O_TRUNC; break;
     case 'a': flags = O_WRONLY | O_CREAT | O_APPEND; break;
-    default: return loom__argerror(L, 2, "invalid mode");
+    default: flags = -1; break;
   }
-  if (*m == '+') {
+  if (flags != -1 && *m == '+') {
     m++;
     flags = (flags & ~(O_RDONLY | O_WRONLY)) | O_RDWR;
   }
-  while (*m == 'b') m++;
-  if (*m != '\0') return loom__argerror(L, 2, "invalid mode");
+  while (flags != -1 && *m == 'b') m++;
+  if (flags == -1 || *m != '\0' || strlen(mode) != mlen)
+    return loom__errorf(L, "bad argument #2 to 'open_file' (invalid mode)");
   t = FS_BEGIN(L, "open_file");
   r = begin_req(L, t, OP_OPEN, 0, NULL, "open_file");
   err = uv_fs_open(t->rt->loop, &r->fs, path, flags | O_CLOEXEC, 0666,
@@ -657,7 +668,7 @@ static int l_handle_tostring(lua_State *L) {
 /* ---- path calls --------------------------------------------------------- */
 
 static int l_fs_stat(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "stat");
   loom_task *t = FS_BEGIN(L, "fs.stat");
   fs_req *r;
   r = begin_req(L, t, OP_STAT, 0, NULL, "stat");
@@ -666,7 +677,7 @@ static int l_fs_stat(lua_State *L) {
 }
 
 static int l_fs_lstat(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "lstat");
   loom_task *t = FS_BEGIN(L, "fs.lstat");
   fs_req *r;
   r = begin_req(L, t, OP_STAT, 0, NULL, "lstat");
@@ -675,7 +686,7 @@ static int l_fs_lstat(lua_State *L) {
 }
 
 static int l_fs_mkdir(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "mkdir");
   lua_Integer mode = luaL_optinteger(L, 2, 0777);
   loom_task *t = FS_BEGIN(L, "fs.mkdir");
   fs_req *r;
@@ -685,7 +696,7 @@ static int l_fs_mkdir(lua_State *L) {
 }
 
 static int l_fs_rmdir(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "rmdir");
   loom_task *t = FS_BEGIN(L, "fs.rmdir");
   fs_req *r;
   r = begin_req(L, t, OP_OTHER, 0, NULL, "rmdir");
@@ -694,7 +705,7 @@ static int l_fs_rmdir(lua_State *L) {
 }
 
 static int l_fs_unlink(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "unlink");
   loom_task *t = FS_BEGIN(L, "fs.unlink");
   fs_req *r;
   r = begin_req(L, t, OP_OTHER, 0, NULL, "unlink");
@@ -703,7 +714,8 @@ static int l_fs_unlink(lua_State *L) {
 }
 
 static int l_fs_rename(lua_State *L) {
-  const char *from = check_path(L, 1), *to = check_path(L, 2);
+  const char *from = check_path(L, 1, "rename");
+  const char *to = check_path(L, 2, "rename");
   loom_task *t = FS_BEGIN(L, "fs.rename");
   fs_req *r;
   /* Not begin_req: `to` (argument 2) stays on the stack, so that the
@@ -716,7 +728,8 @@ static int l_fs_rename(lua_State *L) {
 }
 
 static int l_fs_copyfile(lua_State *L) {
-  const char *from = check_path(L, 1), *to = check_path(L, 2);
+  const char *from = check_path(L, 1, "copyfile");
+  const char *to = check_path(L, 2, "copyfile");
   loom_task *t = FS_BEGIN(L, "fs.copyfile");
   fs_req *r;
   /* Not begin_req: `to` (argument 2) stays on the stack, so that the
@@ -729,7 +742,7 @@ static int l_fs_copyfile(lua_State *L) {
 }
 
 static int l_fs_scandir(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "readdir");
   loom_task *t = FS_BEGIN(L, "fs.readdir");
   fs_req *r;
   r = begin_req(L, t, OP_SCANDIR, 0, NULL, "readdir");
@@ -738,7 +751,7 @@ static int l_fs_scandir(lua_State *L) {
 }
 
 static int l_fs_realpath(lua_State *L) {
-  const char *path = check_path(L, 1);
+  const char *path = check_path(L, 1, "realpath");
   loom_task *t = FS_BEGIN(L, "fs.realpath");
   fs_req *r;
   r = begin_req(L, t, OP_OTHER, 0, NULL, "realpath");
@@ -748,7 +761,7 @@ static int l_fs_realpath(lua_State *L) {
 
 /* core.fs_mkdtemp(prefix) -> prefix .. six random characters. */
 static int l_fs_mkdtemp(lua_State *L) {
-  const char *prefix = check_path(L, 1);
+  const char *prefix = check_path(L, 1, "mkdtemp");
   loom_task *t = FS_BEGIN(L, "fs.mkdtemp");
   fs_req *r;
   const char *tpl;
@@ -807,28 +820,40 @@ static const luaL_Reg fs_funcs[] = {
   {NULL, NULL}
 };
 
-/* Register funcs into the table on top with upvalues rt(1) and state. */
-static void setfuncs2(lua_State *L, int state_idx, const luaL_Reg *funcs) {
-  for (; funcs->name != NULL; funcs++) {
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, state_idx);
-    lua_pushcclosure(L, funcs->func, 2);
-    lua_setfield(L, -2, funcs->name);
-  }
-}
+static const luaL_Reg state_meta[] = {
+  {"__gc", l_state_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg call_meta[] = {
+  {"__gc", l_call_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg handle_meta[] = {
+  {"__gc", l_handle_gc},
+  {"__tostring", l_handle_tostring},
+  {NULL, NULL}
+};
+
+static const loom_class state_class = {
+  STATE_MT, state_meta, NULL, NULL, NULL, NULL, 0
+};
+static const loom_class call_class = {
+  CALL_MT, call_meta, NULL, NULL, NULL, NULL, 0
+};
+/* Methods close over rt(1) and the state box. */
+static const loom_class handle_class = {
+  HANDLE_MT, handle_meta, handle_methods, NULL, NULL, NULL, 0
+};
 
 /* Stack: rt(1) module(top). */
 int loom__open_fs(lua_State *L) {
   fs_state **sbox;
   int sidx;
-  luaL_newmetatable(L, STATE_MT);
-  lua_pushcfunction(L, l_state_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, CALL_MT);
-  lua_pushcfunction(L, l_call_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  loom__class_register(L, 0, &state_class, 0, 0);
+  loom__class_register(L, 0, &call_class, 0, 0);
+  lua_pop(L, 2);
   sbox = (fs_state **)lua_newuserdatauv(L, sizeof *sbox, 0);
   *sbox = NULL;
   luaL_setmetatable(L, STATE_MT);
@@ -837,16 +862,11 @@ int loom__open_fs(lua_State *L) {
   (*sbox)->refs = 1;
   sidx = lua_gettop(L);
   lua_pushvalue(L, sidx - 1);   /* the module */
-  luaL_newmetatable(L, HANDLE_MT);
-  lua_newtable(L);
-  setfuncs2(L, sidx, handle_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_handle_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_handle_tostring);
-  lua_setfield(L, -2, "__tostring");
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, sidx);       /* upvalues: rt, state */
+  loom__class_register(L, 0, &handle_class, -2, 2);
   lua_pop(L, 1);
-  setfuncs2(L, sidx, fs_funcs);
+  luaL_setfuncs(L, fs_funcs, 2);
   lua_pop(L, 2);
   return 0;
 }

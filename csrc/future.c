@@ -122,6 +122,15 @@ static const luaL_Reg future_methods[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg future_meta[] = {
+  {"__tostring", l_future_tostring},
+  {NULL, NULL}
+};
+
+static const loom_class future_class = {
+  FUTURE_MT, future_meta, future_methods, NULL, NULL, NULL, 0
+};
+
 static const luaL_Reg future_funcs[] = {
   {"future", l_future},
   {NULL, NULL}
@@ -129,12 +138,7 @@ static const luaL_Reg future_funcs[] = {
 
 /* Stack: rt(1) module(top). */
 int loom__open_future(lua_State *L) {
-  luaL_newmetatable(L, FUTURE_MT);
-  loom__setfuncs(L, 1, (const luaL_Reg[]){{"__tostring", l_future_tostring},
-                                          {NULL, NULL}});
-  lua_newtable(L);
-  loom__setfuncs(L, 1, future_methods);
-  lua_setfield(L, -2, "__index");
+  loom__class_register(L, 0, &future_class, 1, 1);
   lua_pop(L, 1);
   loom__setfuncs(L, 1, future_funcs);
   return 0;

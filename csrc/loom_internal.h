@@ -780,4 +780,69 @@ int loom__open_udp(lua_State *L) LOOM_HIDDEN;
 int loom__open_tls(lua_State *L) LOOM_HIDDEN;
 int loom__open_poll(lua_State *L) LOOM_HIDDEN;
 
+/* ---- class.c: class registration, type magics, OSError, callables ----- */
+
+/* Magic first words of the non-core objects, for loom__test_ud's hot-path
+ * type checks (one list, so no two classes share a value). The core's
+ * LOOM_MAGIC_TASK/GROUP/SCOPE/RT above join this enum at merge. */
+enum loom_magic {
+  LOOM_MAGIC_EVENT = 0x6c6d7465,    /* "lmte" sync.c */
+  LOOM_MAGIC_LOCK = 0x6c6d746c,     /* "lmtl" */
+  LOOM_MAGIC_SEM = 0x6c6d7473,      /* "lmts" */
+  LOOM_MAGIC_COND = 0x6c6d7463,     /* "lmtc" */
+  LOOM_MAGIC_LIMITER = 0x6c6d7469,  /* "lmti" */
+  LOOM_MAGIC_SEND = 0x6c6d7477,     /* "lmtw" channel.c */
+  LOOM_MAGIC_RECEIVE = 0x6c6d7472,  /* "lmtr" */
+  LOOM_MAGIC_CALL = 0x6c6d7443,     /* "lmtC" thread.c */
+  LOOM_MAGIC_REQ = 0x6c6d7451       /* "lmtQ" */
+};
+
+/* Flags of a loom_class. */
+#define LOOM_CLASS_UP_MT 1u    /* functions get the metatable as last
+                                * upvalue (after the caller's ones) */
+#define LOOM_CLASS_UP_NAME 2u  /* methods also get their own name */
+
+/* A C class: metatable `name` ("loom.Xxx", also its __name) with the
+ * metamethods `meta` (__gc, __close, __tostring, ...; a default
+ * __tostring "loom.Xxx: 0x..." when none), methods `methods` (+
+ * `more_methods`) in a table, and the optional property getter `index`. */
+typedef struct loom_class {
+  const char *name;
+  const luaL_Reg *meta;          /* may be NULL */
+  const luaL_Reg *methods;       /* NULL: no __index */
+  const luaL_Reg *more_methods;  /* may be NULL */
+  lua_CFunction index;           /* NULL: __index is the methods table */
+  const char *export;            /* module field for the methods table */
+  unsigned flags;                /* LOOM_CLASS_* */
+} loom_class;
+
+/* [-0, +1] push cls's metatable, (re)built with luaL_setfuncs.
+ * Every function closes over the nup stack values from index up (then the
+ * metatable and/or its own name, per cls->flags); index also gets the
+ * methods table as its last upvalue, and must look there first. Without
+ * index, __index is the methods table itself, whose metatable raises
+ * "<name> has no method 'x' (did you mean 'y'?)" through loom__no_member
+ * for a missing name (the fallback closes over the first upvalue value,
+ * which must be the runtime for that message; with nup 0 a missing name
+ * gives nil). The methods table goes to module table mod[export]
+ * when both are set (mod 0: none). Returns the metatable's index. */
+int loom__class_register(lua_State *L, int mod, const loom_class *cls,
+                         int up, int nup) LOOM_HIDDEN;
+/* [-0, +1] the error value for libuv code err: loom.<cls> (NULL: OSError,
+ * or BrokenResourceError for EPIPE/ECONNRESET) with the message
+ * "op: <libuv message> (where)" (no parenthesis when where is NULL or
+ * empty) and .code the libuv name ("ENOENT"). */
+void loom__push_oserror(lua_State *L, const char *cls, const char *op,
+                        int err, const char *where) LOOM_HIDDEN;
+/* Raise loom__push_oserror's OSError. */
+int loom__raise_oserror(lua_State *L, const char *op, int err,
+                        const char *where) LOOM_HIDDEN;
+/* 1 when the value at idx is callable: a function, or has __call. */
+int loom__is_callable(lua_State *L, int idx) LOOM_HIDDEN;
+/* Raise "bad argument #idx to 'fname' (function expected, got <type>)"
+ * (fname NULL: the running function's name, as lauxlib) unless the value
+ * at idx is callable. */
+void loom__check_callable(lua_State *L, int idx, const char *fname)
+  LOOM_HIDDEN;
+
 #endif

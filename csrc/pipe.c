@@ -37,16 +37,22 @@ const loom_stream_class loom__pipe_stream_class = {
 /* Fill sun from the path argument at idx: a file path, or a Linux
  * abstract name (leading NUL, may contain NULs). Returns the address
  * length, or 0 after pushing nothing when the path is too long (the caller
- * raises OSError ENAMETOOLONG, as AnyIO does). */
-static socklen_t check_unix_path(lua_State *L, int idx,
+ * raises OSError ENAMETOOLONG, as AnyIO does). Argument errors name the
+ * user's function fname and line (the only check of the path: process.lua
+ * passes it on unchecked). */
+static socklen_t check_unix_path(lua_State *L, int idx, const char *fname,
                                  struct sockaddr_un *sun, size_t *plen) {
   size_t len;
   const char *p;
-  if (lua_type(L, idx) != LUA_TSTRING) loom__typeerror(L, idx, "string");
+  if (lua_type(L, idx) != LUA_TSTRING)
+    loom__errorf(L, "bad argument #%d to '%s' (string expected, got %s)",
+                 idx, fname, luaL_typename(L, idx));
   p = lua_tolstring(L, idx, &len);
-  if (len == 0) loom__argerror(L, idx, "path is empty");
+  if (len == 0)
+    loom__errorf(L, "bad argument #%d to '%s' (path is empty)", idx, fname);
   if (p[0] != '\0' && strlen(p) != len)
-    loom__argerror(L, idx, "path contains a NUL");
+    loom__errorf(L, "bad argument #%d to '%s' (path contains a NUL)", idx,
+                 fname);
   *plen = len;
   memset(sun, 0, sizeof *sun);
   sun->sun_family = AF_UNIX;
@@ -108,8 +114,8 @@ static int l_unix_connect(lua_State *L) {
   struct sockaddr_un sun;
   size_t plen;
   socklen_t len;
+  len = check_unix_path(L, 1, "connect_unix", &sun, &plen);
   loom__check_open(L, rt, "connect_unix");
-  len = check_unix_path(L, 1, &sun, &plen);
   loom_task *t = loom__check_blocking(L, "connect_unix", 1);
   char where[160];
   int fd, r;
@@ -150,7 +156,7 @@ static int l_unix_listen(lua_State *L) {
   int abstract, fd, err;
   char where[160];
   loom__check_open(L, rt, "create_unix_listener");
-  len = check_unix_path(L, 1, &sun, &plen);
+  len = check_unix_path(L, 1, "create_unix_listener", &sun, &plen);
   abstract = sun.sun_path[0] == '\0';
   struct stat st;
   loom_stream *o;
@@ -229,12 +235,8 @@ static int l_stdio(lua_State *L) {
   if (fd < 0 || fd > 2) luaL_argerror(L, 1, "fd must be 0, 1 or 2");
   loom__check_open(L, rt, name);
   dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (dupfd < 0) {
-    lua_pushfstring(L, "%s: %s", name,
-                    uv_strerror(uv_translate_sys_error(errno)));
-    return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                             uv_err_name(uv_translate_sys_error(errno)));
-  }
+  if (dupfd < 0)
+    return loom__raise_oserror(L, name, uv_translate_sys_error(errno), NULL);
   o = loom__stream_new(L, rt, &loom__pipe_stream_class);
   o->readable = fd == 0;
   o->writable = fd != 0;
@@ -264,9 +266,7 @@ static int l_stdio(lua_State *L) {
   if (err != 0) {
     if (!o->handle_live) close(dupfd);
     loom__stream_close(o);
-    lua_pushfstring(L, "%s: %s", name, uv_strerror(err));
-    return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                             uv_err_name(err));
+    return loom__raise_oserror(L, name, err, NULL);
   }
   return 1;
 }

@@ -7,6 +7,7 @@
  * caller closes later must not stay registered), and freed in its close
  * callback.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,9 +99,9 @@ static void wait_abort(loom_task *t) {
 }
 
 static int raise_uv(lua_State *L, const char *fname, int err, int fd) {
-  lua_pushfstring(L, "%s: %s (fd %d)", fname, uv_strerror(err), fd);
-  return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                           uv_err_name(err));
+  char where[32];
+  snprintf(where, sizeof where, "fd %d", fd);
+  return loom__raise_oserror(L, fname, err, where);
 }
 
 /* Stack: fd(1) fname(2) record(3). */
@@ -218,14 +219,20 @@ static const luaL_Reg poll_funcs[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg state_meta[] = {
+  {"__gc", l_state_gc},
+  {NULL, NULL}
+};
+
+/* __gc closes over rt. */
+static const loom_class state_class = {
+  STATE_MT, state_meta, NULL, NULL, NULL, NULL, 0
+};
+
 /* Stack: rt(1) module(top). */
 int loom__open_poll(lua_State *L) {
   poll_state **box;
-  const luaL_Reg *f;
-  luaL_newmetatable(L, STATE_MT);
-  lua_pushvalue(L, 1);
-  lua_pushcclosure(L, l_state_gc, 1);
-  lua_setfield(L, -2, "__gc");
+  loom__class_register(L, 0, &state_class, 1, 1);
   lua_pop(L, 1);
   box = (poll_state **)lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
@@ -234,12 +241,10 @@ int loom__open_poll(lua_State *L) {
   if (*box == NULL) return luaL_error(L, "loom: out of memory");
   (*box)->refs = 1;
   loom__list_init(&(*box)->active);
-  for (f = poll_funcs; f->name != NULL; f++) {
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, -2);
-    lua_pushcclosure(L, f->func, 2);
-    lua_setfield(L, -3, f->name);
-  }
-  lua_pop(L, 1);
+  lua_pushvalue(L, -2);         /* the module */
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -3);         /* upvalues: rt, state */
+  luaL_setfuncs(L, poll_funcs, 2);
+  lua_pop(L, 2);
   return 0;
 }

@@ -390,13 +390,9 @@ static int l_spawn(lua_State *L) {
   close_fd(&nullfd);
   if (err != 0) {
     for (i = 0; i < 3; i++) close_fd(&parent[i]);
-    if (cwd != NULL)
-      lua_pushfstring(L, "%s: %s (%s, cwd '%s')", fname, uv_strerror(err),
-                      file, cwd);
-    else
-      lua_pushfstring(L, "%s: %s (%s)", fname, uv_strerror(err), file);
-    return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                             uv_err_name(err));
+    if (cwd != NULL) lua_pushfstring(L, "%s, cwd '%s'", file, cwd);
+    else lua_pushstring(L, file);
+    return loom__raise_oserror(L, fname, err, lua_tostring(L, -1));
   }
   p->pid = (int)pid;
   p->exited = 0;
@@ -408,9 +404,7 @@ static int l_spawn(lua_State *L) {
     if (err != 0) {
       for (; i < 3; i++) close_fd(&parent[i]);
       kill_and_reap(p);
-      lua_pushfstring(L, "%s: %s", fname, uv_strerror(err));
-      return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                               uv_err_name(err));
+      return loom__raise_oserror(L, fname, err, NULL);
     }
     lua_pushvalue(L, 12 + i);
     lua_setiuservalue(L, 11, SLOT_STDIN + i);
@@ -453,9 +447,8 @@ static int send_signal(lua_State *L, proc *p, int sig) {
   if (p->exited) return 0;   /* nothing to signal: like asyncio */
   if (kill(p->pid, sig) != 0 && errno != ESRCH) {
     int err = uv_translate_sys_error(errno);
-    lua_pushfstring(L, "send_signal: %s (pid %d)", uv_strerror(err), p->pid);
-    return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                             uv_err_name(err));
+    lua_pushfstring(L, "pid %d", p->pid);
+    return loom__raise_oserror(L, "send_signal", err, lua_tostring(L, -1));
   }
   return 0;
 }
@@ -546,11 +539,7 @@ static int l_process_reap_all(lua_State *L) {
  * argument. In C so that a missing fn is told from a nil one ("got no
  * value"), which a Lua function with a named fn parameter cannot do. */
 static int l_run_entry(lua_State *L) {
-  int t = lua_type(L, 1);
-  if (t != LUA_TFUNCTION && luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
-    return luaL_error(L, "bad argument #1 to 'run' (function expected, "
-                      "got %s)", luaL_typename(L, 1));
-  lua_settop(L, lua_gettop(L) - (t != LUA_TFUNCTION));  /* the __call */
+  loom__check_callable(L, 1, "run");
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -600,6 +589,17 @@ static const luaL_Reg proc_methods[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg proc_meta[] = {
+  {"__gc", l_proc_gc},
+  {"__tostring", l_proc_tostring},
+  {NULL, NULL}
+};
+
+/* Functions close over rt; __index (the fields) also over the methods. */
+static const loom_class proc_class = {
+  PROC_MT, proc_meta, proc_methods, NULL, l_proc_index, "process_methods", 0
+};
+
 static const luaL_Reg process_funcs[] = {
   {"spawn", l_spawn},
   {"process_kill_reap", l_proc_kill_reap},
@@ -612,19 +612,7 @@ static const luaL_Reg process_funcs[] = {
 /* Stack: rt(1) module(top). */
 int loom__open_process(lua_State *L) {
   int i;
-  luaL_newmetatable(L, PROC_MT);
-  lua_newtable(L);
-  loom__setfuncs(L, 1, proc_methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -4, "process_methods");
-  lua_pushvalue(L, 1);
-  lua_insert(L, -2);
-  lua_pushcclosure(L, l_proc_index, 2);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_proc_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_proc_tostring);
-  lua_setfield(L, -2, "__tostring");
+  loom__class_register(L, lua_gettop(L), &proc_class, 1, 1);
   /* the computed fields, for diagnostics' suggestions */
   lua_createtable(L, 6, 0);
   for (i = 0; proc_fields[i] != NULL; i++) {

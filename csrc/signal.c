@@ -266,10 +266,8 @@ static int l_signal_receiver(lua_State *L) {
       rx->n--;
       uv_close((uv_handle_t *)&rx->h[k], rx_close_cb);
       rx_close(rx);
-      lua_pushfstring(L, "open_signal_receiver: %s (%s)", uv_strerror(err),
-                      loom__signal_name(sig));
-      return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                               uv_err_name(err));
+      return loom__raise_oserror(L, "open_signal_receiver", err,
+                                 loom__signal_name(sig));
     }
     uv_unref((uv_handle_t *)&rx->h[k]);
     (*rx->nwatch)++;
@@ -546,6 +544,27 @@ static const luaL_Reg rx_methods[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg rx_meta[] = {
+  {"__close", l_rx_close},
+  {"__call", l_rx_call},
+  {"__gc", l_rx_gc},
+  {"__tostring", l_rx_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg sigstate_meta[] = {
+  {"__gc", l_sigint_gc},
+  {NULL, NULL}
+};
+
+/* Functions close over rt. */
+static const loom_class rx_class = {
+  RX_MT, rx_meta, rx_methods, NULL, NULL, NULL, 0
+};
+static const loom_class sigstate_class = {
+  "loom.SignalState", sigstate_meta, NULL, NULL, NULL, NULL, 0
+};
+
 static const luaL_Reg signal_funcs[] = {
   {"signal_receiver", l_signal_receiver},
   {"sigint_arm", l_sigint_arm},
@@ -558,25 +577,9 @@ static const luaL_Reg signal_funcs[] = {
 
 /* Stack: rt(1) module(top). */
 int loom__open_signal(lua_State *L) {
-  luaL_newmetatable(L, RX_MT);
-  lua_newtable(L);
-  loom__setfuncs(L, 1, rx_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushvalue(L, 1);
-  lua_pushcclosure(L, l_rx_close, 1);
-  lua_setfield(L, -2, "__close");
-  lua_pushvalue(L, 1);
-  lua_pushcclosure(L, l_rx_call, 1);
-  lua_setfield(L, -2, "__call");
-  lua_pushcfunction(L, l_rx_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_rx_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, "loom.SignalState");
-  lua_pushcfunction(L, l_sigint_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  loom__class_register(L, 0, &rx_class, 1, 1);
+  loom__class_register(L, 0, &sigstate_class, 0, 0);
+  lua_pop(L, 2);
   loom__setfuncs(L, 1, signal_funcs);
   return 0;
 }

@@ -207,17 +207,6 @@ void loom__addr_where(const struct sockaddr_storage *ss, unsigned len,
   }
 }
 
-int loom__raise_uv(lua_State *L, const char *op, int err,
-                   const char *where) {
-  const char *cls = (err == UV_EPIPE || err == UV_ECONNRESET)
-    ? "BrokenResourceError" : "OSError";
-  if (where != NULL && where[0] != '\0')
-    lua_pushfstring(L, "%s: %s (%s)", op, uv_strerror(err), where);
-  else
-    lua_pushfstring(L, "%s: %s", op, uv_strerror(err));
-  return loom__raise_error(L, cls, lua_tostring(L, -1), uv_err_name(err));
-}
-
 /* An error naming the peer when it is known. */
 static int raise_stream_err(lua_State *L, loom_stream *o, const char *op,
                             int err) {
@@ -787,42 +776,35 @@ static const luaL_Reg listener_methods[] = {
   {NULL, NULL}
 };
 
-/* Register funcs in the table on top with upvalues (runtime, class). */
-static void set_methods(lua_State *L, int rt_idx,
-                        const loom_stream_class *cls, const luaL_Reg *f) {
-  for (; f != NULL && f->name != NULL; f++) {
-    lua_pushvalue(L, rt_idx);
-    lua_pushlightuserdata(L, (void *)cls);
-    lua_pushcclosure(L, f->func, 2);
-    lua_setfield(L, -2, f->name);
-  }
-}
+static const luaL_Reg obj_meta[] = {
+  {"__close", l_obj_close},
+  {"__gc", l_obj_gc},
+  {"__tostring", l_obj_tostring},
+  {NULL, NULL}
+};
 
+/* Every function closes over (runtime, class). */
 void loom__stream_register(lua_State *L, int rt_idx,
                            const loom_stream_class *cls,
                            const luaL_Reg *extra, const char *field) {
-  luaL_newmetatable(L, cls->mt);
-  lua_newtable(L);
+  int mod = lua_gettop(L);
+  loom_class c = { NULL, obj_meta, NULL, NULL, NULL, NULL, 0 };
+  c.name = cls->mt;
+  c.export = field;
   if (cls->accepts != NULL) {
-    set_methods(L, rt_idx, cls, listener_methods);
+    c.methods = listener_methods;
   } else {
-    set_methods(L, rt_idx, cls, stream_methods);
-    if (cls->addr != LOOM_ADDR_NONE)
-      set_methods(L, rt_idx, cls, socket_methods);
+    c.methods = stream_methods;
+    if (cls->addr != LOOM_ADDR_NONE) c.more_methods = socket_methods;
   }
-  set_methods(L, rt_idx, cls, extra);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -4, field);
-  lua_setfield(L, -2, "__index");
   lua_pushvalue(L, rt_idx);
   lua_pushlightuserdata(L, (void *)cls);
-  lua_pushcclosure(L, l_obj_close, 2);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, l_obj_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushvalue(L, rt_idx);
-  lua_pushlightuserdata(L, (void *)cls);
-  lua_pushcclosure(L, l_obj_tostring, 2);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  loom__class_register(L, mod, &c, mod + 1, 2);
+  if (extra != NULL) {
+    lua_getfield(L, -1, "__index");
+    lua_pushvalue(L, mod + 1);
+    lua_pushvalue(L, mod + 2);
+    luaL_setfuncs(L, extra, 2);
+  }
+  lua_settop(L, mod);
 }

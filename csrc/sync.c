@@ -28,14 +28,8 @@ static loom_task *running_task(lua_State *L) {
 }
 
 /* Hot-path type checks (loom__test_ud): every object here starts with its
- * class's magic, like the core's objects (lowercase last letter: sync). */
-#define MAGIC_EVENT 0x6c6d7465u    /* "lmte" */
-#define MAGIC_LOCK 0x6c6d746cu     /* "lmtl" */
-#define MAGIC_SEM 0x6c6d7473u      /* "lmts" */
-#define MAGIC_COND 0x6c6d7463u     /* "lmtc" */
-#define MAGIC_LIMITER 0x6c6d7469u  /* "lmti" */
-
-/* The object of type `type` at idx, or the standard lauxlib error ("calling
+ * class's magic (enum loom_magic in loom_internal.h).
+ * The object of type `type` at idx, or the standard lauxlib error ("calling
  * 'x' on bad self", "loom.Lock expected, got table"). */
 #define CHECK(L, idx, type, magic, tname)                                  \
   ((type *)check_obj((L), (idx), sizeof(type), (magic), (tname)))
@@ -118,7 +112,7 @@ static void push_waiting_stats(lua_State *L, int n, int extra) {
 /* ---- Event -------------------------------------------------------------- */
 
 typedef struct sync_event {
-  uint32_t magic;      /* MAGIC_EVENT */
+  uint32_t magic;      /* LOOM_MAGIC_EVENT */
   int is_set;
   loom_waitq q;
 } sync_event;
@@ -126,7 +120,7 @@ typedef struct sync_event {
 /* loom.event() -> Event */
 static int l_event_new(lua_State *L) {
   sync_event *e = (sync_event *)new_obj(L, sizeof *e, 0);
-  e->magic = MAGIC_EVENT;
+  e->magic = LOOM_MAGIC_EVENT;
   loom__waitq_init(&e->q);
   e->is_set = 0;
   return 1;
@@ -134,7 +128,7 @@ static int l_event_new(lua_State *L) {
 
 /* event:set(): idempotent; wakes every waiter, oldest first. */
 static int l_event_set(lua_State *L) {
-  sync_event *e = CHECK(L, 1, sync_event, MAGIC_EVENT, EVENT_MT);
+  sync_event *e = CHECK(L, 1, sync_event, LOOM_MAGIC_EVENT, EVENT_MT);
   loom_task *w;
   if (e->is_set) return 0;
   e->is_set = 1;
@@ -143,14 +137,14 @@ static int l_event_set(lua_State *L) {
 }
 
 static int l_event_is_set(lua_State *L) {
-  sync_event *e = CHECK(L, 1, sync_event, MAGIC_EVENT, EVENT_MT);
+  sync_event *e = CHECK(L, 1, sync_event, LOOM_MAGIC_EVENT, EVENT_MT);
   lua_pushboolean(L, e->is_set);
   return 1;
 }
 
 /* event:wait(): a checkpoint even when the event is already set. */
 static int l_event_wait(lua_State *L) {
-  sync_event *e = CHECK(L, 1, sync_event, MAGIC_EVENT, EVENT_MT);
+  sync_event *e = CHECK(L, 1, sync_event, LOOM_MAGIC_EVENT, EVENT_MT);
   loom_task *t = loom__check_blocking(L, "Event:wait", 1);
   loom__cancel_point(L, t);
   if (e->is_set) return schedule_point(L, t, k_return_nothing);
@@ -159,13 +153,13 @@ static int l_event_wait(lua_State *L) {
 }
 
 static int l_event_statistics(lua_State *L) {
-  sync_event *e = CHECK(L, 1, sync_event, MAGIC_EVENT, EVENT_MT);
+  sync_event *e = CHECK(L, 1, sync_event, LOOM_MAGIC_EVENT, EVENT_MT);
   push_waiting_stats(L, e->q.n, 0);
   return 1;
 }
 
 static int l_event_tostring(lua_State *L) {
-  sync_event *e = CHECK(L, 1, sync_event, MAGIC_EVENT, EVENT_MT);
+  sync_event *e = CHECK(L, 1, sync_event, LOOM_MAGIC_EVENT, EVENT_MT);
   lua_pushfstring(L, "loom.Event: %p (%s, %d waiting)", (void *)e,
                   e->is_set ? "set" : "not set", e->q.n);
   return 1;
@@ -176,14 +170,14 @@ static int l_event_tostring(lua_State *L) {
 /* User value 1 anchors the owner's task handle: the owner may finish while
  * holding the lock, and statistics() still reports it. */
 typedef struct sync_lock {
-  uint32_t magic;      /* MAGIC_LOCK */
+  uint32_t magic;      /* LOOM_MAGIC_LOCK */
   int fast;            /* fast_acquire: no schedule point when uncontended */
   loom_waitq q;
   loom_task *owner;
 } sync_lock;
 
 static void lock_init(sync_lock *lk, int fast) {
-  lk->magic = MAGIC_LOCK;
+  lk->magic = LOOM_MAGIC_LOCK;
   loom__waitq_init(&lk->q);
   lk->owner = NULL;
   lk->fast = fast;
@@ -262,37 +256,37 @@ static int l_lock_new(lua_State *L) {
 }
 
 static int l_lock_acquire(lua_State *L) {
-  sync_lock *lk = CHECK(L, 1, sync_lock, MAGIC_LOCK, LOCK_MT);
+  sync_lock *lk = CHECK(L, 1, sync_lock, LOOM_MAGIC_LOCK, LOCK_MT);
   lua_settop(L, 1);
   return lock_acquire(L, lk, 1, "Lock:acquire");
 }
 
 static int l_lock_acquire_nowait(lua_State *L) {
-  sync_lock *lk = CHECK(L, 1, sync_lock, MAGIC_LOCK, LOCK_MT);
+  sync_lock *lk = CHECK(L, 1, sync_lock, LOOM_MAGIC_LOCK, LOCK_MT);
   lua_settop(L, 1);
   return lock_acquire_nowait(L, lk, 1, "Lock:acquire_nowait");
 }
 
 /* lock:release(), also the guard's __close */
 static int l_lock_release(lua_State *L) {
-  sync_lock *lk = CHECK(L, 1, sync_lock, MAGIC_LOCK, LOCK_MT);
+  sync_lock *lk = CHECK(L, 1, sync_lock, LOOM_MAGIC_LOCK, LOCK_MT);
   return lock_release(L, lk, 1);
 }
 
 static int l_lock_locked(lua_State *L) {
-  sync_lock *lk = CHECK(L, 1, sync_lock, MAGIC_LOCK, LOCK_MT);
+  sync_lock *lk = CHECK(L, 1, sync_lock, LOOM_MAGIC_LOCK, LOCK_MT);
   lua_pushboolean(L, lk->owner != NULL);
   return 1;
 }
 
 static int l_lock_statistics(lua_State *L) {
-  sync_lock *lk = CHECK(L, 1, sync_lock, MAGIC_LOCK, LOCK_MT);
+  sync_lock *lk = CHECK(L, 1, sync_lock, LOOM_MAGIC_LOCK, LOCK_MT);
   push_lock_stats(L, lk, 1);
   return 1;
 }
 
 static int l_lock_tostring(lua_State *L) {
-  sync_lock *lk = CHECK(L, 1, sync_lock, MAGIC_LOCK, LOCK_MT);
+  sync_lock *lk = CHECK(L, 1, sync_lock, LOOM_MAGIC_LOCK, LOCK_MT);
   if (lk->owner != NULL)
     lua_pushfstring(L, "loom.Lock: %p (locked by task %I, %d waiting)",
                     (void *)lk, lk->owner->id, lk->q.n);
@@ -304,7 +298,7 @@ static int l_lock_tostring(lua_State *L) {
 /* ---- Semaphore ---------------------------------------------------------- */
 
 typedef struct sync_sem {
-  uint32_t magic;      /* MAGIC_SEM */
+  uint32_t magic;      /* LOOM_MAGIC_SEM */
   loom_waitq q;
   lua_Integer value, max;
   int has_max, fast;
@@ -328,7 +322,7 @@ static int l_sem_new(lua_State *L) {
   }
   fast = opt_fast_acquire(L, 3);
   s = (sync_sem *)new_obj(L, sizeof *s, 0);
-  s->magic = MAGIC_SEM;
+  s->magic = LOOM_MAGIC_SEM;
   loom__waitq_init(&s->q);
   s->value = initial;
   s->max = max;
@@ -338,7 +332,7 @@ static int l_sem_new(lua_State *L) {
 }
 
 static int l_sem_acquire(lua_State *L) {
-  sync_sem *s = CHECK(L, 1, sync_sem, MAGIC_SEM, SEM_MT);
+  sync_sem *s = CHECK(L, 1, sync_sem, LOOM_MAGIC_SEM, SEM_MT);
   loom_task *t = loom__check_blocking(L, "Semaphore:acquire", 1);
   lua_settop(L, 1);
   loom__cancel_point(L, t);
@@ -352,7 +346,7 @@ static int l_sem_acquire(lua_State *L) {
 }
 
 static int l_sem_acquire_nowait(lua_State *L) {
-  sync_sem *s = CHECK(L, 1, sync_sem, MAGIC_SEM, SEM_MT);
+  sync_sem *s = CHECK(L, 1, sync_sem, LOOM_MAGIC_SEM, SEM_MT);
   lua_settop(L, 1);
   if (s->value == 0 || s->q.n > 0)
     return would_block(L, "the semaphore's value is zero");
@@ -363,7 +357,7 @@ static int l_sem_acquire_nowait(lua_State *L) {
 /* sem:release(), also the guard's __close. A slot freed while tasks wait
  * goes to the longest waiter; the value stays 0. */
 static int l_sem_release(lua_State *L) {
-  sync_sem *s = CHECK(L, 1, sync_sem, MAGIC_SEM, SEM_MT);
+  sync_sem *s = CHECK(L, 1, sync_sem, LOOM_MAGIC_SEM, SEM_MT);
   loom_task *w;
   if (s->has_max && s->value == s->max)
     return luaL_error(L, "semaphore released too many times");
@@ -373,13 +367,13 @@ static int l_sem_release(lua_State *L) {
 }
 
 static int l_sem_statistics(lua_State *L) {
-  sync_sem *s = CHECK(L, 1, sync_sem, MAGIC_SEM, SEM_MT);
+  sync_sem *s = CHECK(L, 1, sync_sem, LOOM_MAGIC_SEM, SEM_MT);
   push_waiting_stats(L, s->q.n, 0);
   return 1;
 }
 
 static int l_sem_index(lua_State *L) {
-  sync_sem *s = CHECK(L, 1, sync_sem, MAGIC_SEM, SEM_MT);
+  sync_sem *s = CHECK(L, 1, sync_sem, LOOM_MAGIC_SEM, SEM_MT);
   const char *k;
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(3)) != LUA_TNIL) return 1;
@@ -397,13 +391,13 @@ static int l_sem_index(lua_State *L) {
 }
 
 static int l_sem_newindex(lua_State *L) {
-  CHECK(L, 1, sync_sem, MAGIC_SEM, SEM_MT);
+  CHECK(L, 1, sync_sem, LOOM_MAGIC_SEM, SEM_MT);
   return luaL_error(L, "loom.Semaphore: cannot set field '%s' (value and "
                     "max_value are read-only)", luaL_tolstring(L, 2, NULL));
 }
 
 static int l_sem_tostring(lua_State *L) {
-  sync_sem *s = CHECK(L, 1, sync_sem, MAGIC_SEM, SEM_MT);
+  sync_sem *s = CHECK(L, 1, sync_sem, LOOM_MAGIC_SEM, SEM_MT);
   if (s->has_max)
     lua_pushfstring(L, "loom.Semaphore: %p (value %I of %I, %d waiting)",
                     (void *)s, s->value, s->max, s->q.n);
@@ -420,7 +414,7 @@ static int l_sem_tostring(lua_State *L) {
  * would only wake to queue there), where they wait shielded; the lock's
  * release then wakes them as owners. */
 typedef struct sync_cond {
-  uint32_t magic;      /* MAGIC_COND */
+  uint32_t magic;      /* LOOM_MAGIC_COND */
   loom_waitq q;
   sync_lock *lock;
 } sync_cond;
@@ -441,7 +435,7 @@ static int l_cond_new(lua_State *L) {
     lua_settop(L, 1);
   }
   c = (sync_cond *)new_obj(L, sizeof *c, 1);
-  c->magic = MAGIC_COND;
+  c->magic = LOOM_MAGIC_COND;
   loom__waitq_init(&c->q);
   c->lock = lk;
   lua_pushvalue(L, 1);
@@ -451,7 +445,7 @@ static int l_cond_new(lua_State *L) {
 
 /* [-0, +0] stack becomes [cond, lock]; returns the condition. */
 static sync_cond *cond_args(lua_State *L) {
-  sync_cond *c = CHECK(L, 1, sync_cond, MAGIC_COND, COND_MT);
+  sync_cond *c = CHECK(L, 1, sync_cond, LOOM_MAGIC_COND, COND_MT);
   lua_settop(L, 1);
   lua_getiuservalue(L, 1, 1);
   return c;
@@ -473,7 +467,7 @@ static int l_cond_release(lua_State *L) {
 }
 
 static int l_cond_locked(lua_State *L) {
-  sync_cond *c = CHECK(L, 1, sync_cond, MAGIC_COND, COND_MT);
+  sync_cond *c = CHECK(L, 1, sync_cond, LOOM_MAGIC_COND, COND_MT);
   lua_pushboolean(L, c->lock->owner != NULL);
   return 1;
 }
@@ -533,7 +527,7 @@ static void cond_notify(lua_State *L, sync_cond *c, lua_Integer n) {
 }
 
 static int l_cond_notify(lua_State *L) {
-  sync_cond *c = CHECK(L, 1, sync_cond, MAGIC_COND, COND_MT);
+  sync_cond *c = CHECK(L, 1, sync_cond, LOOM_MAGIC_COND, COND_MT);
   lua_Integer n = luaL_optinteger(L, 2, 1);
   if (n < 0) return luaL_argerror(L, 2, "n must be >= 0");
   cond_notify(L, c, n);
@@ -541,7 +535,7 @@ static int l_cond_notify(lua_State *L) {
 }
 
 static int l_cond_notify_all(lua_State *L) {
-  sync_cond *c = CHECK(L, 1, sync_cond, MAGIC_COND, COND_MT);
+  sync_cond *c = CHECK(L, 1, sync_cond, LOOM_MAGIC_COND, COND_MT);
   cond_notify(L, c, c->q.n);
   return 0;
 }
@@ -555,7 +549,7 @@ static int l_cond_statistics(lua_State *L) {
 }
 
 static int l_cond_tostring(lua_State *L) {
-  sync_cond *c = CHECK(L, 1, sync_cond, MAGIC_COND, COND_MT);
+  sync_cond *c = CHECK(L, 1, sync_cond, LOOM_MAGIC_COND, COND_MT);
   lua_pushfstring(L, "loom.Condition: %p (%s, %d waiting)", (void *)c,
                   c->lock->owner ? "locked" : "unlocked", c->q.n);
   return 1;
@@ -567,7 +561,7 @@ static int l_cond_tostring(lua_State *L) {
  * parked acquirer keeps its borrower at index 2 of its own stack, where a
  * release reads it when it grants the token. */
 typedef struct sync_limiter {
-  uint32_t magic;      /* MAGIC_LIMITER */
+  uint32_t magic;      /* LOOM_MAGIC_LIMITER */
   loom_waitq q;
   double total;          /* an integer or HUGE_VAL */
   lua_Integer borrowed;
@@ -687,7 +681,7 @@ static int limiter_acquire(lua_State *L, sync_limiter *lim, loom_task *t,
 static sync_limiter *limiter_args(lua_State *L, int explicit_borrower,
                                   const char *fn, loom_task **tp,
                                   int must_yield) {
-  sync_limiter *lim = CHECK(L, 1, sync_limiter, MAGIC_LIMITER, LIMITER_MT);
+  sync_limiter *lim = CHECK(L, 1, sync_limiter, LOOM_MAGIC_LIMITER, LIMITER_MT);
   if (explicit_borrower) {
     luaL_checkany(L, 2);
     if (lua_isnil(L, 2)) luaL_argerror(L, 2, "borrower must not be nil");
@@ -712,7 +706,7 @@ static int l_limiter_new(lua_State *L) {
   sync_limiter *lim;
   if (!get_total_tokens(L, 1, &total, &msg)) return luaL_argerror(L, 1, msg);
   lim = (sync_limiter *)new_obj(L, sizeof *lim, 1);
-  lim->magic = MAGIC_LIMITER;
+  lim->magic = LOOM_MAGIC_LIMITER;
   loom__waitq_init(&lim->q);
   lim->total = total;
   lim->borrowed = 0;
@@ -770,7 +764,7 @@ static int limiter_release(lua_State *L, sync_limiter *lim) {
 
 /* limiter:release(), also the guard's __close */
 static int l_limiter_release(lua_State *L) {
-  sync_limiter *lim = CHECK(L, 1, sync_limiter, MAGIC_LIMITER, LIMITER_MT);
+  sync_limiter *lim = CHECK(L, 1, sync_limiter, LOOM_MAGIC_LIMITER, LIMITER_MT);
   loom_task *t = running_task(L);
   lua_settop(L, 1);
   loom__push_task(L, t);
@@ -816,7 +810,7 @@ static void push_borrowers(lua_State *L, sync_limiter *lim) {
 }
 
 static int l_limiter_statistics(lua_State *L) {
-  sync_limiter *lim = CHECK(L, 1, sync_limiter, MAGIC_LIMITER, LIMITER_MT);
+  sync_limiter *lim = CHECK(L, 1, sync_limiter, LOOM_MAGIC_LIMITER, LIMITER_MT);
   lua_settop(L, 1);
   push_waiting_stats(L, lim->q.n, 4);
   lua_pushinteger(L, lim->borrowed);
@@ -831,7 +825,7 @@ static int l_limiter_statistics(lua_State *L) {
 }
 
 static int l_limiter_index(lua_State *L) {
-  sync_limiter *lim = CHECK(L, 1, sync_limiter, MAGIC_LIMITER, LIMITER_MT);
+  sync_limiter *lim = CHECK(L, 1, sync_limiter, LOOM_MAGIC_LIMITER, LIMITER_MT);
   const char *k;
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(3)) != LUA_TNIL) return 1;
@@ -850,7 +844,7 @@ static int l_limiter_index(lua_State *L) {
 
 /* limiter.total_tokens = n: raising it wakes that many waiters at once. */
 static int l_limiter_newindex(lua_State *L) {
-  sync_limiter *lim = CHECK(L, 1, sync_limiter, MAGIC_LIMITER, LIMITER_MT);
+  sync_limiter *lim = CHECK(L, 1, sync_limiter, LOOM_MAGIC_LIMITER, LIMITER_MT);
   double total;
   const char *msg;
   if (lua_type(L, 2) != LUA_TSTRING ||
@@ -867,7 +861,7 @@ static int l_limiter_newindex(lua_State *L) {
 }
 
 static int l_limiter_tostring(lua_State *L) {
-  sync_limiter *lim = CHECK(L, 1, sync_limiter, MAGIC_LIMITER, LIMITER_MT);
+  sync_limiter *lim = CHECK(L, 1, sync_limiter, LOOM_MAGIC_LIMITER, LIMITER_MT);
   push_tokens(L, lim->total);
   lua_pushfstring(L, "loom.CapacityLimiter: %p (%I of %s tokens borrowed, "
                   "%d waiting)", (void *)lim, lim->borrowed,
@@ -877,45 +871,17 @@ static int l_limiter_tostring(lua_State *L) {
 
 /* ---- registration ------------------------------------------------------- */
 
-/* Register funcs in the table on top as closures over (rt, metatable). */
-static void setfuncs_mt(lua_State *L, int mt, const luaL_Reg *funcs) {
-  for (; funcs->name != NULL; funcs++) {
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, mt);
-    lua_pushcclosure(L, funcs->func, 2);
-    lua_setfield(L, -2, funcs->name);
-  }
-}
-
-/* Stack: rt(1) ... module(top). Creates the class `name`: metatable with
- * meta functions, a methods table published as module[field], and __index
- * either that table or index (a closure over rt, metatable, methods). The
- * constructor ctor becomes module[ctor_name]. */
-static void new_class(lua_State *L, const char *name, const luaL_Reg *meta,
-                      const luaL_Reg *methods, const char *field,
-                      lua_CFunction index, const char *ctor_name,
-                      lua_CFunction ctor) {
-  int mod = lua_gettop(L), mt;
-  luaL_newmetatable(L, name);
-  mt = lua_gettop(L);
-  setfuncs_mt(L, mt, meta);
-  lua_newtable(L);
-  setfuncs_mt(L, mt, methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, mod, field);
-  if (index != NULL) {
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, mt);
-    lua_pushvalue(L, -3);
-    lua_pushcclosure(L, index, 3);
-    lua_remove(L, -2);
-  }
-  lua_setfield(L, mt, "__index");
+/* Stack: rt(1) ... module(top). Registers the class (methods and
+ * metamethods close over rt and the metatable) and its constructor ctor as
+ * module[ctor_name], over the same two. */
+static void new_class(lua_State *L, const loom_class *cls,
+                      const char *ctor_name, lua_CFunction ctor) {
+  int mod = lua_gettop(L);
+  loom__class_register(L, mod, cls, 1, 1);
   lua_pushvalue(L, 1);
-  lua_pushvalue(L, mt);
+  lua_insert(L, -2);
   lua_pushcclosure(L, ctor, 2);
   lua_setfield(L, mod, ctor_name);
-  lua_settop(L, mod);
 }
 
 static const luaL_Reg event_meta[] = {
@@ -997,20 +963,29 @@ static const luaL_Reg limiter_methods[] = {
   {NULL, NULL}
 };
 
+#define CLASS(name, meta, methods, index, export) \
+  { name, meta, methods, NULL, index, export, LOOM_CLASS_UP_MT }
+static const loom_class event_class =
+  CLASS(EVENT_MT, event_meta, event_methods, NULL, "event_methods");
+static const loom_class lock_class =
+  CLASS(LOCK_MT, lock_meta, lock_methods, NULL, "lock_methods");
+static const loom_class sem_class =
+  CLASS(SEM_MT, sem_meta, sem_methods, l_sem_index, "semaphore_methods");
+static const loom_class cond_class =
+  CLASS(COND_MT, cond_meta, cond_methods, NULL, "condition_methods");
+static const loom_class limiter_class =
+  CLASS(LIMITER_MT, limiter_meta, limiter_methods, l_limiter_index,
+        "capacity_limiter_methods");
+#undef CLASS
+
 /* Stack: rt(1) module(top). Adds core.event, core.lock, core.semaphore,
  * core.condition, core.capacity_limiter and their methods tables
  * (core.<class>_methods) for the Lua front. */
 int loom__open_sync(lua_State *L) {
-  new_class(L, EVENT_MT, event_meta, event_methods, "event_methods", NULL,
-            "event", l_event_new);
-  new_class(L, LOCK_MT, lock_meta, lock_methods, "lock_methods", NULL,
-            "lock", l_lock_new);
-  new_class(L, SEM_MT, sem_meta, sem_methods, "semaphore_methods",
-            l_sem_index, "semaphore", l_sem_new);
-  new_class(L, COND_MT, cond_meta, cond_methods, "condition_methods", NULL,
-            "condition", l_cond_new);
-  new_class(L, LIMITER_MT, limiter_meta, limiter_methods,
-            "capacity_limiter_methods", l_limiter_index, "capacity_limiter",
-            l_limiter_new);
+  new_class(L, &event_class, "event", l_event_new);
+  new_class(L, &lock_class, "lock", l_lock_new);
+  new_class(L, &sem_class, "semaphore", l_sem_new);
+  new_class(L, &cond_class, "condition", l_cond_new);
+  new_class(L, &limiter_class, "capacity_limiter", l_limiter_new);
   return 0;
 }

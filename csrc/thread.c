@@ -45,9 +45,6 @@
 #define POOL_MT "loom.ThreadPool"
 #define BOX_MT "loom.ThreadBuffer"
 
-#define MAGIC_CALL 0x6c6d7443u   /* "lmtC" */
-#define MAGIC_REQ 0x6c6d7452u    /* "lmtR" */
-
 #define DEFAULT_IDLE_TIMEOUT 10.0   /* seconds, as AnyIO's worker threads */
 #define DEFAULT_CLOSE_GRACE 1.0     /* seconds lua_close waits for calls */
 #define LOAD_CACHE_MAX 64           /* functions kept loaded per state */
@@ -464,11 +461,9 @@ static void dec_function(lua_State *L, loom_dec *d) {
                  lua_tostring(L, -2), lua_tostring(L, -1));
     lua_pushvalue(L, -1);
     lua_gettable(L, -4);
-    if (lua_type(L, -1) != LUA_TFUNCTION && !luaL_getmetafield(L, -1,
-                                                               "__call"))
+    if (!loom__is_callable(L, -1))
       luaL_error(L, "module '%s' has no function '%s'", lua_tostring(L, -3),
                  lua_tostring(L, -2));
-    if (lua_type(L, -1) != LUA_TFUNCTION) lua_pop(L, 1);
     lua_replace(L, -4);
     lua_pop(L, 2);
     return;
@@ -521,14 +516,22 @@ static int l_box_tostring(lua_State *L) {
 }
 
 /* [-0, +1] an empty buffer box. */
+static const luaL_Reg box_meta[] = {
+  {"__gc", l_box_gc},
+  {"__tostring", l_box_tostring},
+  {NULL, NULL}
+};
+
+static const loom_class box_class = {
+  BOX_MT, box_meta, NULL, NULL, NULL, NULL, 0
+};
+
 static buf_box *new_box(lua_State *L) {
   buf_box *bx = (buf_box *)lua_newuserdatauv(L, sizeof *bx, 0);
   memset(bx, 0, sizeof *bx);
-  if (luaL_newmetatable(L, BOX_MT)) {
-    lua_pushcfunction(L, l_box_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_box_tostring);
-    lua_setfield(L, -2, "__tostring");
+  if (luaL_getmetatable(L, BOX_MT) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    loom__class_register(L, 0, &box_class, 0, 0);
   }
   lua_setmetatable(L, -2);
   return bx;
@@ -1082,7 +1085,7 @@ static int ensure_async(thread_pool *p) {
 
 static thread_call *check_call(lua_State *L, int idx) {
   thread_call *c = (thread_call *)loom__test_ud(L, idx, sizeof(thread_call),
-                                                MAGIC_CALL);
+                                                LOOM_MAGIC_CALL);
   return c != NULL ? c : (thread_call *)luaL_checkudata(L, idx, CALL_MT);
 }
 
@@ -1109,7 +1112,7 @@ static int l_thread_new(lua_State *L) {
   if (p == NULL) return luaL_error(L, "loom.%s: the runtime is closed", fname);
   c = (thread_call *)lua_newuserdatauv(L, sizeof *c, 1);
   memset(c, 0, sizeof *c);
-  c->magic = MAGIC_CALL;
+  c->magic = LOOM_MAGIC_CALL;
   c->ref = LUA_NOREF;
   c->pool = p;
   luaL_setmetatable(L, CALL_MT);
@@ -1280,7 +1283,7 @@ static int push_request(lua_State *L, thread_call *c) {
   c->req_pending = 0;
   lua_pushnil(L);
   r = (thread_req *)lua_newuserdatauv(L, sizeof *r, 0);
-  r->magic = MAGIC_REQ;
+  r->magic = LOOM_MAGIC_REQ;
   r->job = c->job;
   luaL_setmetatable(L, REQ_MT);
   uv_mutex_lock(&p->mu);
@@ -1364,7 +1367,7 @@ static int l_call_tostring(lua_State *L) {
 
 static thread_req *check_req(lua_State *L, int idx) {
   thread_req *r = (thread_req *)loom__test_ud(L, idx, sizeof(thread_req),
-                                              MAGIC_REQ);
+                                              LOOM_MAGIC_REQ);
   return r != NULL ? r : (thread_req *)luaL_checkudata(L, idx, REQ_MT);
 }
 
@@ -1655,6 +1658,19 @@ static int l_thread_configure(lua_State *L) {
   return 1;
 }
 
+#define META(gc, tostring) \
+  (const luaL_Reg[]){{"__gc", gc}, {"__tostring", tostring}, {NULL, NULL}}
+static const loom_class call_class = {
+  CALL_MT, META(l_call_gc, l_call_tostring), NULL, NULL, NULL, NULL, 0
+};
+static const loom_class req_class = {
+  REQ_MT, META(l_req_gc, l_req_tostring), NULL, NULL, NULL, NULL, 0
+};
+static const loom_class pool_class = {
+  POOL_MT, META(l_pool_gc, l_pool_tostring), NULL, NULL, NULL, NULL, 0
+};
+#undef META
+
 static const luaL_Reg thread_funcs[] = {
   {"thread_new", l_thread_new},
   {"thread_submit", l_thread_submit},
@@ -1670,24 +1686,10 @@ static const luaL_Reg thread_funcs[] = {
 
 /* Stack: rt(1) module(top). */
 int loom__open_thread(lua_State *L) {
-  luaL_newmetatable(L, CALL_MT);
-  lua_pushcfunction(L, l_call_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_call_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, REQ_MT);
-  lua_pushcfunction(L, l_req_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_req_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, POOL_MT);
-  lua_pushcfunction(L, l_pool_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_pool_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  loom__class_register(L, 0, &call_class, 0, 0);
+  loom__class_register(L, 0, &req_class, 0, 0);
+  loom__class_register(L, 0, &pool_class, 0, 0);
+  lua_pop(L, 3);
   loom__setfuncs(L, 1, thread_funcs);
   return 0;
 }

@@ -586,22 +586,39 @@ static const luaL_Reg tls_funcs[] = {
   {NULL, NULL}
 };
 
-static void setfuncs2(lua_State *L, int state_idx, const luaL_Reg *f) {
-  for (; f->name != NULL; f++) {
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, state_idx);
-    lua_pushcclosure(L, f->func, 2);
-    lua_setfield(L, -2, f->name);
-  }
-}
+static const luaL_Reg state_meta[] = {
+  {"__gc", l_state_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg ctx_meta[] = {
+  {"__gc", l_ctx_gc},
+  {"__tostring", l_ctx_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg engine_meta[] = {
+  {"__gc", l_engine_free},
+  {"__tostring", l_engine_tostring},
+  {NULL, NULL}
+};
+
+static const loom_class state_class = {
+  STATE_MT, state_meta, NULL, NULL, NULL, NULL, 0
+};
+static const loom_class ctx_class = {
+  CTX_MT, ctx_meta, NULL, NULL, NULL, NULL, 0
+};
+/* Methods close over rt(1) and the state box. */
+static const loom_class engine_class = {
+  ENGINE_MT, engine_meta, engine_methods, NULL, NULL, NULL, 0
+};
 
 /* Stack: rt(1) module(top). */
 int loom__open_tls(lua_State *L) {
   tls_state **box;
   int sidx;
-  luaL_newmetatable(L, STATE_MT);
-  lua_pushcfunction(L, l_state_gc);
-  lua_setfield(L, -2, "__gc");
+  loom__class_register(L, 0, &state_class, 0, 0);
   lua_pop(L, 1);
   box = (tls_state **)lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
@@ -611,22 +628,12 @@ int loom__open_tls(lua_State *L) {
   (*box)->refs = 1;
   sidx = lua_gettop(L);
   lua_pushvalue(L, sidx - 1);   /* the module */
-  luaL_newmetatable(L, CTX_MT);
-  lua_pushcfunction(L, l_ctx_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_ctx_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, ENGINE_MT);
-  lua_newtable(L);
-  setfuncs2(L, sidx, engine_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_engine_free);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_engine_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  setfuncs2(L, sidx, tls_funcs);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, sidx);       /* upvalues: rt, state */
+  loom__class_register(L, 0, &ctx_class, 0, 0);
+  loom__class_register(L, 0, &engine_class, -3, 2);
+  lua_pop(L, 2);
+  luaL_setfuncs(L, tls_funcs, 2);
   lua_pop(L, 2);
   return 0;
 }

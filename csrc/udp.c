@@ -154,16 +154,6 @@ static void addr_where(const struct sockaddr_storage *ss, char *buf,
            port);
 }
 
-static int raise_uv(lua_State *L, const char *op, int err,
-                    const char *where) {
-  if (where != NULL && where[0] != '\0')
-    lua_pushfstring(L, "%s: %s (%s)", op, uv_strerror(err), where);
-  else
-    lua_pushfstring(L, "%s: %s", op, uv_strerror(err));
-  return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                           uv_err_name(err));
-}
-
 static int raise_closed(lua_State *L, const char *op) {
   lua_pushfstring(L, "%s: the socket is closed", op);
   return loom__raise_error(L, "ClosedResourceError", lua_tostring(L, -1),
@@ -197,7 +187,7 @@ static void check_addr(lua_State *L, int idx, struct sockaddr_storage *ss) {
 static int push_address(lua_State *L, const struct sockaddr_storage *ss) {
   char host[64];
   int port = 0, err = addr_name(ss, host, sizeof host, &port);
-  if (err != 0) return raise_uv(L, "address", err, NULL);
+  if (err != 0) return loom__raise_oserror(L, "address", err, NULL);
   lua_pushstring(L, host);
   lua_pushinteger(L, port);
   return 2;
@@ -283,7 +273,7 @@ static int k_receive(lua_State *L, int status, lua_KContext ctx) {
     int err = o->read_err;
     o->read_err = 0;
     if (o->connected) addr_where(&o->remote, where, sizeof where);
-    return raise_uv(L, op, err, where);
+    return loom__raise_oserror(L, op, err, where);
   }
   o->got = 0;
   lua_pushlstring(L, o->rbuf, o->rlen);
@@ -339,7 +329,7 @@ static int receive(lua_State *L, int from) {
     err = uv_udp_recv_start(&o->handle, alloc_cb, recv_cb);
     if (err != 0) {
       o->receiving = 0;
-      return raise_uv(L, op, err, NULL);
+      return loom__raise_oserror(L, op, err, NULL);
     }
     o->reading = 1;
   }
@@ -391,7 +381,7 @@ static int k_send(lua_State *L, int status, lua_KContext ctx) {
   if (how == LOOM_WAKE_CLOSED) return raise_closed(L, op);
   if (how == LOOM_WAKE_ERROR) {
     if (o->connected) addr_where(&o->remote, where, sizeof where);
-    return raise_uv(L, op, o->send_err, where);
+    return loom__raise_oserror(L, op, o->send_err, where);
   }
   return 0;
 }
@@ -435,7 +425,7 @@ static int do_send(lua_State *L, udp_obj *o, const char *op,
     err = uv_udp_send(&s->req, &o->handle, &b, 1, sa, send_cb);
     if (err != 0) {
       free(s);
-      return raise_uv(L, op, err, where);
+      return loom__raise_oserror(L, op, err, where);
     }
     o->sending = 1;
     o->writer = t;
@@ -443,7 +433,7 @@ static int do_send(lua_State *L, udp_obj *o, const char *op,
     loom__park(t, send_abort, op, o);
     return loom__suspend(L, (lua_KContext)o, k_send);
   }
-  return raise_uv(L, op, n, where);
+  return loom__raise_oserror(L, op, n, where);
 }
 
 /* sock:send_to(data, ip, port) (udp.lua resolves names). */
@@ -502,7 +492,7 @@ static int l_udp_open(lua_State *L) {
   err = uv_udp_init_ex(rt->loop, &o->handle, local.ss_family);
   if (err != 0) {
     free(o);
-    return raise_uv(L, connected ? "create_connected_udp_socket"
+    return loom__raise_oserror(L, connected ? "create_connected_udp_socket"
                     : "create_udp_socket", err, NULL);
   }
   o->handle.data = o;
@@ -521,7 +511,7 @@ static int l_udp_open(lua_State *L) {
   if (err != 0) {
     addr_where(&local, where, sizeof where);
     obj_close(o);
-    return raise_uv(L, connected ? "create_connected_udp_socket"
+    return loom__raise_oserror(L, connected ? "create_connected_udp_socket"
                     : "create_udp_socket", err, where);
   }
   if (connected) {
@@ -529,7 +519,7 @@ static int l_udp_open(lua_State *L) {
     if (err != 0) {
       addr_where(&remote, where, sizeof where);
       obj_close(o);
-      return raise_uv(L, "create_connected_udp_socket", err, where);
+      return loom__raise_oserror(L, "create_connected_udp_socket", err, where);
     }
     o->connected = 1;
     o->remote = remote;
@@ -631,33 +621,29 @@ static const luaL_Reg udp_funcs[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg udp_meta[] = {
+  {"__close", l_udp_close},
+  {"__gc", l_obj_gc},
+  {"__tostring", l_udp_tostring},
+  {NULL, NULL}
+};
+
 /* Methods get upvalues rt and their own name (for k_send's messages). */
-static void new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
-                      const char *field) {
-  luaL_newmetatable(L, mt);
-  lua_newtable(L);
-  for (; methods->name != NULL; methods++) {
-    lua_pushvalue(L, 1);
-    lua_pushstring(L, methods->name);
-    lua_pushcclosure(L, methods->func, 2);
-    lua_setfield(L, -2, methods->name);
-  }
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -4, field);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_udp_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, l_obj_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_udp_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-}
+static const loom_class udp_class = {
+  UDP_MT, udp_meta, udp_methods, NULL, NULL, "udp_socket_methods",
+  LOOM_CLASS_UP_NAME
+};
+static const loom_class cudp_class = {
+  CUDP_MT, udp_meta, cudp_methods, NULL, NULL,
+  "connected_udp_socket_methods", LOOM_CLASS_UP_NAME
+};
 
 /* Stack: rt(1) module(top). */
 int loom__open_udp(lua_State *L) {
-  new_class(L, UDP_MT, udp_methods, "udp_socket_methods");
-  new_class(L, CUDP_MT, cudp_methods, "connected_udp_socket_methods");
+  int mod = lua_gettop(L);
+  loom__class_register(L, mod, &udp_class, 1, 1);
+  loom__class_register(L, mod, &cudp_class, 1, 1);
+  lua_settop(L, mod);
   loom__setfuncs(L, 1, udp_funcs);
   return 0;
 }

@@ -463,8 +463,7 @@ end
 function TLSListener.serve(l, handler, tg)
   check_listener(l, "serve")
   core.check_in_task("TLSListener:serve")
-  if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call
-  then
+  if not args.callable(handler) then
     argerror(1, "serve", "function expected, got " .. tname(handler))
   end
   local function loop(group)
