@@ -438,6 +438,7 @@ int loom__rt_gc(lua_State *L) {
     free(rt->heap);
     rt->heap = NULL;
     rt->heap_len = rt->heap_cap = 0;
+    loom__tasks_free(rt);
     return 0;
   }
   if (!busy(rt)) {
@@ -448,6 +449,7 @@ int loom__rt_gc(lua_State *L) {
   }
   if (finish_close(L, rt, status) != LUA_OK)
     print_failure(L, "error while closing the runtime");
+  loom__tasks_free(rt);
   return 0;
 }
 

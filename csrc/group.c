@@ -43,7 +43,7 @@ static void launch(lua_State *L, loom_task *t, loom_scope *parent,
   t->cur = &t->scope;
   loom__list_push(&t->scope.tasks, &t->scope_link);
   lua_pushvalue(L, parent_handle_idx);
-  lua_setiuservalue(L, -2, LOOM_UV_PARENT);
+  lua_setiuservalue(L, -2, LOOM_HV_PARENT);
   loom__enqueue(t->rt, t);
 }
 
@@ -55,7 +55,7 @@ static int l_group_spawn(lua_State *L) {
   loom_task *t;
   check_active(L, g);
   check_callable(L, 2);
-  t = loom__task_new(L, rt, 2, 3, nargs, rt->current);
+  t = loom__task_new(L, rt, 2, nargs, rt->current);
   t->group = g;
   loom__list_push(&g->children, &t->group_link);
   g->nlive++;
@@ -68,32 +68,32 @@ static int l_group_spawn(lua_State *L) {
 /* tg:start(fn, ...) -> value, handle (docs/api.md, TaskGroup:start). */
 static int k_start(lua_State *L, int status, lua_KContext ctx) {
   loom_task *caller = loom__task_of(L);
-  loom_task *t = loom__check_task(L, 1);
+  loom_handle *h = loom__check_handle(L, 1);
   (void)status;
   (void)ctx;
   caller->wait_what = NULL;
   caller->wait_data = NULL;
-  if (t->start_state == LOOM_START_MOVED) {
+  if (h->start_state == LOOM_START_MOVED) {
     lua_pushvalue(L, 1);  /* [T, value, T] */
     return 2;
   }
-  switch (t->outcome) {
+  switch (h->outcome) {
   case LOOM_OUT_FAILED:
-    lua_getiuservalue(L, 1, LOOM_UV_RESULT);
+    lua_getiuservalue(L, 1, LOOM_HV_RESULT);
     return lua_error(L);  /* bare: the group is not told */
   case LOOM_OUT_CANCELLED:
     /* Cancelled with the caller: the caller's own Cancelled. Cancelled on
      * its own (its handle's cancel()): TaskCancelled, as result() says. */
     loom__cancel_point(L, caller);
     loom__push_hook(L, caller->rt, "task_cancelled");
-    lua_getiuservalue(L, 1, LOOM_UV_RESULT);
+    lua_getiuservalue(L, 1, LOOM_HV_RESULT);
     lua_call(L, 1, 1);
     return lua_error(L);
   default:
-    if (t->start_state == LOOM_START_NOOP) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, t->start_value_ref);
-      luaL_unref(L, LUA_REGISTRYINDEX, t->start_value_ref);
-      t->start_value_ref = LUA_NOREF;
+    if (h->start_state == LOOM_START_NOOP) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, h->start_value_ref);
+      luaL_unref(L, LUA_REGISTRYINDEX, h->start_value_ref);
+      h->start_value_ref = LUA_NOREF;
       lua_pushvalue(L, 1);
       return 2;
     }
@@ -113,10 +113,10 @@ static int l_group_start(lua_State *L) {
   lua_newuserdatauv(L, 1, 1);  /* the task_status object */
   luaL_setmetatable(L, STATUS_MT);
   lua_insert(L, 3);            /* [tg, fn, status, args...] */
-  t = loom__task_new(L, rt, 2, 3, nargs + 1, caller);
+  t = loom__task_new(L, rt, 2, nargs + 1, caller);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, 3, 1);
-  t->start_state = LOOM_START_PENDING;
+  t->h->start_state = LOOM_START_PENDING;
   t->start_caller = caller;
   t->start_group = g;
   loom__list_push(&g->starting, &t->group_link);
@@ -134,25 +134,27 @@ static int l_group_start(lua_State *L) {
 /* task_status:started([value]) */
 static int l_status_started(lua_State *L) {
   loom_task *t, *caller;
+  loom_handle *h;
   loom_group *g;
   luaL_checkudata(L, 1, STATUS_MT);
   lua_settop(L, 2);
   lua_getiuservalue(L, 1, 1);
-  t = (loom_task *)lua_touserdata(L, 3);
-  if (loom__task_of(L) != t && t->rt->current != t)
+  h = (loom_handle *)lua_touserdata(L, 3);
+  t = h->t;
+  if (t == NULL || (loom__task_of(L) != t && t->rt->current != t))
     return luaL_error(L, "task_status:started() must be called by the task "
                       "that tg:start() started");
-  if (t->start_state == LOOM_START_MOVED)
+  if (h->start_state == LOOM_START_MOVED)
     return luaL_error(L, "called 'started' twice on the same task status");
-  if (t->start_state == LOOM_START_NOOP) return 0;
+  if (h->start_state == LOOM_START_NOOP) return 0;
   caller = t->start_caller;
   g = t->start_group;
   if (loom__effective_cancel(caller->cur) != NULL) {
     /* The start() caller is cancelled: stay under it; start() returns
      * this value if the child then exits cleanly. */
-    t->start_state = LOOM_START_NOOP;
     lua_pushvalue(L, 2);
-    t->start_value_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    h->start_value_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    h->start_state = LOOM_START_NOOP;
     return 0;
   }
   loom__list_remove(&t->scope.link);
@@ -165,11 +167,11 @@ static int l_status_started(lua_State *L) {
    * left parked below itself (tasks of its own groups) is cancelled now. */
   if (loom__effective_cancel(&t->scope) != NULL)
     loom__scope_abort_subtree(t->rt, &t->scope);
-  t->start_state = LOOM_START_MOVED;
+  h->start_state = LOOM_START_MOVED;
   t->start_caller = NULL;
   t->start_group = NULL;
   loom__push_task(L, g->host);
-  lua_setiuservalue(L, 3, LOOM_UV_PARENT);
+  lua_setiuservalue(L, 3, LOOM_HV_PARENT);
   lua_pushvalue(L, 2);
   lua_xmove(L, caller->L, 1);
   caller->wake_nargs = 1;
@@ -182,9 +184,10 @@ void loom__start_child_done(lua_State *L, loom_task *t, int err_idx) {
   loom_group *g = t->start_group;
   (void)err_idx;
   /* The value of a no-op started() is returned only by a clean exit. */
-  if (t->outcome != LOOM_OUT_FINISHED && t->start_value_ref != LUA_NOREF) {
-    luaL_unref(L, LUA_REGISTRYINDEX, t->start_value_ref);
-    t->start_value_ref = LUA_NOREF;
+  loom_handle *h = t->h;
+  if (h->outcome != LOOM_OUT_FINISHED && h->start_value_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, h->start_value_ref);
+    h->start_value_ref = LUA_NOREF;
   }
   t->start_caller = NULL;
   t->start_group = NULL;

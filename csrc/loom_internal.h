@@ -183,23 +183,46 @@ enum { LOOM_START_NONE = 0, LOOM_START_PENDING, LOOM_START_MOVED,
  * Called synchronously from cancel(); must not call Lua. */
 typedef void (*loom_abort_fn)(loom_task *t);
 
-/* User value slots of a task userdata. Arguments follow LOOM_UV_ARGS. */
+/* A task lives in two pieces (docs/architecture.md, "Task layout"):
+ *
+ * - struct loom_task, in C memory outside the Lua heap, taken from a
+ *   per-runtime free list (task.c) and given back when the task finishes.
+ *   It is linked into the ready queue, wait queues, scopes and groups.
+ * - struct loom_handle, the TaskHandle: a small userdata that outlives the
+ *   task. While the task is live the runtime's anchor table holds the
+ *   handle and the task's coroutine; when it finishes its outcome moves
+ *   into the handle and handle->t becomes NULL.
+ *
+ * The task's function and arguments go onto its coroutine's stack at spawn
+ * ([task_main, task (light userdata), fn, args...]), never into user
+ * values. */
+
+/* User value slots of a handle userdata. */
 enum {
-  LOOM_UV_FN = 1,       /* the body function */
-  LOOM_UV_CTX = 2,      /* context table (nil: empty) */
-  LOOM_UV_RESULT = 3,   /* one result, a packed table, or the error */
-  LOOM_UV_TB = 4,       /* traceback string of a failure */
-  LOOM_UV_NAME = 5,     /* explicit name (nil: derived from FN) */
-  LOOM_UV_PARENT = 6,   /* handle of the parent task */
-  LOOM_UV_THREAD = 7,   /* its coroutine while it has one */
-  LOOM_UV_ARGS = 8
+  LOOM_HV_NAME = 1,     /* an explicit name (string), else the function */
+  LOOM_HV_RESULT = 2,   /* one result, a packed table, or the error */
+  LOOM_HV_TB = 3,       /* traceback string of a failure */
+  LOOM_HV_PARENT = 4,   /* handle of the parent task */
+  LOOM_HV_CTX = 5,      /* context table while live (nil: empty) */
+  LOOM_HV_N = 5
 };
 
-struct loom_task {
+typedef struct loom_handle {
   uint32_t magic;        /* LOOM_MAGIC_TASK: fast type check */
+  unsigned char done;    /* the task finished: outcome is set */
+  unsigned char outcome; /* LOOM_OUT_* */
+  unsigned char cancel_requested;  /* h:cancel() was called */
+  unsigned char start_state;       /* LOOM_START_*: how tg:start() went */
+  loom_task *t;          /* the task while live (or abandoned), else NULL */
+  lua_Integer id;
+  int nresults;          /* results stored in LOOM_HV_RESULT */
+  int start_value_ref;   /* value given to a no-op started(), or NOREF */
+} loom_handle;
+
+struct loom_task {
   loom_rt *rt;
-  lua_State *L;          /* its coroutine while it runs or is parked */
-  int ref;               /* slot in the runtime's anchor table while live */
+  lua_State *L;          /* its coroutine (from spawn to its end) */
+  loom_handle *h;        /* its handle, anchored while the task is live */
   lua_Integer id;
   loom_scope scope;      /* private scope: h:cancel() cancels it */
   loom_scope *cur;       /* innermost active scope */
@@ -207,7 +230,7 @@ struct loom_task {
   loom_group *group;     /* owning group (NULL: root, or before started) */
   loom_list group_link;  /* node in group->children */
   loom_list groups;      /* groups this task hosts, innermost last */
-  loom_task *next_ready;
+  loom_task *next_ready; /* ready queue; the free list when not in use */
   /* Parking. */
   loom_abort_fn abort;   /* NULL: the current wait cannot be aborted */
   const char *wait_what; /* what it waits on, for task_tree() */
@@ -217,43 +240,46 @@ struct loom_task {
   loom_scope *wake_scope;/* the cancelled scope that aborted the wait */
   loom_timer sleep_timer;
   loom_list waiters;     /* tasks in h:wait() / h:result() */
-  int wake_nargs;        /* values pushed on L for the resume */
-  int nargs;             /* arguments stored before the first run */
-  int nresults;
-  int tb_ref, tberr_ref; /* traceback captured by the message handler */
-  int start_value_ref;   /* value given to a no-op started() */
+  loom_list all_link;    /* node in rt->all_tasks while live */
   /* tg:start() bookkeeping. */
   loom_task *start_caller;
   loom_group *start_group;
-  unsigned char state, wake, outcome, cancel_requested, start_state;
-  unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
   /* Suspension (loom__suspend): the real continuation, and the stack top
    * at the yield, so a resume by anyone but the scheduler is refused. */
   lua_KFunction k;
   lua_KContext kctx;
   int park_top;
-  loom_list all_link;    /* node in rt->all_tasks while live */
+  int wake_nargs;        /* values pushed on L for the resume */
+  int ref;               /* pair of slots in the anchor table while live */
+  int tb_ref, tberr_ref; /* traceback captured by the message handler */
+  unsigned char state, wake;
+  unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
 };
 
 #define LOOM_TASK_MT "loom.Task"
 
-loom_task *loom__check_task(lua_State *L, int idx) LOOM_HIDDEN;
+loom_handle *loom__check_handle(lua_State *L, int idx) LOOM_HIDDEN;
 /* loom__task_of(L): the task running on L, or NULL; defined at the end
  * of this header, after struct loom_rt. */
-/* [-0, +1] a new task userdata for fn(args...) taken from the stack.
- * The caller links it into a group or start record, then enqueues it. */
-loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
-                          int first_arg, int nargs,
+/* [-0, +1] a new task for fn(args...): the function at fn_idx, its nargs
+ * arguments right after it (copied onto the task's coroutine); pushes the
+ * handle. The caller links it into a group or start record, then enqueues
+ * it. Raises (out of memory) before anything changed. */
+loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
                           loom_task *spawner) LOOM_HIDDEN;
-/* [-0, +1] push the userdata of a live task (or nil when finished). */
+/* [-0, +1] push the handle of a live task (or nil when finished). */
 void loom__push_task(lua_State *L, loom_task *t) LOOM_HIDDEN;
 /* Run the completion of t: results are on top of L (nres values after the
- * task userdata). Pops them. */
+ * task's handle). Pops them and the handle. */
 void loom__task_finish(lua_State *L, loom_task *t, int failed,
                        int nres) LOOM_HIDDEN;
 int loom__task_main(lua_State *L) LOOM_HIDDEN;
-/* [-0, +n] push a finished task's return values (its userdata at ud). */
-int loom__task_push_results(lua_State *L, loom_task *t, int ud) LOOM_HIDDEN;
+/* [-0, +n] push a finished task's return values (its handle at ud). */
+int loom__task_push_results(lua_State *L, loom_handle *h, int ud)
+  LOOM_HIDDEN;
+/* Free every task struct of rt (the free list, live and abandoned tasks):
+ * the runtime's finaliser. */
+void loom__tasks_free(loom_rt *rt) LOOM_HIDDEN;
 int loom__msgh(lua_State *L) LOOM_HIDDEN;
 void loom__wake_waiters(loom_list *waiters) LOOM_HIDDEN;
 int loom__open_task(lua_State *L) LOOM_HIDDEN;
@@ -378,7 +404,12 @@ struct loom_rt {
   int task_mt_ref;       /* registry ref of the loom.Task metatable */
   int issued_ref;        /* weak set of the Cancelled objects scopes made */
   loom_list all_tasks;   /* every live task (stranded ones are found here) */
-  /* The anchor table: live tasks at 1..anchor_n (task->ref is the slot),
+  loom_list abandoned;   /* tasks that could not finish (freed at the end) */
+  /* Task structs kept for reuse (task.c), linked through next_ready. */
+  loom_task *task_free;
+  int task_free_n;
+  /* The anchor table: live tasks at 1..anchor_n (task->ref is the pair of
+   * slots 2 ref - 1 (handle) and 2 ref (coroutine)),
    * kept dense and rebuilt smaller after a burst, so that its array does
    * not keep the size of the largest burst (a registry ref per task
    * would). */
@@ -450,7 +481,8 @@ int loom__raise_error(lua_State *L, const char *cls, const char *msg,
                       const char *code) LOOM_HIDDEN;
 /* [-0, +1] push hooks[name] (a function set by errors.lua). */
 void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) LOOM_HIDDEN;
-void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t, int ud)
+/* task.c: give t's finished coroutine back to the pool (or close it). */
+void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t)
   LOOM_HIDDEN;
 int loom__open_sched(lua_State *L) LOOM_HIDDEN;
 int loom__open_tcp(lua_State *L) LOOM_HIDDEN;
@@ -512,12 +544,6 @@ int loom__typeerror(lua_State *L, int arg, const char *tname) LOOM_HIDDEN;
 void loom__check_open(lua_State *L, loom_rt *rt, const char *fn) LOOM_HIDDEN;
 /* If co is the suspended coroutine of a loom task, that task, else NULL. */
 loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co)
-  LOOM_HIDDEN;
-/* [-0, +0] anchor the task userdata at idx (may raise: out of memory). */
-void loom__anchor_task(lua_State *L, loom_rt *rt, loom_task *t, int idx)
-  LOOM_HIDDEN;
-/* Release t's anchor; allocates nothing (a later rebuild may). */
-void loom__unanchor_task(lua_State *L, loom_rt *rt, loom_task *t)
   LOOM_HIDDEN;
 /* Is the value at idx a Cancelled issued by a cancel scope? A hand-made
  * setmetatable({}, loom.Cancelled) is not: it is an ordinary error. */

@@ -18,7 +18,6 @@
 
 #include "loom_internal.h"
 
-#define POOL_MAX LOOM_POOL_MAX
 #define IO_BUDGET 512    /* resumes between two polls of libuv */
 
 double loom__now(void) { return (double)uv_hrtime() / 1e9; }
@@ -257,56 +256,12 @@ loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co) {
   is_main = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
   if (!is_main || lua_getlocal(co, &ar, 1) == NULL) return NULL;
-  lua_xmove(co, L, 1);
-  t = (loom_task *)loom__test_ud(L, -1, sizeof *t, LOOM_MAGIC_TASK);
-  lua_pop(L, 1);
+  /* Its first slot is the task (a light userdata, see loom__task_new):
+   * a coroutine suspended inside task_main belongs to a live (or
+   * abandoned) task, whose struct is not freed. */
+  t = (loom_task *)lua_touserdata(co, -1);
+  lua_pop(co, 1);
   return (t != NULL && t->L == co) ? t : NULL;
-}
-
-/* ---- coroutine pool ---------------------------------------------------- */
-
-/* Give t (the head of the ready queue, never run; its userdata at ud on S)
- * a coroutine: a pooled one, or a new one (may raise: out of memory, with t
- * still queued). The coroutine is anchored by t's user value
- * LOOM_UV_THREAD, so that a burst of tasks leaves no registry slots
- * behind. */
-static lua_State *acquire_thread(loom_rt *rt, lua_State *S, int ud) {
-  lua_State *co;
-  if (rt->pool_len > 0) {
-    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
-    lua_rawgeti(S, -1, rt->pool_len);
-    co = lua_tothread(S, -1);
-    lua_setiuservalue(S, ud, LOOM_UV_THREAD);
-    lua_pushnil(S);
-    lua_rawseti(S, -2, rt->pool_len);
-    rt->pool_len--;
-    lua_pop(S, 1);
-    return co;
-  }
-  co = lua_newthread(S);
-  lua_setiuservalue(S, ud, LOOM_UV_THREAD);
-  return co;
-}
-
-/* Return t's finished coroutine to the pool (or let it be collected); t's
- * userdata is at ud on S. A coroutine that died with an error cannot be
- * resumed again: reset and drop. Allocates nothing: the pool table has all
- * its slots from the start. */
-void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t, int ud) {
-  lua_State *co = t->L;
-  if (co == NULL) return;
-  t->L = NULL;
-  if (lua_status(co) == LUA_OK && rt->pool_len < POOL_MAX &&
-      lua_checkstack(S, 2)) {
-    lua_settop(co, 0);
-    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
-    lua_getiuservalue(S, ud, LOOM_UV_THREAD);
-    lua_rawseti(S, -2, ++rt->pool_len);
-    lua_pop(S, 1);
-  } else
-    loom_closethread(co, S);
-  lua_pushnil(S);
-  lua_setiuservalue(S, ud, LOOM_UV_THREAD);
 }
 
 /* ---- the drain --------------------------------------------------------- */
@@ -338,26 +293,10 @@ static inline __attribute__((always_inline)) void step(loom_rt *rt,
   LOOM_ASSERT(rt->current == NULL);  /* resumes never nest */
   LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
   if (t->state == LOOM_TASK_NEW) {
-    int i;
-    luaL_checkstack(S, 4, "loom: resume");
-    loom__push_task(S, t);
-    if (t->L == NULL) t->L = acquire_thread(rt, S, lua_gettop(S));
+    /* Its coroutine holds [task_main, task, fn, args...] since the spawn. */
     co = t->L;
-    /* A fresh or pooled coroutine has LUA_MINSTACK free slots. */
-    if (t->nargs + 4 > LUA_MINSTACK && !lua_checkstack(co, t->nargs + 4))
-      luaL_error(S, "not enough memory");
     dequeue(rt);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
-    lua_xmove(S, co, 1);  /* the task */
-    lua_getiuservalue(co, -1, LOOM_UV_FN);
-    for (i = 0; i < t->nargs; i++) {
-      lua_getiuservalue(co, 2, LOOM_UV_ARGS + i);
-      /* the arguments are only needed once: drop the references */
-      lua_pushnil(co);
-      lua_setiuservalue(co, 2, LOOM_UV_ARGS + i);
-    }
-    nargs = t->nargs + 2;
-    t->nargs = 0;
+    nargs = lua_gettop(co) - 1;
   } else {
     co = t->L;
     if (lua_status(co) != LUA_YIELD) {
@@ -384,11 +323,14 @@ static inline __attribute__((always_inline)) void step(loom_rt *rt,
     }
   } else if (status == LUA_OK &&
              (nres <= 8 || lua_checkstack(S, nres + LUA_MINSTACK))) {
-    /* task_main returned: [task, ok, results...] */
-    int failed;
+    /* task_main returned: [task, ok, results...]; the task (a light
+     * userdata) becomes its handle: [handle, results...]. */
+    int failed, base = lua_gettop(S) + 1;
     lua_xmove(co, S, nres);
-    failed = !lua_toboolean(S, -nres + 1);
-    lua_remove(S, -nres + 1);
+    failed = !lua_toboolean(S, base + 1);
+    lua_remove(S, base + 1);
+    loom__push_task(S, t);
+    lua_replace(S, base);
     loom__task_finish(S, t, failed, nres - 2);
   } else {
     /* An error escaped task_main itself (out of memory in the handler), or
@@ -575,7 +517,7 @@ static int run_tasks_live(loom_rt *rt) {
 /* Until the root finished (all_tasks: until no task of the run is live). */
 static int drain_done(loom_rt *rt, int all_tasks) {
   if (all_tasks) return !run_tasks_live(rt);
-  return rt->root->state == LOOM_TASK_DONE;
+  return rt->root == NULL;  /* (task_finish clears it) */
 }
 
 /* loom.run's drain: one pass (one batch) per frame until the root is done
@@ -682,6 +624,7 @@ static void finish_stranded(loom_rt *rt, lua_State *L) {
     t->abort = NULL;
     t->state = LOOM_TASK_ABANDONED;
     loom__list_remove(&t->all_link);
+    loom__list_push(&rt->abandoned, &t->all_link);  /* freed at the end */
     rt->live_tasks--;
   }
   /* The ready queue keeps only the tasks of host groups. */
@@ -707,6 +650,7 @@ static int l_run(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   int nargs = lua_gettop(L) - 1, status, ud;
   loom_task *root;
+  loom_handle *rh;
   loom__check_open(L, rt, "run");
   if (loom__task_of(L) != NULL || rt->running)
     return luaL_error(L, "loom.run: cannot be called from inside a loom "
@@ -721,8 +665,9 @@ static int l_run(lua_State *L) {
                       "loop; run that loop (uv_run) instead");
   if (lua_type(L, 1) != LUA_TFUNCTION && !luaL_getmetafield(L, 1, "__call"))
     return luaL_typeerror(L, 1, "function");
-  root = loom__task_new(L, rt, 1, 2, nargs, NULL);
+  root = loom__task_new(L, rt, 1, nargs, NULL);
   ud = lua_gettop(L);  /* keeps the root's handle for its outcome */
+  rh = root->h;
   root->cur = &root->scope;
   loom__scope_attach(&root->scope, NULL);
   loom__list_push(&root->scope.tasks, &root->scope_link);
@@ -746,12 +691,12 @@ static int l_run(lua_State *L) {
      * once every task of this run was cancelled and finished. */
     return lua_error(L);
   }
-  if (root->outcome == LOOM_OUT_FINISHED)
-    return loom__task_push_results(L, root, ud);
+  if (rh->outcome == LOOM_OUT_FINISHED)
+    return loom__task_push_results(L, rh, ud);
   /* Raise the root's error with its traceback kept (hooks.root_error). */
   loom__push_hook(L, rt, "root_error");
-  lua_getiuservalue(L, ud, LOOM_UV_RESULT);
-  lua_getiuservalue(L, ud, LOOM_UV_TB);
+  lua_getiuservalue(L, ud, LOOM_HV_RESULT);
+  lua_getiuservalue(L, ud, LOOM_HV_TB);
   lua_pushboolean(L, rt->deadlock);
   lua_pushboolean(L, rt->clock == LOOM_CLOCK_MANUAL);
   lua_call(L, 4, 1);

@@ -5,83 +5,184 @@
  * (loom__task_finish) stores the outcome, wakes the tasks waiting on its
  * handle and reports to its group. The userdata is its own TaskHandle.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "loom_internal.h"
 
-loom_task *loom__check_task(lua_State *L, int idx) {
-  loom_task *t = (loom_task *)loom__test_ud(L, idx, sizeof *t,
-                                            LOOM_MAGIC_TASK);
-  if (t == NULL) t = (loom_task *)luaL_checkudata(L, idx, LOOM_TASK_MT);
+loom_handle *loom__check_handle(lua_State *L, int idx) {
+  loom_handle *h = (loom_handle *)loom__test_ud(L, idx, sizeof *h,
+                                                LOOM_MAGIC_TASK);
+  if (h == NULL) h = (loom_handle *)luaL_checkudata(L, idx, LOOM_TASK_MT);
+  return h;
+}
+
+/* ---- task structs: a free list per runtime ----------------------------- */
+
+#define TASK_POOL_MAX 1024  /* finished task structs kept for reuse */
+
+/* Make sure the free list holds a struct, so that taking one later cannot
+ * fail (raises: out of memory, before anything changed). */
+static void task_reserve(lua_State *L, loom_rt *rt) {
+  loom_task *t;
+  if (rt->task_free != NULL) return;
+  t = (loom_task *)malloc(sizeof *t);
+  if (t == NULL) luaL_error(L, "not enough memory");
+  t->next_ready = NULL;
+  rt->task_free = t;
+  rt->task_free_n = 1;
+}
+
+static loom_task *task_take(loom_rt *rt) {
+  loom_task *t = rt->task_free;
+  rt->task_free = t->next_ready;
+  rt->task_free_n--;
   return t;
 }
+
+/* Give a finished task's struct back (free() beyond the cap, so that a
+ * burst of tasks does not keep its structs). */
+static void task_give(loom_rt *rt, loom_task *t) {
+  if (rt->task_free_n < TASK_POOL_MAX) {
+    t->next_ready = rt->task_free;
+    rt->task_free = t;
+    rt->task_free_n++;
+  } else
+    free(t);
+}
+
+static void free_list(loom_list *head) {
+  while (!loom__list_empty(head)) {
+    loom_task *t = loom__container_of(head->next, loom_task, all_link);
+    loom__list_remove(&t->all_link);
+    if (t->h != NULL) t->h->t = NULL;
+    free(t);
+  }
+}
+
+void loom__tasks_free(loom_rt *rt) {
+  loom_task *t;
+  while ((t = rt->task_free) != NULL) {
+    rt->task_free = t->next_ready;
+    free(t);
+  }
+  rt->task_free_n = 0;
+  if (rt->all_tasks.next != NULL) free_list(&rt->all_tasks);
+  if (rt->abandoned.next != NULL) free_list(&rt->abandoned);
+}
+
+/* ---- the anchor table: the handle and coroutine of every live task ----- */
 
 void loom__push_task(lua_State *L, loom_task *t) {
   if (t != NULL && t->ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->rt->anchor_ref);
-    lua_rawgeti(L, -1, t->ref);
+    lua_rawgeti(L, -1, 2 * t->ref - 1);
     lua_copy(L, -1, -2);
     lua_pop(L, 1);
   } else
     lua_pushnil(L);
 }
 
-void loom__anchor_task(lua_State *L, loom_rt *rt, loom_task *t, int idx) {
-  idx = lua_absindex(L, idx);
-  luaL_checkstack(L, 2, "loom: spawn");
-  if (rt->anchor_ref == LUA_NOREF) {
-    lua_createtable(L, 64, 0);
-    rt->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    rt->anchor_n = rt->anchor_peak = 0;
-  }
+/* [-0, +0] anchor the handle at hi and the coroutine at ci in the next
+ * pair of slots, whose number it returns (may raise: out of memory; then
+ * nothing changed). */
+static int anchor(lua_State *L, loom_rt *rt, int hi, int ci) {
+  int n = rt->anchor_n + 1;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
-  lua_pushvalue(L, idx);
-  lua_rawseti(L, -2, rt->anchor_n + 1);  /* may grow the table: may raise */
+  lua_pushvalue(L, ci);
+  lua_rawseti(L, -2, 2 * n);      /* grows the array: may raise */
+  lua_pushvalue(L, hi);
+  lua_rawseti(L, -2, 2 * n - 1);  /* (the slot exists now) */
   lua_pop(L, 1);
-  t->ref = ++rt->anchor_n;
-  if (rt->anchor_n > rt->anchor_peak) rt->anchor_peak = rt->anchor_n;
+  rt->anchor_n = n;
+  if (n > rt->anchor_peak) rt->anchor_peak = n;
+  return n;
 }
 
 /* Copy the live anchors into a table of their size (the old one keeps the
  * array of the largest burst). */
 static int rebuild_anchors(lua_State *L) {
   loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
-  int i, n = rt->anchor_n;
+  int i, n = 2 * rt->anchor_n;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
-  lua_createtable(L, n > 64 ? n : 64, 0);
+  lua_createtable(L, n > 128 ? n : 128, 0);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);
     lua_rawseti(L, 3, i);
   }
   lua_rawseti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
-  rt->anchor_peak = n;
+  rt->anchor_peak = rt->anchor_n;
   return 0;
 }
 
-void loom__unanchor_task(lua_State *L, loom_rt *rt, loom_task *t) {
+/* Release t's anchors; allocates nothing (a later rebuild may). The
+ * anchor table is on top of L and stays there. */
+static void unanchor(lua_State *L, loom_rt *rt, loom_task *t) {
   int slot = t->ref, last = rt->anchor_n;
-  if (slot == LUA_NOREF) return;
   t->ref = LUA_NOREF;
-  if (!lua_checkstack(L, 3)) return;  /* (cannot happen: see the drain) */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
   if (slot != last) {
-    /* Keep the array dense: the last task moves into the freed slot. */
-    loom_task *moved;
-    lua_rawgeti(L, -1, last);
-    moved = (loom_task *)lua_touserdata(L, -1);
-    lua_rawseti(L, -2, slot);
-    moved->ref = slot;
+    /* Keep the array dense: the last task moves into the freed pair. */
+    loom_handle *moved;
+    lua_rawgeti(L, -1, 2 * last - 1);
+    moved = (loom_handle *)lua_touserdata(L, -1);
+    lua_rawseti(L, -2, 2 * slot - 1);
+    lua_rawgeti(L, -1, 2 * last);
+    lua_rawseti(L, -2, 2 * slot);
+    moved->t->ref = slot;
   }
   lua_pushnil(L);
-  lua_rawseti(L, -2, last);
-  lua_pop(L, 1);
+  lua_rawseti(L, -2, 2 * last - 1);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, 2 * last);
   rt->anchor_n--;
+}
+
+static void shrink_anchors(lua_State *L, loom_rt *rt) {
   if (rt->anchor_peak > 4096 && rt->anchor_n < rt->anchor_peak / 4) {
     /* Shrink; out of memory here only postpones it. */
     lua_pushcfunction(L, rebuild_anchors);
     lua_pushlightuserdata(L, rt);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
   }
+}
+
+/* ---- the coroutine pool ------------------------------------------------- */
+
+/* [-0, +1] a coroutine for a new task: a pooled one, or a new one (may
+ * raise: out of memory). */
+static lua_State *acquire_thread(lua_State *L, loom_rt *rt) {
+  if (rt->pool_len > 0) {
+    lua_State *co;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
+    lua_rawgeti(L, -1, rt->pool_len);
+    co = lua_tothread(L, -1);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, rt->pool_len);
+    rt->pool_len--;
+    lua_remove(L, -2);
+    return co;
+  }
+  return lua_newthread(L);
+}
+
+/* Return t's finished coroutine to the pool (or let it be collected). A
+ * coroutine that died with an error cannot be resumed again: reset and
+ * drop. Allocates nothing: the pool table has all its slots from the
+ * start. */
+void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t) {
+  lua_State *co = t->L;
+  if (co == NULL) return;
+  t->L = NULL;
+  if (lua_status(co) == LUA_OK && rt->pool_len < LOOM_POOL_MAX &&
+      lua_checkstack(S, 2)) {
+    lua_settop(co, 0);
+    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
+    lua_pushthread(co);
+    lua_xmove(co, S, 1);
+    lua_rawseti(S, -2, ++rt->pool_len);
+    lua_pop(S, 1);
+  } else
+    loom_closethread(co, S);
 }
 
 int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
@@ -119,37 +220,30 @@ static int copy_context(lua_State *L, int src) {
   return 1;
 }
 
-loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
-                          int first_arg, int nargs, loom_task *spawner) {
+loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
+                          loom_task *spawner) {
+  loom_handle *h;
   loom_task *t;
-  int i, ud;
-  luaL_checkstack(L, 8, "loom: spawn");
-  t = (loom_task *)lua_newuserdatauv(L, sizeof *t, LOOM_UV_ARGS - 1 + nargs);
-  ud = lua_gettop(L);
-  memset(t, 0, sizeof *t);
-  t->magic = LOOM_MAGIC_TASK;
-  t->rt = rt;
-  t->ref = LUA_NOREF;
-  t->tb_ref = t->tberr_ref = t->start_value_ref = LUA_NOREF;
-  loom__scope_init(&t->scope, 1);
-  loom__list_init(&t->scope_link);
-  loom__list_init(&t->group_link);
-  loom__list_init(&t->groups);
-  loom__list_init(&t->wait_link);
-  loom__list_init(&t->waiters);
-  loom__list_init(&t->all_link);
-  loom__timer_init(&t->sleep_timer, NULL);  /* owner: sched.c's sleeps */
-  t->state = LOOM_TASK_NEW;
-  t->id = ++rt->next_id;
-  t->nargs = nargs;
+  lua_State *co;
+  int hi, i, ctx_state = LOOM_CTX_NONE;
+  fn_idx = lua_absindex(L, fn_idx);
+  luaL_checkstack(L, nargs + 8, "loom: spawn");
+  /* Everything that can fail comes first: the struct (reserved), the
+   * handle, the coroutine, the anchors. */
+  task_reserve(L, rt);
+  h = (loom_handle *)lua_newuserdatauv(L, sizeof *h, LOOM_HV_N);
+  hi = lua_gettop(L);
+  h->magic = LOOM_MAGIC_TASK;
+  h->done = h->outcome = h->cancel_requested = 0;
+  h->start_state = LOOM_START_NONE;
+  h->t = NULL;
+  h->id = 0;
+  h->nresults = 0;
+  h->start_value_ref = LUA_NOREF;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->task_mt_ref);
-  lua_setmetatable(L, ud);
+  lua_setmetatable(L, hi);
   lua_pushvalue(L, fn_idx);
-  lua_setiuservalue(L, ud, LOOM_UV_FN);
-  for (i = 0; i < nargs; i++) {
-    lua_pushvalue(L, first_arg + i);
-    lua_setiuservalue(L, ud, LOOM_UV_ARGS + i);
-  }
+  lua_setiuservalue(L, hi, LOOM_HV_NAME);  /* the name is made from it */
   /* The child gets a shallow copy of the spawner's context, taken now. An
    * empty or absent context stays absent: loom.context() makes one. A
    * context no user code has seen cannot have changed since it was copied:
@@ -157,19 +251,48 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
    * it copies it then (copy-on-write, see LOOM_CTX_*). */
   if (spawner != NULL && spawner->ctx_state != LOOM_CTX_NONE) {
     loom__push_task(L, spawner);
-    if (lua_getiuservalue(L, -1, LOOM_UV_CTX) == LUA_TTABLE) {
+    if (lua_getiuservalue(L, -1, LOOM_HV_CTX) == LUA_TTABLE) {
       if (spawner->ctx_state != LOOM_CTX_OWNED) {
-        lua_setiuservalue(L, ud, LOOM_UV_CTX);
+        lua_setiuservalue(L, hi, LOOM_HV_CTX);
         spawner->ctx_state = LOOM_CTX_SHARED;
-        t->ctx_state = LOOM_CTX_SHARED;
+        ctx_state = LOOM_CTX_SHARED;
       } else if (copy_context(L, lua_gettop(L))) {
-        lua_setiuservalue(L, ud, LOOM_UV_CTX);
-        t->ctx_state = LOOM_CTX_PRIVATE;
+        lua_setiuservalue(L, hi, LOOM_HV_CTX);
+        ctx_state = LOOM_CTX_PRIVATE;
       }
     }
-    lua_settop(L, ud);
+    lua_settop(L, hi);
   }
-  loom__anchor_task(L, rt, t, ud);
+  co = acquire_thread(L, rt);
+  /* A fresh or pooled coroutine has LUA_MINSTACK free slots. */
+  if (nargs + 4 > LUA_MINSTACK && !lua_checkstack(co, nargs + 4))
+    luaL_error(L, "not enough memory");
+  t = rt->task_free;  /* taken below, once nothing can fail */
+  lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
+  lua_pushlightuserdata(co, t);
+  for (i = 0; i <= nargs; i++) lua_pushvalue(L, fn_idx + i);
+  lua_xmove(L, co, nargs + 1);
+  i = anchor(L, rt, hi, hi + 1);
+  lua_settop(L, hi);
+  /* Nothing below can fail. */
+  t = task_take(rt);
+  memset(t, 0, sizeof *t);
+  t->rt = rt;
+  t->L = co;
+  t->h = h;
+  t->ref = i;
+  t->tb_ref = t->tberr_ref = LUA_NOREF;
+  t->ctx_state = (unsigned char)ctx_state;
+  loom__scope_init(&t->scope, 1);
+  loom__list_init(&t->scope_link);
+  loom__list_init(&t->group_link);
+  loom__list_init(&t->groups);
+  loom__list_init(&t->wait_link);
+  loom__list_init(&t->waiters);
+  loom__timer_init(&t->sleep_timer, NULL);  /* owner: sched.c's sleeps */
+  t->state = LOOM_TASK_NEW;
+  h->id = t->id = ++rt->next_id;
+  h->t = t;
   loom__list_push(&rt->all_tasks, &t->all_link);
   rt->live_tasks++;
   return t;
@@ -289,11 +412,13 @@ static int nil_error(lua_State *L) {
  * out of memory the task fails with that error instead. */
 void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   loom_rt *rt = t->rt;
+  loom_handle *h = t->h;
   int ud = lua_gettop(L) - nres, err = 0, tb = 0, count = nres;
   /* It just returned from its last resume: in no queue, no wait. */
   LOOM_ASSERT(t->state == LOOM_TASK_RUNNING && t->next_ready == NULL);
   LOOM_ASSERT(t->waitq == NULL && loom__list_empty(&t->wait_link));
   LOOM_ASSERT(t->sleep_timer.index == LOOM_NOT_IN_HEAP);
+  LOOM_ASSERT(lua_touserdata(L, ud) == (void *)h && h->t == t);
   if (!failed && nres > 1) {
     if (!lua_checkstack(L, 2)) {
       lua_settop(L, ud);
@@ -315,27 +440,34 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
       lua_pcall(L, 0, 1, 0);
       lua_replace(L, err);
     }
-    t->outcome = is_cancelled(L, rt, err) ? LOOM_OUT_CANCELLED
+    h->outcome = is_cancelled(L, rt, err) ? LOOM_OUT_CANCELLED
                                           : LOOM_OUT_FAILED;
     lua_pushvalue(L, err);
-    lua_setiuservalue(L, ud, LOOM_UV_RESULT);
-    if (t->outcome == LOOM_OUT_FAILED) {
+    lua_setiuservalue(L, ud, LOOM_HV_RESULT);
+    if (h->outcome == LOOM_OUT_FAILED) {
       push_traceback_for(L, t, err);
       tb = lua_gettop(L);
       lua_pushvalue(L, tb);
-      lua_setiuservalue(L, ud, LOOM_UV_TB);
+      lua_setiuservalue(L, ud, LOOM_HV_TB);
     }
   } else {
-    t->outcome = LOOM_OUT_FINISHED;
-    t->nresults = count;
+    h->outcome = LOOM_OUT_FINISHED;
+    h->nresults = count;
     if (nres == 1) {
       lua_pushvalue(L, ud + 1);
-      lua_setiuservalue(L, ud, LOOM_UV_RESULT);
+      lua_setiuservalue(L, ud, LOOM_HV_RESULT);
     }
   }
+  if (t->ctx_state != LOOM_CTX_NONE) {
+    /* The context is the live task's: the handle does not keep it. */
+    lua_pushnil(L);
+    lua_setiuservalue(L, ud, LOOM_HV_CTX);
+  }
   release_tb(L, t);
-  loom__release_thread(rt, L, t, ud);
+  loom__release_thread(rt, L, t);
   t->state = LOOM_TASK_DONE;
+  h->done = 1;
+  if (t == rt->root) rt->root = NULL;  /* (its handle keeps the outcome) */
   /* Groups it still hosts (its coroutine was killed inside them): they are
    * cancelled and live on without a host until their children finished. */
   while (!loom__list_empty(&t->groups))
@@ -352,12 +484,12 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   loom__scope_detach(L, rt, &t->scope);
   t->cur = NULL;
   loom__wake_waiters(&t->waiters);
-  if (t->start_state == LOOM_START_PENDING ||
-      t->start_state == LOOM_START_NOOP) {
+  if (h->start_state == LOOM_START_PENDING ||
+      h->start_state == LOOM_START_NOOP) {
     loom__start_child_done(L, t, err);
   } else if (t->group != NULL) {
     loom_group *g = t->group;
-    if (t->outcome == LOOM_OUT_FAILED) {
+    if (h->outcome == LOOM_OUT_FAILED) {
       if (g->is_host) loom__host_child_failed(L, g, ud, err, tb);
       else loom__group_record_safe(L, g, err, tb);
     }
@@ -367,28 +499,36 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
     if (g->is_host) loom__host_child_done(L, g);
   }
   LOOM_ASSERT(rt->live_tasks > 0 && loom__list_empty(&t->waiters));
-  loom__unanchor_task(L, rt, t);
+  if (lua_checkstack(L, 4)) {  /* (cannot fail: see the drain) */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
+    unanchor(L, rt, t);
+    lua_pop(L, 1);
+    shrink_anchors(L, rt);
+  }
   loom__list_remove(&t->all_link);
   rt->live_tasks--;
+  h->t = NULL;
+  t->h = NULL;
+  task_give(rt, t);
   lua_settop(L, ud - 1);
 }
 
-int loom__task_push_results(lua_State *L, loom_task *t, int ud) {
+int loom__task_push_results(lua_State *L, loom_handle *h, int ud) {
   int i;
-  if (t->nresults == 0) return 0;
-  lua_getiuservalue(L, ud, LOOM_UV_RESULT);
-  if (t->nresults == 1) return 1;
-  luaL_checkstack(L, t->nresults, "loom: too many results");
-  for (i = 1; i <= t->nresults; i++) lua_rawgeti(L, -i, i);
-  return t->nresults;
+  if (h->nresults == 0) return 0;
+  lua_getiuservalue(L, ud, LOOM_HV_RESULT);
+  if (h->nresults == 1) return 1;
+  luaL_checkstack(L, h->nresults, "loom: too many results");
+  for (i = 1; i <= h->nresults; i++) lua_rawgeti(L, -i, i);
+  return h->nresults;
 }
 
 /* ---- handles ------------------------------------------------------------ */
 
-static const char *status_of(loom_task *t) {
-  if (t->state != LOOM_TASK_DONE)
-    return t->cancel_requested ? "cancelling" : "pending";
-  switch (t->outcome) {
+static const char *status_of(loom_handle *h) {
+  if (!h->done)
+    return h->cancel_requested ? "cancelling" : "pending";
+  switch (h->outcome) {
   case LOOM_OUT_CANCELLED: return "cancelled";
   case LOOM_OUT_FAILED: return "failed";
   default: return "finished";
@@ -398,10 +538,9 @@ static const char *status_of(loom_task *t) {
 /* [-0, +1] the task's name: explicit, or "function <source>:<line>". */
 static void push_name(lua_State *L, int ud) {
   lua_Debug ar;
-  if (lua_getiuservalue(L, ud, LOOM_UV_NAME) != LUA_TNIL) return;
-  lua_pop(L, 1);
-  lua_getiuservalue(L, ud, LOOM_UV_FN);
-  if (lua_type(L, -1) != LUA_TFUNCTION) {
+  int tp = lua_getiuservalue(L, ud, LOOM_HV_NAME);
+  if (tp == LUA_TSTRING) return;
+  if (tp != LUA_TFUNCTION) {
     const char *tn = luaL_typename(L, -1);
     lua_pop(L, 1);
     lua_pushfstring(L, "callable %s", tn);
@@ -415,32 +554,32 @@ static void push_name(lua_State *L, int ud) {
 }
 
 static int l_task_status(lua_State *L) {
-  lua_pushstring(L, status_of(loom__check_task(L, 1)));
+  lua_pushstring(L, status_of(loom__check_handle(L, 1)));
   return 1;
 }
 
 static int l_task_done(lua_State *L) {
-  lua_pushboolean(L, loom__check_task(L, 1)->state == LOOM_TASK_DONE);
+  lua_pushboolean(L, loom__check_handle(L, 1)->done);
   return 1;
 }
 
 static int l_task_cancel(lua_State *L) {
-  loom_task *t = loom__check_task(L, 1);
+  loom_handle *h = loom__check_handle(L, 1);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TSTRING);
   lua_settop(L, 2);
-  if (t->state == LOOM_TASK_DONE) return 0;
-  t->cancel_requested = 1;
-  loom__scope_cancel(L, t->rt, &t->scope, lua_isnil(L, 2) ? 0 : 2, 0);
+  if (h->done || h->t == NULL) return 0;
+  h->cancel_requested = 1;
+  loom__scope_cancel(L, h->t->rt, &h->t->scope, lua_isnil(L, 2) ? 0 : 2, 0);
   return 0;
 }
 
 /* [-0, +1] the error a non-blocking accessor raises, from hooks[name]. */
-static int raise_hook(lua_State *L, loom_task *t, int ud, const char *name,
+static int raise_hook(lua_State *L, int ud, const char *name,
                       int with_cause) {
-  loom__push_hook(L, t->rt, name);
+  loom__push_hook(L, loom__rt(L), name);
   if (with_cause) {
-    lua_getiuservalue(L, ud, LOOM_UV_RESULT);
-    lua_getiuservalue(L, ud, LOOM_UV_TB);
+    lua_getiuservalue(L, ud, LOOM_HV_RESULT);
+    lua_getiuservalue(L, ud, LOOM_HV_TB);
     lua_call(L, 2, 1);
   } else
     lua_call(L, 0, 1);
@@ -448,11 +587,11 @@ static int raise_hook(lua_State *L, loom_task *t, int ud, const char *name,
 }
 
 /* The outcome of a finished task as result() gives it. */
-static int deliver_result(lua_State *L, loom_task *t, int ud) {
-  switch (t->outcome) {
-  case LOOM_OUT_FAILED: return raise_hook(L, t, ud, "task_failed", 1);
-  case LOOM_OUT_CANCELLED: return raise_hook(L, t, ud, "task_cancelled", 1);
-  default: return loom__task_push_results(L, t, ud);
+static int deliver_result(lua_State *L, loom_handle *h, int ud) {
+  switch (h->outcome) {
+  case LOOM_OUT_FAILED: return raise_hook(L, ud, "task_failed", 1);
+  case LOOM_OUT_CANCELLED: return raise_hook(L, ud, "task_cancelled", 1);
+  default: return loom__task_push_results(L, h, ud);
   }
 }
 
@@ -460,26 +599,26 @@ static void waiter_abort(loom_task *t) { loom__list_remove(&t->wait_link); }
 
 static int k_wait(lua_State *L, int status, lua_KContext ctx) {
   loom_task *self = loom__task_of(L);
-  loom_task *t = loom__check_task(L, 1);
+  loom_handle *h = loom__check_handle(L, 1);
   (void)status;
   loom__wake_outcome(L, self, 1);
-  if (ctx) return deliver_result(L, t, 1);
+  if (ctx) return deliver_result(L, h, 1);
   return 0;
 }
 
 /* h:wait() / h:result(): a checkpoint even when the task is done. */
 static int wait_task(lua_State *L, const char *fn, int want_result) {
-  loom_task *t = loom__check_task(L, 1);
+  loom_handle *h = loom__check_handle(L, 1);
   loom_task *self = loom__check_blocking(L, fn, 1);
   lua_settop(L, 1);
-  if (t == self)
+  if (h->t == self)
     return luaL_error(L, "loom.%s: a task cannot wait for itself (it would "
                       "wait forever)", fn);
   loom__cancel_point(L, self);
-  if (t->state == LOOM_TASK_DONE)
+  if (h->done)
     return loom__schedule_point(L, self, want_result, k_wait);
-  loom__park(self, waiter_abort, "task", t);
-  loom__list_push(&t->waiters, &self->wait_link);
+  loom__park(self, waiter_abort, "task", h->t);
+  loom__list_push(&h->t->waiters, &self->wait_link);
   return loom__suspend(L, want_result, k_wait);
 }
 
@@ -492,28 +631,28 @@ static int l_task_result(lua_State *L) {
 }
 
 static int l_task_return_value(lua_State *L) {
-  loom_task *t = loom__check_task(L, 1);
+  loom_handle *h = loom__check_handle(L, 1);
   lua_settop(L, 1);
-  if (t->state != LOOM_TASK_DONE) {
-    if (t->cancel_requested)
-      return raise_hook(L, t, 1, "task_cancelled", 1);
-    return raise_hook(L, t, 1, "task_not_finished", 0);
+  if (!h->done) {
+    if (h->cancel_requested)
+      return raise_hook(L, 1, "task_cancelled", 1);
+    return raise_hook(L, 1, "task_not_finished", 0);
   }
-  return deliver_result(L, t, 1);
+  return deliver_result(L, h, 1);
 }
 
 static int l_task_error(lua_State *L) {
-  loom_task *t = loom__check_task(L, 1);
+  loom_handle *h = loom__check_handle(L, 1);
   lua_settop(L, 1);
-  if (t->state != LOOM_TASK_DONE) {
-    if (t->cancel_requested)
-      return raise_hook(L, t, 1, "task_cancelled", 1);
-    return raise_hook(L, t, 1, "task_not_finished", 0);
+  if (!h->done) {
+    if (h->cancel_requested)
+      return raise_hook(L, 1, "task_cancelled", 1);
+    return raise_hook(L, 1, "task_not_finished", 0);
   }
-  if (t->outcome == LOOM_OUT_CANCELLED)
-    return raise_hook(L, t, 1, "task_cancelled", 1);
-  if (t->outcome == LOOM_OUT_FAILED) {
-    lua_getiuservalue(L, 1, LOOM_UV_RESULT);
+  if (h->outcome == LOOM_OUT_CANCELLED)
+    return raise_hook(L, 1, "task_cancelled", 1);
+  if (h->outcome == LOOM_OUT_FAILED) {
+    lua_getiuservalue(L, 1, LOOM_HV_RESULT);
     return 1;
   }
   lua_pushnil(L);
@@ -521,13 +660,13 @@ static int l_task_error(lua_State *L) {
 }
 
 static int l_task_parent(lua_State *L) {
-  loom__check_task(L, 1);
-  lua_getiuservalue(L, 1, LOOM_UV_PARENT);
+  loom__check_handle(L, 1);
+  lua_getiuservalue(L, 1, LOOM_HV_PARENT);
   return 1;
 }
 
 static int l_task_index(lua_State *L) {
-  loom_task *t = loom__check_task(L, 1);
+  loom_handle *h = loom__check_handle(L, 1);
   const char *k;
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
@@ -535,7 +674,7 @@ static int l_task_index(lua_State *L) {
   if (k != NULL && strcmp(k, "name") == 0)
     push_name(L, 1);
   else if (k != NULL && strcmp(k, "id") == 0)
-    lua_pushinteger(L, t->id);
+    lua_pushinteger(L, h->id);
   else
     return loom__no_member(L);
   return 1;
@@ -543,7 +682,7 @@ static int l_task_index(lua_State *L) {
 
 static int l_task_newindex(lua_State *L) {
   const char *k = lua_tostring(L, 2);
-  loom__check_task(L, 1);
+  loom__check_handle(L, 1);
   if (k == NULL || strcmp(k, "name") != 0)
     return luaL_error(L, "loom.Task: cannot set field '%s' (only 'name' is "
                       "writable)", k ? k : luaL_typename(L, 2));
@@ -551,14 +690,14 @@ static int l_task_newindex(lua_State *L) {
     return luaL_error(L, "loom.Task: name must be a string, got %s",
                       luaL_typename(L, 3));
   lua_settop(L, 3);
-  lua_setiuservalue(L, 1, LOOM_UV_NAME);
+  lua_setiuservalue(L, 1, LOOM_HV_NAME);
   return 0;
 }
 
 static int l_task_tostring(lua_State *L) {
-  loom_task *t = loom__check_task(L, 1);
+  loom_handle *h = loom__check_handle(L, 1);
   push_name(L, 1);
-  lua_pushfstring(L, "loom.Task: %p (%s) \"%s\"", (void *)t, status_of(t),
+  lua_pushfstring(L, "loom.Task: %p (%s) \"%s\"", (void *)h, status_of(h),
                   lua_tostring(L, -1));
   return 1;
 }
@@ -578,20 +717,20 @@ static int l_context(lua_State *L) {
   loom_task *t = current_or_raise(L, "context");
   loom__push_task(L, t);
   if (t->ctx_state == LOOM_CTX_OWNED) {
-    lua_getiuservalue(L, -1, LOOM_UV_CTX);
+    lua_getiuservalue(L, -1, LOOM_HV_CTX);
     return 1;
   }
   if (t->ctx_state == LOOM_CTX_PRIVATE)
-    lua_getiuservalue(L, -1, LOOM_UV_CTX);
+    lua_getiuservalue(L, -1, LOOM_HV_CTX);
   else if (t->ctx_state == LOOM_CTX_SHARED) {
     /* Other tasks may hold this table: this task writes to its own copy. */
-    lua_getiuservalue(L, -1, LOOM_UV_CTX);
+    lua_getiuservalue(L, -1, LOOM_HV_CTX);
     if (!copy_context(L, lua_gettop(L))) lua_newtable(L);
     lua_remove(L, -2);
   } else
     lua_newtable(L);
   lua_pushvalue(L, -1);
-  lua_setiuservalue(L, -3, LOOM_UV_CTX);
+  lua_setiuservalue(L, -3, LOOM_HV_CTX);
   t->ctx_state = LOOM_CTX_OWNED;
   return 1;
 }
@@ -662,7 +801,7 @@ static void push_tree(lua_State *L, loom_task *t, const char *own_dir) {
   lua_pop(L, 1);
   lua_pushinteger(L, t->id);
   lua_setfield(L, -2, "id");
-  lua_pushstring(L, status_of(t));
+  lua_pushstring(L, status_of(t->h));
   lua_setfield(L, -2, "status");
   lua_pushstring(L, t->state == LOOM_TASK_RUNNING ? "running"
                     : t->state == LOOM_TASK_NEW    ? "not started"
@@ -691,7 +830,7 @@ void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir) {
 static int l_task_tree(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   const char *own_dir = luaL_optstring(L, 1, NULL);
-  if (rt->root == NULL || rt->root->state == LOOM_TASK_DONE) return 0;
+  if (rt->root == NULL) return 0;
   push_tree(L, rt->root, own_dir);
   return 1;
 }
