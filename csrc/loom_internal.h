@@ -119,8 +119,6 @@ struct loom_scope {
   loom_list children;    /* active child scopes (task scopes included) */
   loom_list link;        /* node in parent->children */
   loom_list tasks;       /* tasks whose innermost scope is this one */
-  loom_timer timer;      /* in the deadline heap while active and finite */
-  double deadline;       /* HUGE_VAL: none */
   loom_task *owner;      /* task that entered it */
   int exc_ref;           /* registry ref of its Cancelled object, or NOREF */
   unsigned char state;   /* LOOM_SCOPE_* */
@@ -128,6 +126,17 @@ struct loom_scope {
   unsigned char by_deadline;  /* cancelled because its deadline passed */
 };
 
+/* A scope that is not a task's own, in a CancelScope userdata (user
+ * scopes, group scopes): only those can have a deadline, so a task's
+ * private scope carries no timer. */
+typedef struct loom_cscope {
+  loom_scope base;
+  loom_timer timer;      /* in the deadline heap while active and finite */
+  double deadline;       /* HUGE_VAL: none */
+} loom_cscope;
+
+/* A task scope (is_task_scope) must be embedded in its task; any other
+ * in a loom_cscope (loom__scope_new). */
 void loom__scope_init(loom_scope *s, int is_task_scope) LOOM_HIDDEN;
 /* Link s below parent (active). */
 void loom__scope_attach(loom_scope *s, loom_scope *parent) LOOM_HIDDEN;
@@ -250,6 +259,8 @@ struct loom_task {
   lua_KContext kctx;
   int park_top;
   int wake_nargs;        /* values pushed on L for the resume */
+  int nargs;             /* arguments kept in the handle until the first
+                          * resume (-1: they are on L already) */
   int ref;               /* pair of slots in the anchor table while live */
   int tb_ref, tberr_ref; /* traceback captured by the message handler */
   unsigned char state, wake;
@@ -267,6 +278,9 @@ loom_handle *loom__check_handle(lua_State *L, int idx) LOOM_HIDDEN;
  * it. Raises (out of memory) before anything changed. */
 loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
                           loom_task *spawner) LOOM_HIDDEN;
+/* A new task whose function and arguments wait in its handle (nargs >= 0)
+ * gets its coroutine; may raise (out of memory) with nothing changed. */
+void loom__task_prepare(lua_State *S, loom_task *t) LOOM_HIDDEN;
 /* [-0, +1] push the handle of a live task (or nil when finished). */
 void loom__push_task(lua_State *L, loom_task *t) LOOM_HIDDEN;
 /* Run the completion of t: results are on top of L (nres values after the

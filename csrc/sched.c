@@ -293,7 +293,10 @@ static inline __attribute__((always_inline)) void step(loom_rt *rt,
   LOOM_ASSERT(rt->current == NULL);  /* resumes never nest */
   LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
   if (t->state == LOOM_TASK_NEW) {
-    /* Its coroutine holds [task_main, task, fn, args...] since the spawn. */
+    /* Its coroutine holds [task_main, task, fn, args...] (since the spawn,
+     * or from now on: everything that can fail happens while t is still
+     * queued). */
+    if (t->nargs >= 0) loom__task_prepare(S, t);
     co = t->L;
     dequeue(rt);
     nargs = lua_gettop(co) - 1;

@@ -224,14 +224,20 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
                           loom_task *spawner) {
   loom_handle *h;
   loom_task *t;
-  lua_State *co;
+  lua_State *co = NULL;
   int hi, i, ctx_state = LOOM_CTX_NONE;
+  /* With a pooled coroutine, fn and its arguments go onto it now. Without
+   * one (a burst of spawns emptied the pool), they wait in the handle's
+   * extra user values until the first resume, which takes the coroutine
+   * a finished task has given back by then. */
+  int defer = rt->pool_len == 0;
   fn_idx = lua_absindex(L, fn_idx);
   luaL_checkstack(L, nargs + 8, "loom: spawn");
   /* Everything that can fail comes first: the struct (reserved), the
    * handle, the coroutine, the anchors. */
   task_reserve(L, rt);
-  h = (loom_handle *)lua_newuserdatauv(L, sizeof *h, LOOM_HV_N);
+  h = (loom_handle *)lua_newuserdatauv(L, sizeof *h,
+                                       LOOM_HV_N + (defer ? nargs + 1 : 0));
   hi = lua_gettop(L);
   h->magic = LOOM_MAGIC_TASK;
   h->done = h->outcome = h->cancel_requested = 0;
@@ -263,15 +269,25 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
     }
     lua_settop(L, hi);
   }
-  co = acquire_thread(L, rt);
-  /* A fresh or pooled coroutine has LUA_MINSTACK free slots. */
-  if (nargs + 4 > LUA_MINSTACK && !lua_checkstack(co, nargs + 4))
-    luaL_error(L, "not enough memory");
   t = rt->task_free;  /* taken below, once nothing can fail */
-  lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
-  lua_pushlightuserdata(co, t);
-  for (i = 0; i <= nargs; i++) lua_pushvalue(L, fn_idx + i);
-  lua_xmove(L, co, nargs + 1);
+  if (defer) {
+    for (i = 0; i <= nargs; i++) {
+      lua_pushvalue(L, fn_idx + i);
+      lua_setiuservalue(L, hi, LOOM_HV_N + 1 + i);
+    }
+    /* A placeholder, so that the coroutine's slot exists (the first
+     * resume fills it without allocating). */
+    lua_pushboolean(L, 0);
+  } else {
+    co = acquire_thread(L, rt);
+    /* A pooled coroutine has LUA_MINSTACK free slots. */
+    if (nargs + 4 > LUA_MINSTACK && !lua_checkstack(co, nargs + 4))
+      luaL_error(L, "not enough memory");
+    lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
+    lua_pushlightuserdata(co, t);
+    for (i = 0; i <= nargs; i++) lua_pushvalue(L, fn_idx + i);
+    lua_xmove(L, co, nargs + 1);
+  }
   i = anchor(L, rt, hi, hi + 1);
   lua_settop(L, hi);
   /* Nothing below can fail. */
@@ -281,6 +297,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   t->L = co;
   t->h = h;
   t->ref = i;
+  t->nargs = defer ? nargs : -1;
   t->tb_ref = t->tberr_ref = LUA_NOREF;
   t->ctx_state = (unsigned char)ctx_state;
   loom__scope_init(&t->scope, 1);
@@ -296,6 +313,34 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   loom__list_push(&rt->all_tasks, &t->all_link);
   rt->live_tasks++;
   return t;
+}
+
+void loom__task_prepare(lua_State *S, loom_task *t) {
+  loom_rt *rt = t->rt;
+  lua_State *co;
+  int i, n = t->nargs, top = lua_gettop(S);
+  luaL_checkstack(S, 6, "loom: resume");
+  loom__push_task(S, t);
+  co = acquire_thread(S, rt);
+  if (n + 4 > LUA_MINSTACK && !lua_checkstack(co, n + 4))
+    luaL_error(S, "not enough memory");
+  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->anchor_ref);
+  lua_pushvalue(S, -2);
+  lua_rawseti(S, -2, 2 * t->ref);  /* the placeholder's slot: no alloc */
+  lua_pop(S, 2);
+  /* Nothing below can fail: co has room for everything. */
+  lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
+  lua_pushlightuserdata(co, t);
+  for (i = 0; i <= n; i++) {
+    lua_getiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
+    lua_xmove(S, co, 1);
+    /* only needed once: drop the reference */
+    lua_pushnil(S);
+    lua_setiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
+  }
+  lua_settop(S, top);
+  t->L = co;
+  t->nargs = -1;
 }
 
 /* ---- running ----------------------------------------------------------- */
