@@ -578,6 +578,7 @@ static void drain(loom_rt *rt, lua_State *S, int all_tasks) {
       break_deadlock(rt, S);
       continue;
     }
+    loom__tasks_trim(rt);  /* idle: a burst's structs go back to malloc */
     wait_for_events(rt, 0);
   }
 }
@@ -684,6 +685,7 @@ static int l_run(lua_State *L) {
   rt->running = 0;
   rt->S = NULL;
   rt->root = NULL;
+  loom__tasks_trim(rt);
   if (rt->lost_reports > 0) {
     rt->lost_reports = 0;
     fputs("loom: out of memory: the errors of host groups' tasks could not "
@@ -738,6 +740,7 @@ void loom__step_slice(lua_State *L, loom_rt *rt, double budget,
       loom__wake(w, LOOM_WAKE_OK);
     }
   }
+  loom__tasks_trim(rt);
 }
 
 /* Passes that are not frames (hg:close and loom_close): poll, deadlines,

@@ -40,15 +40,23 @@ static loom_task *task_take(loom_rt *rt) {
   return t;
 }
 
-/* Give a finished task's struct back (free() beyond the cap, so that a
- * burst of tasks does not keep its structs). */
+/* Give a finished task's struct back. While the scheduler is busy the list
+ * keeps them all (a burst of spawns reuses them instead of calling malloc
+ * and free for each); loom__tasks_trim frees those beyond the cap when it
+ * goes idle, so a burst does not keep its structs after it. */
 static void task_give(loom_rt *rt, loom_task *t) {
-  if (rt->task_free_n < TASK_POOL_MAX) {
-    t->next_ready = rt->task_free;
-    rt->task_free = t;
-    rt->task_free_n++;
-  } else
+  t->next_ready = rt->task_free;
+  rt->task_free = t;
+  rt->task_free_n++;
+}
+
+void loom__tasks_trim(loom_rt *rt) {
+  while (rt->task_free_n > TASK_POOL_MAX) {
+    loom_task *t = rt->task_free;
+    rt->task_free = t->next_ready;
+    rt->task_free_n--;
     free(t);
+  }
 }
 
 static void free_list(loom_list *head) {
@@ -334,9 +342,12 @@ void loom__task_prepare(lua_State *S, loom_task *t) {
   for (i = 0; i <= n; i++) {
     lua_getiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
     lua_xmove(S, co, 1);
-    /* only needed once: drop the reference */
-    lua_pushnil(S);
-    lua_setiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
+    if (i > 0) {
+      /* only needed once: drop the reference (the function stays, for
+       * the name) */
+      lua_pushnil(S);
+      lua_setiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
+    }
   }
   lua_settop(S, top);
   t->L = co;
