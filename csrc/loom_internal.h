@@ -416,7 +416,8 @@ struct loom_rt {
   int closed;
   int hooks_ref;         /* registry ref of the hooks table (errors.lua) */
   int task_main_ref;     /* registry ref of the task body closure */
-  int own_dir_ref;       /* source prefix of loom's Lua files, or NOREF */
+  int own_dir_ref;       /* source prefix of loom's Lua files, or NOREF:
+                          * user-facing positions skip their frames */
   int cancelled_ref;     /* the Cancelled class (hooks.Cancelled) */
   int task_mt_ref;       /* registry ref of the loom.Task metatable */
   int issued_ref;        /* weak set of the Cancelled objects scopes made */

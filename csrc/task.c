@@ -356,26 +356,25 @@ void loom__task_prepare(lua_State *S, loom_task *t) {
 
 /* ---- running ----------------------------------------------------------- */
 
-/* Is the innermost Lua frame of the raise in one of loom's own Lua files? */
-static int raised_by_loom(lua_State *L, loom_rt *rt) {
+static int l_rethrow(lua_State *L);
+
+/* Is the raise being handled core.rethrow's? The message handler runs on
+ * top of the function that raised (level 1). */
+static int raised_by_rethrow(lua_State *L) {
   lua_Debug ar;
-  int level, r = 0;
-  if (rt->own_dir_ref == LUA_NOREF) return 0;
-  for (level = 1; lua_getstack(L, level, &ar); level++) {
-    lua_getinfo(L, "S", &ar);
-    if (ar.what[0] == 'C') continue;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->own_dir_ref);
-    {
-      size_t n;
-      const char *dir = lua_tolstring(L, -1, &n);
-      r = dir != NULL && strncmp(ar.source, dir, n) == 0;
-    }
-    lua_pop(L, 1);
-    break;
-  }
+  int r;
+  if (!lua_getstack(L, 1, &ar) || !lua_getinfo(L, "f", &ar)) return 0;
+  r = lua_tocfunction(L, -1) == l_rethrow;
+  lua_pop(L, 1);
   return r;
 }
 
+/* The message handler of every task body and group body: records the
+ * traceback of a failure (in t->tb_ref, with the error in t->tberr_ref).
+ * A Cancelled records nothing. An error that loom re-raises on its way out
+ * of a scope, a group or loom.catch (core.rethrow) keeps the traceback of
+ * where it was first raised; any other raise, even of an equal value,
+ * records a new one. */
 int loom__msgh(lua_State *L) {
   loom_task *t = loom__task_of(L);
   const char *msg;
@@ -386,10 +385,7 @@ int loom__msgh(lua_State *L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->tberr_ref);
     same = lua_rawequal(L, -1, 1);
     lua_pop(L, 1);
-    /* Re-raised by loom itself on its way out of a scope or group: keep
-     * where it was first raised. A fresh raise of an equal value records
-     * a new traceback. */
-    if (same && raised_by_loom(L, t->rt)) return 1;
+    if (same && raised_by_rethrow(L)) return 1;
     luaL_unref(L, LUA_REGISTRYINDEX, t->tberr_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, t->tb_ref);
   }
@@ -399,6 +395,16 @@ int loom__msgh(lua_State *L) {
   lua_pushvalue(L, 1);
   t->tberr_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
+}
+
+/* core.rethrow(err): raise err again as a re-raise (error(err, 0) that
+ * keeps the traceback recorded where err was first raised, see
+ * loom__msgh). loom's Lua front calls it on its way out of a scope, a
+ * group or loom.catch; it works wherever the front was loaded from (files,
+ * or strings preloaded by an embedding host). */
+static int l_rethrow(lua_State *L) {
+  lua_settop(L, 1);
+  return lua_error(L);
 }
 
 static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
@@ -925,6 +931,7 @@ static const luaL_Reg task_funcs[] = {
   {"task_tree", l_task_tree},
   {"check_in_task", l_check_in_task},
   {"msgh", loom__msgh},
+  {"rethrow", l_rethrow},
   {NULL, NULL}
 };
 
