@@ -907,6 +907,28 @@ static int l_check_in_task(lua_State *L) {
   return 0;
 }
 
+/* core.layout() -> {task =, handle =, scope =, cancel_scope =,
+ * handle_user_values =, pooled_tasks =}: the sizes in bytes of the task
+ * layout's C structs (docs/architecture.md, "Task layout"), for
+ * bench/core/mem_split.lua, and the task structs kept for reuse now. */
+static int l_layout(lua_State *L) {
+  loom_rt *rt = loom__rt(L);
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, (lua_Integer)sizeof(loom_task));
+  lua_setfield(L, -2, "task");
+  lua_pushinteger(L, (lua_Integer)sizeof(loom_handle));
+  lua_setfield(L, -2, "handle");
+  lua_pushinteger(L, (lua_Integer)sizeof(loom_scope));
+  lua_setfield(L, -2, "scope");
+  lua_pushinteger(L, (lua_Integer)sizeof(loom_cscope));
+  lua_setfield(L, -2, "cancel_scope");
+  lua_pushinteger(L, LOOM_HV_N);
+  lua_setfield(L, -2, "handle_user_values");
+  lua_pushinteger(L, rt->task_free_n);
+  lua_setfield(L, -2, "pooled_tasks");
+  return 1;
+}
+
 static const luaL_Reg task_meta[] = {
   {"__newindex", l_task_newindex},
   {"__tostring", l_task_tostring},
@@ -932,6 +954,7 @@ static const luaL_Reg task_funcs[] = {
   {"check_in_task", l_check_in_task},
   {"msgh", loom__msgh},
   {"rethrow", l_rethrow},
+  {"layout", l_layout},
   {NULL, NULL}
 };
 
