@@ -423,9 +423,9 @@ struct loom_rt {
   int issued_ref;        /* weak set of the Cancelled objects scopes made */
   loom_list all_tasks;   /* every live task (stranded ones are found here) */
   loom_list abandoned;   /* tasks that could not finish (freed at the end) */
-  /* Task structs kept for reuse (task.c), linked through next_ready. */
-  loom_task *task_free;
-  int task_free_n;
+  /* Slabs of task structs (task.c): with free structs, and full. */
+  loom_list slabs_partial, slabs_full;
+  int task_free_n;       /* free structs in the slabs */
   /* The anchor table: live tasks at 1..anchor_n (task->ref is the pair of
    * slots 2 ref - 1 (handle) and 2 ref (coroutine)),
    * kept dense and rebuilt smaller after a burst, so that its array does

@@ -1,10 +1,15 @@
 /*
- * task.c: tasks and their handles. A task is a userdata (this struct plus
- * user values for its function, context, result and name) that runs on a
- * pooled coroutine from its first resume to its end. Its completion
- * (loom__task_finish) stores the outcome, wakes the tasks waiting on its
- * handle and reports to its group. The userdata is its own TaskHandle.
+ * task.c: tasks and their handles. A task is a C struct (struct loom_task,
+ * from this file's slabs, outside the Lua heap) that runs on a pooled
+ * coroutine from its first resume to its end; its TaskHandle is a small
+ * userdata (struct loom_handle) that outlives it. Its completion
+ * (loom__task_finish) moves the outcome into the handle, wakes the tasks
+ * waiting on it and reports to its group. Also the anchor table of live
+ * tasks, the coroutine pool, the message handler and core.rethrow.
  */
+#define _POSIX_C_SOURCE 200809L  /* posix_memalign */
+
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,66 +22,139 @@ loom_handle *loom__check_handle(lua_State *L, int idx) {
   return h;
 }
 
-/* ---- task structs: a free list per runtime ----------------------------- */
+/* ---- task structs: slabs per runtime ---------------------------------- *
+ * Task structs come from slabs of SLAB_BYTES, aligned to their size so that
+ * a struct finds its slab from its address. A slab with free structs is on
+ * rt->slabs_partial, a full one on rt->slabs_full. Taking and giving back a
+ * struct is a few pointer moves (a burst of spawns calls malloc once per
+ * slab, not once per task); loom__tasks_trim frees the slabs entirely free
+ * beyond TASK_POOL_MAX free structs when the scheduler goes idle, so that a
+ * burst does not keep its memory after it. */
 
-#define TASK_POOL_MAX 1024  /* finished task structs kept for reuse */
+#define SLAB_BYTES 16384
+#define TASK_POOL_MAX 1024  /* free task structs kept while idle */
 
-/* Make sure the free list holds a struct, so that taking one later cannot
- * fail (raises: out of memory, before anything changed). */
-static void task_reserve(lua_State *L, loom_rt *rt) {
-  loom_task *t;
-  if (rt->task_free != NULL) return;
-  t = (loom_task *)malloc(sizeof *t);
-  if (t == NULL) luaL_error(L, "not enough memory");
-  t->next_ready = NULL;
-  rt->task_free = t;
-  rt->task_free_n = 1;
-}
+typedef struct task_slab {
+  loom_list link;       /* in rt->slabs_partial or rt->slabs_full */
+  loom_task *free;      /* its free structs, linked through next_ready */
+  int nfree, n;
+} task_slab;
 
-static loom_task *task_take(loom_rt *rt) {
-  loom_task *t = rt->task_free;
-  rt->task_free = t->next_ready;
-  rt->task_free_n--;
-  return t;
-}
+#define SLAB_OF(t) \
+  ((task_slab *)(void *)((uintptr_t)(t) & ~(uintptr_t)(SLAB_BYTES - 1)))
+#define SLAB_HEADER 64  /* bytes before the first struct (>= the header) */
+#define SLAB_FIRST(sl) ((loom_task *)(void *)((char *)(sl) + SLAB_HEADER))
 
-/* Give a finished task's struct back. While the scheduler is busy the list
- * keeps them all (a burst of spawns reuses them instead of calling malloc
- * and free for each); loom__tasks_trim frees those beyond the cap when it
- * goes idle, so a burst does not keep its structs after it. */
-static void task_give(loom_rt *rt, loom_task *t) {
-  t->next_ready = rt->task_free;
-  rt->task_free = t;
-  rt->task_free_n++;
-}
-
-void loom__tasks_trim(loom_rt *rt) {
-  while (rt->task_free_n > TASK_POOL_MAX) {
-    loom_task *t = rt->task_free;
-    rt->task_free = t->next_ready;
-    rt->task_free_n--;
-    free(t);
+static void lists_init(loom_rt *rt) {
+  if (rt->slabs_partial.next == NULL) {
+    loom__list_init(&rt->slabs_partial);
+    loom__list_init(&rt->slabs_full);
   }
 }
 
-static void free_list(loom_list *head) {
-  while (!loom__list_empty(head)) {
-    loom_task *t = loom__container_of(head->next, loom_task, all_link);
-    loom__list_remove(&t->all_link);
+/* Make sure a free struct exists, so that taking one later cannot fail
+ * (raises: out of memory, before anything changed). */
+static void task_reserve(lua_State *L, loom_rt *rt) {
+  task_slab *sl;
+  loom_task *t, *end;
+  void *p = NULL;
+  lists_init(rt);
+  if (!loom__list_empty(&rt->slabs_partial)) return;
+  LOOM_ASSERT(sizeof(task_slab) <= SLAB_HEADER);
+  if (posix_memalign(&p, SLAB_BYTES, SLAB_BYTES) != 0)
+    luaL_error(L, "not enough memory");
+  sl = (task_slab *)p;
+  sl->free = NULL;
+  sl->n = sl->nfree = 0;
+  end = (loom_task *)(void *)((char *)sl + SLAB_BYTES);
+  for (t = SLAB_FIRST(sl); t + 1 <= end; t++) {
+    t->next_ready = sl->free;
+    sl->free = t;
+    sl->n++;
+  }
+  sl->nfree = sl->n;
+  rt->task_free_n += sl->n;
+  loom__list_push(&rt->slabs_partial, &sl->link);
+}
+
+/* The struct the next task_take returns (after task_reserve). */
+static loom_task *task_peek(loom_rt *rt) {
+  return loom__container_of(rt->slabs_partial.next, task_slab, link)->free;
+}
+
+static loom_task *task_take(loom_rt *rt) {
+  task_slab *sl = loom__container_of(rt->slabs_partial.next, task_slab,
+                                     link);
+  loom_task *t = sl->free;
+  sl->free = t->next_ready;
+  rt->task_free_n--;
+  if (--sl->nfree == 0) {
+    loom__list_remove(&sl->link);
+    loom__list_push(&rt->slabs_full, &sl->link);
+  }
+  return t;
+}
+
+/* Give a finished task's struct back to its slab. */
+static void task_give(loom_rt *rt, loom_task *t) {
+  task_slab *sl = SLAB_OF(t);
+  t->next_ready = sl->free;
+  sl->free = t;
+  rt->task_free_n++;
+  if (sl->nfree++ == 0) {
+    /* It was full: it has room again (served first, it fills up before
+     * the emptier slabs, which the trim can then free). */
+    loom__list_remove(&sl->link);
+    loom__list_init(&sl->link);
+    sl->link.next = rt->slabs_partial.next;
+    sl->link.prev = &rt->slabs_partial;
+    rt->slabs_partial.next->prev = &sl->link;
+    rt->slabs_partial.next = &sl->link;
+  }
+}
+
+void loom__tasks_trim(loom_rt *rt) {
+  loom_list *n, *next;
+  if (rt->slabs_partial.next == NULL) return;
+  for (n = rt->slabs_partial.next;
+       n != &rt->slabs_partial && rt->task_free_n > TASK_POOL_MAX; n = next) {
+    task_slab *sl = loom__container_of(n, task_slab, link);
+    next = n->next;
+    if (sl->nfree == sl->n) {
+      loom__list_remove(&sl->link);
+      rt->task_free_n -= sl->n;
+      free(sl);
+    }
+  }
+}
+
+static void forget_tasks(loom_list *head) {
+  loom_list *n;
+  if (head->next == NULL) return;
+  for (n = head->next; n != head; n = n->next) {
+    loom_task *t = loom__container_of(n, loom_task, all_link);
     if (t->h != NULL) t->h->t = NULL;
-    free(t);
+  }
+  loom__list_init(head);
+}
+
+static void free_slabs(loom_list *head) {
+  while (!loom__list_empty(head)) {
+    task_slab *sl = loom__container_of(head->next, task_slab, link);
+    loom__list_remove(&sl->link);
+    free(sl);
   }
 }
 
 void loom__tasks_free(loom_rt *rt) {
-  loom_task *t;
-  while ((t = rt->task_free) != NULL) {
-    rt->task_free = t->next_ready;
-    free(t);
-  }
+  /* Handles that outlive the runtime (lua_close) must not reach a freed
+   * struct. */
+  forget_tasks(&rt->all_tasks);
+  forget_tasks(&rt->abandoned);
+  if (rt->slabs_partial.next == NULL) return;
+  free_slabs(&rt->slabs_partial);
+  free_slabs(&rt->slabs_full);
   rt->task_free_n = 0;
-  if (rt->all_tasks.next != NULL) free_list(&rt->all_tasks);
-  if (rt->abandoned.next != NULL) free_list(&rt->abandoned);
 }
 
 /* ---- the anchor table: the handle and coroutine of every live task ----- */
@@ -277,7 +355,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
     }
     lua_settop(L, hi);
   }
-  t = rt->task_free;  /* taken below, once nothing can fail */
+  t = task_peek(rt);  /* taken below, once nothing can fail */
   if (defer) {
     for (i = 0; i <= nargs; i++) {
       lua_pushvalue(L, fn_idx + i);
