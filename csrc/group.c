@@ -286,6 +286,75 @@ void loom__group_orphan(lua_State *L, loom_group *g) {
   }
 }
 
+/* ---- a finishing task's upcalls (from loom__task_finish) -------------- */
+
+void loom__group_host_finished(lua_State *L, loom_task *t) {
+  /* Groups it still hosts (its coroutine was killed inside them): they are
+   * cancelled and live on without a host until their children finished. */
+  while (!loom__list_empty(&t->groups))
+    loom__group_orphan(L, loom__container_of(t->groups.next, loom_group,
+                                             host_link));
+}
+
+void loom__group_task_done(lua_State *L, loom_task *t, int ud, int err,
+                           int tb) {
+  loom_handle *h = t->h;
+  if (h->start_state == LOOM_START_PENDING ||
+      h->start_state == LOOM_START_NOOP) {
+    loom__start_child_done(L, t, err);
+  } else if (t->group != NULL) {
+    loom_group *g = t->group;
+    if (h->outcome == LOOM_OUT_FAILED) {
+      if (g->is_host) loom__host_child_failed(L, g, ud, err, tb);
+      else loom__group_record_safe(L, g, err, tb);
+    }
+    loom__list_remove(&t->group_link);
+    t->group = NULL;
+    loom__group_child_done(L, g);
+    if (g->is_host) loom__host_child_done(L, g);
+  }
+}
+
+/* ---- task_tree ---------------------------------------------------------- */
+
+void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir) {
+  loom_list *n;
+  int i = 0;
+  luaL_checkstack(L, 6, "loom.task_tree: nesting too deep");
+  lua_createtable(L, 0, 3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
+  lua_setfield(L, -2, "group");
+  lua_pushboolean(L, g->scope->cancel_called);
+  lua_setfield(L, -2, "cancelled");
+  lua_newtable(L);
+  for (n = g->children.next; n != &g->children; n = n->next) {
+    loom__push_task_node(L, loom__container_of(n, loom_task, group_link),
+                         own_dir);
+    lua_rawseti(L, -2, ++i);
+  }
+  /* Children of pending tg:start() calls, not yet moved in. */
+  for (n = g->starting.next; n != &g->starting; n = n->next) {
+    loom__push_task_node(L, loom__container_of(n, loom_task, group_link),
+                         own_dir);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "starting");
+    lua_rawseti(L, -2, ++i);
+  }
+  lua_setfield(L, -2, "children");
+}
+
+void loom__push_hosted_groups(lua_State *L, loom_task *t,
+                              const char *own_dir) {
+  loom_list *n;
+  int i = 0;
+  lua_newtable(L);
+  for (n = t->groups.next; n != &t->groups; n = n->next) {
+    loom__push_group_node(L, loom__container_of(n, loom_group, host_link),
+                          own_dir);
+    lua_rawseti(L, -2, ++i);
+  }
+}
+
 static void host_wait_abort(loom_task *t) { (void)t; }
 
 static int wait_more(lua_State *L, loom_group *g, loom_task *t);

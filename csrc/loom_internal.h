@@ -301,6 +301,16 @@ int loom__msgh(lua_State *L) LOOM_HIDDEN;
 void loom__wake_waiters(loom_list *waiters) LOOM_HIDDEN;
 int loom__open_task(lua_State *L) LOOM_HIDDEN;
 
+/* ---- handle.c: TaskHandles, context, task_tree ------------------------- */
+
+/* [-0, +(0|1)] push a shallow copy of the context table at src and return
+ * 1, or push nothing and return 0 when it is empty. */
+int loom__copy_context(lua_State *L, int src) LOOM_HIDDEN;
+/* task_tree: [-0, +1] the node of task t and its descendants. */
+void loom__push_task_node(lua_State *L, loom_task *t, const char *own_dir)
+  LOOM_HIDDEN;
+int loom__open_handle(lua_State *L) LOOM_HIDDEN;
+
 /* ---- group.c: task groups and tg:start() ------------------------------ */
 
 enum { LOOM_GROUP_OPEN = 0, LOOM_GROUP_EXITING = 1, LOOM_GROUP_CLOSED = 2 };
@@ -333,6 +343,19 @@ void loom__group_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
 /* A task started with tg:start() finished before started() moved it. */
 void loom__start_child_done(lua_State *L, loom_task *t, int err_idx)
   LOOM_HIDDEN;
+/* The upcalls of a finishing task t (loom__task_finish): the groups it
+ * still hosts are orphaned (before its scopes are left); then its group or
+ * tg:start() caller learns its outcome (handle at ud, error at err and
+ * traceback at tb, 0 when none) and t leaves the group's lists. */
+void loom__group_host_finished(lua_State *L, loom_task *t) LOOM_HIDDEN;
+void loom__group_task_done(lua_State *L, loom_task *t, int ud, int err,
+                           int tb) LOOM_HIDDEN;
+/* task_tree: [-0, +1] the node of group g and its children; the array of
+ * the groups task t hosts. */
+void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir)
+  LOOM_HIDDEN;
+void loom__push_hosted_groups(lua_State *L, loom_task *t,
+                              const char *own_dir) LOOM_HIDDEN;
 int loom__open_group(lua_State *L) LOOM_HIDDEN;
 
 /* ---- park.c: the park protocol (its contract is at the top of park.c) -- */
@@ -634,9 +657,7 @@ void loom__host_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
 void loom__host_groups_close(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
 /* __gc of the runtime: loom_close(L, 0) unless the host closed it. */
 int loom__rt_gc(lua_State *L) LOOM_HIDDEN;
-/* task.c: [-0, +1] task_tree's node for a group and its children. */
-void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir)
-  LOOM_HIDDEN;
+
 int loom__open_embed(lua_State *L) LOOM_HIDDEN;
 int loom__open_hostgroup(lua_State *L) LOOM_HIDDEN;
 int loom__open_future(lua_State *L) LOOM_HIDDEN;

@@ -106,6 +106,7 @@ LOOM_API int luaopen_loom_core(lua_State *L) {
   loom__open_sched(L);
   loom__open_scope(L);
   loom__open_task(L);
+  loom__open_handle(L);
   loom__open_group(L);
   loom__open_sync(L);
   loom__open_channel(L);
