@@ -192,7 +192,7 @@ static int l_task_index(lua_State *L) {
 
 static int l_task_newindex(lua_State *L) {
   const char *k = lua_tostring(L, 2);
-  loom__check_handle(L, 1);
+  loom_handle *h = loom__check_handle(L, 1);
   if (k == NULL || strcmp(k, "name") != 0)
     return luaL_error(L, "loom.Task: cannot set field '%s' (only 'name' is "
                       "writable)", k ? k : luaL_typename(L, 2));
@@ -200,6 +200,13 @@ static int l_task_newindex(lua_State *L) {
     return luaL_error(L, "loom.Task: name must be a string, got %s",
                       luaL_typename(L, 3));
   lua_settop(L, 3);
+  if (h->t != NULL && h->t->nargs >= 0 &&
+      lua_getiuservalue(L, 1, LOOM_HV_NAME) != LUA_TSTRING) {
+    /* Not started, its function waits in the name's slot: move it to its
+     * own slot (loom__task_prepare takes it from there). */
+    lua_setiuservalue(L, 1, LOOM_HV_N + 1);
+  } else
+    lua_settop(L, 3);
   lua_setiuservalue(L, 1, LOOM_HV_NAME);
   return 0;
 }

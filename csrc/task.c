@@ -334,7 +334,9 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   }
   t = task_peek(rt);  /* taken below, once nothing can fail */
   if (defer) {
-    for (i = 0; i <= nargs; i++) {
+    /* The function is in the name's slot already (its own slot, the first
+     * extra one, takes it if a name is set before the first resume). */
+    for (i = 1; i <= nargs; i++) {
       lua_pushvalue(L, fn_idx + i);
       lua_setiuservalue(L, hi, LOOM_HV_N + 1 + i);
     }
@@ -383,25 +385,26 @@ void loom__task_prepare(lua_State *S, loom_task *t) {
   lua_State *co;
   int i, n = t->nargs, top = lua_gettop(S);
   luaL_checkstack(S, 6, "loom: resume");
-  loom__push_task(S, t);
+  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->anchor_ref);  /* top + 1 */
+  lua_rawgeti(S, top + 1, 2 * t->ref - 1);            /* the handle */
   co = acquire_thread(S, rt);
   if (n + 4 > LUA_MINSTACK && !lua_checkstack(co, n + 4))
     luaL_error(S, "not enough memory");
-  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->anchor_ref);
-  lua_pushvalue(S, -2);
-  lua_rawseti(S, -2, 2 * t->ref);  /* the placeholder's slot: no alloc */
-  lua_pop(S, 2);
+  lua_rawseti(S, top + 1, 2 * t->ref);  /* the placeholder's slot: no alloc */
   /* Nothing below can fail: co has room for everything. */
   lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
   lua_pushlightuserdata(co, t);
   for (i = 0; i <= n; i++) {
-    lua_getiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
+    /* the function: in the name's slot unless a name was set since */
+    if (i > 0 || lua_getiuservalue(S, top + 2, LOOM_HV_NAME) == LUA_TSTRING) {
+      if (i == 0) lua_pop(S, 1);
+      lua_getiuservalue(S, top + 2, LOOM_HV_N + 1 + i);
+    }
     lua_xmove(S, co, 1);
     if (i > 0) {
-      /* only needed once: drop the reference (the function stays, for
-       * the name) */
+      /* only needed once: drop the reference */
       lua_pushnil(S);
-      lua_setiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
+      lua_setiuservalue(S, top + 2, LOOM_HV_N + 1 + i);
     }
   }
   lua_settop(S, top);
