@@ -156,24 +156,3 @@ describe("an unknown error class named by C", function()
       loom.OSError))
   end)
 end)
-
-describe("a handle renamed before its task first ran", function()
-  it("still runs the task's function with its arguments", function()
-    local got
-    H.run(function()
-      loom.task_group(function(tg)
-        local hs = {}
-        -- A burst: the coroutine pool is empty, the functions wait in the
-        -- handles until their first resume.
-        for i = 1, 300 do
-          hs[i] = tg:start_soon(function(a, b) got = (got or 0) + a + b end,
-            i, 1)
-          hs[i].name = "renamed " .. i
-          hs[i].name = "twice " .. i
-        end
-        assert.equal("twice 7", hs[7].name)
-      end)
-    end)
-    assert.equal(300 * 301 / 2 + 300, got)
-  end)
-end)
