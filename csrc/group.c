@@ -36,13 +36,12 @@ static void check_active(lua_State *L, loom_group *g) {
                "started.");
 }
 
-/* Put a new task (userdata on top) under scope `parent` and make it ready. */
-static void launch(lua_State *L, loom_task *t, loom_scope *parent,
-                   int parent_handle_idx) {
+/* Put a new task under scope `parent` and make it ready. Stack: [...,
+ * handle, parent's handle] -> [..., handle]. */
+static void launch(lua_State *L, loom_task *t, loom_scope *parent) {
   loom__scope_attach(&t->scope, parent);
   t->cur = &t->scope;
   loom__list_push(&t->scope.tasks, &t->scope_link);
-  lua_pushvalue(L, parent_handle_idx);
   lua_setiuservalue(L, -2, LOOM_HV_PARENT);
   loom__enqueue(t->rt, t);
 }
@@ -59,9 +58,8 @@ static int l_group_spawn(lua_State *L) {
   t->group = g;
   loom__list_push(&g->children, &t->group_link);
   g->nlive++;
-  lua_getiuservalue(L, 1, G_HOST);
-  lua_insert(L, -2);  /* [..., host, task] */
-  launch(L, t, g->scope, lua_gettop(L) - 1);
+  lua_getiuservalue(L, 1, G_HOST);  /* [..., task, host] */
+  launch(L, t, g->scope);
   return 1;
 }
 
@@ -123,8 +121,7 @@ static int l_group_start(lua_State *L) {
   g->nlive++;
   /* Before started() the child lives under the caller's scopes. */
   loom__push_task(L, caller);
-  lua_insert(L, -2);
-  launch(L, t, caller->cur, lua_gettop(L) - 1);
+  launch(L, t, caller->cur);
   lua_replace(L, 1);
   lua_settop(L, 1);
   loom__park(caller, NULL, "start", t);

@@ -326,15 +326,14 @@ static inline __attribute__((always_inline)) void step(loom_rt *rt,
     }
   } else if (status == LUA_OK &&
              (nres <= 8 || lua_checkstack(S, nres + LUA_MINSTACK))) {
-    /* task_main returned: [task, ok, results...]; the task (a light
-     * userdata) becomes its handle: [handle, results...]. */
+    /* task_main returned [ok, results...]: ok's slot takes the handle,
+     * [handle, results...]. */
     int failed, base = lua_gettop(S) + 1;
     lua_xmove(co, S, nres);
-    failed = !lua_toboolean(S, base + 1);
-    lua_remove(S, base + 1);
+    failed = !lua_toboolean(S, base);
     loom__push_task(S, t);
     lua_replace(S, base);
-    loom__task_finish(S, t, failed, nres - 2);
+    loom__task_finish(S, t, failed, nres - 1);
   } else {
     /* An error escaped task_main itself (out of memory in the handler), or
      * its results do not fit (out of memory). */

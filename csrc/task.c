@@ -295,7 +295,9 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
    * a finished task has given back by then. */
   int defer = rt->pool_len == 0;
   fn_idx = lua_absindex(L, fn_idx);
-  luaL_checkstack(L, nargs + 8, "loom: spawn");
+  /* A C function has LUA_MINSTACK free slots; callers push at most 4. */
+  if (nargs + 8 > LUA_MINSTACK - 4)
+    luaL_checkstack(L, nargs + 8, "loom: spawn");
   /* Everything that can fail comes first: the struct (reserved), the
    * handle, the coroutine, the anchors. */
   task_reserve(L, rt);
@@ -469,11 +471,11 @@ static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
   lua_replace(L, 2);  /* the message handler's slot */
-  return lua_gettop(L);
+  return lua_gettop(L) - 1;  /* all but the task in slot 1 */
 }
 
 /* The body of every task coroutine: [task, fn, args...] ->
- * [task, ok, results... | error]. Errors are caught here, in the task's own
+ * [ok, results... | error] (task: a light userdata). Errors are caught here, in the task's own
  * coroutine, after the message handler recorded their traceback. */
 int loom__task_main(lua_State *L) {
   int nargs = lua_gettop(L) - 2;
