@@ -449,13 +449,17 @@ struct loom_rt {
   /* Slabs of task structs (task.c): with free structs, and full. */
   loom_list slabs_partial, slabs_full;
   int task_free_n;       /* free structs in the slabs */
-  /* The anchor table: live tasks at 1..anchor_n (task->ref is the pair of
-   * slots 2 ref - 1 (handle) and 2 ref (coroutine)),
-   * kept dense and rebuilt smaller after a burst, so that its array does
-   * not keep the size of the largest burst (a registry ref per task
-   * would). */
+  /* The anchor table: each live task's handle and coroutine, in the pair
+   * of slots 2 ref - 1 and 2 ref (task->ref). Freed pairs are reused
+   * (anchor_free: a stack of their numbers, with room for every pair up to
+   * anchor_top); the table is rebuilt smaller after a burst, so that its
+   * array does not keep the size of the largest burst (a registry ref per
+   * task would). */
   int anchor_ref;
-  int anchor_n, anchor_peak;
+  int anchor_n, anchor_peak;  /* pairs in use; the most since the rebuild */
+  int anchor_top;        /* highest pair number handed out */
+  int *anchor_free;
+  int anchor_nfree, anchor_cap;
   /* Errors of host groups' tasks that could not be reported (out of
    * memory): the step that lost them returns LOOM_ERRMEM. */
   int lost_reports;

@@ -144,6 +144,9 @@ void loom__tasks_free(loom_rt *rt) {
    * struct. */
   forget_tasks(&rt->all_tasks);
   forget_tasks(&rt->abandoned);
+  free(rt->anchor_free);
+  rt->anchor_free = NULL;
+  rt->anchor_nfree = rt->anchor_cap = 0;
   if (rt->slabs_partial.next == NULL) return;
   free_slabs(&rt->slabs_partial);
   free_slabs(&rt->slabs_full);
@@ -162,57 +165,89 @@ void loom__push_task(lua_State *L, loom_task *t) {
     lua_pushnil(L);
 }
 
-/* [-0, +0] anchor the handle at hi and the coroutine at ci in the next
- * pair of slots, whose number it returns (may raise: out of memory; then
- * nothing changed). */
+/* [-0, +0] anchor the handle at hi and the coroutine at ci in a free pair
+ * of slots, whose number it returns (may raise: out of memory; then
+ * nothing changed). Freed pairs are reused (rt->anchor_free, a stack of
+ * their numbers, with room for every pair in use), so a finishing task
+ * touches no other task. */
 static int anchor(lua_State *L, loom_rt *rt, int hi, int ci) {
-  int n = rt->anchor_n + 1;
+  int n;
+  if (rt->anchor_nfree > 0)
+    n = rt->anchor_free[rt->anchor_nfree - 1];
+  else {
+    n = rt->anchor_top + 1;
+    if (n > rt->anchor_cap) {
+      int cap = rt->anchor_cap > 0 ? 2 * rt->anchor_cap : 256;
+      int *p = (int *)realloc(rt->anchor_free, (size_t)cap * sizeof *p);
+      if (p == NULL) luaL_error(L, "not enough memory");
+      rt->anchor_free = p;
+      rt->anchor_cap = cap;
+    }
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
   lua_pushvalue(L, ci);
-  lua_rawseti(L, -2, 2 * n);      /* grows the array: may raise */
+  lua_rawseti(L, -2, 2 * n);      /* may grow the table: may raise */
   lua_pushvalue(L, hi);
   lua_rawseti(L, -2, 2 * n - 1);  /* (the slot exists now) */
   lua_pop(L, 1);
-  rt->anchor_n = n;
-  if (n > rt->anchor_peak) rt->anchor_peak = n;
+  if (rt->anchor_nfree > 0) rt->anchor_nfree--;
+  else rt->anchor_top = n;
+  if (++rt->anchor_n > rt->anchor_peak) rt->anchor_peak = rt->anchor_n;
   return n;
 }
 
+static int rebuild_list(lua_State *L, loom_list *head, int i) {
+  loom_list *n;
+  for (n = head->next; n != head; n = n->next) {
+    loom_task *t = loom__container_of(n, loom_task, all_link);
+    if (t->ref == LUA_NOREF) continue;
+    lua_rawgeti(L, 2, 2 * t->ref - 1);
+    lua_rawseti(L, 3, 2 * ++i - 1);
+    lua_rawgeti(L, 2, 2 * t->ref);
+    lua_rawseti(L, 3, 2 * i);
+    t->ref = i;
+  }
+  return i;
+}
+
 /* Copy the live anchors into a table of their size (the old one keeps the
- * array of the largest burst). */
+ * array of the largest burst): every task gets a new pair. Only the new
+ * table allocates, before anything changed. */
 static int rebuild_anchors(lua_State *L) {
   loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
-  int i, n = 2 * rt->anchor_n;
+  int n = 2 * rt->anchor_n, i;
+  int *p;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
   lua_createtable(L, n > 128 ? n : 128, 0);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, 2, i);
-    lua_rawseti(L, 3, i);
-  }
+  i = rebuild_list(L, &rt->all_tasks, 0);
+  i = rebuild_list(L, &rt->abandoned, i);
+  LOOM_ASSERT(i == rt->anchor_n);
   lua_rawseti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
-  rt->anchor_peak = rt->anchor_n;
+  rt->anchor_top = rt->anchor_peak = i;
+  rt->anchor_nfree = 0;
+  if (rt->anchor_cap > 256 && rt->anchor_cap > 2 * i) {
+    /* (a failed shrink keeps the larger array) */
+    int cap = i > 128 ? 2 * i : 256;
+    p = (int *)realloc(rt->anchor_free, (size_t)cap * sizeof *p);
+    if (p != NULL) {
+      rt->anchor_free = p;
+      rt->anchor_cap = cap;
+    }
+  }
   return 0;
 }
 
 /* Release t's anchors; allocates nothing (a later rebuild may). The
  * anchor table is on top of L and stays there. */
 static void unanchor(lua_State *L, loom_rt *rt, loom_task *t) {
-  int slot = t->ref, last = rt->anchor_n;
+  int slot = t->ref;
   t->ref = LUA_NOREF;
-  if (slot != last) {
-    /* Keep the array dense: the last task moves into the freed pair. */
-    loom_handle *moved;
-    lua_rawgeti(L, -1, 2 * last - 1);
-    moved = (loom_handle *)lua_touserdata(L, -1);
-    lua_rawseti(L, -2, 2 * slot - 1);
-    lua_rawgeti(L, -1, 2 * last);
-    lua_rawseti(L, -2, 2 * slot);
-    moved->t->ref = slot;
-  }
   lua_pushnil(L);
-  lua_rawseti(L, -2, 2 * last - 1);
+  lua_rawseti(L, -2, 2 * slot - 1);
   lua_pushnil(L);
-  lua_rawseti(L, -2, 2 * last);
+  lua_rawseti(L, -2, 2 * slot);
+  LOOM_ASSERT(rt->anchor_nfree < rt->anchor_cap);
+  rt->anchor_free[rt->anchor_nfree++] = slot;
   rt->anchor_n--;
 }
 
