@@ -554,6 +554,22 @@ static inline loom_task *loom__task_of(lua_State *L) {
   return (t != NULL && t->L == L) ? t : NULL;
 }
 
+/* Take the head of the ready queue (sched.c and task.c's step). */
+static inline loom_task *loom__dequeue(loom_rt *rt) {
+  loom_task *t = rt->ready_head;
+  if (t) {
+    rt->nready--;
+    rt->ready_head = t->next_ready;
+    if (rt->ready_head == NULL) rt->ready_tail = NULL;
+    t->next_ready = NULL;
+  }
+  return t;
+}
+
+/* task.c: resume t, the head of the ready queue, once (the scheduler's
+ * step); finishes it when its function returned or raised. */
+void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) LOOM_HIDDEN;
+
 /* ---- failure safety (see docs/architecture.md, "Failure points") ------- */
 
 /* Reserve one heap slot: the next loom__heap_insert cannot fail. */

@@ -1,14 +1,14 @@
 /*
- * sched.c: the runtime's scheduler. It owns the FIFO ready queue, the pool
- * of finished coroutines kept for reuse, the runtime clock (real, manual,
- * autojump or a host function), frames, and the one scheduler core that
- * both ways of running loom share: a *pass* polls libuv, fires the
- * deadlines due on the runtime clock and resumes ready tasks in FIFO
- * batches (a batch = the tasks ready when it begins), one at a time, never
- * nested. loom.run is "root task + drain" (passes until the root is done,
- * waiting for events in between); loom.step is one bounded slice of passes
- * for a host that owns the frame loop. Also the checkpoints and sleeps every
- * task uses, and next_frame.
+ * sched.c: the runtime's scheduler. It owns the FIFO ready queue, the
+ * runtime clock (real, manual, autojump or a host function), frames, and
+ * the one scheduler core that both ways of running loom share: a *pass*
+ * polls libuv, fires the deadlines due on the runtime clock and resumes
+ * ready tasks in FIFO batches (a batch = the tasks ready when it begins),
+ * one at a time, never nested (task.c's loom__task_step resumes one).
+ * loom.run is "root task + drain" (passes until the root is done, waiting
+ * for events in between); loom.step is one bounded slice of passes for a
+ * host that owns the frame loop. Also the checkpoints and sleeps every task
+ * uses, and next_frame.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -216,17 +216,6 @@ void loom__enqueue(loom_rt *rt, loom_task *t) {
     loom__borrowed_kick(rt);
 }
 
-static loom_task *dequeue(loom_rt *rt) {
-  loom_task *t = rt->ready_head;
-  if (t) {
-    rt->nready--;
-    rt->ready_head = t->next_ready;
-    if (rt->ready_head == NULL) rt->ready_tail = NULL;
-    t->next_ready = NULL;
-  }
-  return t;
-}
-
 loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co) {
   lua_Debug ar;
   int lo = 0, hi = 1, is_main;
@@ -265,88 +254,6 @@ loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co) {
 }
 
 /* ---- the drain --------------------------------------------------------- */
-
-/* t's coroutine was closed, or ran to its end, outside the scheduler
- * (coroutine.close or coroutine.resume on it, by a function the guard of
- * init.lua did not see). The task fails with a clear error. */
-static void step_killed(loom_rt *rt, lua_State *S, loom_task *t) {
-  lua_checkstack(S, 4);
-  loom__push_task(S, t);
-  lua_pushliteral(S, "loom: this task's coroutine was closed or resumed "
-                  "outside the scheduler (coroutine.close/coroutine.resume "
-                  "on a task's coroutine); use an event, or cancel the "
-                  "task");
-  dequeue(rt);
-  t->state = LOOM_TASK_RUNNING;  /* finishing, as after its last resume */
-  lua_settop(t->L, 0);
-  loom__task_finish(S, t, 1, 1);
-}
-
-/* Resume t, the head of the ready queue, once. Everything that can fail
- * (a coroutine for a new task, stack space) is done while t is still
- * queued, so an error (out of memory) leaves it there, intact. */
-static inline __attribute__((always_inline)) void step(loom_rt *rt,
-                                                      lua_State *S,
-                                                      loom_task *t) {
-  lua_State *co;
-  int nargs, nres = 0, status;
-  LOOM_ASSERT(rt->current == NULL);  /* resumes never nest */
-  LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
-  if (t->state == LOOM_TASK_NEW) {
-    /* Its coroutine holds [task_main, task, fn, args...] (since the spawn,
-     * or from now on: everything that can fail happens while t is still
-     * queued). */
-    if (t->nargs >= 0) loom__task_prepare(S, t);
-    co = t->L;
-    dequeue(rt);
-    nargs = lua_gettop(co) - 1;
-  } else {
-    co = t->L;
-    if (lua_status(co) != LUA_YIELD) {
-      step_killed(rt, S, t);
-      return;
-    }
-    dequeue(rt);
-    nargs = t->wake_nargs;
-    t->wake_nargs = 0;
-  }
-  t->state = LOOM_TASK_RUNNING;
-  rt->current = t;
-  status = lua_resume(co, S, nargs, &nres);
-  rt->current = NULL;
-  if (status == LUA_YIELD) {
-    lua_pop(co, nres);
-    /* cppcheck-suppress knownConditionTrueFalse ; the task's own code
-     * parks it (changes t->state) inside lua_resume */
-    if (t->state == LOOM_TASK_RUNNING) {
-      /* A bare coroutine.yield() in a task: a plain schedule point. */
-      t->state = LOOM_TASK_READY;
-      t->wake = LOOM_WAKE_OK;
-      loom__enqueue(rt, t);
-    }
-  } else if (status == LUA_OK &&
-             (nres <= 8 || lua_checkstack(S, nres + LUA_MINSTACK))) {
-    /* task_main returned [ok, results...]: ok's slot takes the handle,
-     * [handle, results...]. */
-    int failed, base = lua_gettop(S) + 1;
-    lua_xmove(co, S, nres);
-    failed = !lua_toboolean(S, base);
-    loom__push_task(S, t);
-    lua_replace(S, base);
-    loom__task_finish(S, t, failed, nres - 1);
-  } else {
-    /* An error escaped task_main itself (out of memory in the handler), or
-     * its results do not fit (out of memory). */
-    lua_checkstack(S, 4);
-    loom__push_task(S, t);
-    if (status == LUA_OK) {
-      lua_settop(co, 0);
-      lua_pushliteral(S, "not enough memory");
-    } else
-      lua_xmove(co, S, 1);
-    loom__task_finish(S, t, 1, 1);
-  }
-}
 
 /* The deadline timer only has to end uv_run: libuv 1.44 runs due timers
  * *before* it polls, and with no timer left it then polls with no timeout.
@@ -418,7 +325,7 @@ run_batches(loom_rt *rt, lua_State *S, int *batches, long max_resumes,
     do {
       /* step takes t off the queue once nothing can fail any more */
       t = rt->ready_head;
-      step(rt, S, t);
+      loom__task_step(rt, S, t);
       n++;
       if ((max_resumes > 0 && n >= max_resumes) ||
           (until > 0 && loom__now() >= until))

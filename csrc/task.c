@@ -520,6 +520,88 @@ int loom__task_main(lua_State *L) {
                      0);
 }
 
+/* ---- resuming (the scheduler's step) ---------------------------------- */
+
+/* t's coroutine was closed, or ran to its end, outside the scheduler
+ * (coroutine.close or coroutine.resume on it, by a function the guard of
+ * init.lua did not see). The task fails with a clear error. */
+static void step_killed(loom_rt *rt, lua_State *S, loom_task *t) {
+  lua_checkstack(S, 4);
+  loom__push_task(S, t);
+  lua_pushliteral(S, "loom: this task's coroutine was closed or resumed "
+                  "outside the scheduler (coroutine.close/coroutine.resume "
+                  "on a task's coroutine); use an event, or cancel the "
+                  "task");
+  loom__dequeue(rt);
+  t->state = LOOM_TASK_RUNNING;  /* finishing, as after its last resume */
+  lua_settop(t->L, 0);
+  loom__task_finish(S, t, 1, 1);
+}
+
+/* Resume t, the head of the ready queue, once. Everything that can fail
+ * (a coroutine for a new task, stack space) is done while t is still
+ * queued, so an error (out of memory) leaves it there, intact. */
+void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) {
+  lua_State *co;
+  int nargs, nres = 0, status;
+  LOOM_ASSERT(rt->current == NULL);  /* resumes never nest */
+  LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
+  if (t->state == LOOM_TASK_NEW) {
+    /* Its coroutine holds [task_main, task, fn, args...] (since the spawn,
+     * or from now on: everything that can fail happens while t is still
+     * queued). */
+    if (t->nargs >= 0) loom__task_prepare(S, t);
+    co = t->L;
+    loom__dequeue(rt);
+    nargs = lua_gettop(co) - 1;
+  } else {
+    co = t->L;
+    if (lua_status(co) != LUA_YIELD) {
+      step_killed(rt, S, t);
+      return;
+    }
+    loom__dequeue(rt);
+    nargs = t->wake_nargs;
+    t->wake_nargs = 0;
+  }
+  t->state = LOOM_TASK_RUNNING;
+  rt->current = t;
+  status = lua_resume(co, S, nargs, &nres);
+  rt->current = NULL;
+  if (status == LUA_YIELD) {
+    lua_pop(co, nres);
+    /* cppcheck-suppress knownConditionTrueFalse ; the task's own code
+     * parks it (changes t->state) inside lua_resume */
+    if (t->state == LOOM_TASK_RUNNING) {
+      /* A bare coroutine.yield() in a task: a plain schedule point. */
+      t->state = LOOM_TASK_READY;
+      t->wake = LOOM_WAKE_OK;
+      loom__enqueue(rt, t);
+    }
+  } else if (status == LUA_OK &&
+             (nres <= 8 || lua_checkstack(S, nres + LUA_MINSTACK))) {
+    /* task_main returned [ok, results...]: ok's slot takes the handle,
+     * [handle, results...]. */
+    int failed, base = lua_gettop(S) + 1;
+    lua_xmove(co, S, nres);
+    failed = !lua_toboolean(S, base);
+    loom__push_task(S, t);
+    lua_replace(S, base);
+    loom__task_finish(S, t, failed, nres - 1);
+  } else {
+    /* An error escaped task_main itself (out of memory in the handler), or
+     * its results do not fit (out of memory). */
+    lua_checkstack(S, 4);
+    loom__push_task(S, t);
+    if (status == LUA_OK) {
+      lua_settop(co, 0);
+      lua_pushliteral(S, "not enough memory");
+    } else
+      lua_xmove(co, S, 1);
+    loom__task_finish(S, t, 1, 1);
+  }
+}
+
 static void release_tb(lua_State *L, loom_task *t) {
   if (t->tb_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, t->tb_ref);
   if (t->tberr_ref != LUA_NOREF)
