@@ -675,7 +675,9 @@ void loom__host_child_failed(lua_State *L, loom_group *g, int task_idx,
 void loom__host_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
 /* Cancel and close every host group (loom_close). */
 void loom__host_groups_close(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
-/* __gc of the runtime: loom_close(L, 0) unless the host closed it. */
+/* __gc of the runtime: loom_close(L, 0) unless the host closed it; then
+ * frees the task structs, unless called with a second argument (a close
+ * from another finaliser, before the runtime's own). */
 int loom__rt_gc(lua_State *L) LOOM_HIDDEN;
 
 int loom__open_embed(lua_State *L) LOOM_HIDDEN;

@@ -404,7 +404,8 @@ static int l_scope_gc(lua_State *L) {
      * cancelled through this scope and finish. */
     lua_pushcfunction(L, loom__rt_gc);
     lua_pushvalue(L, lua_upvalueindex(1));
-    lua_call(L, 1, 0);
+    lua_pushboolean(L, 1);  /* not the runtime's own finaliser */
+    lua_call(L, 2, 0);
   }
   /* Only an abandoned scope can still be in the heap here. */
   if (!rt->closed) loom__heap_remove(rt, &CS(s)->timer);
