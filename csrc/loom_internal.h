@@ -199,8 +199,8 @@ typedef void (*loom_abort_fn)(loom_task *t);
  *   It is linked into the ready queue, wait queues, scopes and groups.
  * - struct loom_handle, the TaskHandle: a small userdata that outlives the
  *   task. While the task is live the runtime's anchor table holds the
- *   handle and the task's coroutine; when it finishes its outcome moves
- *   into the handle and handle->t becomes NULL.
+ *   handle, and the handle its coroutine; when it finishes its outcome
+ *   moves into the handle and handle->t becomes NULL.
  *
  * The task's function and arguments go onto its coroutine's stack at spawn
  * ([task_main, task (light userdata), fn, args...]), never into user
@@ -213,7 +213,8 @@ enum {
   LOOM_HV_TB = 3,       /* traceback string of a failure */
   LOOM_HV_PARENT = 4,   /* handle of the parent task */
   LOOM_HV_CTX = 5,      /* context table while live (nil: empty) */
-  LOOM_HV_N = 5
+  LOOM_HV_THREAD = 6,   /* its coroutine while live (anchored with it) */
+  LOOM_HV_N = 6
 };
 
 typedef struct loom_handle {
@@ -261,7 +262,7 @@ struct loom_task {
   int wake_nargs;        /* values pushed on L for the resume */
   int nargs;             /* arguments kept in the handle until the first
                           * resume (-1: they are on L already) */
-  int ref;               /* pair of slots in the anchor table while live */
+  int ref;               /* slot of its handle in the anchor table */
   int tb_ref, tberr_ref; /* traceback captured by the message handler */
   unsigned char state, wake;
   unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
@@ -449,15 +450,14 @@ struct loom_rt {
   /* Slabs of task structs (task.c): with free structs, and full. */
   loom_list slabs_partial, slabs_full;
   int task_free_n;       /* free structs in the slabs */
-  /* The anchor table: each live task's handle and coroutine, in the pair
-   * of slots 2 ref - 1 and 2 ref (task->ref). Freed pairs are reused
-   * (anchor_free: a stack of their numbers, with room for every pair up to
-   * anchor_top); the table is rebuilt smaller after a burst, so that its
-   * array does not keep the size of the largest burst (a registry ref per
-   * task would). */
+  /* The anchor table: each live task's handle in slot task->ref (the
+   * handle holds the coroutine). Freed slots are reused (anchor_free: a
+   * stack of their numbers, with room for every slot up to anchor_top);
+   * the table is rebuilt smaller after a burst, so that its array does not
+   * keep the size of the largest burst (a registry ref per task would). */
   int anchor_ref;
-  int anchor_n, anchor_peak;  /* pairs in use; the most since the rebuild */
-  int anchor_top;        /* highest pair number handed out */
+  int anchor_n, anchor_peak;  /* slots in use; the most since the rebuild */
+  int anchor_top;        /* highest slot handed out */
   int *anchor_free;
   int anchor_nfree, anchor_cap;
   /* Errors of host groups' tasks that could not be reported (out of

@@ -158,19 +158,18 @@ void loom__tasks_free(loom_rt *rt) {
 void loom__push_task(lua_State *L, loom_task *t) {
   if (t != NULL && t->ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->rt->anchor_ref);
-    lua_rawgeti(L, -1, 2 * t->ref - 1);
+    lua_rawgeti(L, -1, t->ref);
     lua_copy(L, -1, -2);
     lua_pop(L, 1);
   } else
     lua_pushnil(L);
 }
 
-/* [-0, +0] anchor the handle at hi and the coroutine at ci in a free pair
- * of slots, whose number it returns (may raise: out of memory; then
- * nothing changed). Freed pairs are reused (rt->anchor_free, a stack of
- * their numbers, with room for every pair in use), so a finishing task
- * touches no other task. */
-static int anchor(lua_State *L, loom_rt *rt, int hi, int ci) {
+/* [-0, +0] anchor the handle at hi in a free slot, whose number it
+ * returns (may raise: out of memory; then nothing changed). Freed slots are
+ * reused (rt->anchor_free, a stack of their numbers, with room for every
+ * slot in use), so a finishing task touches no other task. */
+static int anchor(lua_State *L, loom_rt *rt, int hi) {
   int n;
   if (rt->anchor_nfree > 0)
     n = rt->anchor_free[rt->anchor_nfree - 1];
@@ -185,10 +184,8 @@ static int anchor(lua_State *L, loom_rt *rt, int hi, int ci) {
     }
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
-  lua_pushvalue(L, ci);
-  lua_rawseti(L, -2, 2 * n);      /* may grow the table: may raise */
   lua_pushvalue(L, hi);
-  lua_rawseti(L, -2, 2 * n - 1);  /* (the slot exists now) */
+  lua_rawseti(L, -2, n);  /* may grow the table: may raise */
   lua_pop(L, 1);
   if (rt->anchor_nfree > 0) rt->anchor_nfree--;
   else rt->anchor_top = n;
@@ -201,24 +198,22 @@ static int rebuild_list(lua_State *L, loom_list *head, int i) {
   for (n = head->next; n != head; n = n->next) {
     loom_task *t = loom__container_of(n, loom_task, all_link);
     if (t->ref == LUA_NOREF) continue;
-    lua_rawgeti(L, 2, 2 * t->ref - 1);
-    lua_rawseti(L, 3, 2 * ++i - 1);
-    lua_rawgeti(L, 2, 2 * t->ref);
-    lua_rawseti(L, 3, 2 * i);
+    lua_rawgeti(L, 2, t->ref);
+    lua_rawseti(L, 3, ++i);
     t->ref = i;
   }
   return i;
 }
 
 /* Copy the live anchors into a table of their size (the old one keeps the
- * array of the largest burst): every task gets a new pair. Only the new
+ * array of the largest burst): every task gets a new slot. Only the new
  * table allocates, before anything changed. */
 static int rebuild_anchors(lua_State *L) {
   loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
-  int n = 2 * rt->anchor_n, i;
+  int n = rt->anchor_n, i;
   int *p;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
-  lua_createtable(L, n > 128 ? n : 128, 0);
+  lua_createtable(L, n > 64 ? n : 64, 0);
   i = rebuild_list(L, &rt->all_tasks, 0);
   i = rebuild_list(L, &rt->abandoned, i);
   LOOM_ASSERT(i == rt->anchor_n);
@@ -237,15 +232,13 @@ static int rebuild_anchors(lua_State *L) {
   return 0;
 }
 
-/* Release t's anchors; allocates nothing (a later rebuild may). The
- * anchor table is on top of L and stays there. */
+/* Release t's anchor; allocates nothing (a later rebuild may). The anchor
+ * table is on top of L and stays there. */
 static void unanchor(lua_State *L, loom_rt *rt, loom_task *t) {
   int slot = t->ref;
   t->ref = LUA_NOREF;
   lua_pushnil(L);
-  lua_rawseti(L, -2, 2 * slot - 1);
-  lua_pushnil(L);
-  lua_rawseti(L, -2, 2 * slot);
+  lua_rawseti(L, -2, slot);
   LOOM_ASSERT(rt->anchor_nfree < rt->anchor_cap);
   rt->anchor_free[rt->anchor_nfree++] = slot;
   rt->anchor_n--;
@@ -377,9 +370,6 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
       lua_pushvalue(L, fn_idx + i);
       lua_setiuservalue(L, hi, LOOM_HV_N + 1 + i);
     }
-    /* A placeholder, so that the coroutine's slot exists (the first
-     * resume fills it without allocating). */
-    lua_pushboolean(L, 0);
   } else {
     co = acquire_thread(L, rt);
     /* A pooled coroutine has LUA_MINSTACK free slots. */
@@ -389,9 +379,9 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
     lua_pushlightuserdata(co, t);
     for (i = 0; i <= nargs; i++) lua_pushvalue(L, fn_idx + i);
     lua_xmove(L, co, nargs + 1);
+    lua_setiuservalue(L, hi, LOOM_HV_THREAD);  /* the handle anchors it */
   }
-  i = anchor(L, rt, hi, hi + 1);
-  lua_settop(L, hi);
+  i = anchor(L, rt, hi);
   /* Nothing below can fail. */
   t = task_take(rt);
   memset(t, 0, sizeof *t);
@@ -422,26 +412,25 @@ void loom__task_prepare(lua_State *S, loom_task *t) {
   lua_State *co;
   int i, n = t->nargs, top = lua_gettop(S);
   luaL_checkstack(S, 6, "loom: resume");
-  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->anchor_ref);  /* top + 1 */
-  lua_rawgeti(S, top + 1, 2 * t->ref - 1);            /* the handle */
+  loom__push_task(S, t);  /* the handle, at top + 1 */
   co = acquire_thread(S, rt);
   if (n + 4 > LUA_MINSTACK && !lua_checkstack(co, n + 4))
     luaL_error(S, "not enough memory");
-  lua_rawseti(S, top + 1, 2 * t->ref);  /* the placeholder's slot: no alloc */
   /* Nothing below can fail: co has room for everything. */
+  lua_setiuservalue(S, top + 1, LOOM_HV_THREAD);  /* the handle anchors it */
   lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
   lua_pushlightuserdata(co, t);
   for (i = 0; i <= n; i++) {
     /* the function: in the name's slot unless a name was set since */
-    if (i > 0 || lua_getiuservalue(S, top + 2, LOOM_HV_NAME) == LUA_TSTRING) {
+    if (i > 0 || lua_getiuservalue(S, top + 1, LOOM_HV_NAME) == LUA_TSTRING) {
       if (i == 0) lua_pop(S, 1);
-      lua_getiuservalue(S, top + 2, LOOM_HV_N + 1 + i);
+      lua_getiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
     }
     lua_xmove(S, co, 1);
     if (i > 0) {
       /* only needed once: drop the reference */
       lua_pushnil(S);
-      lua_setiuservalue(S, top + 2, LOOM_HV_N + 1 + i);
+      lua_setiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
     }
   }
   lua_settop(S, top);
@@ -704,6 +693,8 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   }
   release_tb(L, t);
   loom__release_thread(rt, L, t);
+  lua_pushnil(L);
+  lua_setiuservalue(L, ud, LOOM_HV_THREAD);
   t->state = LOOM_TASK_DONE;
   h->done = 1;
   if (t == rt->root) rt->root = NULL;  /* (its handle keeps the outcome) */
