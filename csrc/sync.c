@@ -184,8 +184,9 @@ typedef struct sync_lock {
 
 /* Does task t own the lock? (The owner's handle outlives it; a finished
  * owner's task struct is reused, so compare through the handle.) */
-#define OWNED_BY(lock, task) \
-  ((task) != NULL && (lock)->owner != NULL && (lock)->owner->t == (task))
+static int owned_by(const sync_lock *lk, const loom_task *t) {
+  return t != NULL && lk->owner != NULL && lk->owner->t == t;
+}
 
 static void lock_init(sync_lock *lk, int fast) {
   lk->magic = MAGIC_LOCK;
@@ -216,7 +217,7 @@ static int lock_acquire(lua_State *L, sync_lock *lk, int lock_idx,
                         const char *fn) {
   loom_task *t = loom__check_blocking(L, fn, 1);
   loom__cancel_point(L, t);
-  if (OWNED_BY(lk, t))
+  if (owned_by(lk, t))
     return luaL_error(L, "Attempted to acquire an already held Lock");
   if (lk->owner == NULL && lk->q.n == 0) {
     lock_set_owner(L, lk, lock_idx, t);
@@ -233,7 +234,7 @@ static int lock_acquire(lua_State *L, sync_lock *lk, int lock_idx,
 static int lock_acquire_nowait(lua_State *L, sync_lock *lk, int lock_idx,
                                const char *fn) {
   loom_task *t = loom__check_blocking(L, fn, 0);
-  if (OWNED_BY(lk, t))
+  if (owned_by(lk, t))
     return luaL_error(L, "Attempted to acquire an already held Lock");
   if (lk->owner != NULL || lk->q.n > 0)
     return would_block(L, "the lock is held by another task");
@@ -243,7 +244,7 @@ static int lock_acquire_nowait(lua_State *L, sync_lock *lk, int lock_idx,
 }
 
 static int lock_release(lua_State *L, sync_lock *lk, int lock_idx) {
-  if (!OWNED_BY(lk, running_task(L)))
+  if (!owned_by(lk, running_task(L)))
     return luaL_error(L, "The current task is not holding this lock");
   lock_pass_on(L, lk, lock_idx);
   return 0;
@@ -484,7 +485,7 @@ static int l_cond_locked(lua_State *L) {
 }
 
 static void cond_check_holding(lua_State *L, sync_cond *c) {
-  if (!OWNED_BY(c->lock, running_task(L)))
+  if (!owned_by(c->lock, running_task(L)))
     /* loom__errorf: cond:wait_for (sync.lua) calls this too */
     loom__errorf(L, "The current task is not holding the underlying lock");
 }
@@ -501,7 +502,7 @@ static int k_cond_wait(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   if (ctx == COND_WAITING) {
     cancelled = how == LOOM_WAKE_CANCELLED;
-    if (!OWNED_BY(lk, t)) {
+    if (!owned_by(lk, t)) {
       if (lk->owner == NULL && lk->q.n == 0)
         lock_set_owner(L, lk, 2, t);
       else {
