@@ -6,6 +6,14 @@
  * The one rule every file relies on: Lua runs only inside the scheduler's
  * drain (sched.c), one coroutine at a time. libuv callbacks store outcomes in
  * C and call loom__wake(); they never call into Lua.
+ *
+ * Sections, in the order of their dependencies: lists; deadline.c (timers);
+ * scope.c (cancel scopes); task.c (tasks: struct, spawn, run, finish) and
+ * handle.c (TaskHandles, context, task_tree); group.c (task groups); park.c
+ * (the park protocol, wait queues); sched.c (the runtime struct and the
+ * scheduler); failure safety; members.c; the embedding files; then the
+ * modules built on all of that (streams, copy, threads, files, UDP, TLS,
+ * poll).
  */
 #ifndef LOOM_INTERNAL_H
 #define LOOM_INTERNAL_H
@@ -155,7 +163,7 @@ void loom__push_cancelled(lua_State *L, loom_rt *rt, loom_scope *s) LOOM_HIDDEN;
 loom_scope *loom__scope_new(lua_State *L) LOOM_HIDDEN;
 int loom__open_scope(lua_State *L) LOOM_HIDDEN;
 
-/* ---- task.c: tasks and task handles ----------------------------------- */
+/* ---- task.c: tasks (struct, slabs, anchors, spawn, run, finish) -------- */
 
 enum {
   LOOM_TASK_NEW = 0,     /* spawned, never ran */
