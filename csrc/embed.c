@@ -430,7 +430,7 @@ static int busy(loom_rt *rt) {
 
 int loom__rt_gc(lua_State *L) {
   loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
-  int status = LUA_OK;
+  int status = LUA_OK, final = lua_isnone(L, 2);
   if (rt == NULL || rt->magic != LOOM_MAGIC_RT) return 0;
   if (rt->closed) {
     /* A deadline set after loom_close (on a scope that outlived it) may
@@ -438,6 +438,7 @@ int loom__rt_gc(lua_State *L) {
     free(rt->heap);
     rt->heap = NULL;
     rt->heap_len = rt->heap_cap = 0;
+    if (final) loom__tasks_free(rt);
     return 0;
   }
   if (!busy(rt)) {
@@ -448,6 +449,10 @@ int loom__rt_gc(lua_State *L) {
   }
   if (finish_close(L, rt, status) != LUA_OK)
     print_failure(L, "error while closing the runtime");
+  /* The task structs go with the runtime's own finaliser, the last of
+   * loom's objects: finalisers that run before it (a scope's) may still
+   * walk the tasks parked for good. */
+  if (final) loom__tasks_free(rt);
   return 0;
 }
 

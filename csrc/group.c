@@ -36,14 +36,13 @@ static void check_active(lua_State *L, loom_group *g) {
                "started.");
 }
 
-/* Put a new task (userdata on top) under scope `parent` and make it ready. */
-static void launch(lua_State *L, loom_task *t, loom_scope *parent,
-                   int parent_handle_idx) {
+/* Put a new task under scope `parent` and make it ready. Stack: [...,
+ * handle, parent's handle] -> [..., handle]. */
+static void launch(lua_State *L, loom_task *t, loom_scope *parent) {
   loom__scope_attach(&t->scope, parent);
   t->cur = &t->scope;
   loom__list_push(&t->scope.tasks, &t->scope_link);
-  lua_pushvalue(L, parent_handle_idx);
-  lua_setiuservalue(L, -2, LOOM_UV_PARENT);
+  lua_setiuservalue(L, -2, LOOM_HV_PARENT);
   loom__enqueue(t->rt, t);
 }
 
@@ -55,45 +54,44 @@ static int l_group_spawn(lua_State *L) {
   loom_task *t;
   check_active(L, g);
   check_callable(L, 2);
-  t = loom__task_new(L, rt, 2, 3, nargs, rt->current);
+  t = loom__task_new(L, rt, 2, nargs, rt->current);
   t->group = g;
   loom__list_push(&g->children, &t->group_link);
   g->nlive++;
-  lua_getiuservalue(L, 1, G_HOST);
-  lua_insert(L, -2);  /* [..., host, task] */
-  launch(L, t, g->scope, lua_gettop(L) - 1);
+  lua_getiuservalue(L, 1, G_HOST);  /* [..., task, host] */
+  launch(L, t, g->scope);
   return 1;
 }
 
 /* tg:start(fn, ...) -> value, handle (docs/api.md, TaskGroup:start). */
 static int k_start(lua_State *L, int status, lua_KContext ctx) {
   loom_task *caller = loom__task_of(L);
-  loom_task *t = loom__check_task(L, 1);
+  loom_handle *h = loom__check_handle(L, 1);
   (void)status;
   (void)ctx;
   caller->wait_what = NULL;
   caller->wait_data = NULL;
-  if (t->start_state == LOOM_START_MOVED) {
+  if (h->start_state == LOOM_START_MOVED) {
     lua_pushvalue(L, 1);  /* [T, value, T] */
     return 2;
   }
-  switch (t->outcome) {
+  switch (h->outcome) {
   case LOOM_OUT_FAILED:
-    lua_getiuservalue(L, 1, LOOM_UV_RESULT);
+    lua_getiuservalue(L, 1, LOOM_HV_RESULT);
     return lua_error(L);  /* bare: the group is not told */
   case LOOM_OUT_CANCELLED:
     /* Cancelled with the caller: the caller's own Cancelled. Cancelled on
      * its own (its handle's cancel()): TaskCancelled, as result() says. */
     loom__cancel_point(L, caller);
     loom__push_hook(L, caller->rt, "task_cancelled");
-    lua_getiuservalue(L, 1, LOOM_UV_RESULT);
+    lua_getiuservalue(L, 1, LOOM_HV_RESULT);
     lua_call(L, 1, 1);
     return lua_error(L);
   default:
-    if (t->start_state == LOOM_START_NOOP) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, t->start_value_ref);
-      luaL_unref(L, LUA_REGISTRYINDEX, t->start_value_ref);
-      t->start_value_ref = LUA_NOREF;
+    if (h->start_state == LOOM_START_NOOP) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, h->start_value_ref);
+      luaL_unref(L, LUA_REGISTRYINDEX, h->start_value_ref);
+      h->start_value_ref = LUA_NOREF;
       lua_pushvalue(L, 1);
       return 2;
     }
@@ -113,18 +111,17 @@ static int l_group_start(lua_State *L) {
   lua_newuserdatauv(L, 1, 1);  /* the task_status object */
   luaL_setmetatable(L, STATUS_MT);
   lua_insert(L, 3);            /* [tg, fn, status, args...] */
-  t = loom__task_new(L, rt, 2, 3, nargs + 1, caller);
+  t = loom__task_new(L, rt, 2, nargs + 1, caller);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, 3, 1);
-  t->start_state = LOOM_START_PENDING;
+  t->h->start_state = LOOM_START_PENDING;
   t->start_caller = caller;
   t->start_group = g;
   loom__list_push(&g->starting, &t->group_link);
   g->nlive++;
   /* Before started() the child lives under the caller's scopes. */
   loom__push_task(L, caller);
-  lua_insert(L, -2);
-  launch(L, t, caller->cur, lua_gettop(L) - 1);
+  launch(L, t, caller->cur);
   lua_replace(L, 1);
   lua_settop(L, 1);
   loom__park(caller, NULL, "start", t);
@@ -134,25 +131,27 @@ static int l_group_start(lua_State *L) {
 /* task_status:started([value]) */
 static int l_status_started(lua_State *L) {
   loom_task *t, *caller;
+  loom_handle *h;
   loom_group *g;
   luaL_checkudata(L, 1, STATUS_MT);
   lua_settop(L, 2);
   lua_getiuservalue(L, 1, 1);
-  t = (loom_task *)lua_touserdata(L, 3);
-  if (loom__task_of(L) != t && t->rt->current != t)
+  h = (loom_handle *)lua_touserdata(L, 3);
+  t = h->t;
+  if (t == NULL || (loom__task_of(L) != t && t->rt->current != t))
     return luaL_error(L, "task_status:started() must be called by the task "
                       "that tg:start() started");
-  if (t->start_state == LOOM_START_MOVED)
+  if (h->start_state == LOOM_START_MOVED)
     return luaL_error(L, "called 'started' twice on the same task status");
-  if (t->start_state == LOOM_START_NOOP) return 0;
+  if (h->start_state == LOOM_START_NOOP) return 0;
   caller = t->start_caller;
   g = t->start_group;
   if (loom__effective_cancel(caller->cur) != NULL) {
     /* The start() caller is cancelled: stay under it; start() returns
      * this value if the child then exits cleanly. */
-    t->start_state = LOOM_START_NOOP;
     lua_pushvalue(L, 2);
-    t->start_value_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    h->start_value_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    h->start_state = LOOM_START_NOOP;
     return 0;
   }
   loom__list_remove(&t->scope.link);
@@ -165,11 +164,11 @@ static int l_status_started(lua_State *L) {
    * left parked below itself (tasks of its own groups) is cancelled now. */
   if (loom__effective_cancel(&t->scope) != NULL)
     loom__scope_abort_subtree(t->rt, &t->scope);
-  t->start_state = LOOM_START_MOVED;
+  h->start_state = LOOM_START_MOVED;
   t->start_caller = NULL;
   t->start_group = NULL;
   loom__push_task(L, g->host);
-  lua_setiuservalue(L, 3, LOOM_UV_PARENT);
+  lua_setiuservalue(L, 3, LOOM_HV_PARENT);
   lua_pushvalue(L, 2);
   lua_xmove(L, caller->L, 1);
   caller->wake_nargs = 1;
@@ -182,9 +181,10 @@ void loom__start_child_done(lua_State *L, loom_task *t, int err_idx) {
   loom_group *g = t->start_group;
   (void)err_idx;
   /* The value of a no-op started() is returned only by a clean exit. */
-  if (t->outcome != LOOM_OUT_FINISHED && t->start_value_ref != LUA_NOREF) {
-    luaL_unref(L, LUA_REGISTRYINDEX, t->start_value_ref);
-    t->start_value_ref = LUA_NOREF;
+  loom_handle *h = t->h;
+  if (h->outcome != LOOM_OUT_FINISHED && h->start_value_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, h->start_value_ref);
+    h->start_value_ref = LUA_NOREF;
   }
   t->start_caller = NULL;
   t->start_group = NULL;
@@ -280,6 +280,75 @@ void loom__group_orphan(lua_State *L, loom_group *g) {
   if (g->nlive == 0 && g->ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, g->ref);
     g->ref = LUA_NOREF;
+  }
+}
+
+/* ---- a finishing task's upcalls (from loom__task_finish) -------------- */
+
+void loom__group_host_finished(lua_State *L, loom_task *t) {
+  /* Groups it still hosts (its coroutine was killed inside them): they are
+   * cancelled and live on without a host until their children finished. */
+  while (!loom__list_empty(&t->groups))
+    loom__group_orphan(L, loom__container_of(t->groups.next, loom_group,
+                                             host_link));
+}
+
+void loom__group_task_done(lua_State *L, loom_task *t, int ud, int err,
+                           int tb) {
+  loom_handle *h = t->h;
+  if (h->start_state == LOOM_START_PENDING ||
+      h->start_state == LOOM_START_NOOP) {
+    loom__start_child_done(L, t, err);
+  } else if (t->group != NULL) {
+    loom_group *g = t->group;
+    if (h->outcome == LOOM_OUT_FAILED) {
+      if (g->is_host) loom__host_child_failed(L, g, ud, err, tb);
+      else loom__group_record_safe(L, g, err, tb);
+    }
+    loom__list_remove(&t->group_link);
+    t->group = NULL;
+    loom__group_child_done(L, g);
+    if (g->is_host) loom__host_child_done(L, g);
+  }
+}
+
+/* ---- task_tree ---------------------------------------------------------- */
+
+void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir) {
+  loom_list *n;
+  int i = 0;
+  luaL_checkstack(L, 6, "loom.task_tree: nesting too deep");
+  lua_createtable(L, 0, 3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
+  lua_setfield(L, -2, "group");
+  lua_pushboolean(L, g->scope->cancel_called);
+  lua_setfield(L, -2, "cancelled");
+  lua_newtable(L);
+  for (n = g->children.next; n != &g->children; n = n->next) {
+    loom__push_task_node(L, loom__container_of(n, loom_task, group_link),
+                         own_dir);
+    lua_rawseti(L, -2, ++i);
+  }
+  /* Children of pending tg:start() calls, not yet moved in. */
+  for (n = g->starting.next; n != &g->starting; n = n->next) {
+    loom__push_task_node(L, loom__container_of(n, loom_task, group_link),
+                         own_dir);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "starting");
+    lua_rawseti(L, -2, ++i);
+  }
+  lua_setfield(L, -2, "children");
+}
+
+void loom__push_hosted_groups(lua_State *L, loom_task *t,
+                              const char *own_dir) {
+  loom_list *n;
+  int i = 0;
+  lua_newtable(L);
+  for (n = t->groups.next; n != &t->groups; n = n->next) {
+    loom__push_group_node(L, loom__container_of(n, loom_group, host_link),
+                          own_dir);
+    lua_rawseti(L, -2, ++i);
   }
 }
 

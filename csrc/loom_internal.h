@@ -6,6 +6,14 @@
  * The one rule every file relies on: Lua runs only inside the scheduler's
  * drain (sched.c), one coroutine at a time. libuv callbacks store outcomes in
  * C and call loom__wake(); they never call into Lua.
+ *
+ * Sections, in the order of their dependencies: lists; deadline.c (timers);
+ * scope.c (cancel scopes); task.c (tasks: struct, spawn, run, finish) and
+ * handle.c (TaskHandles, context, task_tree); group.c (task groups); park.c
+ * (the park protocol, wait queues); sched.c (the runtime struct and the
+ * scheduler); failure safety; members.c; the embedding files; then the
+ * modules built on all of that (streams, copy, threads, files, UDP, TLS,
+ * poll).
  */
 #ifndef LOOM_INTERNAL_H
 #define LOOM_INTERNAL_H
@@ -119,8 +127,6 @@ struct loom_scope {
   loom_list children;    /* active child scopes (task scopes included) */
   loom_list link;        /* node in parent->children */
   loom_list tasks;       /* tasks whose innermost scope is this one */
-  loom_timer timer;      /* in the deadline heap while active and finite */
-  double deadline;       /* HUGE_VAL: none */
   loom_task *owner;      /* task that entered it */
   int exc_ref;           /* registry ref of its Cancelled object, or NOREF */
   unsigned char state;   /* LOOM_SCOPE_* */
@@ -128,6 +134,17 @@ struct loom_scope {
   unsigned char by_deadline;  /* cancelled because its deadline passed */
 };
 
+/* A scope that is not a task's own, in a CancelScope userdata (user
+ * scopes, group scopes): only those can have a deadline, so a task's
+ * private scope carries no timer. */
+typedef struct loom_cscope {
+  loom_scope base;
+  loom_timer timer;      /* in the deadline heap while active and finite */
+  double deadline;       /* HUGE_VAL: none */
+} loom_cscope;
+
+/* A task scope (is_task_scope) must be embedded in its task; any other
+ * in a loom_cscope (loom__scope_new). */
 void loom__scope_init(loom_scope *s, int is_task_scope) LOOM_HIDDEN;
 /* Link s below parent (active). */
 void loom__scope_attach(loom_scope *s, loom_scope *parent) LOOM_HIDDEN;
@@ -146,7 +163,7 @@ void loom__push_cancelled(lua_State *L, loom_rt *rt, loom_scope *s) LOOM_HIDDEN;
 loom_scope *loom__scope_new(lua_State *L) LOOM_HIDDEN;
 int loom__open_scope(lua_State *L) LOOM_HIDDEN;
 
-/* ---- task.c: tasks and task handles ----------------------------------- */
+/* ---- task.c: tasks (struct, slabs, anchors, spawn, run, finish) -------- */
 
 enum {
   LOOM_TASK_NEW = 0,     /* spawned, never ran */
@@ -183,23 +200,47 @@ enum { LOOM_START_NONE = 0, LOOM_START_PENDING, LOOM_START_MOVED,
  * Called synchronously from cancel(); must not call Lua. */
 typedef void (*loom_abort_fn)(loom_task *t);
 
-/* User value slots of a task userdata. Arguments follow LOOM_UV_ARGS. */
+/* A task lives in two pieces (docs/architecture.md, "Task layout"):
+ *
+ * - struct loom_task, in C memory outside the Lua heap, taken from a
+ *   per-runtime free list (task.c) and given back when the task finishes.
+ *   It is linked into the ready queue, wait queues, scopes and groups.
+ * - struct loom_handle, the TaskHandle: a small userdata that outlives the
+ *   task. While the task is live the runtime's anchor table holds the
+ *   handle, and the handle its coroutine; when it finishes its outcome
+ *   moves into the handle and handle->t becomes NULL.
+ *
+ * The task's function and arguments go onto its coroutine's stack at spawn
+ * ([task_main, task (light userdata), fn, args...]), never into user
+ * values. */
+
+/* User value slots of a handle userdata. */
 enum {
-  LOOM_UV_FN = 1,       /* the body function */
-  LOOM_UV_CTX = 2,      /* context table (nil: empty) */
-  LOOM_UV_RESULT = 3,   /* one result, a packed table, or the error */
-  LOOM_UV_TB = 4,       /* traceback string of a failure */
-  LOOM_UV_NAME = 5,     /* explicit name (nil: derived from FN) */
-  LOOM_UV_PARENT = 6,   /* handle of the parent task */
-  LOOM_UV_THREAD = 7,   /* its coroutine while it has one */
-  LOOM_UV_ARGS = 8
+  LOOM_HV_NAME = 1,     /* an explicit name (string), else the function */
+  LOOM_HV_RESULT = 2,   /* one result, a packed table, or the error */
+  LOOM_HV_TB = 3,       /* traceback string of a failure */
+  LOOM_HV_PARENT = 4,   /* handle of the parent task */
+  LOOM_HV_CTX = 5,      /* context table while live (nil: empty) */
+  LOOM_HV_THREAD = 6,   /* its coroutine while live (anchored with it) */
+  LOOM_HV_N = 6
 };
 
-struct loom_task {
+typedef struct loom_handle {
   uint32_t magic;        /* LOOM_MAGIC_TASK: fast type check */
+  unsigned char done;    /* the task finished: outcome is set */
+  unsigned char outcome; /* LOOM_OUT_* */
+  unsigned char cancel_requested;  /* h:cancel() was called */
+  unsigned char start_state;       /* LOOM_START_*: how tg:start() went */
+  loom_task *t;          /* the task while live (or abandoned), else NULL */
+  lua_Integer id;
+  int nresults;          /* results stored in LOOM_HV_RESULT */
+  int start_value_ref;   /* value given to a no-op started(), or NOREF */
+} loom_handle;
+
+struct loom_task {
   loom_rt *rt;
-  lua_State *L;          /* its coroutine while it runs or is parked */
-  int ref;               /* slot in the runtime's anchor table while live */
+  lua_State *L;          /* its coroutine (from spawn to its end) */
+  loom_handle *h;        /* its handle, anchored while the task is live */
   lua_Integer id;
   loom_scope scope;      /* private scope: h:cancel() cancels it */
   loom_scope *cur;       /* innermost active scope */
@@ -207,7 +248,7 @@ struct loom_task {
   loom_group *group;     /* owning group (NULL: root, or before started) */
   loom_list group_link;  /* node in group->children */
   loom_list groups;      /* groups this task hosts, innermost last */
-  loom_task *next_ready;
+  loom_task *next_ready; /* ready queue; the free list when not in use */
   /* Parking. */
   loom_abort_fn abort;   /* NULL: the current wait cannot be aborted */
   const char *wait_what; /* what it waits on, for task_tree() */
@@ -217,46 +258,67 @@ struct loom_task {
   loom_scope *wake_scope;/* the cancelled scope that aborted the wait */
   loom_timer sleep_timer;
   loom_list waiters;     /* tasks in h:wait() / h:result() */
-  int wake_nargs;        /* values pushed on L for the resume */
-  int nargs;             /* arguments stored before the first run */
-  int nresults;
-  int tb_ref, tberr_ref; /* traceback captured by the message handler */
-  int start_value_ref;   /* value given to a no-op started() */
+  loom_list all_link;    /* node in rt->all_tasks while live */
   /* tg:start() bookkeeping. */
   loom_task *start_caller;
   loom_group *start_group;
-  unsigned char state, wake, outcome, cancel_requested, start_state;
-  unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
   /* Suspension (loom__suspend): the real continuation, and the stack top
    * at the yield, so a resume by anyone but the scheduler is refused. */
   lua_KFunction k;
   lua_KContext kctx;
   int park_top;
-  loom_list all_link;    /* node in rt->all_tasks while live */
+  int wake_nargs;        /* values pushed on L for the resume */
+  int nargs;             /* arguments kept in the handle until the first
+                          * resume (-1: they are on L already) */
+  int ref;               /* slot of its handle in the anchor table */
+  int tb_ref, tberr_ref; /* traceback captured by the message handler */
+  unsigned char state, wake;
+  unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
 };
 
 #define LOOM_TASK_MT "loom.Task"
 
-loom_task *loom__check_task(lua_State *L, int idx) LOOM_HIDDEN;
+loom_handle *loom__check_handle(lua_State *L, int idx) LOOM_HIDDEN;
 /* loom__task_of(L): the task running on L, or NULL; defined at the end
  * of this header, after struct loom_rt. */
-/* [-0, +1] a new task userdata for fn(args...) taken from the stack.
- * The caller links it into a group or start record, then enqueues it. */
-loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
-                          int first_arg, int nargs,
+/* [-0, +1] a new task for fn(args...): the function at fn_idx, its nargs
+ * arguments right after it (copied onto the task's coroutine); pushes the
+ * handle. The caller links it into a group or start record, then enqueues
+ * it. Raises (out of memory) before anything changed. */
+loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
                           loom_task *spawner) LOOM_HIDDEN;
-/* [-0, +1] push the userdata of a live task (or nil when finished). */
+/* A new task whose function and arguments wait in its handle (nargs >= 0)
+ * gets its coroutine; may raise (out of memory) with nothing changed. */
+void loom__task_prepare(lua_State *S, loom_task *t) LOOM_HIDDEN;
+/* [-0, +1] push the handle of a live task (or nil when finished). */
 void loom__push_task(lua_State *L, loom_task *t) LOOM_HIDDEN;
 /* Run the completion of t: results are on top of L (nres values after the
- * task userdata). Pops them. */
+ * task's handle). Pops them and the handle. */
 void loom__task_finish(lua_State *L, loom_task *t, int failed,
                        int nres) LOOM_HIDDEN;
 int loom__task_main(lua_State *L) LOOM_HIDDEN;
-/* [-0, +n] push a finished task's return values (its userdata at ud). */
-int loom__task_push_results(lua_State *L, loom_task *t, int ud) LOOM_HIDDEN;
+/* [-0, +n] push a finished task's return values (its handle at ud). */
+int loom__task_push_results(lua_State *L, loom_handle *h, int ud)
+  LOOM_HIDDEN;
+/* Free every task struct of rt (the free list, live and abandoned tasks):
+ * the runtime's finaliser. */
+void loom__tasks_free(loom_rt *rt) LOOM_HIDDEN;
+/* Free the task structs kept beyond the free list's cap: when the
+ * scheduler goes idle, at the end of loom.run and of every step. */
+void loom__tasks_trim(loom_rt *rt) LOOM_HIDDEN;
 int loom__msgh(lua_State *L) LOOM_HIDDEN;
 void loom__wake_waiters(loom_list *waiters) LOOM_HIDDEN;
 int loom__open_task(lua_State *L) LOOM_HIDDEN;
+
+/* ---- handle.c: TaskHandles, context, task_tree ------------------------- */
+
+/* [-0, +(0|1)] push a shallow copy of the context table at src and return
+ * 1, or push nothing and return 0 when it is empty. */
+int loom__copy_context(lua_State *L, int src) LOOM_HIDDEN;
+/* task_tree: [-0, +1] the node of task t and its descendants. */
+void loom__push_task_node(lua_State *L, loom_task *t, const char *own_dir)
+  LOOM_HIDDEN;
+int loom__open_handle(lua_State *L) LOOM_HIDDEN;
 
 /* ---- group.c: task groups and tg:start() ------------------------------ */
 
@@ -290,6 +352,19 @@ void loom__group_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
 /* A task started with tg:start() finished before started() moved it. */
 void loom__start_child_done(lua_State *L, loom_task *t, int err_idx)
   LOOM_HIDDEN;
+/* The upcalls of a finishing task t (loom__task_finish): the groups it
+ * still hosts are orphaned (before its scopes are left); then its group or
+ * tg:start() caller learns its outcome (handle at ud, error at err and
+ * traceback at tb, 0 when none) and t leaves the group's lists. */
+void loom__group_host_finished(lua_State *L, loom_task *t) LOOM_HIDDEN;
+void loom__group_task_done(lua_State *L, loom_task *t, int ud, int err,
+                           int tb) LOOM_HIDDEN;
+/* task_tree: [-0, +1] the node of group g and its children; the array of
+ * the groups task t hosts. */
+void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir)
+  LOOM_HIDDEN;
+void loom__push_hosted_groups(lua_State *L, loom_task *t,
+                              const char *own_dir) LOOM_HIDDEN;
 int loom__open_group(lua_State *L) LOOM_HIDDEN;
 
 /* ---- park.c: the park protocol (its contract is at the top of park.c) -- */
@@ -373,17 +448,26 @@ struct loom_rt {
   int closed;
   int hooks_ref;         /* registry ref of the hooks table (errors.lua) */
   int task_main_ref;     /* registry ref of the task body closure */
-  int own_dir_ref;       /* source prefix of loom's Lua files, or NOREF */
+  int own_dir_ref;       /* source prefix of loom's Lua files, or NOREF:
+                          * user-facing positions skip their frames */
   int cancelled_ref;     /* the Cancelled class (hooks.Cancelled) */
   int task_mt_ref;       /* registry ref of the loom.Task metatable */
   int issued_ref;        /* weak set of the Cancelled objects scopes made */
   loom_list all_tasks;   /* every live task (stranded ones are found here) */
-  /* The anchor table: live tasks at 1..anchor_n (task->ref is the slot),
-   * kept dense and rebuilt smaller after a burst, so that its array does
-   * not keep the size of the largest burst (a registry ref per task
-   * would). */
+  loom_list abandoned;   /* tasks that could not finish (freed at the end) */
+  /* Slabs of task structs (task.c): with free structs, and full. */
+  loom_list slabs_partial, slabs_full;
+  int task_free_n;       /* free structs in the slabs */
+  /* The anchor table: each live task's handle in slot task->ref (the
+   * handle holds the coroutine). Freed slots are reused (anchor_free: a
+   * stack of their numbers, with room for every slot up to anchor_top);
+   * the table is rebuilt smaller after a burst, so that its array does not
+   * keep the size of the largest burst (a registry ref per task would). */
   int anchor_ref;
-  int anchor_n, anchor_peak;
+  int anchor_n, anchor_peak;  /* slots in use; the most since the rebuild */
+  int anchor_top;        /* highest slot handed out */
+  int *anchor_free;
+  int anchor_nfree, anchor_cap;
   /* Errors of host groups' tasks that could not be reported (out of
    * memory): the step that lost them returns LOOM_ERRMEM. */
   int lost_reports;
@@ -450,7 +534,8 @@ int loom__raise_error(lua_State *L, const char *cls, const char *msg,
                       const char *code) LOOM_HIDDEN;
 /* [-0, +1] push hooks[name] (a function set by errors.lua). */
 void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) LOOM_HIDDEN;
-void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t, int ud)
+/* task.c: give t's finished coroutine back to the pool (or close it). */
+void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t)
   LOOM_HIDDEN;
 int loom__open_sched(lua_State *L) LOOM_HIDDEN;
 int loom__open_tcp(lua_State *L) LOOM_HIDDEN;
@@ -476,6 +561,22 @@ static inline loom_task *loom__task_of(lua_State *L) {
   t = rt->current;
   return (t != NULL && t->L == L) ? t : NULL;
 }
+
+/* Take the head of the ready queue (sched.c and task.c's step). */
+static inline loom_task *loom__dequeue(loom_rt *rt) {
+  loom_task *t = rt->ready_head;
+  if (t) {
+    rt->nready--;
+    rt->ready_head = t->next_ready;
+    if (rt->ready_head == NULL) rt->ready_tail = NULL;
+    t->next_ready = NULL;
+  }
+  return t;
+}
+
+/* task.c: resume t, the head of the ready queue, once (the scheduler's
+ * step); finishes it when its function returned or raised. */
+void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) LOOM_HIDDEN;
 
 /* ---- failure safety (see docs/architecture.md, "Failure points") ------- */
 
@@ -512,12 +613,6 @@ int loom__typeerror(lua_State *L, int arg, const char *tname) LOOM_HIDDEN;
 void loom__check_open(lua_State *L, loom_rt *rt, const char *fn) LOOM_HIDDEN;
 /* If co is the suspended coroutine of a loom task, that task, else NULL. */
 loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co)
-  LOOM_HIDDEN;
-/* [-0, +0] anchor the task userdata at idx (may raise: out of memory). */
-void loom__anchor_task(lua_State *L, loom_rt *rt, loom_task *t, int idx)
-  LOOM_HIDDEN;
-/* Release t's anchor; allocates nothing (a later rebuild may). */
-void loom__unanchor_task(lua_State *L, loom_rt *rt, loom_task *t)
   LOOM_HIDDEN;
 /* Is the value at idx a Cancelled issued by a cancel scope? A hand-made
  * setmetatable({}, loom.Cancelled) is not: it is an ordinary error. */
@@ -588,11 +683,11 @@ void loom__host_child_failed(lua_State *L, loom_group *g, int task_idx,
 void loom__host_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
 /* Cancel and close every host group (loom_close). */
 void loom__host_groups_close(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
-/* __gc of the runtime: loom_close(L, 0) unless the host closed it. */
+/* __gc of the runtime: loom_close(L, 0) unless the host closed it; then
+ * frees the task structs, unless called with a second argument (a close
+ * from another finaliser, before the runtime's own). */
 int loom__rt_gc(lua_State *L) LOOM_HIDDEN;
-/* task.c: [-0, +1] task_tree's node for a group and its children. */
-void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir)
-  LOOM_HIDDEN;
+
 int loom__open_embed(lua_State *L) LOOM_HIDDEN;
 int loom__open_hostgroup(lua_State *L) LOOM_HIDDEN;
 int loom__open_future(lua_State *L) LOOM_HIDDEN;

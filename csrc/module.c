@@ -57,6 +57,7 @@ static loom_rt *new_runtime(lua_State *L) {
   rt->clock_ref = rt->on_error_ref = rt->errq_ref = rt->eg_ref = LUA_NOREF;
   loom__list_init(&rt->blocked_waiters);
   loom__list_init(&rt->all_tasks);
+  loom__list_init(&rt->abandoned);
   loom__list_init(&rt->host_groups);
   loom__waitq_init(&rt->frame_waiters);
   rt->loop = &rt->own_loop;
@@ -105,6 +106,7 @@ LOOM_API int luaopen_loom_core(lua_State *L) {
   loom__open_sched(L);
   loom__open_scope(L);
   loom__open_task(L);
+  loom__open_handle(L);
   loom__open_group(L);
   loom__open_sync(L);
   loom__open_channel(L);

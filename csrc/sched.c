@@ -1,14 +1,14 @@
 /*
- * sched.c: the runtime's scheduler. It owns the FIFO ready queue, the pool
- * of finished coroutines kept for reuse, the runtime clock (real, manual,
- * autojump or a host function), frames, and the one scheduler core that
- * both ways of running loom share: a *pass* polls libuv, fires the
- * deadlines due on the runtime clock and resumes ready tasks in FIFO
- * batches (a batch = the tasks ready when it begins), one at a time, never
- * nested. loom.run is "root task + drain" (passes until the root is done,
- * waiting for events in between); loom.step is one bounded slice of passes
- * for a host that owns the frame loop. Also the checkpoints and sleeps every
- * task uses, and next_frame.
+ * sched.c: the runtime's scheduler. It owns the FIFO ready queue, the
+ * runtime clock (real, manual, autojump or a host function), frames, and
+ * the one scheduler core that both ways of running loom share: a *pass*
+ * polls libuv, fires the deadlines due on the runtime clock and resumes
+ * ready tasks in FIFO batches (a batch = the tasks ready when it begins),
+ * one at a time, never nested (task.c's loom__task_step resumes one).
+ * loom.run is "root task + drain" (passes until the root is done, waiting
+ * for events in between); loom.step is one bounded slice of passes for a
+ * host that owns the frame loop. Also the checkpoints and sleeps every task
+ * uses, and next_frame.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -18,7 +18,6 @@
 
 #include "loom_internal.h"
 
-#define POOL_MAX LOOM_POOL_MAX
 #define IO_BUDGET 512    /* resumes between two polls of libuv */
 
 double loom__now(void) { return (double)uv_hrtime() / 1e9; }
@@ -217,17 +216,6 @@ void loom__enqueue(loom_rt *rt, loom_task *t) {
     loom__borrowed_kick(rt);
 }
 
-static loom_task *dequeue(loom_rt *rt) {
-  loom_task *t = rt->ready_head;
-  if (t) {
-    rt->nready--;
-    rt->ready_head = t->next_ready;
-    if (rt->ready_head == NULL) rt->ready_tail = NULL;
-    t->next_ready = NULL;
-  }
-  return t;
-}
-
 loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co) {
   lua_Debug ar;
   int lo = 0, hi = 1, is_main;
@@ -257,152 +245,15 @@ loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co) {
   is_main = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
   if (!is_main || lua_getlocal(co, &ar, 1) == NULL) return NULL;
-  lua_xmove(co, L, 1);
-  t = (loom_task *)loom__test_ud(L, -1, sizeof *t, LOOM_MAGIC_TASK);
-  lua_pop(L, 1);
+  /* Its first slot is the task (a light userdata, see loom__task_new):
+   * a coroutine suspended inside task_main belongs to a live (or
+   * abandoned) task, whose struct is not freed. */
+  t = (loom_task *)lua_touserdata(co, -1);
+  lua_pop(co, 1);
   return (t != NULL && t->L == co) ? t : NULL;
 }
 
-/* ---- coroutine pool ---------------------------------------------------- */
-
-/* Give t (the head of the ready queue, never run; its userdata at ud on S)
- * a coroutine: a pooled one, or a new one (may raise: out of memory, with t
- * still queued). The coroutine is anchored by t's user value
- * LOOM_UV_THREAD, so that a burst of tasks leaves no registry slots
- * behind. */
-static lua_State *acquire_thread(loom_rt *rt, lua_State *S, int ud) {
-  lua_State *co;
-  if (rt->pool_len > 0) {
-    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
-    lua_rawgeti(S, -1, rt->pool_len);
-    co = lua_tothread(S, -1);
-    lua_setiuservalue(S, ud, LOOM_UV_THREAD);
-    lua_pushnil(S);
-    lua_rawseti(S, -2, rt->pool_len);
-    rt->pool_len--;
-    lua_pop(S, 1);
-    return co;
-  }
-  co = lua_newthread(S);
-  lua_setiuservalue(S, ud, LOOM_UV_THREAD);
-  return co;
-}
-
-/* Return t's finished coroutine to the pool (or let it be collected); t's
- * userdata is at ud on S. A coroutine that died with an error cannot be
- * resumed again: reset and drop. Allocates nothing: the pool table has all
- * its slots from the start. */
-void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t, int ud) {
-  lua_State *co = t->L;
-  if (co == NULL) return;
-  t->L = NULL;
-  if (lua_status(co) == LUA_OK && rt->pool_len < POOL_MAX &&
-      lua_checkstack(S, 2)) {
-    lua_settop(co, 0);
-    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
-    lua_getiuservalue(S, ud, LOOM_UV_THREAD);
-    lua_rawseti(S, -2, ++rt->pool_len);
-    lua_pop(S, 1);
-  } else
-    loom_closethread(co, S);
-  lua_pushnil(S);
-  lua_setiuservalue(S, ud, LOOM_UV_THREAD);
-}
-
 /* ---- the drain --------------------------------------------------------- */
-
-/* t's coroutine was closed, or ran to its end, outside the scheduler
- * (coroutine.close or coroutine.resume on it, by a function the guard of
- * init.lua did not see). The task fails with a clear error. */
-static void step_killed(loom_rt *rt, lua_State *S, loom_task *t) {
-  lua_checkstack(S, 4);
-  loom__push_task(S, t);
-  lua_pushliteral(S, "loom: this task's coroutine was closed or resumed "
-                  "outside the scheduler (coroutine.close/coroutine.resume "
-                  "on a task's coroutine); use an event, or cancel the "
-                  "task");
-  dequeue(rt);
-  t->state = LOOM_TASK_RUNNING;  /* finishing, as after its last resume */
-  lua_settop(t->L, 0);
-  loom__task_finish(S, t, 1, 1);
-}
-
-/* Resume t, the head of the ready queue, once. Everything that can fail
- * (a coroutine for a new task, stack space) is done while t is still
- * queued, so an error (out of memory) leaves it there, intact. */
-static inline __attribute__((always_inline)) void step(loom_rt *rt,
-                                                      lua_State *S,
-                                                      loom_task *t) {
-  lua_State *co;
-  int nargs, nres = 0, status;
-  LOOM_ASSERT(rt->current == NULL);  /* resumes never nest */
-  LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
-  if (t->state == LOOM_TASK_NEW) {
-    int i;
-    luaL_checkstack(S, 4, "loom: resume");
-    loom__push_task(S, t);
-    if (t->L == NULL) t->L = acquire_thread(rt, S, lua_gettop(S));
-    co = t->L;
-    /* A fresh or pooled coroutine has LUA_MINSTACK free slots. */
-    if (t->nargs + 4 > LUA_MINSTACK && !lua_checkstack(co, t->nargs + 4))
-      luaL_error(S, "not enough memory");
-    dequeue(rt);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
-    lua_xmove(S, co, 1);  /* the task */
-    lua_getiuservalue(co, -1, LOOM_UV_FN);
-    for (i = 0; i < t->nargs; i++) {
-      lua_getiuservalue(co, 2, LOOM_UV_ARGS + i);
-      /* the arguments are only needed once: drop the references */
-      lua_pushnil(co);
-      lua_setiuservalue(co, 2, LOOM_UV_ARGS + i);
-    }
-    nargs = t->nargs + 2;
-    t->nargs = 0;
-  } else {
-    co = t->L;
-    if (lua_status(co) != LUA_YIELD) {
-      step_killed(rt, S, t);
-      return;
-    }
-    dequeue(rt);
-    nargs = t->wake_nargs;
-    t->wake_nargs = 0;
-  }
-  t->state = LOOM_TASK_RUNNING;
-  rt->current = t;
-  status = lua_resume(co, S, nargs, &nres);
-  rt->current = NULL;
-  if (status == LUA_YIELD) {
-    lua_pop(co, nres);
-    /* cppcheck-suppress knownConditionTrueFalse ; the task's own code
-     * parks it (changes t->state) inside lua_resume */
-    if (t->state == LOOM_TASK_RUNNING) {
-      /* A bare coroutine.yield() in a task: a plain schedule point. */
-      t->state = LOOM_TASK_READY;
-      t->wake = LOOM_WAKE_OK;
-      loom__enqueue(rt, t);
-    }
-  } else if (status == LUA_OK &&
-             (nres <= 8 || lua_checkstack(S, nres + LUA_MINSTACK))) {
-    /* task_main returned: [task, ok, results...] */
-    int failed;
-    lua_xmove(co, S, nres);
-    failed = !lua_toboolean(S, -nres + 1);
-    lua_remove(S, -nres + 1);
-    loom__task_finish(S, t, failed, nres - 2);
-  } else {
-    /* An error escaped task_main itself (out of memory in the handler), or
-     * its results do not fit (out of memory). */
-    lua_checkstack(S, 4);
-    loom__push_task(S, t);
-    if (status == LUA_OK) {
-      lua_settop(co, 0);
-      lua_pushliteral(S, "not enough memory");
-    } else
-      lua_xmove(co, S, 1);
-    loom__task_finish(S, t, 1, 1);
-  }
-}
 
 /* The deadline timer only has to end uv_run: libuv 1.44 runs due timers
  * *before* it polls, and with no timer left it then polls with no timeout.
@@ -474,7 +325,7 @@ run_batches(loom_rt *rt, lua_State *S, int *batches, long max_resumes,
     do {
       /* step takes t off the queue once nothing can fail any more */
       t = rt->ready_head;
-      step(rt, S, t);
+      loom__task_step(rt, S, t);
       n++;
       if ((max_resumes > 0 && n >= max_resumes) ||
           (until > 0 && loom__now() >= until))
@@ -575,7 +426,7 @@ static int run_tasks_live(loom_rt *rt) {
 /* Until the root finished (all_tasks: until no task of the run is live). */
 static int drain_done(loom_rt *rt, int all_tasks) {
   if (all_tasks) return !run_tasks_live(rt);
-  return rt->root->state == LOOM_TASK_DONE;
+  return rt->root == NULL;  /* (task_finish clears it) */
 }
 
 /* loom.run's drain: one pass (one batch) per frame until the root is done
@@ -633,6 +484,7 @@ static void drain(loom_rt *rt, lua_State *S, int all_tasks) {
       break_deadlock(rt, S);
       continue;
     }
+    loom__tasks_trim(rt);  /* idle: a burst's structs go back to malloc */
     wait_for_events(rt, 0);
   }
 }
@@ -682,6 +534,7 @@ static void finish_stranded(loom_rt *rt, lua_State *L) {
     t->abort = NULL;
     t->state = LOOM_TASK_ABANDONED;
     loom__list_remove(&t->all_link);
+    loom__list_push(&rt->abandoned, &t->all_link);  /* freed at the end */
     rt->live_tasks--;
   }
   /* The ready queue keeps only the tasks of host groups. */
@@ -707,6 +560,7 @@ static int l_run(lua_State *L) {
   loom_rt *rt = loom__rt(L);
   int nargs = lua_gettop(L) - 1, status, ud;
   loom_task *root;
+  loom_handle *rh;
   loom__check_open(L, rt, "run");
   if (loom__task_of(L) != NULL || rt->running)
     return luaL_error(L, "loom.run: cannot be called from inside a loom "
@@ -721,8 +575,9 @@ static int l_run(lua_State *L) {
                       "loop; run that loop (uv_run) instead");
   if (lua_type(L, 1) != LUA_TFUNCTION && !luaL_getmetafield(L, 1, "__call"))
     return luaL_typeerror(L, 1, "function");
-  root = loom__task_new(L, rt, 1, 2, nargs, NULL);
+  root = loom__task_new(L, rt, 1, nargs, NULL);
   ud = lua_gettop(L);  /* keeps the root's handle for its outcome */
+  rh = root->h;
   root->cur = &root->scope;
   loom__scope_attach(&root->scope, NULL);
   loom__list_push(&root->scope.tasks, &root->scope_link);
@@ -736,6 +591,7 @@ static int l_run(lua_State *L) {
   rt->running = 0;
   rt->S = NULL;
   rt->root = NULL;
+  loom__tasks_trim(rt);
   if (rt->lost_reports > 0) {
     rt->lost_reports = 0;
     fputs("loom: out of memory: the errors of host groups' tasks could not "
@@ -746,12 +602,12 @@ static int l_run(lua_State *L) {
      * once every task of this run was cancelled and finished. */
     return lua_error(L);
   }
-  if (root->outcome == LOOM_OUT_FINISHED)
-    return loom__task_push_results(L, root, ud);
+  if (rh->outcome == LOOM_OUT_FINISHED)
+    return loom__task_push_results(L, rh, ud);
   /* Raise the root's error with its traceback kept (hooks.root_error). */
   loom__push_hook(L, rt, "root_error");
-  lua_getiuservalue(L, ud, LOOM_UV_RESULT);
-  lua_getiuservalue(L, ud, LOOM_UV_TB);
+  lua_getiuservalue(L, ud, LOOM_HV_RESULT);
+  lua_getiuservalue(L, ud, LOOM_HV_TB);
   lua_pushboolean(L, rt->deadlock);
   lua_pushboolean(L, rt->clock == LOOM_CLOCK_MANUAL);
   lua_call(L, 4, 1);
@@ -790,6 +646,7 @@ void loom__step_slice(lua_State *L, loom_rt *rt, double budget,
       loom__wake(w, LOOM_WAKE_OK);
     }
   }
+  loom__tasks_trim(rt);
 }
 
 /* Passes that are not frames (hg:close and loom_close): poll, deadlines,

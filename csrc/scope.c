@@ -13,6 +13,10 @@
 
 #define SCOPE_MT "loom.CancelScope"
 
+/* The CancelScope around a scope that is not a task's own (only those can
+ * have a deadline). */
+#define CS(sc) loom__container_of(sc, loom_cscope, base)
+
 static void fire_deadline(lua_State *L, loom_rt *rt, loom_timer *tm);
 
 void loom__scope_init(loom_scope *s, int is_task_scope) {
@@ -21,13 +25,15 @@ void loom__scope_init(loom_scope *s, int is_task_scope) {
   loom__list_init(&s->children);
   loom__list_init(&s->link);
   loom__list_init(&s->tasks);
-  loom__timer_init(&s->timer, fire_deadline);
-  s->deadline = HUGE_VAL;
   s->owner = NULL;
   s->exc_ref = LUA_NOREF;
   s->state = LOOM_SCOPE_NEW;
   s->cancel_called = s->shield = s->caught = s->by_deadline = 0;
   s->is_task_scope = (unsigned char)is_task_scope;
+  if (!is_task_scope) {
+    loom__timer_init(&CS(s)->timer, fire_deadline);
+    CS(s)->deadline = HUGE_VAL;
+  }
 }
 
 void loom__scope_attach(loom_scope *s, loom_scope *parent) {
@@ -39,7 +45,7 @@ void loom__scope_attach(loom_scope *s, loom_scope *parent) {
 /* Undo attach: the scope is left and can no longer cancel anything. Its
  * Cancelled object is released; errors that escaped keep their own copy. */
 void loom__scope_detach(lua_State *L, loom_rt *rt, loom_scope *s) {
-  loom__heap_remove(rt, &s->timer);
+  if (!s->is_task_scope) loom__heap_remove(rt, &CS(s)->timer);
   loom__list_remove(&s->link);
   s->parent = NULL;  /* it may be collected before s */
   s->state = LOOM_SCOPE_EXITED;
@@ -86,7 +92,7 @@ void loom__scope_mark_cancelled(loom_rt *rt, loom_scope *s,
   if (s->cancel_called) return;
   s->cancel_called = 1;
   s->by_deadline = (unsigned char)by_deadline;
-  loom__heap_remove(rt, &s->timer);
+  if (!s->is_task_scope) loom__heap_remove(rt, &CS(s)->timer);
   if (s->state == LOOM_SCOPE_ACTIVE) loom__scope_abort_subtree(rt, s);
 }
 
@@ -136,20 +142,20 @@ void loom__push_cancelled(lua_State *L, loom_rt *rt, loom_scope *s) {
 
 /* The scope's deadline passed: cancel it (its timer's fire function). */
 static void fire_deadline(lua_State *L, loom_rt *rt, loom_timer *tm) {
-  loom_scope *s = loom__container_of(tm, loom_scope, timer);
+  loom_scope *s = &loom__container_of(tm, loom_cscope, timer)->base;
   loom__scope_cancel(L, rt, s, 0, 1);
 }
 
 /* A deadline that is already due cancels at once; else it goes in the heap. */
 static void arm_deadline(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (s->state != LOOM_SCOPE_ACTIVE || s->cancel_called) return;
-  if (s->deadline <= loom__time(rt))
+  if (CS(s)->deadline <= loom__time(rt))
     loom__scope_cancel(L, rt, s, 0, 1);
-  else if (s->deadline < HUGE_VAL) {
-    if (!loom__heap_insert(rt, &s->timer, s->deadline))
+  else if (CS(s)->deadline < HUGE_VAL) {
+    if (!loom__heap_insert(rt, &CS(s)->timer, CS(s)->deadline))
       luaL_error(L, "loom: out of memory");
   } else
-    loom__heap_remove(rt, &s->timer);
+    loom__heap_remove(rt, &CS(s)->timer);
 }
 
 /* Make s (never entered) t's innermost scope. Allocates nothing and cannot
@@ -164,10 +170,11 @@ void loom__scope_link(loom_task *t, loom_scope *s) {
   loom__list_push(&s->tasks, &t->scope_link);
   t->cur = s;
   if (s->cancel_called) return;
-  if (s->deadline <= loom__now())
+  LOOM_ASSERT(!s->is_task_scope);
+  if (CS(s)->deadline <= loom__now())
     loom__scope_mark_cancelled(rt, s, 1);
-  else if (s->deadline < HUGE_VAL)
-    (void)loom__heap_insert(rt, &s->timer, s->deadline);
+  else if (CS(s)->deadline < HUGE_VAL)
+    (void)loom__heap_insert(rt, &CS(s)->timer, CS(s)->deadline);
 }
 
 /* Leave s, entered by t with loom__scope_link; any scope t left entered
@@ -196,7 +203,7 @@ int loom__scope_unlink(lua_State *L, loom_task *t, loom_scope *s) {
 /* ---- Lua side ---------------------------------------------------------- */
 
 static loom_scope *check_scope(lua_State *L, int idx) {
-  loom_scope *s = (loom_scope *)loom__test_ud(L, idx, sizeof *s,
+  loom_scope *s = (loom_scope *)loom__test_ud(L, idx, sizeof(loom_cscope),
                                               LOOM_MAGIC_SCOPE);
   if (s == NULL) s = (loom_scope *)luaL_checkudata(L, idx, SCOPE_MT);
   return s;
@@ -209,7 +216,8 @@ static double check_deadline(lua_State *L, int idx, const char *what) {
 }
 
 loom_scope *loom__scope_new(lua_State *L) {
-  loom_scope *s = (loom_scope *)lua_newuserdatauv(L, sizeof *s, 0);
+  loom_scope *s = &((loom_cscope *)lua_newuserdatauv(L, sizeof(loom_cscope),
+                                                    0))->base;
   loom__scope_init(s, 0);
   luaL_setmetatable(L, SCOPE_MT);
   return s;
@@ -226,7 +234,7 @@ static int l_scope_new(lua_State *L) {
     shield = lua_toboolean(L, 2);
   }
   s = loom__scope_new(L);
-  s->deadline = deadline;
+  CS(s)->deadline = deadline;
   s->shield = (unsigned char)shield;
   return 1;
 }
@@ -271,7 +279,7 @@ static int l_scope_run(lua_State *L) {
                       s->state == LOOM_SCOPE_ACTIVE ? "active"
                                                     : "already exited");
   luaL_checkstack(L, 4, "loom: CancelScope:run");
-  if (s->deadline < HUGE_VAL && !loom__heap_reserve(t->rt))
+  if (CS(s)->deadline < HUGE_VAL && !loom__heap_reserve(t->rt))
     return luaL_error(L, "not enough memory");
   lua_pushvalue(L, lua_upvalueindex(2));  /* the message handler */
   lua_insert(L, 2);
@@ -282,7 +290,7 @@ static int l_scope_run(lua_State *L) {
 }
 
 static int l_is_scope(lua_State *L) {
-  lua_pushboolean(L, loom__test_ud(L, 1, sizeof(loom_scope),
+  lua_pushboolean(L, loom__test_ud(L, 1, sizeof(loom_cscope),
                                    LOOM_MAGIC_SCOPE) != NULL ||
                      luaL_testudata(L, 1, SCOPE_MT) != NULL);
   return 1;
@@ -292,7 +300,7 @@ static int l_is_scope(lua_State *L) {
  * if nothing noticed yet and the deadline is moved afterwards. */
 static void settle_deadline(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (!s->cancel_called && s->state != LOOM_SCOPE_EXITED &&
-      s->deadline <= loom__time(rt))
+      CS(s)->deadline <= loom__time(rt))
     loom__scope_cancel(L, rt, s, 0, 1);
 }
 
@@ -306,7 +314,7 @@ static int l_scope_index(lua_State *L) {
   const char *k = lua_tostring(L, 2);
   if (k == NULL) return 0;
   if (strcmp(k, "deadline") == 0)
-    lua_pushnumber(L, s->deadline);
+    lua_pushnumber(L, CS(s)->deadline);
   else if (strcmp(k, "shield") == 0)
     lua_pushboolean(L, s->shield);
   else if (strcmp(k, "cancel_called") == 0) {
@@ -332,9 +340,9 @@ static int l_scope_newindex(lua_State *L) {
   if (k && strcmp(k, "deadline") == 0) {
     settle_deadline(L, rt, s);
     if (lua_isnil(L, 3))
-      s->deadline = HUGE_VAL;
+      CS(s)->deadline = HUGE_VAL;
     else
-      s->deadline = check_deadline(L, 3, "deadline");
+      CS(s)->deadline = check_deadline(L, 3, "deadline");
     arm_deadline(L, rt, s);
   } else if (k && strcmp(k, "shield") == 0) {
     int was = s->shield;
@@ -396,10 +404,11 @@ static int l_scope_gc(lua_State *L) {
      * cancelled through this scope and finish. */
     lua_pushcfunction(L, loom__rt_gc);
     lua_pushvalue(L, lua_upvalueindex(1));
-    lua_call(L, 1, 0);
+    lua_pushboolean(L, 1);  /* not the runtime's own finaliser */
+    lua_call(L, 2, 0);
   }
   /* Only an abandoned scope can still be in the heap here. */
-  if (!rt->closed) loom__heap_remove(rt, &s->timer);
+  if (!rt->closed) loom__heap_remove(rt, &CS(s)->timer);
   splice_out(s);
   if (s->exc_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
@@ -418,7 +427,7 @@ static int l_effective_deadline(lua_State *L) {
       d = -HUGE_VAL;
       break;
     }
-    if (s->deadline < d) d = s->deadline;
+    if (!s->is_task_scope && CS(s)->deadline < d) d = CS(s)->deadline;
     if (s->shield) break;
   }
   lua_pushnumber(L, d);

@@ -173,8 +173,14 @@ typedef struct sync_lock {
   uint32_t magic;      /* LOOM_MAGIC_LOCK */
   int fast;            /* fast_acquire: no schedule point when uncontended */
   loom_waitq q;
-  loom_task *owner;
+  loom_handle *owner;  /* the owner's handle (user value 1), NULL: unlocked */
 } sync_lock;
+
+/* Does task t own the lock? (The owner's handle outlives it; a finished
+ * owner's task struct is reused, so compare through the handle.) */
+static int owned_by(const sync_lock *lk, const loom_task *t) {
+  return t != NULL && lk->owner != NULL && lk->owner->t == t;
+}
 
 static void lock_init(sync_lock *lk, int fast) {
   lk->magic = LOOM_MAGIC_LOCK;
@@ -186,7 +192,7 @@ static void lock_init(sync_lock *lk, int fast) {
 /* [-0, +0] make t (or nobody) the owner; lock userdata at lock_idx. */
 static void lock_set_owner(lua_State *L, sync_lock *lk, int lock_idx,
                            loom_task *t) {
-  lk->owner = t;
+  lk->owner = t != NULL ? t->h : NULL;
   if (t != NULL) loom__push_task(L, t);
   else lua_pushnil(L);
   lua_setiuservalue(L, lock_idx, 1);
@@ -205,7 +211,7 @@ static int lock_acquire(lua_State *L, sync_lock *lk, int lock_idx,
                         const char *fn) {
   loom_task *t = loom__check_blocking(L, fn, 1);
   loom__cancel_point(L, t);
-  if (lk->owner == t)
+  if (owned_by(lk, t))
     return luaL_error(L, "Attempted to acquire an already held Lock");
   if (lk->owner == NULL && lk->q.n == 0) {
     lock_set_owner(L, lk, lock_idx, t);
@@ -222,7 +228,7 @@ static int lock_acquire(lua_State *L, sync_lock *lk, int lock_idx,
 static int lock_acquire_nowait(lua_State *L, sync_lock *lk, int lock_idx,
                                const char *fn) {
   loom_task *t = loom__check_blocking(L, fn, 0);
-  if (lk->owner == t)
+  if (owned_by(lk, t))
     return luaL_error(L, "Attempted to acquire an already held Lock");
   if (lk->owner != NULL || lk->q.n > 0)
     return would_block(L, "the lock is held by another task");
@@ -232,7 +238,7 @@ static int lock_acquire_nowait(lua_State *L, sync_lock *lk, int lock_idx,
 }
 
 static int lock_release(lua_State *L, sync_lock *lk, int lock_idx) {
-  if (lk->owner == NULL || lk->owner != running_task(L))
+  if (!owned_by(lk, running_task(L)))
     return luaL_error(L, "The current task is not holding this lock");
   lock_pass_on(L, lk, lock_idx);
   return 0;
@@ -473,7 +479,7 @@ static int l_cond_locked(lua_State *L) {
 }
 
 static void cond_check_holding(lua_State *L, sync_cond *c) {
-  if (c->lock->owner == NULL || c->lock->owner != running_task(L))
+  if (!owned_by(c->lock, running_task(L)))
     /* loom__errorf: cond:wait_for (sync.lua) calls this too */
     loom__errorf(L, "The current task is not holding the underlying lock");
 }
@@ -490,7 +496,7 @@ static int k_cond_wait(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   if (ctx == COND_WAITING) {
     cancelled = how == LOOM_WAKE_CANCELLED;
-    if (lk->owner != t) {
+    if (!owned_by(lk, t)) {
       if (lk->owner == NULL && lk->q.n == 0)
         lock_set_owner(L, lk, 2, t);
       else {

@@ -1,20 +1,159 @@
 /*
- * task.c: tasks and their handles. A task is a userdata (this struct plus
- * user values for its function, context, result and name) that runs on a
- * pooled coroutine from its first resume to its end. Its completion
- * (loom__task_finish) stores the outcome, wakes the tasks waiting on its
- * handle and reports to its group. The userdata is its own TaskHandle.
+ * task.c: tasks and their handles. A task is a C struct (struct loom_task,
+ * from this file's slabs, outside the Lua heap) that runs on a pooled
+ * coroutine from its first resume to its end; its TaskHandle is a small
+ * userdata (struct loom_handle) that outlives it. Its completion
+ * (loom__task_finish) moves the outcome into the handle, wakes the tasks
+ * waiting on it and reports to its group. Also the anchor table of live
+ * tasks, the coroutine pool, the message handler and core.rethrow.
  */
+#define _POSIX_C_SOURCE 200809L  /* posix_memalign */
+
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "loom_internal.h"
 
-loom_task *loom__check_task(lua_State *L, int idx) {
-  loom_task *t = (loom_task *)loom__test_ud(L, idx, sizeof *t,
-                                            LOOM_MAGIC_TASK);
-  if (t == NULL) t = (loom_task *)luaL_checkudata(L, idx, LOOM_TASK_MT);
+/* ---- task structs: slabs per runtime ---------------------------------- *
+ * Task structs come from slabs of SLAB_BYTES, aligned to their size so that
+ * a struct finds its slab from its address. A slab with free structs is on
+ * rt->slabs_partial, a full one on rt->slabs_full. Taking and giving back a
+ * struct is a few pointer moves (a burst of spawns calls malloc once per
+ * slab, not once per task); loom__tasks_trim frees the slabs entirely free
+ * beyond TASK_POOL_MAX free structs when the scheduler goes idle, so that a
+ * burst does not keep its memory after it. */
+
+#define SLAB_BYTES 16384
+#define TASK_POOL_MAX 1024  /* free task structs kept while idle */
+
+typedef struct task_slab {
+  loom_list link;       /* in rt->slabs_partial or rt->slabs_full */
+  loom_task *free;      /* its free structs, linked through next_ready */
+  int nfree, n;
+} task_slab;
+
+#define SLAB_OF(t) \
+  ((task_slab *)(void *)((uintptr_t)(t) & ~(uintptr_t)(SLAB_BYTES - 1)))
+#define SLAB_HEADER 64  /* bytes before the first struct (>= the header) */
+#define SLAB_FIRST(sl) ((loom_task *)(void *)((char *)(sl) + SLAB_HEADER))
+
+static void lists_init(loom_rt *rt) {
+  if (rt->slabs_partial.next == NULL) {
+    loom__list_init(&rt->slabs_partial);
+    loom__list_init(&rt->slabs_full);
+  }
+}
+
+/* Make sure a free struct exists, so that taking one later cannot fail
+ * (raises: out of memory, before anything changed). */
+static void task_reserve(lua_State *L, loom_rt *rt) {
+  task_slab *sl;
+  loom_task *t, *end;
+  void *p = NULL;
+  lists_init(rt);
+  if (!loom__list_empty(&rt->slabs_partial)) return;
+  LOOM_ASSERT(sizeof(task_slab) <= SLAB_HEADER);
+  if (posix_memalign(&p, SLAB_BYTES, SLAB_BYTES) != 0)
+    luaL_error(L, "not enough memory");
+  sl = (task_slab *)p;
+  sl->free = NULL;
+  sl->n = sl->nfree = 0;
+  end = (loom_task *)(void *)((char *)sl + SLAB_BYTES);
+  for (t = SLAB_FIRST(sl); t + 1 <= end; t++) {
+    t->next_ready = sl->free;
+    sl->free = t;
+    sl->n++;
+  }
+  sl->nfree = sl->n;
+  rt->task_free_n += sl->n;
+  loom__list_push(&rt->slabs_partial, &sl->link);
+}
+
+/* The struct the next task_take returns (after task_reserve). */
+static loom_task *task_peek(loom_rt *rt) {
+  return loom__container_of(rt->slabs_partial.next, task_slab, link)->free;
+}
+
+static loom_task *task_take(loom_rt *rt) {
+  task_slab *sl = loom__container_of(rt->slabs_partial.next, task_slab,
+                                     link);
+  loom_task *t = sl->free;
+  sl->free = t->next_ready;
+  rt->task_free_n--;
+  if (--sl->nfree == 0) {
+    loom__list_remove(&sl->link);
+    loom__list_push(&rt->slabs_full, &sl->link);
+  }
   return t;
 }
+
+/* Give a finished task's struct back to its slab. */
+static void task_give(loom_rt *rt, loom_task *t) {
+  task_slab *sl = SLAB_OF(t);
+  t->next_ready = sl->free;
+  sl->free = t;
+  rt->task_free_n++;
+  if (sl->nfree++ == 0) {
+    /* It was full: it has room again (served first, it fills up before
+     * the emptier slabs, which the trim can then free). */
+    loom__list_remove(&sl->link);
+    loom__list_init(&sl->link);
+    sl->link.next = rt->slabs_partial.next;
+    sl->link.prev = &rt->slabs_partial;
+    rt->slabs_partial.next->prev = &sl->link;
+    rt->slabs_partial.next = &sl->link;
+  }
+}
+
+void loom__tasks_trim(loom_rt *rt) {
+  loom_list *n, *next;
+  if (rt->slabs_partial.next == NULL) return;
+  for (n = rt->slabs_partial.next;
+       n != &rt->slabs_partial && rt->task_free_n > TASK_POOL_MAX; n = next) {
+    task_slab *sl = loom__container_of(n, task_slab, link);
+    next = n->next;
+    if (sl->nfree == sl->n) {
+      loom__list_remove(&sl->link);
+      rt->task_free_n -= sl->n;
+      free(sl);
+    }
+  }
+}
+
+static void forget_tasks(loom_list *head) {
+  loom_list *n;
+  if (head->next == NULL) return;
+  for (n = head->next; n != head; n = n->next) {
+    loom_task *t = loom__container_of(n, loom_task, all_link);
+    if (t->h != NULL) t->h->t = NULL;
+  }
+  loom__list_init(head);
+}
+
+static void free_slabs(loom_list *head) {
+  while (!loom__list_empty(head)) {
+    task_slab *sl = loom__container_of(head->next, task_slab, link);
+    loom__list_remove(&sl->link);
+    free(sl);
+  }
+}
+
+void loom__tasks_free(loom_rt *rt) {
+  /* Handles that outlive the runtime (lua_close) must not reach a freed
+   * struct. */
+  forget_tasks(&rt->all_tasks);
+  forget_tasks(&rt->abandoned);
+  free(rt->anchor_free);
+  rt->anchor_free = NULL;
+  rt->anchor_nfree = rt->anchor_cap = 0;
+  if (rt->slabs_partial.next == NULL) return;
+  free_slabs(&rt->slabs_partial);
+  free_slabs(&rt->slabs_full);
+  rt->task_free_n = 0;
+}
+
+/* ---- the anchor table: the handle and coroutine of every live task ----- */
 
 void loom__push_task(lua_State *L, loom_task *t) {
   if (t != NULL && t->ref != LUA_NOREF) {
@@ -26,62 +165,131 @@ void loom__push_task(lua_State *L, loom_task *t) {
     lua_pushnil(L);
 }
 
-void loom__anchor_task(lua_State *L, loom_rt *rt, loom_task *t, int idx) {
-  idx = lua_absindex(L, idx);
-  luaL_checkstack(L, 2, "loom: spawn");
-  if (rt->anchor_ref == LUA_NOREF) {
-    lua_createtable(L, 64, 0);
-    rt->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    rt->anchor_n = rt->anchor_peak = 0;
+/* [-0, +0] anchor the handle at hi in a free slot, whose number it
+ * returns (may raise: out of memory; then nothing changed). Freed slots are
+ * reused (rt->anchor_free, a stack of their numbers, with room for every
+ * slot in use), so a finishing task touches no other task. */
+static int anchor(lua_State *L, loom_rt *rt, int hi) {
+  int n;
+  if (rt->anchor_nfree > 0)
+    n = rt->anchor_free[rt->anchor_nfree - 1];
+  else {
+    n = rt->anchor_top + 1;
+    if (n > rt->anchor_cap) {
+      int cap = rt->anchor_cap > 0 ? 2 * rt->anchor_cap : 256;
+      int *p = (int *)realloc(rt->anchor_free, (size_t)cap * sizeof *p);
+      if (p == NULL) luaL_error(L, "not enough memory");
+      rt->anchor_free = p;
+      rt->anchor_cap = cap;
+    }
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
-  lua_pushvalue(L, idx);
-  lua_rawseti(L, -2, rt->anchor_n + 1);  /* may grow the table: may raise */
+  lua_pushvalue(L, hi);
+  lua_rawseti(L, -2, n);  /* may grow the table: may raise */
   lua_pop(L, 1);
-  t->ref = ++rt->anchor_n;
-  if (rt->anchor_n > rt->anchor_peak) rt->anchor_peak = rt->anchor_n;
+  if (rt->anchor_nfree > 0) rt->anchor_nfree--;
+  else rt->anchor_top = n;
+  if (++rt->anchor_n > rt->anchor_peak) rt->anchor_peak = rt->anchor_n;
+  return n;
+}
+
+static int rebuild_list(lua_State *L, loom_list *head, int i) {
+  loom_list *n;
+  for (n = head->next; n != head; n = n->next) {
+    loom_task *t = loom__container_of(n, loom_task, all_link);
+    if (t->ref == LUA_NOREF) continue;
+    lua_rawgeti(L, 2, t->ref);
+    lua_rawseti(L, 3, ++i);
+    t->ref = i;
+  }
+  return i;
 }
 
 /* Copy the live anchors into a table of their size (the old one keeps the
- * array of the largest burst). */
+ * array of the largest burst): every task gets a new slot. Only the new
+ * table allocates, before anything changed. */
 static int rebuild_anchors(lua_State *L) {
   loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
-  int i, n = rt->anchor_n;
+  int n = rt->anchor_n, i;
+  int *p;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
   lua_createtable(L, n > 64 ? n : 64, 0);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, 2, i);
-    lua_rawseti(L, 3, i);
-  }
+  i = rebuild_list(L, &rt->all_tasks, 0);
+  i = rebuild_list(L, &rt->abandoned, i);
+  LOOM_ASSERT(i == rt->anchor_n);
   lua_rawseti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
-  rt->anchor_peak = n;
+  rt->anchor_top = rt->anchor_peak = i;
+  rt->anchor_nfree = 0;
+  if (rt->anchor_cap > 256 && rt->anchor_cap > 2 * i) {
+    /* (a failed shrink keeps the larger array) */
+    int cap = i > 128 ? 2 * i : 256;
+    p = (int *)realloc(rt->anchor_free, (size_t)cap * sizeof *p);
+    if (p != NULL) {
+      rt->anchor_free = p;
+      rt->anchor_cap = cap;
+    }
+  }
   return 0;
 }
 
-void loom__unanchor_task(lua_State *L, loom_rt *rt, loom_task *t) {
-  int slot = t->ref, last = rt->anchor_n;
-  if (slot == LUA_NOREF) return;
+/* Release t's anchor; allocates nothing (a later rebuild may). The anchor
+ * table is on top of L and stays there. */
+static void unanchor(lua_State *L, loom_rt *rt, loom_task *t) {
+  int slot = t->ref;
   t->ref = LUA_NOREF;
-  if (!lua_checkstack(L, 3)) return;  /* (cannot happen: see the drain) */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
-  if (slot != last) {
-    /* Keep the array dense: the last task moves into the freed slot. */
-    loom_task *moved;
-    lua_rawgeti(L, -1, last);
-    moved = (loom_task *)lua_touserdata(L, -1);
-    lua_rawseti(L, -2, slot);
-    moved->ref = slot;
-  }
   lua_pushnil(L);
-  lua_rawseti(L, -2, last);
-  lua_pop(L, 1);
+  lua_rawseti(L, -2, slot);
+  LOOM_ASSERT(rt->anchor_nfree < rt->anchor_cap);
+  rt->anchor_free[rt->anchor_nfree++] = slot;
   rt->anchor_n--;
+}
+
+static void shrink_anchors(lua_State *L, loom_rt *rt) {
   if (rt->anchor_peak > 4096 && rt->anchor_n < rt->anchor_peak / 4) {
     /* Shrink; out of memory here only postpones it. */
     lua_pushcfunction(L, rebuild_anchors);
     lua_pushlightuserdata(L, rt);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
   }
+}
+
+/* ---- the coroutine pool ------------------------------------------------- */
+
+/* [-0, +1] a coroutine for a new task: a pooled one, or a new one (may
+ * raise: out of memory). */
+static lua_State *acquire_thread(lua_State *L, loom_rt *rt) {
+  if (rt->pool_len > 0) {
+    lua_State *co;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
+    lua_rawgeti(L, -1, rt->pool_len);
+    co = lua_tothread(L, -1);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, rt->pool_len);
+    rt->pool_len--;
+    lua_remove(L, -2);
+    return co;
+  }
+  return lua_newthread(L);
+}
+
+/* Return t's finished coroutine to the pool (or let it be collected). A
+ * coroutine that died with an error cannot be resumed again: reset and
+ * drop. Allocates nothing: the pool table has all its slots from the
+ * start. */
+void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t) {
+  lua_State *co = t->L;
+  if (co == NULL) return;
+  t->L = NULL;
+  if (lua_status(co) == LUA_OK && rt->pool_len < LOOM_POOL_MAX &&
+      lua_checkstack(S, 2)) {
+    lua_settop(co, 0);
+    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
+    lua_pushthread(co);
+    lua_xmove(co, S, 1);
+    lua_rawseti(S, -2, ++rt->pool_len);
+    lua_pop(S, 1);
+  } else
+    loom_closethread(co, S);
 }
 
 int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
@@ -103,53 +311,38 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
 }
 #define is_cancelled loom__is_cancelled
 
-/* [-0, +(0|1)] push a shallow copy of the context table at src and return
- * 1, or push nothing and return 0 when it is empty. */
-static int copy_context(lua_State *L, int src) {
-  lua_pushnil(L);
-  if (!lua_next(L, src)) return 0;
-  lua_pop(L, 2);
-  lua_newtable(L);
-  lua_pushnil(L);
-  while (lua_next(L, src)) {
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, -4);
-  }
-  return 1;
-}
-
-loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
-                          int first_arg, int nargs, loom_task *spawner) {
+loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
+                          loom_task *spawner) {
+  loom_handle *h;
   loom_task *t;
-  int i, ud;
-  luaL_checkstack(L, 8, "loom: spawn");
-  t = (loom_task *)lua_newuserdatauv(L, sizeof *t, LOOM_UV_ARGS - 1 + nargs);
-  ud = lua_gettop(L);
-  memset(t, 0, sizeof *t);
-  t->magic = LOOM_MAGIC_TASK;
-  t->rt = rt;
-  t->ref = LUA_NOREF;
-  t->tb_ref = t->tberr_ref = t->start_value_ref = LUA_NOREF;
-  loom__scope_init(&t->scope, 1);
-  loom__list_init(&t->scope_link);
-  loom__list_init(&t->group_link);
-  loom__list_init(&t->groups);
-  loom__list_init(&t->wait_link);
-  loom__list_init(&t->waiters);
-  loom__list_init(&t->all_link);
-  loom__timer_init(&t->sleep_timer, NULL);  /* owner: sched.c's sleeps */
-  t->state = LOOM_TASK_NEW;
-  t->id = ++rt->next_id;
-  t->nargs = nargs;
+  lua_State *co = NULL;
+  int hi, i, ctx_state = LOOM_CTX_NONE;
+  /* With a pooled coroutine, fn and its arguments go onto it now. Without
+   * one (a burst of spawns emptied the pool), they wait in the handle's
+   * extra user values until the first resume, which takes the coroutine
+   * a finished task has given back by then. */
+  int defer = rt->pool_len == 0;
+  fn_idx = lua_absindex(L, fn_idx);
+  /* A C function has LUA_MINSTACK free slots; callers push at most 4. */
+  if (nargs + 8 > LUA_MINSTACK - 4)
+    luaL_checkstack(L, nargs + 8, "loom: spawn");
+  /* Everything that can fail comes first: the struct (reserved), the
+   * handle, the coroutine, the anchors. */
+  task_reserve(L, rt);
+  h = (loom_handle *)lua_newuserdatauv(L, sizeof *h,
+                                       LOOM_HV_N + (defer ? nargs + 1 : 0));
+  hi = lua_gettop(L);
+  h->magic = LOOM_MAGIC_TASK;
+  h->done = h->outcome = h->cancel_requested = 0;
+  h->start_state = LOOM_START_NONE;
+  h->t = NULL;
+  h->id = 0;
+  h->nresults = 0;
+  h->start_value_ref = LUA_NOREF;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->task_mt_ref);
-  lua_setmetatable(L, ud);
+  lua_setmetatable(L, hi);
   lua_pushvalue(L, fn_idx);
-  lua_setiuservalue(L, ud, LOOM_UV_FN);
-  for (i = 0; i < nargs; i++) {
-    lua_pushvalue(L, first_arg + i);
-    lua_setiuservalue(L, ud, LOOM_UV_ARGS + i);
-  }
+  lua_setiuservalue(L, hi, LOOM_HV_NAME);  /* the name is made from it */
   /* The child gets a shallow copy of the spawner's context, taken now. An
    * empty or absent context stays absent: loom.context() makes one. A
    * context no user code has seen cannot have changed since it was copied:
@@ -157,46 +350,115 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx,
    * it copies it then (copy-on-write, see LOOM_CTX_*). */
   if (spawner != NULL && spawner->ctx_state != LOOM_CTX_NONE) {
     loom__push_task(L, spawner);
-    if (lua_getiuservalue(L, -1, LOOM_UV_CTX) == LUA_TTABLE) {
+    if (lua_getiuservalue(L, -1, LOOM_HV_CTX) == LUA_TTABLE) {
       if (spawner->ctx_state != LOOM_CTX_OWNED) {
-        lua_setiuservalue(L, ud, LOOM_UV_CTX);
+        lua_setiuservalue(L, hi, LOOM_HV_CTX);
         spawner->ctx_state = LOOM_CTX_SHARED;
-        t->ctx_state = LOOM_CTX_SHARED;
-      } else if (copy_context(L, lua_gettop(L))) {
-        lua_setiuservalue(L, ud, LOOM_UV_CTX);
-        t->ctx_state = LOOM_CTX_PRIVATE;
+        ctx_state = LOOM_CTX_SHARED;
+      } else if (loom__copy_context(L, lua_gettop(L))) {
+        lua_setiuservalue(L, hi, LOOM_HV_CTX);
+        ctx_state = LOOM_CTX_PRIVATE;
       }
     }
-    lua_settop(L, ud);
+    lua_settop(L, hi);
   }
-  loom__anchor_task(L, rt, t, ud);
+  t = task_peek(rt);  /* taken below, once nothing can fail */
+  if (defer) {
+    /* The function is in the name's slot already (its own slot, the first
+     * extra one, takes it if a name is set before the first resume). */
+    for (i = 1; i <= nargs; i++) {
+      lua_pushvalue(L, fn_idx + i);
+      lua_setiuservalue(L, hi, LOOM_HV_N + 1 + i);
+    }
+  } else {
+    co = acquire_thread(L, rt);
+    /* A pooled coroutine has LUA_MINSTACK free slots. */
+    if (nargs + 4 > LUA_MINSTACK && !lua_checkstack(co, nargs + 4))
+      luaL_error(L, "not enough memory");
+    lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
+    lua_pushlightuserdata(co, t);
+    for (i = 0; i <= nargs; i++) lua_pushvalue(L, fn_idx + i);
+    lua_xmove(L, co, nargs + 1);
+    lua_setiuservalue(L, hi, LOOM_HV_THREAD);  /* the handle anchors it */
+  }
+  i = anchor(L, rt, hi);
+  /* Nothing below can fail. */
+  t = task_take(rt);
+  memset(t, 0, sizeof *t);
+  t->rt = rt;
+  t->L = co;
+  t->h = h;
+  t->ref = i;
+  t->nargs = defer ? nargs : -1;
+  t->tb_ref = t->tberr_ref = LUA_NOREF;
+  t->ctx_state = (unsigned char)ctx_state;
+  loom__scope_init(&t->scope, 1);
+  loom__list_init(&t->scope_link);
+  loom__list_init(&t->group_link);
+  loom__list_init(&t->groups);
+  loom__list_init(&t->wait_link);
+  loom__list_init(&t->waiters);
+  loom__timer_init(&t->sleep_timer, NULL);  /* owner: sched.c's sleeps */
+  t->state = LOOM_TASK_NEW;
+  h->id = t->id = ++rt->next_id;
+  h->t = t;
   loom__list_push(&rt->all_tasks, &t->all_link);
   rt->live_tasks++;
   return t;
 }
 
+void loom__task_prepare(lua_State *S, loom_task *t) {
+  loom_rt *rt = t->rt;
+  lua_State *co;
+  int i, n = t->nargs, top = lua_gettop(S);
+  luaL_checkstack(S, 6, "loom: resume");
+  loom__push_task(S, t);  /* the handle, at top + 1 */
+  co = acquire_thread(S, rt);
+  if (n + 4 > LUA_MINSTACK && !lua_checkstack(co, n + 4))
+    luaL_error(S, "not enough memory");
+  /* Nothing below can fail: co has room for everything. */
+  lua_setiuservalue(S, top + 1, LOOM_HV_THREAD);  /* the handle anchors it */
+  lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
+  lua_pushlightuserdata(co, t);
+  for (i = 0; i <= n; i++) {
+    /* the function: in the name's slot unless a name was set since */
+    if (i > 0 || lua_getiuservalue(S, top + 1, LOOM_HV_NAME) == LUA_TSTRING) {
+      if (i == 0) lua_pop(S, 1);
+      lua_getiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
+    }
+    lua_xmove(S, co, 1);
+    if (i > 0) {
+      /* only needed once: drop the reference */
+      lua_pushnil(S);
+      lua_setiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
+    }
+  }
+  lua_settop(S, top);
+  t->L = co;
+  t->nargs = -1;
+}
+
 /* ---- running ----------------------------------------------------------- */
 
-/* Is the innermost Lua frame of the raise in one of loom's own Lua files? */
-static int raised_by_loom(lua_State *L, loom_rt *rt) {
+static int l_rethrow(lua_State *L);
+
+/* Is the raise being handled core.rethrow's? The message handler runs on
+ * top of the function that raised (level 1). */
+static int raised_by_rethrow(lua_State *L) {
   lua_Debug ar;
-  int level, r = 0;
-  if (rt->own_dir_ref == LUA_NOREF) return 0;
-  for (level = 1; lua_getstack(L, level, &ar); level++) {
-    lua_getinfo(L, "S", &ar);
-    if (ar.what[0] == 'C') continue;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->own_dir_ref);
-    {
-      size_t n;
-      const char *dir = lua_tolstring(L, -1, &n);
-      r = dir != NULL && strncmp(ar.source, dir, n) == 0;
-    }
-    lua_pop(L, 1);
-    break;
-  }
+  int r;
+  if (!lua_getstack(L, 1, &ar) || !lua_getinfo(L, "f", &ar)) return 0;
+  r = lua_tocfunction(L, -1) == l_rethrow;
+  lua_pop(L, 1);
   return r;
 }
 
+/* The message handler of every task body and group body: records the
+ * traceback of a failure (in t->tb_ref, with the error in t->tberr_ref).
+ * A Cancelled records nothing. An error that loom re-raises on its way out
+ * of a scope, a group or loom.catch (core.rethrow) keeps the traceback of
+ * where it was first raised; any other raise, even of an equal value,
+ * records a new one. */
 int loom__msgh(lua_State *L) {
   loom_task *t = loom__task_of(L);
   const char *msg;
@@ -207,10 +469,7 @@ int loom__msgh(lua_State *L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->tberr_ref);
     same = lua_rawequal(L, -1, 1);
     lua_pop(L, 1);
-    /* Re-raised by loom itself on its way out of a scope or group: keep
-     * where it was first raised. A fresh raise of an equal value records
-     * a new traceback. */
-    if (same && raised_by_loom(L, t->rt)) return 1;
+    if (same && raised_by_rethrow(L)) return 1;
     luaL_unref(L, LUA_REGISTRYINDEX, t->tberr_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, t->tb_ref);
   }
@@ -222,15 +481,25 @@ int loom__msgh(lua_State *L) {
   return 1;
 }
 
+/* core.rethrow(err): raise err again as a re-raise (error(err, 0) that
+ * keeps the traceback recorded where err was first raised, see
+ * loom__msgh). loom's Lua front calls it on its way out of a scope, a
+ * group or loom.catch; it works wherever the front was loaded from (files,
+ * or strings preloaded by an embedding host). */
+static int l_rethrow(lua_State *L) {
+  lua_settop(L, 1);
+  return lua_error(L);
+}
+
 static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
   lua_replace(L, 2);  /* the message handler's slot */
-  return lua_gettop(L);
+  return lua_gettop(L) - 1;  /* all but the task in slot 1 */
 }
 
 /* The body of every task coroutine: [task, fn, args...] ->
- * [task, ok, results... | error]. Errors are caught here, in the task's own
+ * [ok, results... | error] (task: a light userdata). Errors are caught here, in the task's own
  * coroutine, after the message handler recorded their traceback. */
 int loom__task_main(lua_State *L) {
   int nargs = lua_gettop(L) - 2;
@@ -238,6 +507,88 @@ int loom__task_main(lua_State *L) {
   lua_insert(L, 2);
   return task_main_k(L, lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, task_main_k),
                      0);
+}
+
+/* ---- resuming (the scheduler's step) ---------------------------------- */
+
+/* t's coroutine was closed, or ran to its end, outside the scheduler
+ * (coroutine.close or coroutine.resume on it, by a function the guard of
+ * init.lua did not see). The task fails with a clear error. */
+static void step_killed(loom_rt *rt, lua_State *S, loom_task *t) {
+  lua_checkstack(S, 4);
+  loom__push_task(S, t);
+  lua_pushliteral(S, "loom: this task's coroutine was closed or resumed "
+                  "outside the scheduler (coroutine.close/coroutine.resume "
+                  "on a task's coroutine); use an event, or cancel the "
+                  "task");
+  loom__dequeue(rt);
+  t->state = LOOM_TASK_RUNNING;  /* finishing, as after its last resume */
+  lua_settop(t->L, 0);
+  loom__task_finish(S, t, 1, 1);
+}
+
+/* Resume t, the head of the ready queue, once. Everything that can fail
+ * (a coroutine for a new task, stack space) is done while t is still
+ * queued, so an error (out of memory) leaves it there, intact. */
+void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) {
+  lua_State *co;
+  int nargs, nres = 0, status;
+  LOOM_ASSERT(rt->current == NULL);  /* resumes never nest */
+  LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
+  if (t->state == LOOM_TASK_NEW) {
+    /* Its coroutine holds [task_main, task, fn, args...] (since the spawn,
+     * or from now on: everything that can fail happens while t is still
+     * queued). */
+    if (t->nargs >= 0) loom__task_prepare(S, t);
+    co = t->L;
+    loom__dequeue(rt);
+    nargs = lua_gettop(co) - 1;
+  } else {
+    co = t->L;
+    if (lua_status(co) != LUA_YIELD) {
+      step_killed(rt, S, t);
+      return;
+    }
+    loom__dequeue(rt);
+    nargs = t->wake_nargs;
+    t->wake_nargs = 0;
+  }
+  t->state = LOOM_TASK_RUNNING;
+  rt->current = t;
+  status = lua_resume(co, S, nargs, &nres);
+  rt->current = NULL;
+  if (status == LUA_YIELD) {
+    lua_pop(co, nres);
+    /* cppcheck-suppress knownConditionTrueFalse ; the task's own code
+     * parks it (changes t->state) inside lua_resume */
+    if (t->state == LOOM_TASK_RUNNING) {
+      /* A bare coroutine.yield() in a task: a plain schedule point. */
+      t->state = LOOM_TASK_READY;
+      t->wake = LOOM_WAKE_OK;
+      loom__enqueue(rt, t);
+    }
+  } else if (status == LUA_OK &&
+             (nres <= 8 || lua_checkstack(S, nres + LUA_MINSTACK))) {
+    /* task_main returned [ok, results...]: ok's slot takes the handle,
+     * [handle, results...]. */
+    int failed, base = lua_gettop(S) + 1;
+    lua_xmove(co, S, nres);
+    failed = !lua_toboolean(S, base);
+    loom__push_task(S, t);
+    lua_replace(S, base);
+    loom__task_finish(S, t, failed, nres - 1);
+  } else {
+    /* An error escaped task_main itself (out of memory in the handler), or
+     * its results do not fit (out of memory). */
+    lua_checkstack(S, 4);
+    loom__push_task(S, t);
+    if (status == LUA_OK) {
+      lua_settop(co, 0);
+      lua_pushliteral(S, "not enough memory");
+    } else
+      lua_xmove(co, S, 1);
+    loom__task_finish(S, t, 1, 1);
+  }
 }
 
 static void release_tb(lua_State *L, loom_task *t) {
@@ -289,11 +640,13 @@ static int nil_error(lua_State *L) {
  * out of memory the task fails with that error instead. */
 void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   loom_rt *rt = t->rt;
+  loom_handle *h = t->h;
   int ud = lua_gettop(L) - nres, err = 0, tb = 0, count = nres;
   /* It just returned from its last resume: in no queue, no wait. */
   LOOM_ASSERT(t->state == LOOM_TASK_RUNNING && t->next_ready == NULL);
   LOOM_ASSERT(t->waitq == NULL && loom__list_empty(&t->wait_link));
   LOOM_ASSERT(t->sleep_timer.index == LOOM_NOT_IN_HEAP);
+  LOOM_ASSERT(lua_touserdata(L, ud) == (void *)h && h->t == t);
   if (!failed && nres > 1) {
     if (!lua_checkstack(L, 2)) {
       lua_settop(L, ud);
@@ -315,32 +668,38 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
       lua_pcall(L, 0, 1, 0);
       lua_replace(L, err);
     }
-    t->outcome = is_cancelled(L, rt, err) ? LOOM_OUT_CANCELLED
+    h->outcome = is_cancelled(L, rt, err) ? LOOM_OUT_CANCELLED
                                           : LOOM_OUT_FAILED;
     lua_pushvalue(L, err);
-    lua_setiuservalue(L, ud, LOOM_UV_RESULT);
-    if (t->outcome == LOOM_OUT_FAILED) {
+    lua_setiuservalue(L, ud, LOOM_HV_RESULT);
+    if (h->outcome == LOOM_OUT_FAILED) {
       push_traceback_for(L, t, err);
       tb = lua_gettop(L);
       lua_pushvalue(L, tb);
-      lua_setiuservalue(L, ud, LOOM_UV_TB);
+      lua_setiuservalue(L, ud, LOOM_HV_TB);
     }
   } else {
-    t->outcome = LOOM_OUT_FINISHED;
-    t->nresults = count;
+    h->outcome = LOOM_OUT_FINISHED;
+    h->nresults = count;
     if (nres == 1) {
       lua_pushvalue(L, ud + 1);
-      lua_setiuservalue(L, ud, LOOM_UV_RESULT);
+      lua_setiuservalue(L, ud, LOOM_HV_RESULT);
     }
   }
+  if (t->ctx_state != LOOM_CTX_NONE) {
+    /* The context is the live task's: the handle does not keep it. */
+    lua_pushnil(L);
+    lua_setiuservalue(L, ud, LOOM_HV_CTX);
+  }
   release_tb(L, t);
-  loom__release_thread(rt, L, t, ud);
+  loom__release_thread(rt, L, t);
+  lua_pushnil(L);
+  lua_setiuservalue(L, ud, LOOM_HV_THREAD);
   t->state = LOOM_TASK_DONE;
-  /* Groups it still hosts (its coroutine was killed inside them): they are
-   * cancelled and live on without a host until their children finished. */
-  while (!loom__list_empty(&t->groups))
-    loom__group_orphan(L, loom__container_of(t->groups.next, loom_group,
-                                             host_link));
+  h->done = 1;
+  if (t == rt->root) rt->root = NULL;  /* (its handle keeps the outcome) */
+  /* The groups it still hosts (only a killed coroutine leaves any). */
+  if (!loom__list_empty(&t->groups)) loom__group_host_finished(L, t);
   /* Leave every scope still entered (only a killed coroutine leaves any),
    * then the task's own. */
   while (t->cur != NULL && t->cur != &t->scope) {
@@ -352,395 +711,50 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   loom__scope_detach(L, rt, &t->scope);
   t->cur = NULL;
   loom__wake_waiters(&t->waiters);
-  if (t->start_state == LOOM_START_PENDING ||
-      t->start_state == LOOM_START_NOOP) {
-    loom__start_child_done(L, t, err);
-  } else if (t->group != NULL) {
-    loom_group *g = t->group;
-    if (t->outcome == LOOM_OUT_FAILED) {
-      if (g->is_host) loom__host_child_failed(L, g, ud, err, tb);
-      else loom__group_record_safe(L, g, err, tb);
-    }
-    loom__list_remove(&t->group_link);
-    t->group = NULL;
-    loom__group_child_done(L, g);
-    if (g->is_host) loom__host_child_done(L, g);
-  }
+  /* The one upcall into group.c: its group (or tg:start() caller) learns
+   * the outcome; group.c unlinks it from its lists. */
+  if (t->group != NULL || h->start_state != LOOM_START_NONE)
+    loom__group_task_done(L, t, ud, err, tb);
   LOOM_ASSERT(rt->live_tasks > 0 && loom__list_empty(&t->waiters));
-  loom__unanchor_task(L, rt, t);
+  if (lua_checkstack(L, 4)) {  /* (cannot fail: see the drain) */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
+    unanchor(L, rt, t);
+    lua_pop(L, 1);
+    shrink_anchors(L, rt);
+  }
   loom__list_remove(&t->all_link);
   rt->live_tasks--;
+  h->t = NULL;
+  t->h = NULL;
+  task_give(rt, t);
   lua_settop(L, ud - 1);
 }
 
-int loom__task_push_results(lua_State *L, loom_task *t, int ud) {
+int loom__task_push_results(lua_State *L, loom_handle *h, int ud) {
   int i;
-  if (t->nresults == 0) return 0;
-  lua_getiuservalue(L, ud, LOOM_UV_RESULT);
-  if (t->nresults == 1) return 1;
-  luaL_checkstack(L, t->nresults, "loom: too many results");
-  for (i = 1; i <= t->nresults; i++) lua_rawgeti(L, -i, i);
-  return t->nresults;
+  if (h->nresults == 0) return 0;
+  lua_getiuservalue(L, ud, LOOM_HV_RESULT);
+  if (h->nresults == 1) return 1;
+  luaL_checkstack(L, h->nresults, "loom: too many results");
+  for (i = 1; i <= h->nresults; i++) lua_rawgeti(L, -i, i);
+  return h->nresults;
 }
 
-/* ---- handles ------------------------------------------------------------ */
-
-static const char *status_of(loom_task *t) {
-  if (t->state != LOOM_TASK_DONE)
-    return t->cancel_requested ? "cancelling" : "pending";
-  switch (t->outcome) {
-  case LOOM_OUT_CANCELLED: return "cancelled";
-  case LOOM_OUT_FAILED: return "failed";
-  default: return "finished";
-  }
-}
-
-/* [-0, +1] the task's name: explicit, or "function <source>:<line>". */
-static void push_name(lua_State *L, int ud) {
-  lua_Debug ar;
-  if (lua_getiuservalue(L, ud, LOOM_UV_NAME) != LUA_TNIL) return;
-  lua_pop(L, 1);
-  lua_getiuservalue(L, ud, LOOM_UV_FN);
-  if (lua_type(L, -1) != LUA_TFUNCTION) {
-    const char *tn = luaL_typename(L, -1);
-    lua_pop(L, 1);
-    lua_pushfstring(L, "callable %s", tn);
-    return;
-  }
-  lua_getinfo(L, ">S", &ar);
-  if (ar.what[0] == 'C')
-    lua_pushliteral(L, "C function");
-  else
-    lua_pushfstring(L, "function %s:%d", ar.short_src, ar.linedefined);
-}
-
-static int l_task_status(lua_State *L) {
-  lua_pushstring(L, status_of(loom__check_task(L, 1)));
-  return 1;
-}
-
-static int l_task_done(lua_State *L) {
-  lua_pushboolean(L, loom__check_task(L, 1)->state == LOOM_TASK_DONE);
-  return 1;
-}
-
-static int l_task_cancel(lua_State *L) {
-  loom_task *t = loom__check_task(L, 1);
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TSTRING);
-  lua_settop(L, 2);
-  if (t->state == LOOM_TASK_DONE) return 0;
-  t->cancel_requested = 1;
-  loom__scope_cancel(L, t->rt, &t->scope, lua_isnil(L, 2) ? 0 : 2, 0);
-  return 0;
-}
-
-/* [-0, +1] the error a non-blocking accessor raises, from hooks[name]. */
-static int raise_hook(lua_State *L, loom_task *t, int ud, const char *name,
-                      int with_cause) {
-  loom__push_hook(L, t->rt, name);
-  if (with_cause) {
-    lua_getiuservalue(L, ud, LOOM_UV_RESULT);
-    lua_getiuservalue(L, ud, LOOM_UV_TB);
-    lua_call(L, 2, 1);
-  } else
-    lua_call(L, 0, 1);
-  return lua_error(L);
-}
-
-/* The outcome of a finished task as result() gives it. */
-static int deliver_result(lua_State *L, loom_task *t, int ud) {
-  switch (t->outcome) {
-  case LOOM_OUT_FAILED: return raise_hook(L, t, ud, "task_failed", 1);
-  case LOOM_OUT_CANCELLED: return raise_hook(L, t, ud, "task_cancelled", 1);
-  default: return loom__task_push_results(L, t, ud);
-  }
-}
-
-static void waiter_abort(loom_task *t) { loom__list_remove(&t->wait_link); }
-
-static int k_wait(lua_State *L, int status, lua_KContext ctx) {
-  loom_task *self = loom__task_of(L);
-  loom_task *t = loom__check_task(L, 1);
-  (void)status;
-  loom__wake_outcome(L, self, 1);
-  if (ctx) return deliver_result(L, t, 1);
-  return 0;
-}
-
-/* h:wait() / h:result(): a checkpoint even when the task is done. */
-static int wait_task(lua_State *L, const char *fn, int want_result) {
-  loom_task *t = loom__check_task(L, 1);
-  loom_task *self = loom__check_blocking(L, fn, 1);
-  lua_settop(L, 1);
-  if (t == self)
-    return luaL_error(L, "loom.%s: a task cannot wait for itself (it would "
-                      "wait forever)", fn);
-  loom__cancel_point(L, self);
-  if (t->state == LOOM_TASK_DONE)
-    return loom__schedule_point(L, self, want_result, k_wait);
-  loom__park(self, waiter_abort, "task", t);
-  loom__list_push(&t->waiters, &self->wait_link);
-  return loom__suspend(L, want_result, k_wait);
-}
-
-static int l_task_wait(lua_State *L) {
-  return wait_task(L, "TaskHandle:wait", 0);
-}
-
-static int l_task_result(lua_State *L) {
-  return wait_task(L, "TaskHandle:result", 1);
-}
-
-static int l_task_return_value(lua_State *L) {
-  loom_task *t = loom__check_task(L, 1);
-  lua_settop(L, 1);
-  if (t->state != LOOM_TASK_DONE) {
-    if (t->cancel_requested)
-      return raise_hook(L, t, 1, "task_cancelled", 1);
-    return raise_hook(L, t, 1, "task_not_finished", 0);
-  }
-  return deliver_result(L, t, 1);
-}
-
-static int l_task_error(lua_State *L) {
-  loom_task *t = loom__check_task(L, 1);
-  lua_settop(L, 1);
-  if (t->state != LOOM_TASK_DONE) {
-    if (t->cancel_requested)
-      return raise_hook(L, t, 1, "task_cancelled", 1);
-    return raise_hook(L, t, 1, "task_not_finished", 0);
-  }
-  if (t->outcome == LOOM_OUT_CANCELLED)
-    return raise_hook(L, t, 1, "task_cancelled", 1);
-  if (t->outcome == LOOM_OUT_FAILED) {
-    lua_getiuservalue(L, 1, LOOM_UV_RESULT);
-    return 1;
-  }
-  lua_pushnil(L);
-  return 1;
-}
-
-static int l_task_parent(lua_State *L) {
-  loom__check_task(L, 1);
-  lua_getiuservalue(L, 1, LOOM_UV_PARENT);
-  return 1;
-}
-
-static int l_task_index(lua_State *L) {
-  loom_task *t = loom__check_task(L, 1);
-  const char *k;
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
-  k = lua_tostring(L, 2);
-  if (k != NULL && strcmp(k, "name") == 0)
-    push_name(L, 1);
-  else if (k != NULL && strcmp(k, "id") == 0)
-    lua_pushinteger(L, t->id);
-  else
-    return loom__no_member(L);
-  return 1;
-}
-
-static int l_task_newindex(lua_State *L) {
-  const char *k = lua_tostring(L, 2);
-  loom__check_task(L, 1);
-  if (k == NULL || strcmp(k, "name") != 0)
-    return luaL_error(L, "loom.Task: cannot set field '%s' (only 'name' is "
-                      "writable)", k ? k : luaL_typename(L, 2));
-  if (lua_type(L, 3) != LUA_TSTRING)
-    return luaL_error(L, "loom.Task: name must be a string, got %s",
-                      luaL_typename(L, 3));
-  lua_settop(L, 3);
-  lua_setiuservalue(L, 1, LOOM_UV_NAME);
-  return 0;
-}
-
-static int l_task_tostring(lua_State *L) {
-  loom_task *t = loom__check_task(L, 1);
-  push_name(L, 1);
-  lua_pushfstring(L, "loom.Task: %p (%s) \"%s\"", (void *)t, status_of(t),
-                  lua_tostring(L, -1));
-  return 1;
-}
-
-/* ---- context and introspection ---------------------------------------- */
-
-/* The task on whose behalf L runs: L's own task, or for a coroutine the
- * user resumes inside a task, that task. Raises outside any task. */
-static loom_task *current_or_raise(lua_State *L, const char *fn) {
-  loom_rt *rt = loom__rt(L);
-  if (loom__task_of(L) == NULL && rt->current == NULL)
-    loom__check_blocking(L, fn, 0);  /* raises the documented message */
-  return rt->current;
-}
-
-static int l_context(lua_State *L) {
-  loom_task *t = current_or_raise(L, "context");
-  loom__push_task(L, t);
-  if (t->ctx_state == LOOM_CTX_OWNED) {
-    lua_getiuservalue(L, -1, LOOM_UV_CTX);
-    return 1;
-  }
-  if (t->ctx_state == LOOM_CTX_PRIVATE)
-    lua_getiuservalue(L, -1, LOOM_UV_CTX);
-  else if (t->ctx_state == LOOM_CTX_SHARED) {
-    /* Other tasks may hold this table: this task writes to its own copy. */
-    lua_getiuservalue(L, -1, LOOM_UV_CTX);
-    if (!copy_context(L, lua_gettop(L))) lua_newtable(L);
-    lua_remove(L, -2);
-  } else
-    lua_newtable(L);
-  lua_pushvalue(L, -1);
-  lua_setiuservalue(L, -3, LOOM_UV_CTX);
-  t->ctx_state = LOOM_CTX_OWNED;
-  return 1;
-}
-
-static int l_current_task(lua_State *L) {
-  loom_task *t = current_or_raise(L, "current_task");
-  loom__push_task(L, t);
-  return 1;
-}
-
-/* [-0, +1] "source:line" of the innermost Lua frame of a parked task. */
-static void push_where(lua_State *L, loom_task *t, const char *own_dir) {
-  lua_Debug ar;
-  int level;
-  size_t n = own_dir ? strlen(own_dir) : 0;
-  if (t->L != NULL && t->state != LOOM_TASK_RUNNING) {
-    for (level = 0; lua_getstack(t->L, level, &ar); level++) {
-      lua_getinfo(t->L, "Sl", &ar);
-      /* Frames of loom's own Lua files are not where the user waits. */
-      if (n > 0 && strncmp(ar.source, own_dir, n) == 0) continue;
-      if (ar.currentline > 0) {
-        lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
-        return;
-      }
-    }
-  }
-  lua_pushnil(L);
-}
-
-static void push_tree(lua_State *L, loom_task *t, const char *own_dir);
-
-static void push_group_node(lua_State *L, loom_group *g,
-                            const char *own_dir) {
-  loom_list *n;
-  int i = 0;
-  lua_createtable(L, 0, 3);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
-  lua_setfield(L, -2, "group");
-  lua_pushboolean(L, g->scope->cancel_called);
-  lua_setfield(L, -2, "cancelled");
-  lua_newtable(L);
-  for (n = g->children.next; n != &g->children; n = n->next) {
-    push_tree(L, loom__container_of(n, loom_task, group_link), own_dir);
-    lua_rawseti(L, -2, ++i);
-  }
-  /* Children of pending tg:start() calls, not yet moved in. */
-  for (n = g->starting.next; n != &g->starting; n = n->next) {
-    push_tree(L, loom__container_of(n, loom_task, group_link), own_dir);
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "starting");
-    lua_rawseti(L, -2, ++i);
-  }
-  lua_setfield(L, -2, "children");
-}
-
-/* [-0, +1] {handle, id, name, status, waiting, where, groups = {...},
- * starting = {...}} for t and its descendants. */
-static void push_tree(lua_State *L, loom_task *t, const char *own_dir) {
-  loom_list *n;
-  int i = 0;
-  luaL_checkstack(L, 8, "loom.task_tree: nesting too deep");
-  lua_createtable(L, 0, 7);
-  loom__push_task(L, t);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "handle");
-  push_name(L, lua_gettop(L));
-  lua_setfield(L, -3, "name");
-  lua_pop(L, 1);
-  lua_pushinteger(L, t->id);
-  lua_setfield(L, -2, "id");
-  lua_pushstring(L, status_of(t));
-  lua_setfield(L, -2, "status");
-  lua_pushstring(L, t->state == LOOM_TASK_RUNNING ? "running"
-                    : t->state == LOOM_TASK_NEW    ? "not started"
-                    : t->state == LOOM_TASK_READY  ? "ready"
-                    : t->wait_what ? t->wait_what : "ready");
-  lua_setfield(L, -2, "waiting");
-  push_where(L, t, own_dir);
-  lua_setfield(L, -2, "where");
-  lua_newtable(L);
-  for (n = t->groups.next; n != &t->groups; n = n->next) {
-    push_group_node(L, loom__container_of(n, loom_group, host_link),
-                    own_dir);
-    lua_rawseti(L, -2, ++i);
-  }
-  lua_setfield(L, -2, "groups");
-}
-
-/* [-0, +1] a group's node (host groups: hostgroup.c's host_group_tree). */
-void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir) {
-  push_group_node(L, g, own_dir);
-}
-
-/* core.task_tree() -> the root's node, or nil outside loom.run */
-/* core.task_tree([own_dir]): own_dir is the source prefix of loom's Lua
- * files ("@/path/lua/loom/"), whose frames `where` skips. */
-static int l_task_tree(lua_State *L) {
-  loom_rt *rt = loom__rt(L);
-  const char *own_dir = luaL_optstring(L, 1, NULL);
-  if (rt->root == NULL || rt->root->state == LOOM_TASK_DONE) return 0;
-  push_tree(L, rt->root, own_dir);
-  return 1;
-}
-
-/* core.check_in_task(name): raise the documented message for loom.<name>. */
-static int l_check_in_task(lua_State *L) {
-  const char *fn = luaL_checkstring(L, 1);
-  loom__check_open(L, loom__rt(L), fn);
-  if (loom__task_of(L) == NULL)
-    /* Blame the caller of the loom.<fn> Lua function, not loom's file. */
-    return loom__errorf(L, "loom.%s: %s", fn, loom__not_in_task(L));
-  return 0;
-}
-
-static const luaL_Reg task_meta[] = {
-  {"__newindex", l_task_newindex},
-  {"__tostring", l_task_tostring},
-  {NULL, NULL}
-};
-
-static const luaL_Reg task_methods[] = {
-  {"status", l_task_status},
-  {"done", l_task_done},
-  {"cancel", l_task_cancel},
-  {"wait", l_task_wait},
-  {"result", l_task_result},
-  {"return_value", l_task_return_value},
-  {"error", l_task_error},
-  {"parent", l_task_parent},
-  {NULL, NULL}
-};
-
-static const luaL_Reg task_funcs[] = {
-  {"context", l_context},
-  {"current_task", l_current_task},
-  {"task_tree", l_task_tree},
-  {"check_in_task", l_check_in_task},
-  {"msgh", loom__msgh},
-  {NULL, NULL}
-};
-
-/* Stack: rt(1) module(top). */
+/* Stack: rt(1) module(top). The Task metatable (filled by handle.c), the
+ * body closure of every task, the message handler and core.rethrow. */
 int loom__open_task(lua_State *L) {
   loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
+  static const luaL_Reg funcs[] = {
+    {"msgh", loom__msgh},
+    {"rethrow", l_rethrow},
+    {NULL, NULL}
+  };
   luaL_newmetatable(L, LOOM_TASK_MT);
   if (rt->task_mt_ref == LUA_NOREF) {
     lua_pushvalue(L, -1);
     rt->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
+  lua_pop(L, 1);
   if (rt->task_main_ref == LUA_NOREF) {
     /* One closure for every task body: upvalues runtime, message handler. */
     lua_pushvalue(L, 1);
@@ -749,16 +763,6 @@ int loom__open_task(lua_State *L) {
     lua_pushcclosure(L, loom__task_main, 2);
     rt->task_main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  loom__setfuncs(L, 1, task_meta);
-  lua_newtable(L);
-  loom__setfuncs(L, 1, task_methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -4, "task_methods");
-  lua_pushvalue(L, 1);
-  lua_insert(L, -2);
-  lua_pushcclosure(L, l_task_index, 2);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-  loom__setfuncs(L, 1, task_funcs);
+  loom__setfuncs(L, 1, funcs);
   return 0;
 }

@@ -38,11 +38,22 @@ loom.run(function()
 end)
 after = heap()
 
+local layout = require("loom.core").layout
 print(("loom %s, lua5.4, %d tasks parked in loom.sleep(3600)"):format(
   require("loom.core").version, P))
-row("task (spawned, not yet run: userdata + anchor)", (spawned - base) / P)
+row("task (spawned, not yet run: Lua heap: handle + anchors)",
+  (spawned - base) / P)
+if layout then
+  -- The task's C struct lives outside the Lua heap (malloc, plus malloc's
+  -- own 8-16 bytes per block): counted apart.
+  row("task struct (C memory, outside the Lua heap)", layout().task)
+end
 row("coroutine added by running and parking it", (parked - spawned) / P)
-row("total per parked task", (parked - base) / P)
+row("total per parked task (Lua heap)", (parked - base) / P)
+if layout then
+  row("total per parked task (with the C struct)",
+    (parked - base) / P + layout().task)
+end
 row("left after the run (pooled coroutines, per task)", (after - base) / P)
 
 -- Bare Lua: a coroutine parked inside pcall, yielding from C (like a task

@@ -324,8 +324,10 @@ function M.check_catch(handlers, fn)
   end
 end
 
---- errors.catch(msgh, handlers, fn, ...): loom.catch after its checks.
-function M.catch(msgh, handlers, fn, ...)
+--- errors.catch(msgh, handlers, fn, rethrow, ...): loom.catch after its
+--- checks; rethrow re-raises an error keeping its first traceback
+--- (core.rethrow).
+function M.catch(msgh, handlers, fn, rethrow, ...)
   local r = pack(xpcall(fn, msgh, ...))
   if r[1] then return unpack(r, 2, r.n) end
   local err = r[2]
@@ -343,10 +345,10 @@ function M.catch(msgh, handlers, fn, ...)
   end
   if #raised == 0 then
     if rest == nil then return end
-    if bare then error(err, 0) end
-    error(rest, 0)
+    if bare then rethrow(err) end
+    rethrow(rest)
   end
-  if rest == nil and #raised == 1 then error(raised[1], 0) end
+  if rest == nil and #raised == 1 then rethrow(raised[1]) end
   if rest ~= nil then raised[#raised + 1] = bare and err or rest end
   error(ErrorGroup.new("", raised), 0)
 end
@@ -387,7 +389,11 @@ function M.hooks(core)
     end,
     new_error = function(cls, msg, code)
       local c = M[cls]
-      if not is_class(c) then c = M.Error end
+      if not is_class(c) then
+        -- A C file names a class that does not exist: a bug in loom.
+        error(("loom: internal error: unknown error class '%s' (raising "
+          .. "\"%s\")"):format(tostring(cls), tostring(msg)), 0)
+      end
       return c(msg, code and { code = code } or nil)
     end,
     root_error = function(err, tb, deadlock, manual_clock)

@@ -11,12 +11,15 @@ local diagnostics = require("loom.diagnostics")
 
 local pack, unpack = table.pack, table.unpack
 local msgh = core.msgh
+-- Re-raise an error on the way out of a scope or group, keeping the
+-- traceback of where it was first raised.
+local rethrow = core.rethrow
 local is_cancelled = errors.is_cancelled
 local ErrorGroup = errors.ErrorGroup
 
 -- Source prefix of loom's own Lua files ("@/.../lua/loom/" on disk,
 -- "=loom/" when embedded in libloom): their frames are not where a task
--- waits, and their re-raises keep the first traceback.
+-- waits. (Re-raises keep the first traceback through core.rethrow.)
 local own_dir = debug.getinfo(1, "S").source
   :match("^([@=].*[/\\])[^/\\]*$")
 
@@ -48,7 +51,7 @@ loom.is_cancelled = is_cancelled
 --- loom.catch(handlers, fn, ...): handlers = { {matcher, handler}, ... }.
 function loom.catch(handlers, fn, ...)
   errors.check_catch(handlers, fn)
-  return errors.catch(msgh, handlers, fn, ...)
+  return errors.catch(msgh, handlers, fn, rethrow, ...)
 end
 
 -- Running and time -----------------------------------------------------------
@@ -114,7 +117,7 @@ local function finish_scope(scope, catches, ok, ...)
       if cancelled ~= nil then e = rest end
     end
   end
-  error(e, 0)
+  rethrow(e)
 end
 
 --- scope:run(fn, ...) -> fn's results (nothing if the scope caught a
@@ -226,7 +229,7 @@ local function finish_group(tg, catches, errs, tbs, host_cancelled, ok, ...)
       scope_set_caught(tg.cancel_scope)
       return
     end
-    if not ok then error((...), 0) end
+    if not ok then rethrow((...)) end
     core.checkpoint_if_cancelled()
   end
   return ...

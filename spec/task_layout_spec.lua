@@ -1,0 +1,152 @@
+-- The task layout: a task's state is a C struct (from slabs, reused), its
+-- TaskHandle a small userdata that outlives it. A handle answers the same
+-- before and after its task's struct went back to a slab and was reused.
+local H = require("helpers")
+local loom = require("loom")
+local core = require("loom.core")
+
+local run = H.run
+
+describe("task handles outliving their tasks", function()
+  it("answer status, result, error, name, id, parent and tostring after "
+    .. "the structs were reused by many other tasks", function()
+    local ok_h, fail_h, cancel_h, parent_h
+    run(function()
+      parent_h = loom.current_task()
+      pcall(loom.task_group, function(tg)
+        fail_h = tg:start_soon(function() error({ code = 7 }) end)
+      end)
+      loom.task_group(function(tg)
+        ok_h = tg:start_soon(function(a, b) return a + b, "two" end, 1, 2)
+        ok_h.name = "adder"
+        cancel_h = tg:start_soon(loom.sleep_forever)
+        loom.wait_all_tasks_blocked()
+        cancel_h:cancel()
+        loom.sleep(0)
+      end)
+    end)
+    -- Many tasks after them: their structs are taken again.
+    run(function()
+      for _ = 1, 3 do
+        loom.task_group(function(tg)
+          for _ = 1, 2000 do tg:start_soon(function() end) end
+        end)
+      end
+    end)
+    assert.equal("finished", ok_h:status())
+    assert.is_true(ok_h:done())
+    local a, b = ok_h:return_value()
+    assert.equal(3, a)
+    assert.equal("two", b)
+    assert.equal("adder", ok_h.name)
+    assert.equal(parent_h, ok_h:parent())
+    assert.is_number(ok_h.id)
+    H.contains(tostring(ok_h), '(finished) "adder"')
+    assert.equal("failed", fail_h:status())
+    assert.equal(7, fail_h:error().code)
+    assert.equal("cancelled", cancel_h:status())
+    H.raises(loom.TaskCancelled, function() cancel_h:return_value() end)
+    H.contains(tostring(fail_h), "(failed) \"function ")
+  end)
+
+  it("keep their identity: current_task() is the handle spawn returned, "
+    .. "usable as a table key", function()
+    local seen = {}
+    run(function()
+      loom.task_group(function(tg)
+        local hs = {}
+        for i = 1, 50 do
+          hs[i] = tg:start_soon(function()
+            seen[loom.current_task()] = i
+          end)
+        end
+        loom.wait_all_tasks_blocked()
+        for i = 1, 50 do assert.equal(i, seen[hs[i]]) end
+      end)
+    end)
+  end)
+
+  it("a handle waited on after its task finished answers at once", function()
+    run(function()
+      local h
+      loom.task_group(function(tg)
+        h = tg:start_soon(function() return "v" end)
+      end)
+      for _ = 1, 1000 do
+        loom.task_group(function(tg) tg:start_soon(function() end) end)
+      end
+      assert.equal("v", h:result())
+      h:wait()
+    end)
+  end)
+end)
+
+describe("a burst of spawns", function()
+  it("runs functions with their arguments, names set before the first "
+    .. "resume included", function()
+    local got = 0
+    run(function()
+      loom.task_group(function(tg)
+        local hs = {}
+        -- The coroutine pool empties: the functions wait in the handles
+        -- until their first resume.
+        for i = 1, 600 do
+          hs[i] = tg:start_soon(function(a, b) got = got + a + b end, i, 1)
+          if i % 2 == 0 then
+            hs[i].name = "renamed " .. i
+            hs[i].name = "twice " .. i
+          end
+        end
+        assert.equal("twice 8", hs[8].name)
+        H.contains(hs[7].name, "function ")
+      end)
+    end)
+    assert.equal(600 * 601 / 2 + 600, got)
+  end)
+
+  it("does not keep its task structs once the scheduler is idle", function()
+    run(function()
+      loom.task_group(function(tg)
+        for _ = 1, 20000 do tg:start_soon(loom.sleep, 0) end
+      end)
+    end)
+    assert.is_true(core.layout().pooled_tasks <= 1024 + 64,
+      "structs kept: " .. core.layout().pooled_tasks)
+  end)
+end)
+
+describe("core.layout()", function()
+  it("gives the sizes of the task layout's structs", function()
+    local l = core.layout()
+    assert.is_true(l.handle <= 40, "handle " .. l.handle)
+    assert.is_true(l.task < 392, "task " .. l.task)  -- smaller than before
+    assert.is_true(l.cancel_scope > l.scope)        -- only it has a timer
+    assert.equal(6, l.handle_user_values)
+  end)
+end)
+
+describe("a lock whose owner finished while holding it", function()
+  it("stays held by that task even after its struct was reused", function()
+    run(function()
+      local lock = loom.lock()
+      local owner
+      loom.task_group(function(tg)
+        owner = tg:start_soon(function() lock:acquire() end)
+      end)
+      -- Tasks after it take its struct again.
+      loom.task_group(function(tg)
+        for _ = 1, 200 do
+          tg:start_soon(function()
+            assert.is_true(lock:locked())
+            H.raises(loom.WouldBlock, function() lock:acquire_nowait() end)
+            H.fails_with("not holding this lock", function()
+              lock:release()
+            end)
+          end)
+        end
+      end)
+      assert.equal(owner, lock:statistics().owner)
+      H.contains(tostring(lock), "locked by task " .. owner.id)
+    end)
+  end)
+end)
