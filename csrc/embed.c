@@ -1,10 +1,10 @@
 /*
  * embed.c: what a host needs to drive loom. It owns loom.configure (the
  * runtime clock and the error hook), the queue of unhandled errors and
- * their delivery to the hook, the runtime's teardown (loom_close, also run
- * by the runtime's __gc at lua_close), the borrowed libuv loop driven by a
+ * their delivery to the hook, the borrowed libuv loop driven by a
  * prepare/check pair, and the C API of loom.h except the remote mailbox
- * (remote.c). No function of loom.h raises into the host: whatever can
+ * (remote.c); loom_close runs the runtime's teardown, which runtime.c
+ * owns. No function of loom.h raises into the host: whatever can
  * raise runs under lua_pcall.
  */
 #include <math.h>
@@ -62,7 +62,7 @@ static int print_error(lua_State *L) {
   return 0;
 }
 
-static void print_failure(lua_State *L, const char *what) {
+void loom__print_failure(lua_State *L, const char *what) {
   const char *msg = lua_tostring(L, -1);
   fprintf(stderr, "loom: %s: %s\n", what, msg ? msg : luaL_typename(L, -1));
   fflush(stderr);
@@ -96,7 +96,7 @@ void loom__deliver_errors(lua_State *L, loom_rt *rt, int allow_raise) {
       if (lua_toboolean(L, top + 4)) lua_pushvalue(L, top + 4);
       else lua_pushnil(L);
       if (lua_pcall(L, 3, 0, 0) != LUA_OK)
-        print_failure(L, "error in the on_error hook");
+        loom__print_failure(L, "error in the on_error hook");
     } else if (rt->on_error == LOOM_ONERR_C && rt->error_fn != NULL) {
       /* The error, then its traceback (or nil) just above it. */
       int err;
@@ -112,7 +112,7 @@ void loom__deliver_errors(lua_State *L, loom_rt *rt, int allow_raise) {
       lua_pushvalue(L, top + 5);
       lua_pushvalue(L, top + 6);
       if (lua_pcall(L, 4, 0, 0) != LUA_OK)
-        print_failure(L, "cannot print an unhandled error");
+        loom__print_failure(L, "cannot print an unhandled error");
     }
     lua_settop(L, top);
   }
@@ -277,47 +277,18 @@ static void check_cb(uv_check_t *h) {
     return;
   top = lua_gettop(L);
   if (loom__step_pcall(L, rt, 0, 0) != LUA_OK)
-    print_failure(L, "error in a step run by the host's libuv loop");
+    loom__print_failure(L, "error in a step run by the host's libuv loop");
   if (loom__deliver_pcall(L, rt, 0) != LUA_OK)
-    print_failure(L, "cannot deliver an unhandled error");
+    loom__print_failure(L, "cannot deliver an unhandled error");
   lua_settop(L, top);
   arm_borrowed_timer(rt);
-}
-
-static void count_close_cb(uv_handle_t *h) {
-  loom_rt *rt = (loom_rt *)h->data;
-  rt->closing_handles--;
-}
-
-static void close_own(loom_rt *rt, uv_handle_t *h) {
-  if (uv_is_closing(h)) return;
-  h->data = rt;
-  rt->closing_handles++;
-  uv_close(h, count_close_cb);
-}
-
-/* Close loom's own handles on the current loop and wait for their close
- * callbacks (NOWAIT passes: a borrowed loop is never run otherwise). */
-static void close_rt_handles(loom_rt *rt) {
-  close_own(rt, (uv_handle_t *)&rt->timer);
-  /* The child reaper and the Ctrl-C watcher, once process.c or signal.c
-   * started them. */
-  if (rt->sigchld.type == UV_SIGNAL)
-    close_own(rt, (uv_handle_t *)&rt->sigchld);
-  if (rt->sigint.type == UV_SIGNAL)
-    close_own(rt, (uv_handle_t *)&rt->sigint);
-  if (rt->borrowed) {
-    close_own(rt, (uv_handle_t *)&rt->prepare);
-    close_own(rt, (uv_handle_t *)&rt->check);
-  }
-  while (rt->closing_handles > 0) uv_run(rt->loop, UV_RUN_NOWAIT);
 }
 
 /* Move the runtime to `loop` (NULL: its own). Only before tasks ran. */
 static void use_loop(loom_rt *rt, lua_State *L, uv_loop_t *loop) {
   if (loop == NULL) loop = &rt->own_loop;
   if (loop == rt->loop) return;
-  close_rt_handles(rt);
+  loom__rt_close_handles(rt);
   rt->loop = loop;
   rt->borrowed = loop != &rt->own_loop;
   uv_timer_init(loop, &rt->timer);
@@ -338,122 +309,10 @@ static void use_loop(loom_rt *rt, lua_State *L, uv_loop_t *loop) {
     rt->host_L = NULL;
 }
 
-/* ---- teardown ----------------------------------------------------------- */
-
-static void close_walk_cb(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, NULL);
-}
-
-/* Cancel every host group, run passes until every task finished (at most
- * grace seconds), report what failed. */
-static int close_protected(lua_State *L) {
-  loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
-  double grace = lua_tonumber(L, 2);
-  loom__host_groups_close(L, rt);
-  rt->stepping = 1;
-  loom__settle(L, rt, NULL, &rt->live_tasks, grace);
-  rt->stepping = 0;
-  loom__deliver_errors(L, rt, 0);
-  return 0;
-}
-
-/* Run the posts already queued on remote mailboxes, refuse later ones. */
-static int remote_close_protected(lua_State *L) {
-  loom__remote_close((loom_rt *)lua_touserdata(L, 1), L);
-  return 0;
-}
-
-/* Free what the runtime holds: its handles (every handle of its own loop,
- * only its own ones on a borrowed loop), pooled coroutines, the heap. */
-static void rt_shutdown(lua_State *L, loom_rt *rt) {
-  int i;
-  if (rt->closed) return;
-  rt->stepping = 0;
-  if (rt->borrowed) {
-    close_rt_handles(rt);
-  } else {
-    /* Handles still open (their owners' __gc already ran, or they were
-     * left open): close them all so that the loop can be closed. */
-    uv_walk(rt->loop, close_walk_cb, NULL);
-    uv_run(rt->loop, UV_RUN_DEFAULT);
-  }
-  rt->closed = 1;
-  uv_loop_close(&rt->own_loop);
-  /* Pooled coroutines: emptied (allocates nothing), collected later. */
-  if (rt->pool_ref != LUA_NOREF && lua_checkstack(L, 2)) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
-    for (i = 1; i <= rt->pool_len; i++) {
-      lua_pushnil(L);
-      lua_rawseti(L, -2, i);
-    }
-    lua_pop(L, 1);
-  }
-  /* Tasks that outlived the grace stay parked for good: a later cancel
-   * must find their timers out of the (freed) heap. */
-  while (rt->heap_len > 0) loom__heap_remove(rt, rt->heap[0]);
-  free(rt->heap);
-  rt->heap = NULL;
-  rt->pool_len = 0;
-  rt->heap_len = rt->heap_cap = 0;
-  rt->ready_head = rt->ready_tail = NULL;
-  rt->nready = 0;
-  rt->closed_time = loom__time(rt);
-}
-
-/* [-0, +0] the end of loom_close: the mailboxes are closed (even when the
- * settling failed), then everything is freed. Returns the first failure's
- * pcall status, its error left on the stack. */
-static int finish_close(lua_State *L, loom_rt *rt, int status) {
-  int s;
-  rt->stepping = 0;
-  lua_pushcfunction(L, remote_close_protected);
-  lua_pushlightuserdata(L, rt);
-  s = lua_pcall(L, 1, 0, 0);
-  if (s != LUA_OK) {
-    if (status == LUA_OK) status = s;
-    else lua_pop(L, 1);
-  }
-  rt_shutdown(L, rt);
-  return status;
-}
-
 /* Status of the C API for work run under lua_pcall. */
 static int pcall_status(int status) {
   if (status == LUA_OK) return LOOM_OK;
   return status == LUA_ERRMEM ? LOOM_ERRMEM : LOOM_ERRRUN;
-}
-
-static int busy(loom_rt *rt) {
-  return rt->current != NULL || rt->stepping || rt->running;
-}
-
-int loom__rt_gc(lua_State *L) {
-  loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
-  int status = LUA_OK, final = lua_isnone(L, 2);
-  if (rt == NULL || rt->magic != LOOM_MAGIC_RT) return 0;
-  if (rt->closed) {
-    /* A deadline set after loom_close (on a scope that outlived it) may
-     * have made a new heap. */
-    free(rt->heap);
-    rt->heap = NULL;
-    rt->heap_len = rt->heap_cap = 0;
-    if (final) loom__tasks_free(rt);
-    return 0;
-  }
-  if (!busy(rt)) {
-    lua_pushcfunction(L, close_protected);
-    lua_pushlightuserdata(L, rt);
-    lua_pushnumber(L, 0);
-    status = lua_pcall(L, 2, 0, 0);
-  }
-  if (finish_close(L, rt, status) != LUA_OK)
-    print_failure(L, "error while closing the runtime");
-  /* The task structs go with the runtime's own finaliser, the last of
-   * loom's objects: finalisers that run before it (a scope's) may still
-   * walk the tasks parked for good. */
-  if (final) loom__tasks_free(rt);
-  return 0;
 }
 
 /* ---- the C API ---------------------------------------------------------- */
@@ -468,7 +327,7 @@ static int open_protected(lua_State *L) {
     lua_pushinteger(L, LOOM_ECLOSED);
     return 1;
   }
-  if (rt->next_id > 0 || busy(rt)) {
+  if (rt->next_id > 0 || loom__rt_busy(rt)) {
     lua_pushinteger(L, LOOM_ERRSTATE);
     return 1;
   }
@@ -523,7 +382,7 @@ LOOM_API int loom_step(lua_State *L, double budget, int max_resumes,
     return LOOM_ERRARG;
   if (rt == NULL) return LOOM_ERRSTATE;
   if (rt->closed) return LOOM_ECLOSED;
-  if (busy(rt)) return LOOM_ERRSTATE;
+  if (loom__rt_busy(rt)) return LOOM_ERRSTATE;
   if (!lua_checkstack(L, 8)) return LOOM_ERRMEM;
   status = loom__step_pcall(L, rt, budget, (double)max_resumes);
   if (status == LUA_OK) status = loom__deliver_pcall(L, rt, 1);
@@ -584,16 +443,11 @@ LOOM_API int loom_backend_fd(lua_State *L) {
 
 LOOM_API int loom_close(lua_State *L, double grace) {
   loom_rt *rt = live_rt(L);
-  int status;
   if (L == NULL || isnan(grace) || grace < 0) return LOOM_ERRARG;
   if (rt == NULL || rt->closed) return LOOM_OK;
-  if (busy(rt)) return LOOM_ERRSTATE;
+  if (loom__rt_busy(rt)) return LOOM_ERRSTATE;
   if (!lua_checkstack(L, 4)) return LOOM_ERRMEM;
-  lua_pushcfunction(L, close_protected);
-  lua_pushlightuserdata(L, rt);
-  lua_pushnumber(L, grace);
-  status = lua_pcall(L, 2, 0, 0);
-  return pcall_status(finish_close(L, rt, status));
+  return pcall_status(loom__rt_close(L, rt, grace));
 }
 
 /* ---- Lua functions ------------------------------------------------------ */

@@ -10,8 +10,8 @@
  * Sections, in the order of their dependencies: lists; deadline.c (timers);
  * scope.c (cancel scopes); task.c (tasks: struct, spawn, run, finish) and
  * handle.c (TaskHandles, context, task_tree); group.c (task groups); park.c
- * (the park protocol, wait queues); sched.c (the runtime struct and the
- * scheduler); failure safety; members.c; the embedding files; then the
+ * (the park protocol, wait queues); runtime.c (the runtime struct) and
+ * sched.c (the scheduler); failure safety; members.c; the embedding files; then the
  * modules built on all of that (streams, copy, threads, files, UDP, TLS,
  * poll).
  */
@@ -68,14 +68,27 @@ static inline void loom__list_remove(loom_list *n) {
 
 typedef struct loom_rt loom_rt;
 
+/* The one list of type magics ("lmt" + a letter, so no two classes share
+ * a value): the first word of each struct below. */
+enum loom_magic {
+  LOOM_MAGIC_TASK = 0x6c6d7454,     /* "lmtT" task.c */
+  LOOM_MAGIC_GROUP = 0x6c6d7447,    /* "lmtG" group.c, hostgroup.c */
+  LOOM_MAGIC_SCOPE = 0x6c6d7453,    /* "lmtS" scope.c */
+  LOOM_MAGIC_RT = 0x6c6d7452,       /* "lmtR" runtime.c */
+  LOOM_MAGIC_EVENT = 0x6c6d7465,    /* "lmte" sync.c */
+  LOOM_MAGIC_LOCK = 0x6c6d746c,     /* "lmtl" */
+  LOOM_MAGIC_SEM = 0x6c6d7473,      /* "lmts" */
+  LOOM_MAGIC_COND = 0x6c6d7463,     /* "lmtc" */
+  LOOM_MAGIC_LIMITER = 0x6c6d7469,  /* "lmti" */
+  LOOM_MAGIC_SEND = 0x6c6d7477,     /* "lmtw" channel.c */
+  LOOM_MAGIC_RECEIVE = 0x6c6d7472,  /* "lmtr" */
+  LOOM_MAGIC_CALL = 0x6c6d7443,     /* "lmtC" thread.c */
+  LOOM_MAGIC_REQ = 0x6c6d7451       /* "lmtQ" */
+};
+
 /* Hot-path type checks: a full userdata of the struct's exact size whose
  * first word is the struct's magic. Anything else falls back to
  * luaL_checkudata for the standard error message. */
-#define LOOM_MAGIC_TASK 0x6c6d7454u
-#define LOOM_MAGIC_GROUP 0x6c6d7447u
-#define LOOM_MAGIC_SCOPE 0x6c6d7453u
-#define LOOM_MAGIC_RT 0x6c6d7452u
-
 static inline void *loom__test_ud(lua_State *L, int idx, size_t size,
                                   uint32_t magic) {
   void *p = lua_touserdata(L, idx);
@@ -422,7 +435,8 @@ loom_task *loom__waitq_pop(loom_waitq *q) LOOM_HIDDEN;
 loom_task *loom__waitq_shift(loom_waitq *q) LOOM_HIDDEN;
 
 
-/* ---- sched.c: the runtime's scheduler --------------------------------- */
+/* ---- runtime.c: the runtime struct (built, filled and freed there); ---- *
+ * ---- sched.c: the scheduler that runs on it ------------------------------ */
 
 struct loom_rt {
   uint32_t magic;        /* LOOM_MAGIC_RT, checked by loom__task_of */
@@ -515,6 +529,21 @@ struct loom_rt {
 
 #define LOOM_RT_MT "loom.Runtime"
 #define LOOM_POOL_MAX 256  /* finished coroutines kept for reuse */
+
+/* runtime.c. [-0, +1] the runtime userdata of L's state (made on first
+ * use, raises on failure); luaopen_loom_core puts it at index 1. */
+loom_rt *loom__push_rt(lua_State *L) LOOM_HIDDEN;
+/* Is a task, a step or loom.run under way (the runtime cannot close)? */
+int loom__rt_busy(loom_rt *rt) LOOM_HIDDEN;
+/* Close loom's own handles (timer, signal watchers, a borrowed loop's
+ * prepare/check) and wait for their close callbacks. */
+void loom__rt_close_handles(loom_rt *rt) LOOM_HIDDEN;
+/* Close the runtime (loom_close, __gc): unless busy, cancel the host groups
+ * and settle the tasks for at most grace seconds under lua_pcall; then
+ * close the mailboxes and free the handles, loop, pool and heap. Returns
+ * the first failure's pcall status, its error left on the stack. */
+int loom__rt_close(lua_State *L, loom_rt *rt, double grace) LOOM_HIDDEN;
+int loom__open_runtime(lua_State *L) LOOM_HIDDEN;
 
 /* The wall clock (monotonic seconds): budgets, waits. */
 double loom__now(void) LOOM_HIDDEN;
@@ -642,7 +671,7 @@ enum { LOOM_ONERR_PRINT = 0, LOOM_ONERR_RAISE, LOOM_ONERR_FUNC,
 
 /* The runtime of L's state (from the registry), or NULL; with create,
  * makes it (raises on failure). */
-loom_rt *loom__state_rt(lua_State *L, int create) LOOM_HIDDEN;
+loom_rt *loom__state_rt(lua_State *L, int create) LOOM_HIDDEN;  /* runtime.c */
 /* A task became ready outside a step on a borrowed loop (embed.c). */
 void loom__borrowed_kick(loom_rt *rt) LOOM_HIDDEN;
 /* Read the host clock (LOOM_CLOCK_HOST only); raises naming fn. */
@@ -683,10 +712,12 @@ void loom__host_child_failed(lua_State *L, loom_group *g, int task_idx,
 void loom__host_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
 /* Cancel and close every host group (loom_close). */
 void loom__host_groups_close(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
-/* __gc of the runtime: loom_close(L, 0) unless the host closed it; then
+/* runtime.c: __gc of the runtime: loom_close(L, 0) unless the host closed it; then
  * frees the task structs, unless called with a second argument (a close
  * from another finaliser, before the runtime's own). */
 int loom__rt_gc(lua_State *L) LOOM_HIDDEN;
+/* embed.c: print "loom: <what>: <error on top>" to stderr, pop the error. */
+void loom__print_failure(lua_State *L, const char *what) LOOM_HIDDEN;
 
 int loom__open_embed(lua_State *L) LOOM_HIDDEN;
 int loom__open_hostgroup(lua_State *L) LOOM_HIDDEN;
@@ -877,20 +908,7 @@ int loom__open_poll(lua_State *L) LOOM_HIDDEN;
 
 /* ---- class.c: class registration, type magics, OSError, callables ----- */
 
-/* Magic first words of the non-core objects, for loom__test_ud's hot-path
- * type checks (one list, so no two classes share a value). The core's
- * LOOM_MAGIC_TASK/GROUP/SCOPE/RT above join this enum at merge. */
-enum loom_magic {
-  LOOM_MAGIC_EVENT = 0x6c6d7465,    /* "lmte" sync.c */
-  LOOM_MAGIC_LOCK = 0x6c6d746c,     /* "lmtl" */
-  LOOM_MAGIC_SEM = 0x6c6d7473,      /* "lmts" */
-  LOOM_MAGIC_COND = 0x6c6d7463,     /* "lmtc" */
-  LOOM_MAGIC_LIMITER = 0x6c6d7469,  /* "lmti" */
-  LOOM_MAGIC_SEND = 0x6c6d7477,     /* "lmtw" channel.c */
-  LOOM_MAGIC_RECEIVE = 0x6c6d7472,  /* "lmtr" */
-  LOOM_MAGIC_CALL = 0x6c6d7443,     /* "lmtC" thread.c */
-  LOOM_MAGIC_REQ = 0x6c6d7451       /* "lmtQ" */
-};
+/* Type magics: one list, in loom_magic (top of this file). */
 
 /* Flags of a loom_class. */
 #define LOOM_CLASS_UP_MT 1u    /* functions get the metatable as last

@@ -65,26 +65,6 @@ void loom__sample_clock(lua_State *L, loom_rt *rt, const char *fn) {
   rt->clock_sampled = 1;
 }
 
-loom_rt *loom__rt(lua_State *L) {
-  return (loom_rt *)lua_touserdata(L, lua_upvalueindex(1));
-}
-
-void loom__setfuncs(lua_State *L, int rt_idx, const luaL_Reg *funcs) {
-  for (; funcs->name != NULL; funcs++) {
-    lua_pushvalue(L, rt_idx);
-    lua_pushcclosure(L, funcs->func, 1);
-    lua_setfield(L, -2, funcs->name);
-  }
-}
-
-void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->hooks_ref);
-  if (lua_type(L, -1) != LUA_TTABLE)
-    luaL_error(L, "loom.core: hooks not installed (require 'loom')");
-  lua_getfield(L, -1, name);
-  lua_remove(L, -2);
-}
-
 int loom__raise_error(lua_State *L, const char *cls, const char *msg,
                       const char *code) {
   loom_rt *rt = loom__rt(L);
@@ -573,7 +553,7 @@ static int l_run(lua_State *L) {
   if (rt->borrowed)
     return luaL_error(L, "loom.run: the runtime runs on the host's libuv "
                       "loop; run that loop (uv_run) instead");
-  if (lua_type(L, 1) != LUA_TFUNCTION && !luaL_getmetafield(L, 1, "__call"))
+  if (!loom__is_callable(L, 1))
     return luaL_typeerror(L, 1, "function");
   root = loom__task_new(L, rt, 1, nargs, NULL);
   ud = lua_gettop(L);  /* keeps the root's handle for its outcome */
