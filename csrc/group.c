@@ -22,14 +22,6 @@ static loom_group *check_group(lua_State *L, int idx) {
   return g;
 }
 
-static void check_callable(lua_State *L, int idx) {
-  if (lua_type(L, idx) != LUA_TFUNCTION) {
-    if (!luaL_getmetafield(L, idx, "__call"))
-      luaL_typeerror(L, idx, "function");
-    lua_pop(L, 1);
-  }
-}
-
 static void check_active(lua_State *L, loom_group *g) {
   if (g->state == LOOM_GROUP_CLOSED)
     luaL_error(L, "This task group is not active; no new tasks can be "
@@ -53,7 +45,7 @@ static int l_group_spawn(lua_State *L) {
   int nargs = lua_gettop(L) - 2;
   loom_task *t;
   check_active(L, g);
-  check_callable(L, 2);
+  loom__check_callable(L, 2, NULL);
   t = loom__task_new(L, rt, 2, nargs, rt->current);
   t->group = g;
   loom__list_push(&g->children, &t->group_link);
@@ -107,7 +99,7 @@ static int l_group_start(lua_State *L) {
   int nargs = lua_gettop(L) - 2;
   loom_task *t;
   check_active(L, g);
-  check_callable(L, 2);
+  loom__check_callable(L, 2, NULL);
   lua_newuserdatauv(L, 1, 1);  /* the task_status object */
   luaL_setmetatable(L, STATUS_MT);
   lua_insert(L, 3);            /* [tg, fn, status, args...] */
@@ -502,13 +494,15 @@ static int l_group_cancel(lua_State *L) {
 }
 
 static int l_group_index(lua_State *L) {
-  check_group(L, 1);
+  /* A method is a table hit (no type check: a method checks its self);
+   * only the property reads the group. */
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
   if (lua_type(L, 2) == LUA_TSTRING &&
-      strcmp(lua_tostring(L, 2), "cancel_scope") == 0)
+      strcmp(lua_tostring(L, 2), "cancel_scope") == 0) {
+    check_group(L, 1);
     lua_getiuservalue(L, 1, G_SCOPE);
-  else
+  } else
     return loom__no_member(L);
   return 1;
 }
@@ -537,23 +531,21 @@ static const luaL_Reg group_methods[] = {
 
 /* Stack: rt(1) module(top). */
 int loom__open_group(lua_State *L) {
-  luaL_newmetatable(L, LOOM_GROUP_MT);
-  loom__setfuncs(L, 1, group_meta);
-  lua_newtable(L);
-  loom__setfuncs(L, 1, group_methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -4, "group_methods");
-  lua_pushvalue(L, 1);
-  lua_insert(L, -2);
-  lua_pushcclosure(L, l_group_index, 2);
-  lua_setfield(L, -2, "__index");
+  /* cancel_scope is a property: a C __index, upvalues rt, methods */
+  static const loom_class group_class = {
+    LOOM_GROUP_MT, group_meta, group_methods, NULL, l_group_index,
+    "group_methods", 0
+  };
+  static const luaL_Reg status_methods[] = {
+    {"started", l_status_started},
+    {NULL, NULL}
+  };
+  static const loom_class status_class = {
+    STATUS_MT, NULL, status_methods, NULL, NULL, NULL, 0
+  };
+  loom__class_register(L, -1, &group_class, 1, 1);
   lua_pop(L, 1);
-  luaL_newmetatable(L, STATUS_MT);
-  lua_newtable(L);
-  lua_pushvalue(L, 1);
-  lua_pushcclosure(L, l_status_started, 1);
-  lua_setfield(L, -2, "started");
-  lua_setfield(L, -2, "__index");
+  loom__class_register(L, 0, &status_class, 1, 1);
   lua_pop(L, 1);
   /* core.group_run: upvalues runtime, message handler. */
   lua_pushvalue(L, 1);

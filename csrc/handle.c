@@ -373,19 +373,15 @@ static const luaL_Reg task_funcs[] = {
   {NULL, NULL}
 };
 
-/* Stack: rt(1) module(top). */
-/* Stack: rt(1) module(top); after loom__open_task (the Task metatable). */
+/* Task handles: properties name and id, so a C __index (methods first). */
+static const loom_class task_class = {
+  LOOM_TASK_MT, task_meta, task_methods, NULL, l_task_index, "task_methods", 0
+};
+
+/* Stack: rt(1) module(top); after loom__open_task (the Task metatable,
+ * filled here). */
 int loom__open_handle(lua_State *L) {
-  luaL_getmetatable(L, LOOM_TASK_MT);
-  loom__setfuncs(L, 1, task_meta);
-  lua_newtable(L);
-  loom__setfuncs(L, 1, task_methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -4, "task_methods");
-  lua_pushvalue(L, 1);
-  lua_insert(L, -2);
-  lua_pushcclosure(L, l_task_index, 2);
-  lua_setfield(L, -2, "__index");
+  loom__class_register(L, -1, &task_class, 1, 1);
   lua_pop(L, 1);
   loom__setfuncs(L, 1, task_funcs);
   return 0;

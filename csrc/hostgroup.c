@@ -307,25 +307,28 @@ static const luaL_Reg hg_funcs[] = {
 
 /* Stack: rt(1) module(top); group.c's methods are in module.group_methods. */
 int loom__open_hostgroup(lua_State *L) {
-  luaL_newmetatable(L, HOSTGROUP_MT);
-  lua_pushvalue(L, 1);
-  lua_pushcclosure(L, l_hg_tostring, 1);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  loom__setfuncs(L, 1, hg_methods);
-  lua_getfield(L, -3, "group_methods");
+  /* name and cancel_scope are properties: a C __index, upvalues rt,
+   * methods; the methods table also gets three of group.c's methods. */
+  static const luaL_Reg hg_meta[] = {
+    {"__tostring", l_hg_tostring},
+    {NULL, NULL}
+  };
+  static const loom_class hg_class = {
+    HOSTGROUP_MT, hg_meta, hg_methods, NULL, l_hg_index, NULL, 0
+  };
+  loom__class_register(L, -1, &hg_class, 1, 1);
+  lua_getfield(L, -1, "__index");
+  lua_getupvalue(L, -1, 2);              /* the methods table */
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  lua_getfield(L, -2, "group_methods");
   lua_getfield(L, -1, "start_soon");
   lua_setfield(L, -3, "start_soon");
   lua_getfield(L, -1, "create_task");
   lua_setfield(L, -3, "create_task");
   lua_getfield(L, -1, "cancel");
   lua_setfield(L, -3, "cancel");
-  lua_pop(L, 1);
-  lua_pushvalue(L, 1);
-  lua_insert(L, -2);
-  lua_pushcclosure(L, l_hg_index, 2);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  lua_pop(L, 2);
   loom__setfuncs(L, 1, hg_funcs);
   return 0;
 }

@@ -456,16 +456,12 @@ static const luaL_Reg scope_funcs[] = {
 
 /* Stack: rt(1) module(top). Adds core.scope_methods for the Lua front. */
 int loom__open_scope(lua_State *L) {
-  luaL_newmetatable(L, SCOPE_MT);
-  loom__setfuncs(L, 1, scope_meta);
-  lua_newtable(L);                       /* methods */
-  loom__setfuncs(L, 1, scope_methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -4, "scope_methods");  /* module.scope_methods */
-  lua_pushvalue(L, 1);
-  lua_insert(L, -2);
-  lua_pushcclosure(L, l_scope_index, 2); /* upvalues: rt, methods */
-  lua_setfield(L, -2, "__index");
+  /* properties (deadline, shield, ...): a C __index, upvalues rt, methods */
+  static const loom_class scope_class = {
+    SCOPE_MT, scope_meta, scope_methods, NULL, l_scope_index,
+    "scope_methods", 0
+  };
+  loom__class_register(L, -1, &scope_class, 1, 1);
   lua_pop(L, 1);
   loom__setfuncs(L, 1, scope_funcs);
   /* core.scope_run: upvalues runtime, message handler. */

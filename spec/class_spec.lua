@@ -6,14 +6,6 @@ local loom = require("loom")
 local core = require("loom.core")
 local H = require("helpers")
 
--- The classes the core files register themselves (task.c, group.c,
--- scope.c, hostgroup.c, module.c); the others go through class.c.
-local core_classes = {
-  ["loom.Task"] = true, ["loom.TaskGroup"] = true, ["loom.TaskStatus"] = true,
-  ["loom.CancelScope"] = true, ["loom.HostGroup"] = true,
-  ["loom.Runtime"] = true,
-}
-
 local function loom_metatables()
   local list = {}
   for k, mt in pairs(debug.getregistry()) do
@@ -37,21 +29,36 @@ describe("class registration", function()
     assert.is_true(#list >= 30, "only " .. #list .. " loom.* metatables")
     for _, c in ipairs(list) do
       assert.equal(c.name, rawget(c.mt, "__name"))
-      if not core_classes[c.name] then
-        assert.equal("function", type(rawget(c.mt, "__tostring")),
-          c.name .. " has no __tostring")
-      end
+      assert.equal("function", type(rawget(c.mt, "__tostring")),
+        c.name .. " has no __tostring")
     end
   end)
 
   it("gives the core's own classes __tostring too", function()
-    H.core_bug(pending, "loom.Runtime and loom.TaskStatus have no "
-      .. "__tostring (module.c, group.c do not use class.c yet)", function()
-      for _, c in ipairs(loom_metatables()) do
-        assert.equal("function", type(rawget(c.mt, "__tostring")),
-          c.name .. " has no __tostring")
-      end
+    local reg = debug.getregistry()
+    for _, name in ipairs({ "loom.Task", "loom.TaskGroup", "loom.TaskStatus",
+                            "loom.CancelScope", "loom.HostGroup",
+                            "loom.Runtime" }) do
+      local mt = reg[name]
+      assert.equal("table", type(mt), name .. " is not registered")
+      assert.equal(name, rawget(mt, "__name"))
+      assert.equal("function", type(rawget(mt, "__tostring")),
+        name .. " has no __tostring")
+    end
+    -- the runtime and a task status print as "<class>: <address>"
+    local rt_mt = reg["loom.Runtime"]
+    assert.matches("^loom%.Runtime: 0x%x+$",
+      rt_mt.__tostring(setmetatable({}, { __name = "loom.Runtime" })))
+    local status_str
+    loom.run(function()
+      loom.task_group(function(tg)
+        tg:start(function(task_status)
+          status_str = tostring(task_status)
+          task_status:started()
+        end)
+      end)
     end)
+    assert.matches("^loom%.TaskStatus: 0x%x+$", status_str)
   end)
 
   it("prints an internal object as '<class>: <address>'", function()
