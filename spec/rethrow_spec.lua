@@ -80,6 +80,31 @@ describe("core.rethrow", function()
     H.contains(err.tracebacks[1], where)
   end)
 
+  it("a re-raise inside a wrapper of the Lua front keeps the first "
+    .. "traceback", function()
+    -- BufferedStream:receive_exactly (net.lua) catches the stream's error
+    -- with pcall and re-raises it: the traceback stays the one of the
+    -- stream's own raise (recorded by the scope), not net.lua's line.
+    local where
+    local stream = {}
+    function stream.receive()
+      loom.move_on_after(10, function()
+        where = H.here(); error({ "from the stream" })
+      end)
+    end
+    local err = H.capture_error(run, function()
+      loom.task_group(function(tg)
+        tg:start_soon(function()
+          loom.buffered(stream):receive_exactly(4)
+        end)
+      end)
+    end)
+    assert.equal("from the stream", err.errors[1][1])
+    H.contains(err.tracebacks[1], where)
+    assert.is_nil(err.tracebacks[1]:find("net.lua", 1, true),
+      err.tracebacks[1])
+  end)
+
   it("loom.catch's re-raise keeps the first traceback", function()
     local where
     local err = H.capture_error(run, function()

@@ -7,6 +7,8 @@
 -- lands; pipes and character devices are read and written in sequence.
 
 local errors = require("loom.errors")
+-- a re-raise keeps the traceback of the first raise
+local rethrow = require("loom.core").rethrow
 local diagnostics = require("loom.diagnostics")
 
 local M = {}
@@ -58,7 +60,7 @@ local function flush_writes(f)
       -- sequence.
       if off < 0 or not errors.is(w, errors.OSError) or w.code ~= "ESPIPE"
       then
-        error(w, 0)
+        rethrow(w)
       end
       f.seekable, f.pos, off = false, -1, -1
       w = h:write(piece, off)
@@ -103,7 +105,7 @@ local function fill(f, need)
     if not ok then
       if off < 0 or not errors.is(s, errors.OSError) or s.code ~= "ESPIPE"
       then
-        error(s, 0)
+        rethrow(s)
       end
       f.seekable, f.pos = false, -1
       s = f.h:read(want, -1)
@@ -385,7 +387,7 @@ function File.close(f)
   local ok, err = pcall(flush_writes, f)
   f.h = false
   h:close()
-  if not ok then error(err, 0) end
+  if not ok then rethrow(err) end
 end
 
 File.__close = File.close
@@ -454,7 +456,7 @@ function M.install(loom, c)
         or err.code == "ENOTDIR") then
       return false
     end
-    error(err, 0)
+    rethrow(err)
   end
 
   --- fs.read_file(path) -> the whole content.
@@ -492,19 +494,19 @@ function M.install(loom, c)
     if ok then return end
     if errors.is(err, errors.OSError) and err.code == "EEXIST" then
       if core.fs_stat(path).type == "directory" then return end
-      error(err, 0)
+      rethrow(err)
     end
     if not (errors.is(err, errors.OSError) and err.code == "ENOENT") then
-      error(err, 0)
+      rethrow(err)
     end
     local parent = path:match("^(.*[^/])/+[^/]+/*$")
-    if parent == nil then error(err, 0) end
+    if parent == nil then rethrow(err) end
     fs.mkdir(parent, { parents = true, mode = mode })
     local ok2, err2 = pcall(core.fs_mkdir, path, mode)
     if not ok2 and not (errors.is(err2, errors.OSError)
         and err2.code == "EEXIST" and core.fs_stat(path).type == "directory")
     then
-      error(err2, 0)
+      rethrow(err2)
     end
   end
 

@@ -6,6 +6,8 @@
 -- receive_until over any stream with a receive method).
 
 local errors = require("loom.errors")
+-- a re-raise keeps the traceback of the first raise
+local rethrow = require("loom.core").rethrow
 local diagnostics = require("loom.diagnostics")
 
 local M = {}
@@ -107,7 +109,7 @@ function Buffered.receive_exactly(b, n)
     local ok, chunk = pcall(b.stream.receive, b.stream, n - #b.buffer)
     if not ok then
       if is(chunk, errors.EndOfStream) then error(incomplete(chunk), 2) end
-      error(chunk, 0)
+      rethrow(chunk)
     end
     b.buffer = b.buffer .. chunk
   end
@@ -156,7 +158,7 @@ function Buffered.receive_until(b, delim, max_bytes)
     local ok, chunk = pcall(b.stream.receive, b.stream, 65536)
     if not ok then
       if is(chunk, errors.EndOfStream) then error(incomplete(chunk), 2) end
-      error(chunk, 0)
+      rethrow(chunk)
     end
     offset = math.max(#buf - #delim + 2, 1)
     b.buffer = buf .. chunk
@@ -221,10 +223,10 @@ function M.install(loom, core)
     for _, a in ipairs(addrs) do
       local ok, s = pcall(tcp_connect, a.address, port)
       if ok then return s end
-      if not is(s, OSError) then error(s, 0) end
+      if not is(s, OSError) then rethrow(s) end
       errs[#errs + 1] = s
     end
-    if #errs == 1 then error(errs[1], 0) end
+    if #errs == 1 then rethrow(errs[1]) end
     local msgs = {}
     for i, e in ipairs(errs) do msgs[i] = e.message end
     error(OSError(("connect_tcp: all %d connection attempts to %s:%d "
@@ -303,7 +305,7 @@ function M.install(loom, core)
             stream)
           if not ok then
             stream:close()
-            error(err, 0)
+            rethrow(err)
           end
         end
       end

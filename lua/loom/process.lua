@@ -6,6 +6,8 @@
 -- feeding and draining, and wraps loom.run for Ctrl-C and reaping.
 
 local errors = require("loom.errors")
+-- a re-raise keeps the traceback of the first raise
+local rethrow = require("loom.core").rethrow
 local selferror = require("loom.args").selferror
 
 local M = {}
@@ -197,7 +199,7 @@ function M.install(loom, core)
     local ok, e = pcall(p.wait, p)
     if not ok then
       kill_reap(p)
-      error(e, 0)
+      rethrow(e)
     end
   end
 
@@ -228,7 +230,7 @@ function M.install(loom, core)
       -- error of run_process (the exit status tells).
       if not ok and not is(e, errors.BrokenResourceError) then
         s:close()
-        error(e, 0)
+        rethrow(e)
       end
     end
     s:close()
@@ -240,7 +242,7 @@ function M.install(loom, core)
       local ok, chunk = pcall(receive, s, 65536)
       if not ok then
         if is(chunk, EndOfStream) then return end
-        error(chunk, 0)
+        rethrow(chunk)
       end
       buf[#buf + 1] = chunk
     end
@@ -269,7 +271,7 @@ function M.install(loom, core)
       -- Cancelled or failed: the child does not outlive the call.
       close_streams(p)
       kill_reap(p)
-      error(e, 0)
+      rethrow(e)
     end
     close_streams(p)
     local rc = p.returncode
@@ -389,7 +391,7 @@ function M.install(loom, core)
     local interrupted = armed and disarm()
     if not core.stats().running then reap_all() end
     if interrupted then error(interrupted_error(r[1], r[2]), 2) end
-    if not r[1] then error(r[2], 0) end
+    if not r[1] then rethrow(r[2]) end
     return unpack(r, 2, r.n)
   end
   loom.run = core.run_entry(run_impl)

@@ -5,6 +5,8 @@
 -- requests of a worker as tasks under the calling task.
 
 local M = {}
+-- a re-raise keeps the traceback of the first raise
+local rethrow = require("loom.core").rethrow
 
 local pack, unpack = table.pack, table.unpack
 
@@ -96,7 +98,7 @@ function M.install(loom, core, errors)
     local ok, err = pcall(thread_submit, call, limiter, abandon)
     if not ok then
       limiter:release_on_behalf_of(call)
-      error(err, 0)
+      rethrow(err)
     end
     return finish(call, thread_wait(call))
   end

@@ -7,6 +7,8 @@
 -- holding it, so bytes reach the transport in the order OpenSSL made them.
 
 local errors = require("loom.errors")
+-- a re-raise keeps the traceback of the first raise
+local rethrow = require("loom.core").rethrow
 local diagnostics = require("loom.diagnostics")
 
 local M = {}
@@ -84,7 +86,7 @@ local function flush(s)
   out_release(s)
   if not ok then
     s.broken = s.broken or not errors.is_cancelled(err)
-    error(err, 0)
+    rethrow(err)
   end
 end
 
@@ -107,7 +109,7 @@ local function pull(s)
     s.eng:feed_eof()
     return true
   end
-  error(chunk, 0)
+  rethrow(chunk)
 end
 
 local function handshake(s)
@@ -137,7 +139,7 @@ local function receive_loop(s, m)
       -- Plaintext in hand is returned even if this write fails (the
       -- failure shows at the next call; the bytes wait in the engine).
       local ok, err = pcall(flush, s)
-      if not ok and not data then error(err, 0) end
+      if not ok and not data then rethrow(err) end
     end
     if data then
       -- A checkpoint: one that did not wait for the transport yields once
@@ -183,7 +185,7 @@ function TLSStream.receive(s, max_bytes)
   s.receiving = true
   local ok, r = pcall(receive_loop, s, m)
   s.receiving = false
-  if not ok then error(r, 0) end
+  if not ok then rethrow(r) end
   return r
 end
 
@@ -196,7 +198,7 @@ local function send_locked(s, data)
   local ok, err = pcall(send_output, s)
   if not ok then
     s.broken = true
-    error(err, 0)
+    rethrow(err)
   end
 end
 
@@ -219,14 +221,14 @@ function TLSStream.send(s, data)
   local ok, err = pcall(out_acquire, s)
   if not ok then
     s.sending = false
-    error(err, 0)
+    rethrow(err)
   end
   ok, err = pcall(send_locked, s, data)
   out_release(s)
   s.sending = false
   if not ok then
     if not errors.is_cancelled(err) then s.broken = true end
-    error(err, 0)
+    rethrow(err)
   end
 end
 
@@ -374,7 +376,7 @@ local function establish(s)
   if not ok then
     s.closed = true
     s.eng:free()
-    error(err, 0)
+    rethrow(err)
   end
   return s
 end
@@ -424,7 +426,7 @@ function TLSListener.accept(l)
         l.ready[#l.ready + 1] = s
         tg.cancel_scope:cancel()
       elseif errors.is_cancelled(herr) then
-        error(herr, 0)         -- resumed by the next accept()
+        rethrow(herr)         -- resumed by the next accept()
       else
         l.pending[s] = nil
         drop(s)
@@ -441,7 +443,7 @@ function TLSListener.accept(l)
     end)
   end)
   l.accepting = false
-  if not ok then error(err, 0) end
+  if not ok then rethrow(err) end
   return table.remove(l.ready, 1)
 end
 
@@ -450,7 +452,7 @@ local function serve_one(l, handler, raw)
   local ok, err = pcall(handshake, s)
   if not ok then
     drop(s)
-    if errors.is_cancelled(err) then error(err, 0) end
+    if errors.is_cancelled(err) then rethrow(err) end
     return
   end
   local stream <close> = s
@@ -473,7 +475,7 @@ function TLSListener.serve(l, handler, tg)
         raw)
       if not ok then
         raw:close()
-        error(err, 0)
+        rethrow(err)
       end
     end
   end
@@ -569,7 +571,7 @@ function M.install(lm, c)
     local ok, s = pcall(establish, new_stream(raw, ctx, o))
     if not ok then
       raw:close()
-      error(s, 0)
+      rethrow(s)
     end
     return s
   end
