@@ -139,8 +139,10 @@ function M.strict(mt)
   end })
 end
 
---- M.install(): every C class ("loom.*" metatables in the registry) with a
---- table of methods as __index becomes strict.
+--- M.install(): every "loom.*" metatable in the registry with a plain
+--- table of methods as __index becomes strict. The C classes already are
+--- (csrc/class.c gives their methods tables the fallback when it registers
+--- them): this only catches a class registered without it.
 function M.install()
   for k, mt in pairs(debug.getregistry()) do
     if type(k) == "string" and k:match("^loom%.") and type(mt) == "table" then
