@@ -176,10 +176,13 @@ static int l_task_parent(lua_State *L) {
 }
 
 static int l_task_index(lua_State *L) {
-  loom_handle *h = loom__check_handle(L, 1);
+  loom_handle *h;
   const char *k;
+  /* A method is a table hit (a method checks its self); only the
+   * properties read the handle. */
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+  h = loom__check_handle(L, 1);
   k = lua_tostring(L, 2);
   if (k != NULL && strcmp(k, "name") == 0)
     push_name(L, 1);
