@@ -183,10 +183,11 @@ static int l_task_index(lua_State *L) {
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
   h = loom__check_handle(L, 1);
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;  /* h[1]: nil */
   k = lua_tostring(L, 2);
-  if (k != NULL && strcmp(k, "name") == 0)
+  if (strcmp(k, "name") == 0)
     push_name(L, 1);
-  else if (k != NULL && strcmp(k, "id") == 0)
+  else if (strcmp(k, "id") == 0)
     lua_pushinteger(L, h->id);
   else
     return loom__no_member(L);

@@ -241,11 +241,14 @@ static int l_hg_index(lua_State *L) {
   check_hg(L, 1);
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
-  k = lua_tostring(L, 2);
+  /* (not lua_tostring: it would turn a number key into a string) */
+  k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
   if (k != NULL && strcmp(k, "name") == 0)
     lua_getiuservalue(L, 1, HG_NAME);
   else if (k != NULL && strcmp(k, "cancel_scope") == 0)
     lua_getiuservalue(L, 1, HG_SCOPE);
+  else if (k != NULL)
+    return loom__no_member(L);  /* did-you-mean, like every class */
   else
     lua_pushnil(L);
   return 1;

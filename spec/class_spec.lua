@@ -121,6 +121,20 @@ describe("class registration", function()
       "loom.Event has no method 'sett' (did you mean 'set'?)")
   end)
 
+  it("suggests a host group's methods and keeps its fields", function()
+    local hg = loom.host_group("frame")
+    local where
+    local err = err_of(function()
+      where = H.here(); return hg.strat_soon
+    end)
+    assert.equal(where .. ": loom.HostGroup has no method 'strat_soon' "
+      .. "(did you mean 'start_soon'?)", err)
+    assert.equal("frame", hg.name)
+    assert.equal("loom.CancelScope", getmetatable(hg.cancel_scope).__name)
+    assert.is_nil(hg[1])
+    hg:close()
+  end)
+
   it("leaves non-method keys of a methods table nil", function()
     local methods = getmetatable(loom.event()).__index
     assert.is_nil(methods[1])
