@@ -468,6 +468,9 @@ struct loom_rt {
   int anchor_top;        /* highest slot handed out */
   int *anchor_free;
   int anchor_nfree, anchor_cap;
+  /* The anchor and pool tables on the drain's stack during a run of
+   * batches (task.c's batch cache): their index, 0 while not pushed. */
+  int batch_base;
   /* Errors of host groups' tasks that could not be reported (out of
    * memory): the step that lost them returns LOOM_ERRMEM. */
   int lost_reports;
@@ -575,7 +578,9 @@ static inline loom_task *loom__dequeue(loom_rt *rt) {
 }
 
 /* task.c: resume t, the head of the ready queue, once (the scheduler's
- * step); finishes it when its function returned or raised. */
+ * step); finishes it when its function returned or raised. A run of steps
+ * starts with rt->batch_base = 0; a step may then leave the batch cache
+ * (2 values) on S, which the run pops from rt->batch_base at its end. */
 void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) LOOM_HIDDEN;
 
 /* ---- failure safety (see docs/architecture.md, "Failure points") ------- */

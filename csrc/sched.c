@@ -319,6 +319,10 @@ static inline __attribute__((always_inline)) long
 run_batches(loom_rt *rt, lua_State *S, int *batches, long max_resumes,
             double until) {
   long n = 0;
+  /* The steps may push task.c's batch cache on S (rt->batch_base); popped
+   * below. A run inside a step (a host's callback) keeps its own. */
+  int outer = rt->batch_base;
+  rt->batch_base = 0;
   while (*batches > 0 && rt->ready_head != NULL) {
     loom_task *last = rt->ready_tail, *t;
     --*batches;
@@ -329,9 +333,12 @@ run_batches(loom_rt *rt, lua_State *S, int *batches, long max_resumes,
       n++;
       if ((max_resumes > 0 && n >= max_resumes) ||
           (until > 0 && loom__now() >= until))
-        return n;
+        goto done;
     } while (t != last);
   }
+done:
+  if (rt->batch_base > 0) lua_settop(S, rt->batch_base - 1);
+  rt->batch_base = outer;
   return n;
 }
 
