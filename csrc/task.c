@@ -609,14 +609,13 @@ void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) {
     }
   } else if (status == LUA_OK &&
              (nres <= 8 || lua_checkstack(S, nres + LUA_MINSTACK))) {
-    /* task_main returned [ok, results...]: ok's slot takes the handle,
-     * [handle, results...]. */
-    int failed, c = batch_cache(S, rt), base = lua_gettop(S) + 1;
-    lua_xmove(co, S, nres);
-    failed = !lua_toboolean(S, base);
+    /* task_main returned [ok, results...]: S gets [handle, results...];
+     * ok stays on co (emptied when it is released). */
+    int failed = !lua_toboolean(co, -nres), c = batch_cache(S, rt);
+    LOOM_ASSERT(nres >= 1);
     if (c > 0) lua_rawgeti(S, c + C_ANCHOR, t->ref);
     else loom__push_task(S, t);
-    lua_replace(S, base);
+    if (nres > 1) lua_xmove(co, S, nres - 1);
     loom__task_finish(S, t, failed, nres - 1);
   } else {
     /* An error escaped task_main itself (out of memory in the handler), or
