@@ -530,14 +530,18 @@ static int l_rethrow(lua_State *L) {
 
 static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
-  lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
-  lua_replace(L, 2);  /* the message handler's slot */
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushboolean(L, 0);
+    lua_replace(L, 2);  /* the message handler's slot */
+  }
   return lua_gettop(L) - 1;  /* all but the task in slot 1 */
 }
 
 /* The body of every task coroutine: [task, fn, args...] ->
- * [ok, results... | error] (task: a light userdata). Errors are caught here, in the task's own
- * coroutine, after the message handler recorded their traceback. */
+ * [ok, results... | error] (task: a light userdata; ok: the message
+ * handler, a true value, on success, false on failure: one stack write
+ * less per task). Errors are caught here, in the task's own coroutine,
+ * after the message handler recorded their traceback. */
 int loom__task_main(lua_State *L) {
   int nargs = lua_gettop(L) - 2;
   lua_pushvalue(L, lua_upvalueindex(2));  /* loom__msgh with the runtime */
