@@ -446,7 +446,8 @@ void loom__task_prepare(lua_State *S, loom_task *t) {
   loom_rt *rt = t->rt;
   lua_State *co;
   int i, n = t->nargs, top = lua_gettop(S), c = rt->batch_base;
-  luaL_checkstack(S, 6, "loom: resume");
+  /* (a step starts with LUA_MINSTACK free slots above the batch cache) */
+  if (c == 0 || top != c + 1) luaL_checkstack(S, 6, "loom: resume");
   /* the handle, at top + 1 */
   if (c > 0) lua_rawgeti(S, c + C_ANCHOR, t->ref);
   else loom__push_task(S, t);
