@@ -211,8 +211,9 @@ typedef void (*loom_abort_fn)(loom_task *t);
  *   moves into the handle and handle->t becomes NULL.
  *
  * The task's function and arguments go onto its coroutine's stack at spawn
- * ([task_main, task (light userdata), fn, args...]), never into user
- * values. */
+ * ([task_main, task, task, fn, args...]: the task a light userdata, its
+ * second copy the slot task_main puts the message handler in), never into
+ * user values. */
 
 /* User value slots of a handle userdata. */
 enum {

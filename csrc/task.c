@@ -408,10 +408,11 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   } else {
     co = acquire_thread(L, rt, 0);
     /* A pooled coroutine has LUA_MINSTACK free slots. */
-    if (nargs + 4 > LUA_MINSTACK && !lua_checkstack(co, nargs + 4))
+    if (nargs + 5 > LUA_MINSTACK && !lua_checkstack(co, nargs + 5))
       luaL_error(L, "not enough memory");
     lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
     lua_pushlightuserdata(co, t);
+    lua_pushlightuserdata(co, t);  /* the message handler's slot */
     for (i = 0; i <= nargs; i++) lua_pushvalue(L, fn_idx + i);
     lua_xmove(L, co, nargs + 1);
     lua_setiuservalue(L, hi, LOOM_HV_THREAD);  /* the handle anchors it */
@@ -452,12 +453,13 @@ void loom__task_prepare(lua_State *S, loom_task *t) {
   if (c > 0) lua_rawgeti(S, c + C_ANCHOR, t->ref);
   else loom__push_task(S, t);
   co = acquire_thread(S, rt, c > 0 ? c + C_POOL : 0);
-  if (n + 4 > LUA_MINSTACK && !lua_checkstack(co, n + 4))
+  if (n + 5 > LUA_MINSTACK && !lua_checkstack(co, n + 5))
     luaL_error(S, "not enough memory");
   /* Nothing below can fail: co has room for everything. */
   lua_setiuservalue(S, top + 1, LOOM_HV_THREAD);  /* the handle anchors it */
   lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
   lua_pushlightuserdata(co, t);
+  lua_pushlightuserdata(co, t);  /* the message handler's slot */
   for (i = 0; i <= n; i++) {
     /* the function: in the name's slot unless a name was set since */
     if (i > 0 || lua_getiuservalue(S, top + 1, LOOM_HV_NAME) == LUA_TSTRING) {
@@ -538,15 +540,16 @@ static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
   return lua_gettop(L) - 1;  /* all but the task in slot 1 */
 }
 
-/* The body of every task coroutine: [task, fn, args...] ->
+/* The body of every task coroutine: [task, slot, fn, args...] ->
  * [ok, results... | error] (task: a light userdata; ok: the message
  * handler, a true value, on success, false on failure: one stack write
  * less per task). Errors are caught here, in the task's own coroutine,
  * after the message handler recorded their traceback. */
 int loom__task_main(lua_State *L) {
-  int nargs = lua_gettop(L) - 2;
-  lua_pushvalue(L, lua_upvalueindex(2));  /* loom__msgh with the runtime */
-  lua_insert(L, 2);
+  int nargs = lua_gettop(L) - 3;
+  /* loom__msgh with the runtime, into the slot the spawn left for it (a
+   * copy instead of an insert, which moves every argument) */
+  lua_copy(L, lua_upvalueindex(2), 2);
   return task_main_k(L, lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, task_main_k),
                      0);
 }
@@ -578,9 +581,9 @@ void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) {
   LOOM_ASSERT(rt->current == NULL);  /* resumes never nest */
   LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
   if (t->state == LOOM_TASK_NEW) {
-    /* Its coroutine holds [task_main, task, fn, args...] (since the spawn,
-     * or from now on: everything that can fail happens while t is still
-     * queued). */
+    /* Its coroutine holds [task_main, task, task, fn, args...] (since the
+     * spawn, or from now on: everything that can fail happens while t is
+     * still queued). */
     if (t->nargs >= 0) {
       batch_cache(S, rt);
       loom__task_prepare(S, t);
