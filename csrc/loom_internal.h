@@ -394,6 +394,9 @@ int loom__schedule_point(lua_State *L, loom_task *t, lua_KContext ctx,
 /* Yield from a C function: the continuation k runs when woken. */
 int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k)
   LOOM_HIDDEN;
+/* The same for the task t running on L (known to the caller: no look-up). */
+int loom__suspend_task(lua_State *L, loom_task *t, lua_KContext ctx,
+                       lua_KFunction k) LOOM_HIDDEN;
 /* The outcome of t's wait, read once by its continuation (the first thing
  * it does): clears the wait (what, data, outcome) and returns LOOM_WAKE_OK,
  * LOOM_WAKE_CLOSED, LOOM_WAKE_ERROR or the owner's code of the same value.
