@@ -793,8 +793,15 @@ static int l_advance(lua_State *L) {
 
 /* ---- checkpoints and sleeping ----------------------------------------- */
 
+/* The continuation of a sleep or a schedule point: ctx is the task. */
+static int k_sleep(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  loom__wake_outcome(L, (loom_task *)ctx, 1);
+  return 0;
+}
+
 static int schedule_point(lua_State *L, loom_task *t) {
-  return loom__schedule_point(L, t, 0, loom__k_return0);
+  return loom__schedule_point(L, t, (lua_KContext)t, k_sleep);
 }
 
 static void sleep_abort(loom_task *t) {
@@ -813,7 +820,7 @@ static int sleep_until(lua_State *L, loom_task *t, double when) {
   if (!loom__heap_insert(t->rt, &t->sleep_timer, when))
     return luaL_error(L, "loom.sleep: out of memory");
   loom__park(t, sleep_abort, "sleep", NULL);
-  return loom__suspend(L, 0, loom__k_return0);
+  return loom__suspend_task(L, t, (lua_KContext)t, k_sleep);
 }
 
 static double check_delay(lua_State *L, int idx) {
