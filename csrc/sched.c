@@ -320,7 +320,9 @@ run_batches(loom_rt *rt, lua_State *S, int *batches, long max_resumes,
             double until) {
   long n = 0;
   /* The steps may push task.c's batch cache on S (rt->batch_base); popped
-   * below. A run inside a step (a host's callback) keeps its own. */
+   * below. Runs do not nest (loom.run and the steps refuse it); should
+   * one, it keeps its own cache. An error out of a step leaves a stale
+   * value, harmless: only steps read it, and every run starts from 0. */
   int outer = rt->batch_base;
   rt->batch_base = 0;
   while (*batches > 0 && rt->ready_head != NULL) {
