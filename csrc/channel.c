@@ -221,7 +221,7 @@ static int l_send(lua_State *L) {
   loom__cancel_point(L, t);
   if (try_send(L, e)) return schedule_point(L, t, k_send);
   loom__waitq_park(queue_of(e), t, "channel send", e);
-  return loom__suspend(L, TASK_CTX(t), k_send);
+  return loom__suspend_task(L, t, TASK_CTX(t), k_send);
 }
 
 static int l_send_nowait(lua_State *L) {
@@ -306,7 +306,8 @@ static int receive(lua_State *L, int iter) {
     return 1;
   default:
     loom__waitq_park(queue_of(e), t, "channel receive", e);
-    return loom__suspend(L, TASK_CTX(t), iter ? k_receive_iter : k_receive);
+    return loom__suspend_task(L, t, TASK_CTX(t),
+                              iter ? k_receive_iter : k_receive);
   }
 }
 

@@ -224,8 +224,9 @@ typedef void (*loom_abort_fn)(loom_task *t);
  *   moves into the handle and handle->t becomes NULL.
  *
  * The task's function and arguments go onto its coroutine's stack at spawn
- * ([task_main, task (light userdata), fn, args...]), never into user
- * values. */
+ * ([task_main, task, task, fn, args...]: the task a light userdata, its
+ * second copy the slot task_main puts the message handler in), never into
+ * user values. */
 
 /* User value slots of a handle userdata. */
 enum {
@@ -406,6 +407,9 @@ int loom__schedule_point(lua_State *L, loom_task *t, lua_KContext ctx,
 /* Yield from a C function: the continuation k runs when woken. */
 int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k)
   LOOM_HIDDEN;
+/* The same for the task t running on L (known to the caller: no look-up). */
+int loom__suspend_task(lua_State *L, loom_task *t, lua_KContext ctx,
+                       lua_KFunction k) LOOM_HIDDEN;
 /* The outcome of t's wait, read once by its continuation (the first thing
  * it does): clears the wait (what, data, outcome) and returns LOOM_WAKE_OK,
  * LOOM_WAKE_CLOSED, LOOM_WAKE_ERROR or the owner's code of the same value.
@@ -482,6 +486,9 @@ struct loom_rt {
   int anchor_top;        /* highest slot handed out */
   int *anchor_free;
   int anchor_nfree, anchor_cap;
+  /* The anchor and pool tables on the drain's stack during a run of
+   * batches (task.c's batch cache): their index, 0 while not pushed. */
+  int batch_base;
   /* Errors of host groups' tasks that could not be reported (out of
    * memory): the step that lost them returns LOOM_ERRMEM. */
   int lost_reports;
@@ -604,7 +611,9 @@ static inline loom_task *loom__dequeue(loom_rt *rt) {
 }
 
 /* task.c: resume t, the head of the ready queue, once (the scheduler's
- * step); finishes it when its function returned or raised. */
+ * step); finishes it when its function returned or raised. A run of steps
+ * starts with rt->batch_base = 0; a step may then leave the batch cache
+ * (2 values) on S, which the run pops from rt->batch_base at its end. */
 void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) LOOM_HIDDEN;
 
 /* ---- failure safety (see docs/architecture.md, "Failure points") ------- */

@@ -117,12 +117,17 @@ static int k_guard(lua_State *L, int status, lua_KContext ctx) {
   return t->k(L, status, t->kctx);
 }
 
-int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k) {
-  loom_task *t = loom__task_of(L);
+int loom__suspend_task(lua_State *L, loom_task *t, lua_KContext ctx,
+                       lua_KFunction k) {
+  LOOM_ASSERT(t == loom__task_of(L));
   t->k = k;
   t->kctx = ctx;
   t->park_top = lua_gettop(L);
   return lua_yieldk(L, 0, (lua_KContext)t, k_guard);
+}
+
+int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+  return loom__suspend_task(L, loom__task_of(L), ctx, k);
 }
 
 int loom__k_return0(lua_State *L, int status, lua_KContext ctx) {
@@ -139,7 +144,7 @@ int loom__schedule_point(lua_State *L, loom_task *t, lua_KContext ctx,
   t->state = LOOM_TASK_READY;
   t->wake = LOOM_WAKE_OK;
   loom__enqueue(t->rt, t);
-  return loom__suspend(L, ctx, k);
+  return loom__suspend_task(L, t, ctx, k);
 }
 
 /* ---- wait queues -------------------------------------------------------- */

@@ -299,6 +299,12 @@ static inline __attribute__((always_inline)) long
 run_batches(loom_rt *rt, lua_State *S, int *batches, long max_resumes,
             double until) {
   long n = 0;
+  /* The steps may push task.c's batch cache on S (rt->batch_base); popped
+   * below. Runs do not nest (loom.run and the steps refuse it); should
+   * one, it keeps its own cache. An error out of a step leaves a stale
+   * value, harmless: only steps read it, and every run starts from 0. */
+  int outer = rt->batch_base;
+  rt->batch_base = 0;
   while (*batches > 0 && rt->ready_head != NULL) {
     loom_task *last = rt->ready_tail, *t;
     --*batches;
@@ -309,9 +315,12 @@ run_batches(loom_rt *rt, lua_State *S, int *batches, long max_resumes,
       n++;
       if ((max_resumes > 0 && n >= max_resumes) ||
           (until > 0 && loom__now() >= until))
-        return n;
+        goto done;
     } while (t != last);
   }
+done:
+  if (rt->batch_base > 0) lua_settop(S, rt->batch_base - 1);
+  rt->batch_base = outer;
   return n;
 }
 
@@ -766,8 +775,15 @@ static int l_advance(lua_State *L) {
 
 /* ---- checkpoints and sleeping ----------------------------------------- */
 
+/* The continuation of a sleep or a schedule point: ctx is the task. */
+static int k_sleep(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  loom__wake_outcome(L, (loom_task *)ctx, 1);
+  return 0;
+}
+
 static int schedule_point(lua_State *L, loom_task *t) {
-  return loom__schedule_point(L, t, 0, loom__k_return0);
+  return loom__schedule_point(L, t, (lua_KContext)t, k_sleep);
 }
 
 static void sleep_abort(loom_task *t) {
@@ -786,7 +802,7 @@ static int sleep_until(lua_State *L, loom_task *t, double when) {
   if (!loom__heap_insert(t->rt, &t->sleep_timer, when))
     return luaL_error(L, "loom.sleep: out of memory");
   loom__park(t, sleep_abort, "sleep", NULL);
-  return loom__suspend(L, 0, loom__k_return0);
+  return loom__suspend_task(L, t, (lua_KContext)t, k_sleep);
 }
 
 static double check_delay(lua_State *L, int idx) {

@@ -149,7 +149,7 @@ static int l_event_wait(lua_State *L) {
   loom__cancel_point(L, t);
   if (e->is_set) return schedule_point(L, t, k_return_nothing);
   loom__waitq_park(&e->q, t, "event", &e->q);
-  return loom__suspend(L, TASK_CTX(t), k_return_nothing);
+  return loom__suspend_task(L, t, TASK_CTX(t), k_return_nothing);
 }
 
 static int l_event_statistics(lua_State *L) {

@@ -233,33 +233,64 @@ static int rebuild_anchors(lua_State *L) {
 }
 
 /* Release t's anchor; allocates nothing (a later rebuild may). The anchor
- * table is on top of L and stays there. */
-static void unanchor(lua_State *L, loom_rt *rt, loom_task *t) {
+ * table is at index `at` of L. */
+static void unanchor(lua_State *L, loom_rt *rt, loom_task *t, int at) {
   int slot = t->ref;
   t->ref = LUA_NOREF;
   lua_pushnil(L);
-  lua_rawseti(L, -2, slot);
+  lua_rawseti(L, at, slot);
   LOOM_ASSERT(rt->anchor_nfree < rt->anchor_cap);
   rt->anchor_free[rt->anchor_nfree++] = slot;
   rt->anchor_n--;
 }
 
-static void shrink_anchors(lua_State *L, loom_rt *rt) {
+/* Returns whether the table was rebuilt (a new one in the registry). */
+static int shrink_anchors(lua_State *L, loom_rt *rt) {
   if (rt->anchor_peak > 4096 && rt->anchor_n < rt->anchor_peak / 4) {
     /* Shrink; out of memory here only postpones it. */
     lua_pushcfunction(L, rebuild_anchors);
     lua_pushlightuserdata(L, rt);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    if (lua_pcall(L, 1, 0, 0) == LUA_OK) return 1;
+    lua_pop(L, 1);
   }
+  return 0;
+}
+
+/* ---- the batch cache ---------------------------------------------------- *
+ * The drain resumes tasks in runs of batches (sched.c's run_batches). The
+ * first step of a run that starts or finishes a task pushes the anchor
+ * table and the pool table on the drain's state S, at rt->batch_base and
+ * rt->batch_base + 1; the later steps of the run read them there instead
+ * of from the registry. Every step leaves S's top where it found it (above
+ * the cache), and the run pops the cache at its end. */
+
+enum { C_ANCHOR = 0, C_POOL = 1 };
+
+/* The cache's base on S, pushed now if needed; 0 when S has no room for
+ * it (then the registry is read, as outside a run). Never raises. */
+static int batch_cache(lua_State *S, loom_rt *rt) {
+  if (rt->batch_base > 0) return rt->batch_base;
+  if (!lua_checkstack(S, 2 + LUA_MINSTACK)) return 0;
+  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->anchor_ref);
+  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
+  return rt->batch_base = lua_gettop(S) - 1;
 }
 
 /* ---- the coroutine pool ------------------------------------------------- */
 
 /* [-0, +1] a coroutine for a new task: a pooled one, or a new one (may
  * raise: out of memory). */
-static lua_State *acquire_thread(lua_State *L, loom_rt *rt) {
+static lua_State *acquire_thread(lua_State *L, loom_rt *rt, int pool) {
   if (rt->pool_len > 0) {
     lua_State *co;
+    if (pool > 0) {  /* the pool table at index pool */
+      lua_rawgeti(L, pool, rt->pool_len);
+      co = lua_tothread(L, -1);
+      lua_pushnil(L);
+      lua_rawseti(L, pool, rt->pool_len);
+      rt->pool_len--;
+      return co;
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
     lua_rawgeti(L, -1, rt->pool_len);
     co = lua_tothread(L, -1);
@@ -282,12 +313,16 @@ void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t) {
   t->L = NULL;
   if (lua_status(co) == LUA_OK && rt->pool_len < LOOM_POOL_MAX &&
       lua_checkstack(S, 2)) {
+    int pool = rt->batch_base > 0 ? rt->batch_base + C_POOL : 0;
     lua_settop(co, 0);
-    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
+    if (pool == 0) lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
     lua_pushthread(co);
     lua_xmove(co, S, 1);
-    lua_rawseti(S, -2, ++rt->pool_len);
-    lua_pop(S, 1);
+    if (pool > 0) lua_rawseti(S, pool, ++rt->pool_len);
+    else {
+      lua_rawseti(S, -2, ++rt->pool_len);
+      lua_pop(S, 1);
+    }
   } else
     loom_closethread(co, S);
 }
@@ -371,12 +406,13 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
       lua_setiuservalue(L, hi, LOOM_HV_N + 1 + i);
     }
   } else {
-    co = acquire_thread(L, rt);
+    co = acquire_thread(L, rt, 0);
     /* A pooled coroutine has LUA_MINSTACK free slots. */
-    if (nargs + 4 > LUA_MINSTACK && !lua_checkstack(co, nargs + 4))
+    if (nargs + 5 > LUA_MINSTACK && !lua_checkstack(co, nargs + 5))
       luaL_error(L, "not enough memory");
     lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
     lua_pushlightuserdata(co, t);
+    lua_pushlightuserdata(co, t);  /* the message handler's slot */
     for (i = 0; i <= nargs; i++) lua_pushvalue(L, fn_idx + i);
     lua_xmove(L, co, nargs + 1);
     lua_setiuservalue(L, hi, LOOM_HV_THREAD);  /* the handle anchors it */
@@ -410,16 +446,20 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
 void loom__task_prepare(lua_State *S, loom_task *t) {
   loom_rt *rt = t->rt;
   lua_State *co;
-  int i, n = t->nargs, top = lua_gettop(S);
-  luaL_checkstack(S, 6, "loom: resume");
-  loom__push_task(S, t);  /* the handle, at top + 1 */
-  co = acquire_thread(S, rt);
-  if (n + 4 > LUA_MINSTACK && !lua_checkstack(co, n + 4))
+  int i, n = t->nargs, top = lua_gettop(S), c = rt->batch_base;
+  /* (a step starts with LUA_MINSTACK free slots above the batch cache) */
+  if (c == 0 || top != c + 1) luaL_checkstack(S, 6, "loom: resume");
+  /* the handle, at top + 1 */
+  if (c > 0) lua_rawgeti(S, c + C_ANCHOR, t->ref);
+  else loom__push_task(S, t);
+  co = acquire_thread(S, rt, c > 0 ? c + C_POOL : 0);
+  if (n + 5 > LUA_MINSTACK && !lua_checkstack(co, n + 5))
     luaL_error(S, "not enough memory");
   /* Nothing below can fail: co has room for everything. */
   lua_setiuservalue(S, top + 1, LOOM_HV_THREAD);  /* the handle anchors it */
   lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
   lua_pushlightuserdata(co, t);
+  lua_pushlightuserdata(co, t);  /* the message handler's slot */
   for (i = 0; i <= n; i++) {
     /* the function: in the name's slot unless a name was set since */
     if (i > 0 || lua_getiuservalue(S, top + 1, LOOM_HV_NAME) == LUA_TSTRING) {
@@ -493,18 +533,23 @@ static int l_rethrow(lua_State *L) {
 
 static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
-  lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
-  lua_replace(L, 2);  /* the message handler's slot */
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushboolean(L, 0);
+    lua_replace(L, 2);  /* the message handler's slot */
+  }
   return lua_gettop(L) - 1;  /* all but the task in slot 1 */
 }
 
-/* The body of every task coroutine: [task, fn, args...] ->
- * [ok, results... | error] (task: a light userdata). Errors are caught here, in the task's own
- * coroutine, after the message handler recorded their traceback. */
+/* The body of every task coroutine: [task, slot, fn, args...] ->
+ * [ok, results... | error] (task: a light userdata; ok: the message
+ * handler, a true value, on success, false on failure: one stack write
+ * less per task). Errors are caught here, in the task's own coroutine,
+ * after the message handler recorded their traceback. */
 int loom__task_main(lua_State *L) {
-  int nargs = lua_gettop(L) - 2;
-  lua_pushvalue(L, lua_upvalueindex(2));  /* loom__msgh with the runtime */
-  lua_insert(L, 2);
+  int nargs = lua_gettop(L) - 3;
+  /* loom__msgh with the runtime, into the slot the spawn left for it (a
+   * copy instead of an insert, which moves every argument) */
+  lua_copy(L, lua_upvalueindex(2), 2);
   return task_main_k(L, lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, task_main_k),
                      0);
 }
@@ -536,10 +581,13 @@ void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) {
   LOOM_ASSERT(rt->current == NULL);  /* resumes never nest */
   LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
   if (t->state == LOOM_TASK_NEW) {
-    /* Its coroutine holds [task_main, task, fn, args...] (since the spawn,
-     * or from now on: everything that can fail happens while t is still
-     * queued). */
-    if (t->nargs >= 0) loom__task_prepare(S, t);
+    /* Its coroutine holds [task_main, task, task, fn, args...] (since the
+     * spawn, or from now on: everything that can fail happens while t is
+     * still queued). */
+    if (t->nargs >= 0) {
+      batch_cache(S, rt);
+      loom__task_prepare(S, t);
+    }
     co = t->L;
     loom__dequeue(rt);
     nargs = lua_gettop(co) - 1;
@@ -569,13 +617,13 @@ void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) {
     }
   } else if (status == LUA_OK &&
              (nres <= 8 || lua_checkstack(S, nres + LUA_MINSTACK))) {
-    /* task_main returned [ok, results...]: ok's slot takes the handle,
-     * [handle, results...]. */
-    int failed, base = lua_gettop(S) + 1;
-    lua_xmove(co, S, nres);
-    failed = !lua_toboolean(S, base);
-    loom__push_task(S, t);
-    lua_replace(S, base);
+    /* task_main returned [ok, results...]: S gets [handle, results...];
+     * ok stays on co (emptied when it is released). */
+    int failed = !lua_toboolean(co, -nres), c = batch_cache(S, rt);
+    LOOM_ASSERT(nres >= 1);
+    if (c > 0) lua_rawgeti(S, c + C_ANCHOR, t->ref);
+    else loom__push_task(S, t);
+    if (nres > 1) lua_xmove(co, S, nres - 1);
     loom__task_finish(S, t, failed, nres - 1);
   } else {
     /* An error escaped task_main itself (out of memory in the handler), or
@@ -716,9 +764,16 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   if (t->group != NULL || h->start_state != LOOM_START_NONE)
     loom__group_task_done(L, t, ud, err, tb);
   LOOM_ASSERT(rt->live_tasks > 0 && loom__list_empty(&t->waiters));
-  if (lua_checkstack(L, 4)) {  /* (cannot fail: see the drain) */
+  if (!lua_checkstack(L, 4)) {  /* (cannot fail: see the drain) */
+  } else if (rt->batch_base > 0) {
+    unanchor(L, rt, t, rt->batch_base + C_ANCHOR);
+    if (shrink_anchors(L, rt)) {  /* a new table: the cache takes it */
+      lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
+      lua_replace(L, rt->batch_base + C_ANCHOR);
+    }
+  } else {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
-    unanchor(L, rt, t);
+    unanchor(L, rt, t, lua_gettop(L));
     lua_pop(L, 1);
     shrink_anchors(L, rt);
   }
