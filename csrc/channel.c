@@ -23,21 +23,20 @@ enum {
                                             sender: BrokenResourceError */
 };
 
-
 /* Shared by every end; user value 1 is the buffer, a table used as a ring
  * (slots 1..cap, created on first use). */
 typedef struct chan_state {
   loom_waitq senders, receivers;
-  double max;                 /* max_buffer_size; HUGE_VAL: unbounded */
+  double max; /* max_buffer_size; HUGE_VAL: unbounded */
   lua_Integer head, count, cap, peak;
-  int open_send, open_recv;   /* ends not closed yet */
+  int open_send, open_recv; /* ends not closed yet */
 } chan_state;
 
 /* One end. User value 1 anchors the state userdata. A task parked on this
  * end has wait_data pointing here, so close() finds the tasks blocked on
  * this very end. */
 typedef struct chan_end {
-  uint32_t magic;             /* LOOM_MAGIC_SEND or LOOM_MAGIC_RECEIVE */
+  uint32_t magic; /* LOOM_MAGIC_SEND or LOOM_MAGIC_RECEIVE */
   chan_state *st;
   unsigned char closed, is_send;
 } chan_end;
@@ -91,7 +90,7 @@ static void buf_push(lua_State *L, chan_state *st, int sidx) {
   if (++st->count > st->peak) st->peak = st->count;
 }
 
-#define BUF_KEEP 64  /* a drained ring larger than this is let go */
+#define BUF_KEEP 64 /* a drained ring larger than this is let go */
 
 /* [-0, +1] remove and push the oldest item. */
 static void buf_pop(lua_State *L, chan_state *st, int sidx) {
@@ -128,9 +127,10 @@ static chan_end *check_end(lua_State *L, int idx, int is_send) {
 }
 
 static int raise_closed(lua_State *L, chan_end *e) {
-  return loom__raise_error(L, "ClosedResourceError", e->is_send
-                           ? "this send channel is closed"
-                           : "this receive channel is closed", NULL);
+  return loom__raise_error(L, "ClosedResourceError",
+                           e->is_send ? "this send channel is closed"
+                                      : "this receive channel is closed",
+                           NULL);
 }
 
 static int raise_broken(lua_State *L) {
@@ -228,8 +228,10 @@ static int l_send_nowait(lua_State *L) {
   chan_end *e = check_end(L, 1, 1);
   check_item(L);
   if (!try_send(L, e))
-    return loom__raise_error(L, "WouldBlock", "the channel's buffer is full "
-                             "and no receiver is waiting", NULL);
+    return loom__raise_error(L, "WouldBlock",
+                             "the channel's buffer is full "
+                             "and no receiver is waiting",
+                             NULL);
   return 0;
 }
 
@@ -245,13 +247,13 @@ static int try_receive(lua_State *L, chan_end *e) {
     /* The oldest sender's item goes to the end of the buffer and the front
      * comes out, so items always arrive in send order. */
     lua_pushvalue(w->L, 2);
-    lua_xmove(w->L, L, 1);                /* [item] */
+    lua_xmove(w->L, L, 1); /* [item] */
     if (st->count > 0) {
-      int sidx = push_state(L);           /* [item, state] */
-      buf_pop(L, st, sidx);               /* [item, state, front] */
+      int sidx = push_state(L); /* [item, state] */
+      buf_pop(L, st, sidx);     /* [item, state, front] */
       lua_pushvalue(L, sidx - 1);
       buf_push(L, st, sidx);
-      lua_replace(L, sidx - 1);           /* [front, state] */
+      lua_replace(L, sidx - 1); /* [front, state] */
       lua_settop(L, sidx - 1);
     }
     loom__wake(w, LOOM_WAKE_OK);
@@ -294,12 +296,11 @@ static int receive(lua_State *L, int iter) {
   chan_end *e = check_end(L, 1, 0);
   loom_task *t;
   lua_settop(L, 1);
-  t = loom__check_blocking(L, iter ? "ReceiveChannel:__call"
-                                   : "ReceiveChannel:receive", 1);
+  t = loom__check_blocking(
+    L, iter ? "ReceiveChannel:__call" : "ReceiveChannel:receive", 1);
   loom__cancel_point(L, t);
   switch (try_receive(L, e)) {
-  case GOT_ITEM:
-    return schedule_point(L, t, iter ? k_receive_iter : k_receive);
+  case GOT_ITEM: return schedule_point(L, t, iter ? k_receive_iter : k_receive);
   case END_OF_STREAM:
     if (!iter) return raise_eof(L);
     lua_pushnil(L);
@@ -325,8 +326,10 @@ static int l_receive_nowait(lua_State *L) {
   case GOT_ITEM: return 1;
   case END_OF_STREAM: return raise_eof(L);
   default:
-    return loom__raise_error(L, "WouldBlock", "the channel is empty and no "
-                             "sender is waiting", NULL);
+    return loom__raise_error(L, "WouldBlock",
+                             "the channel is empty and no "
+                             "sender is waiting",
+                             NULL);
   }
 }
 
@@ -352,8 +355,7 @@ static int end_close(lua_State *L, int is_send) {
     }
   }
   if (e->is_send) {
-    if (--st->open_send == 0)
-      wq_wake_all(&st->receivers, WAKE_OTHER_SIDE_GONE);
+    if (--st->open_send == 0) wq_wake_all(&st->receivers, WAKE_OTHER_SIDE_GONE);
   } else if (--st->open_recv == 0) {
     wq_wake_all(&st->senders, WAKE_OTHER_SIDE_GONE);
     lua_settop(L, 1);
@@ -398,21 +400,17 @@ static int end_statistics(lua_State *L, int is_send) {
   return 1;
 }
 
-static int l_send_statistics(lua_State *L) {
-  return end_statistics(L, 1);
-}
+static int l_send_statistics(lua_State *L) { return end_statistics(L, 1); }
 
-static int l_receive_statistics(lua_State *L) {
-  return end_statistics(L, 0);
-}
+static int l_receive_statistics(lua_State *L) { return end_statistics(L, 0); }
 
 static int end_tostring(lua_State *L, int is_send) {
   chan_end *e = check_end(L, 1, is_send);
   chan_state *st = e->st;
   const char *tname = is_send ? SEND_MT : RECV_MT;
   if (isinf(st->max))
-    lua_pushfstring(L, "%s: %p (%s, %I buffered, unbounded)", tname,
-                    (void *)e, e->closed ? "closed" : "open", st->count);
+    lua_pushfstring(L, "%s: %p (%s, %I buffered, unbounded)", tname, (void *)e,
+                    e->closed ? "closed" : "open", st->count);
   else
     lua_pushfstring(L, "%s: %p (%s, %I of %I buffered)", tname, (void *)e,
                     e->closed ? "closed" : "open", st->count,
@@ -421,9 +419,7 @@ static int end_tostring(lua_State *L, int is_send) {
 }
 
 static int l_send_tostring(lua_State *L) { return end_tostring(L, 1); }
-static int l_receive_tostring(lua_State *L) {
-  return end_tostring(L, 0);
-}
+static int l_receive_tostring(lua_State *L) { return end_tostring(L, 0); }
 
 /* ---- creation ----------------------------------------------------------- */
 
@@ -442,7 +438,8 @@ static int l_channel_new(lua_State *L) {
     else if (lua_type(L, 1) == LUA_TNUMBER && lua_tonumber(L, 1) == HUGE_VAL)
       max = HUGE_VAL;
     else
-      return luaL_argerror(L, 1, "max_buffer_size must be either an integer "
+      return luaL_argerror(L, 1,
+                           "max_buffer_size must be either an integer "
                            "or math.inf");
     if (max < 0)
       return luaL_argerror(L, 1, "max_buffer_size cannot be negative");
@@ -463,7 +460,7 @@ static int l_channel_new(lua_State *L) {
 static const luaL_Reg send_meta[] = {
   {"__close", l_send_close},
   {"__tostring", l_send_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg send_methods[] = {
@@ -472,14 +469,14 @@ static const luaL_Reg send_methods[] = {
   {"clone", l_send_clone},
   {"close", l_send_close},
   {"statistics", l_send_statistics},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg receive_meta[] = {
   {"__call", l_receive_call},
   {"__close", l_receive_close},
   {"__tostring", l_receive_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg receive_methods[] = {
@@ -488,18 +485,20 @@ static const luaL_Reg receive_methods[] = {
   {"clone", l_receive_clone},
   {"close", l_receive_close},
   {"statistics", l_receive_statistics},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const loom_class send_class = {
-  SEND_MT, send_meta, send_methods, NULL, NULL, "send_channel_methods",
-  LOOM_CLASS_UP_MT
-};
+  SEND_MT,         send_meta, send_methods, NULL, NULL, "send_channel_methods",
+  LOOM_CLASS_UP_MT};
 
-static const loom_class receive_class = {
-  RECV_MT, receive_meta, receive_methods, NULL, NULL,
-  "receive_channel_methods", LOOM_CLASS_UP_MT
-};
+static const loom_class receive_class = {RECV_MT,
+                                         receive_meta,
+                                         receive_methods,
+                                         NULL,
+                                         NULL,
+                                         "receive_channel_methods",
+                                         LOOM_CLASS_UP_MT};
 
 /* Stack: rt(1) module(top). Adds core.channel and the methods tables
  * core.send_channel_methods and core.receive_channel_methods; methods

@@ -59,8 +59,8 @@ static void class_setfuncs(lua_State *L, const luaL_Reg *f, int up, int nup,
   }
 }
 
-int loom__class_register(lua_State *L, int mod, const loom_class *cls,
-                         int up, int nup) {
+int loom__class_register(lua_State *L, int mod, const loom_class *cls, int up,
+                         int nup) {
   int mt;
   mod = mod != 0 ? lua_absindex(L, mod) : 0;
   up = nup > 0 ? lua_absindex(L, up) : 0;
@@ -121,16 +121,15 @@ int loom__class_register(lua_State *L, int mod, const loom_class *cls,
   return mt;
 }
 
-void loom__push_oserror(lua_State *L, const char *cls, const char *op,
-                        int err, const char *where) {
+void loom__push_oserror(lua_State *L, const char *cls, const char *op, int err,
+                        const char *where) {
   loom_rt *rt = loom__rt(L);
   if (cls == NULL)
     cls = (err == UV_EPIPE || err == UV_ECONNRESET) ? "BrokenResourceError"
                                                     : "OSError";
   if (where != NULL && where[0] != '\0')
     lua_pushfstring(L, "%s: %s (%s)", op, uv_strerror(err), where);
-  else
-    lua_pushfstring(L, "%s: %s", op, uv_strerror(err));
+  else lua_pushfstring(L, "%s: %s", op, uv_strerror(err));
   if (rt == NULL || rt->magic != LOOM_MAGIC_RT) {
     lua_pushfstring(L, "%s: %s", cls, lua_tostring(L, -1));
     lua_remove(L, -2);
@@ -150,8 +149,7 @@ int loom__raise_oserror(lua_State *L, const char *op, int err,
   return lua_error(L);
 }
 
-int loom__raise_uv(lua_State *L, const char *op, int err,
-                   const char *where) {
+int loom__raise_uv(lua_State *L, const char *op, int err, const char *where) {
   loom__push_oserror(L, NULL, op, err, where);
   return lua_error(L);
 }
@@ -169,6 +167,6 @@ void loom__check_callable(lua_State *L, int idx, const char *fname) {
     loom__typeerror(L, idx, "function");
     return;
   }
-  loom__errorf(L, "bad argument #%d to '%s' (function expected, got %s)",
-               idx, fname, luaL_typename(L, idx));
+  loom__errorf(L, "bad argument #%d to '%s' (function expected, got %s)", idx,
+               fname, luaL_typename(L, idx));
 }

@@ -12,9 +12,7 @@
 
 #include "loom_internal.h"
 
-enum {
-  T_NIL = 0, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_REF, T_END
-};
+enum { T_NIL = 0, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_REF, T_END };
 
 #define MAX_DEPTH 100
 
@@ -95,7 +93,7 @@ static void path_prepend(lua_State *L, loom_enc *e, int key) {
     snprintf(step, sizeof step, "[%s]", luaL_typename(L, key));
   }
   n = strlen(step);
-  if (n + have + 1 > sizeof e->path) return;   /* keep the inner part */
+  if (n + have + 1 > sizeof e->path) return; /* keep the inner part */
   memmove(e->path + n, e->path, have + 1);
   memcpy(e->path, step, n);
 }
@@ -146,29 +144,27 @@ static int enc_table(lua_State *L, loom_enc *e, int idx, int depth) {
 
 static int enc_value(lua_State *L, loom_enc *e, int idx, int depth) {
   switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-      return put_tag(e, T_NIL);
-    case LUA_TBOOLEAN:
-      return put_tag(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, idx)) {
-        lua_Integer i = lua_tointeger(L, idx);
-        return put_tag(e, T_INT) && put_raw(e, &i, sizeof i);
-      } else {
-        lua_Number n = lua_tonumber(L, idx);
-        return put_tag(e, T_FLT) && put_raw(e, &n, sizeof n);
-      }
-    case LUA_TSTRING: {
-      size_t len;
-      const char *s = lua_tolstring(L, idx, &len);
-      return put_tag(e, T_STR) && put_raw(e, &len, sizeof len) &&
-             put_raw(e, s, len);
+  case LUA_TNIL: return put_tag(e, T_NIL);
+  case LUA_TBOOLEAN:
+    return put_tag(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      lua_Integer i = lua_tointeger(L, idx);
+      return put_tag(e, T_INT) && put_raw(e, &i, sizeof i);
+    } else {
+      lua_Number n = lua_tonumber(L, idx);
+      return put_tag(e, T_FLT) && put_raw(e, &n, sizeof n);
     }
-    case LUA_TTABLE:
-      return enc_table(L, e, idx, depth);
-    default:
-      snprintf(e->what, sizeof e->what, "a %s", luaL_typename(L, idx));
-      return 0;
+  case LUA_TSTRING: {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    return put_tag(e, T_STR) && put_raw(e, &len, sizeof len) &&
+           put_raw(e, s, len);
+  }
+  case LUA_TTABLE: return enc_table(L, e, idx, depth);
+  default:
+    snprintf(e->what, sizeof e->what, "a %s", luaL_typename(L, idx));
+    return 0;
   }
 }
 
@@ -228,40 +224,39 @@ static void dec_table(lua_State *L, loom_dec *d) {
 
 static void dec_value(lua_State *L, loom_dec *d, int tag) {
   switch (tag) {
-    case T_NIL: lua_pushnil(L); break;
-    case T_FALSE: lua_pushboolean(L, 0); break;
-    case T_TRUE: lua_pushboolean(L, 1); break;
-    case T_INT: {
-      lua_Integer i;
-      get_raw(L, d, &i, sizeof i);
-      lua_pushinteger(L, i);
-      break;
-    }
-    case T_FLT: {
-      lua_Number n;
-      get_raw(L, d, &n, sizeof n);
-      lua_pushnumber(L, n);
-      break;
-    }
-    case T_STR: {
-      size_t len;
-      get_raw(L, d, &len, sizeof len);
-      if (d->len - d->pos < len) luaL_error(L, "loom: corrupt copied value");
-      lua_pushlstring(L, d->p + d->pos, len);
-      d->pos += len;
-      break;
-    }
-    case T_TABLE: dec_table(L, d); break;
-    case T_REF: {
-      uint32_t ref;
-      get_raw(L, d, &ref, sizeof ref);
-      if (lua_type(L, d->refs) != LUA_TTABLE ||
-          lua_rawgeti(L, d->refs, (lua_Integer)ref + 1) != LUA_TTABLE)
-        luaL_error(L, "loom: corrupt copied value");
-      break;
-    }
-    default:
+  case T_NIL: lua_pushnil(L); break;
+  case T_FALSE: lua_pushboolean(L, 0); break;
+  case T_TRUE: lua_pushboolean(L, 1); break;
+  case T_INT: {
+    lua_Integer i;
+    get_raw(L, d, &i, sizeof i);
+    lua_pushinteger(L, i);
+    break;
+  }
+  case T_FLT: {
+    lua_Number n;
+    get_raw(L, d, &n, sizeof n);
+    lua_pushnumber(L, n);
+    break;
+  }
+  case T_STR: {
+    size_t len;
+    get_raw(L, d, &len, sizeof len);
+    if (d->len - d->pos < len) luaL_error(L, "loom: corrupt copied value");
+    lua_pushlstring(L, d->p + d->pos, len);
+    d->pos += len;
+    break;
+  }
+  case T_TABLE: dec_table(L, d); break;
+  case T_REF: {
+    uint32_t ref;
+    get_raw(L, d, &ref, sizeof ref);
+    if (lua_type(L, d->refs) != LUA_TTABLE ||
+        lua_rawgeti(L, d->refs, (lua_Integer)ref + 1) != LUA_TTABLE)
       luaL_error(L, "loom: corrupt copied value");
+    break;
+  }
+  default: luaL_error(L, "loom: corrupt copied value");
   }
 }
 

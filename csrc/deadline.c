@@ -89,10 +89,8 @@ void loom__heap_remove(loom_rt *rt, loom_timer *tm) {
   rt->heap_len--;
   if (i == rt->heap_len) return;
   place(rt, i, rt->heap[rt->heap_len]);
-  if (i > 0 && before(rt->heap[i], rt->heap[(i - 1) / 2]))
-    sift_up(rt, i);
-  else
-    sift_down(rt, i);
+  if (i > 0 && before(rt->heap[i], rt->heap[(i - 1) / 2])) sift_up(rt, i);
+  else sift_down(rt, i);
 }
 
 loom_timer *loom__heap_min(loom_rt *rt) {

@@ -62,7 +62,7 @@ static void getaddrinfo_abort(loom_task *t) {
 
 static int l_result_gc(lua_State *L) {
   dns_result *owner = (dns_result *)lua_touserdata(L, 1);
-  if (owner->req != NULL) owner->req->task = NULL;   /* state closing */
+  if (owner->req != NULL) owner->req->task = NULL; /* state closing */
   owner->req = NULL;
   if (owner->res != NULL) uv_freeaddrinfo(owner->res);
   owner->res = NULL;
@@ -85,8 +85,7 @@ static int push_entry(lua_State *L, const struct addrinfo *ai) {
     if (uv_ip6_name(a, host, sizeof host) != 0) return 0;
     port = ntohs(a->sin6_port);
     family = "inet6";
-  } else
-    return 0;
+  } else return 0;
   lua_createtable(L, 0, 3);
   lua_pushstring(L, family);
   lua_setfield(L, -2, "family");
@@ -109,7 +108,7 @@ static int k_getaddrinfo(lua_State *L, int status, lua_KContext ctx) {
   err = owner->status;
   if (owner->res == NULL && err == 0) err = UV_EAI_NONAME;
   if (err != 0) goto fail;
-  lua_newtable(L);                                        /* 4 */
+  lua_newtable(L); /* 4 */
   for (ai = owner->res; ai != NULL; ai = ai->ai_next) {
     if (!push_entry(L, ai)) continue;
     /* getaddrinfo may list an address twice (hosts file lines): once is
@@ -151,12 +150,11 @@ static int l_getaddrinfo(lua_State *L) {
   if (strlen(host) != len) luaL_argerror(L, 1, "host contains a NUL");
   if (len == 0) luaL_argerror(L, 1, "host is empty");
   if (len > 1024) luaL_argerror(L, 1, "host is too long");
-  if (port < 0 || port > 65535)
-    luaL_argerror(L, 2, "port must be in 0..65535");
+  if (port < 0 || port > 65535) luaL_argerror(L, 2, "port must be in 0..65535");
   t = loom__check_blocking(L, "getaddrinfo", 1);
   loom__cancel_point(L, t);
   lua_settop(L, 2);
-  owner = (dns_result *)lua_newuserdatauv(L, sizeof *owner, 0);  /* 3 */
+  owner = (dns_result *)lua_newuserdatauv(L, sizeof *owner, 0); /* 3 */
   owner->req = NULL;
   owner->res = NULL;
   owner->status = 0;
@@ -172,8 +170,8 @@ static int l_getaddrinfo(lua_State *L) {
   r->task = t;
   r->owner = owner;
   owner->req = r;
-  err = uv_getaddrinfo(rt->loop, &r->req, getaddrinfo_cb, host,
-                       service, &hints);
+  err = uv_getaddrinfo(rt->loop, &r->req, getaddrinfo_cb, host, service,
+                       &hints);
   if (err != 0) {
     owner->req = NULL;
     free(r);
@@ -185,17 +183,16 @@ static int l_getaddrinfo(lua_State *L) {
 
 static const luaL_Reg dns_funcs[] = {
   {"getaddrinfo", l_getaddrinfo},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg result_meta[] = {
   {"__gc", l_result_gc},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
-static const loom_class result_class = {
-  RESULT_MT, result_meta, NULL, NULL, NULL, NULL, 0
-};
+static const loom_class result_class = {RESULT_MT, result_meta, NULL, NULL,
+                                        NULL,      NULL,        0};
 
 /* Stack: rt(1) module(top). */
 int loom__open_dns(lua_State *L) {

@@ -19,9 +19,8 @@
 
 #define ERRQ_SLOTS 5 /* error, task|false, traceback|false, name, kind */
 
-void loom__report_error(lua_State *L, loom_rt *rt, int err_idx,
-                        int task_idx, int tb_idx, const char *kind,
-                        const char *name) {
+void loom__report_error(lua_State *L, loom_rt *rt, int err_idx, int task_idx,
+                        int tb_idx, const char *kind, const char *name) {
   int q, base;
   err_idx = lua_absindex(L, err_idx);
   if (task_idx) task_idx = lua_absindex(L, task_idx);
@@ -120,8 +119,7 @@ void loom__deliver_errors(lua_State *L, loom_rt *rt, int allow_raise) {
 
 /* [rt, allow_raise] */
 static int deliver_protected(lua_State *L) {
-  loom__deliver_errors(L, (loom_rt *)lua_touserdata(L, 1),
-                       lua_toboolean(L, 2));
+  loom__deliver_errors(L, (loom_rt *)lua_touserdata(L, 1), lua_toboolean(L, 2));
   return 0;
 }
 
@@ -131,7 +129,7 @@ int loom__deliver_pcall(lua_State *L, loom_rt *rt, int allow_raise) {
   lua_pushcfunction(L, deliver_protected);
   lua_pushlightuserdata(L, rt);
   lua_pushboolean(L, allow_raise);
-  rt->stepping = 1;  /* the hook runs as part of the step: no nesting */
+  rt->stepping = 1; /* the hook runs as part of the step: no nesting */
   status = lua_pcall(L, 2, 0, 0);
   rt->stepping = 0;
   return status;
@@ -140,8 +138,8 @@ int loom__deliver_pcall(lua_State *L, loom_rt *rt, int allow_raise) {
 /* ---- loom.configure ----------------------------------------------------- */
 
 static void set_clock(lua_State *L, loom_rt *rt, int clock, int fn_idx) {
-  if (rt->clock_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX,
-                                             rt->clock_ref);
+  if (rt->clock_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->clock_ref);
   rt->clock_ref = LUA_NOREF;
   if (fn_idx) {
     lua_pushvalue(L, fn_idx);
@@ -176,16 +174,17 @@ static int l_configure(lua_State *L) {
   lua_settop(L, 1);
   lua_pushnil(L);
   while (lua_next(L, 1)) {
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
-                                                   : NULL;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
     if (k == NULL || (strcmp(k, "clock") != 0 && strcmp(k, "on_error") != 0))
-      return luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s' "
-                           "(expected 'clock' or 'on_error')",
-                           k ? k : luaL_typename(L, -2)));
+      return luaL_argerror(L, 1,
+                           lua_pushfstring(L,
+                                           "unknown option '%s' "
+                                           "(expected 'clock' or 'on_error')",
+                                           k ? k : luaL_typename(L, -2)));
     lua_pop(L, 1);
   }
-  lua_getfield(L, 1, "clock");       /* 2 */
-  lua_getfield(L, 1, "on_error");    /* 3 */
+  lua_getfield(L, 1, "clock");    /* 2 */
+  lua_getfield(L, 1, "on_error"); /* 3 */
   switch (lua_type(L, 2)) {
   case LUA_TNIL: break;
   case LUA_TFUNCTION: clock = LOOM_CLOCK_HOST; break;
@@ -195,14 +194,21 @@ static int l_configure(lua_State *L) {
     else if (strcmp(c, "manual") == 0) clock = LOOM_CLOCK_MANUAL;
     else if (strcmp(c, "autojump") == 0) clock = LOOM_CLOCK_AUTOJUMP;
     else
-      return luaL_argerror(L, 1, lua_pushfstring(L, "unknown clock \"%s\" "
-                           "(expected \"real\", \"manual\", \"autojump\" or "
-                           "a function)", c));
+      return luaL_argerror(
+        L, 1,
+        lua_pushfstring(L,
+                        "unknown clock \"%s\" "
+                        "(expected \"real\", \"manual\", \"autojump\" or "
+                        "a function)",
+                        c));
     break;
   }
   default:
-    return luaL_argerror(L, 1, lua_pushfstring(L, "clock must be a string "
-                         "or a function, got %s", luaL_typename(L, 2)));
+    return luaL_argerror(L, 1,
+                         lua_pushfstring(L,
+                                         "clock must be a string "
+                                         "or a function, got %s",
+                                         luaL_typename(L, 2)));
   }
   switch (lua_type(L, 3)) {
   case LUA_TNIL: break;
@@ -212,15 +218,21 @@ static int l_configure(lua_State *L) {
     if (strcmp(m, "print") == 0) mode = LOOM_ONERR_PRINT;
     else if (strcmp(m, "raise") == 0) mode = LOOM_ONERR_RAISE;
     else
-      return luaL_argerror(L, 1, lua_pushfstring(L, "unknown on_error "
-                           "\"%s\" (expected \"print\", \"raise\" or a "
-                           "function)", m));
+      return luaL_argerror(
+        L, 1,
+        lua_pushfstring(L,
+                        "unknown on_error "
+                        "\"%s\" (expected \"print\", \"raise\" or a "
+                        "function)",
+                        m));
     break;
   }
   default:
-    return luaL_argerror(L, 1, lua_pushfstring(L, "on_error must be a "
-                         "string or a function, got %s",
-                         luaL_typename(L, 3)));
+    return luaL_argerror(L, 1,
+                         lua_pushfstring(L,
+                                         "on_error must be a "
+                                         "string or a function, got %s",
+                                         luaL_typename(L, 3)));
   }
   loom__check_open(L, rt, "configure");
   if (rt->next_id > 0)
@@ -305,8 +317,7 @@ static void use_loop(loom_rt *rt, lua_State *L, uv_loop_t *loop) {
     uv_check_start(&rt->check, check_cb);
     uv_unref((uv_handle_t *)&rt->prepare);
     uv_unref((uv_handle_t *)&rt->check);
-  } else
-    rt->host_L = NULL;
+  } else rt->host_L = NULL;
 }
 
 /* Status of the C API for work run under lua_pcall. */
@@ -354,8 +365,7 @@ LOOM_API int loom_open(lua_State *L, const loom_config *cfg) {
     if (cfg->clock < LOOM_CLOCK_REAL || cfg->clock > LOOM_CLOCK_HOST)
       return LOOM_ERRARG;
     if (cfg->clock == LOOM_CLOCK_HOST &&
-        (cfg->size < offsetof(loom_config, clock_ud) ||
-         cfg->clock_fn == NULL))
+        (cfg->size < offsetof(loom_config, clock_ud) || cfg->clock_fn == NULL))
       return LOOM_ERRARG;
   }
   if (!lua_checkstack(L, 4)) return LOOM_ERRMEM;
@@ -386,8 +396,8 @@ LOOM_API int loom_step(lua_State *L, double budget, int max_resumes,
   if (!lua_checkstack(L, 8)) return LOOM_ERRMEM;
   status = loom__step_pcall(L, rt, budget, (double)max_resumes);
   if (status == LUA_OK) status = loom__deliver_pcall(L, rt, 1);
-  if (ready_left) *ready_left = (int)(rt->nready > INT_MAX ? INT_MAX
-                                      : rt->nready);
+  if (ready_left)
+    *ready_left = (int)(rt->nready > INT_MAX ? INT_MAX : rt->nready);
   return pcall_status(status);
 }
 
@@ -425,11 +435,11 @@ LOOM_API int loom_timeout_ms(lua_State *L) {
   tm = loom__heap_min(rt);
   if (tm == NULL) return -1;
   now = loom__time(rt);
-  if (tm->when <= now) return 0;  /* a due deadline is ready work */
+  if (tm->when <= now) return 0; /* a due deadline is ready work */
   if (rt->clock == LOOM_CLOCK_MANUAL) return -1;
   if (rt->clock == LOOM_CLOCK_AUTOJUMP && !uv_loop_alive(rt->loop) &&
       loom__remote_open_count(rt) == 0)
-    return 0;  /* the next step jumps to it */
+    return 0; /* the next step jumps to it */
   ms = ceil((tm->when - now) * 1000.0);
   if (ms > INT_MAX) return INT_MAX;
   return (int)ms;
@@ -454,7 +464,7 @@ LOOM_API int loom_close(lua_State *L, double grace) {
 
 static const luaL_Reg embed_funcs[] = {
   {"configure", l_configure},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Stack: rt(1) module(top). */

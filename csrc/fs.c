@@ -26,7 +26,7 @@
 #define CALL_MT "loom.core.FsCall"
 #define HANDLE_MT "loom.core.FileHandle"
 
-#define MAX_IO (1 << 30)   /* most bytes one read or write request moves */
+#define MAX_IO (1 << 30) /* most bytes one read or write request moves */
 
 /* Per-runtime counters, malloc'd and reference counted: the state userdata,
  * every live request and every live file hold a reference, so callbacks
@@ -44,15 +44,23 @@ typedef struct fs_req fs_req;
 
 typedef struct fs_file {
   fs_state *st;
-  uv_file fd;          /* -1 once closed or handed to a close request */
-  int pending;         /* requests in flight on fd (ahead included) */
-  fs_req *ahead;       /* a read issued before it was asked for, or NULL */
+  uv_file fd;    /* -1 once closed or handed to a close request */
+  int pending;   /* requests in flight on fd (ahead included) */
+  fs_req *ahead; /* a read issued before it was asked for, or NULL */
   int64_t ahead_off;
   unsigned char ud_alive, close_wanted, seekable;
 } fs_file;
 
-enum { OP_OPEN = 1, OP_READ, OP_WRITE, OP_CLOSE, OP_STAT, OP_MKDTEMP,
-       OP_SCANDIR, OP_OTHER };
+enum {
+  OP_OPEN = 1,
+  OP_READ,
+  OP_WRITE,
+  OP_CLOSE,
+  OP_STAT,
+  OP_MKDTEMP,
+  OP_SCANDIR,
+  OP_OTHER
+};
 
 typedef struct fs_call fs_call;
 
@@ -75,7 +83,7 @@ struct fs_req {
  * waits or builds the results (dns.c's pattern). */
 struct fs_call {
   fs_req *req;
-  const char *fname;   /* for error messages: "open_file", "stat" ... */
+  const char *fname; /* for error messages: "open_file", "stat" ... */
 };
 
 /* ---- lifetime ----------------------------------------------------------- */
@@ -88,9 +96,7 @@ static void state_unref(fs_state *st) {
  * the runtime may be closed and a borrowed loop gone, so it must not touch
  * the loop (a synchronous uv_fs_* call counts itself in loop->active_reqs).
  * close(2) releases the fd even when it fails with EINTR on Linux. */
-static void close_fd_now(uv_file fd) {
-  (void)close(fd);
-}
+static void close_fd_now(uv_file fd) { (void)close(fd); }
 
 /* Drop one pending request from f; close a deferred fd, free f when
  * nothing refers to it any more. */
@@ -236,9 +242,9 @@ static const char *check_path(lua_State *L, int idx, const char *fname) {
   size_t len;
   const char *p;
   if (lua_type(L, idx) != LUA_TSTRING)
-    loom__errorf(L, "bad argument #%d to '%s' (string expected, got %s)",
-                 idx, fname, lua_isnoneornil(L, idx) ? "no value"
-                                                     : luaL_typename(L, idx));
+    loom__errorf(L, "bad argument #%d to '%s' (string expected, got %s)", idx,
+                 fname,
+                 lua_isnoneornil(L, idx) ? "no value" : luaL_typename(L, idx));
   p = lua_tolstring(L, idx, &len);
   if (strlen(p) != len)
     loom__errorf(L, "bad argument #%d to '%s' (path contains a NUL)", idx,
@@ -267,11 +273,10 @@ static int k_fs(lua_State *L, int status, lua_KContext ctx) {
   if (n < 0) {
     int err = (int)r->fs.result;
     const char *path = NULL;
-    if (lua_type(L, 1) == LUA_TSTRING)
-      path = lua_tostring(L, 1);
+    if (lua_type(L, 1) == LUA_TSTRING) path = lua_tostring(L, 1);
     else if (lua_type(L, 1) == LUA_TUSERDATA &&
              lua_getiuservalue(L, 1, 1) == LUA_TSTRING)
-      path = lua_tostring(L, -1);   /* a FileHandle's path */
+      path = lua_tostring(L, -1); /* a FileHandle's path */
     c->req = NULL;
     r->call = NULL;
     req_free(r);
@@ -306,14 +311,14 @@ static int wait_req(lua_State *L, loom_task *t, fs_req *r, int err,
 
 static const char *type_name(uint64_t mode) {
   switch (mode & S_IFMT) {
-    case S_IFREG: return "file";
-    case S_IFDIR: return "directory";
-    case S_IFLNK: return "link";
-    case S_IFIFO: return "fifo";
-    case S_IFSOCK: return "socket";
-    case S_IFCHR: return "char";
-    case S_IFBLK: return "block";
-    default: return "unknown";
+  case S_IFREG: return "file";
+  case S_IFDIR: return "directory";
+  case S_IFLNK: return "link";
+  case S_IFIFO: return "fifo";
+  case S_IFSOCK: return "socket";
+  case S_IFCHR: return "char";
+  case S_IFBLK: return "block";
+  default: return "unknown";
   }
 }
 
@@ -349,7 +354,9 @@ static void push_stat(lua_State *L, const uv_stat_t *s) {
 /* ---- result builders ---------------------------------------------------- */
 
 static int res_none(lua_State *L, fs_req *r, int p) {
-  (void)L; (void)r; (void)p;
+  (void)L;
+  (void)r;
+  (void)p;
   return 0;
 }
 
@@ -381,8 +388,7 @@ static int res_scandir(lua_State *L, fs_req *r, int p) {
   uv_dirent_t ent;
   lua_Integer i = 0;
   static const char *const names[] = {
-    "unknown", "file", "directory", "link", "fifo", "socket", "char", "block"
-  };
+    "unknown", "file", "directory", "link", "fifo", "socket", "char", "block"};
   (void)p;
   lua_newtable(L);
   while (uv_fs_scandir_next(&r->fs, &ent) == 0) {
@@ -420,7 +426,7 @@ static int res_open(lua_State *L, fs_req *r, int p) {
   *box = NULL;
   luaL_setmetatable(L, HANDLE_MT);
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, 1);   /* the path, for error messages */
+  lua_setiuservalue(L, -2, 1); /* the path, for error messages */
   f = (fs_file *)calloc(1, sizeof *f);
   if (f == NULL) return luaL_error(L, "loom: out of memory");
   f->st = st;
@@ -431,14 +437,15 @@ static int res_open(lua_State *L, fs_req *r, int p) {
   f->seekable = (sr.statbuf.st_mode & S_IFMT) == S_IFREG ||
                 (sr.statbuf.st_mode & S_IFMT) == S_IFBLK;
   *box = f;
-  r->fs.result = -1;   /* the handle owns fd now */
+  r->fs.result = -1; /* the handle owns fd now */
   r->op = OP_OTHER;
   return 1;
 }
 
 static const fs_result_fn RES_NONE = res_none, RES_STAT = res_stat,
-  RES_PATH = res_path, RES_READ = res_read, RES_COUNT = res_count,
-  RES_SCANDIR = res_scandir, RES_OPEN = res_open;
+                          RES_PATH = res_path, RES_READ = res_read,
+                          RES_COUNT = res_count, RES_SCANDIR = res_scandir,
+                          RES_OPEN = res_open;
 
 /* ---- file handles ------------------------------------------------------- */
 
@@ -469,16 +476,18 @@ static int l_fs_open(lua_State *L) {
   int flags, err;
   if (!lua_isnoneornil(L, 2)) {
     if (lua_type(L, 2) != LUA_TSTRING)
-      return loom__errorf(L, "bad argument #2 to 'open_file' (string "
-                          "expected, got %s)", luaL_typename(L, 2));
+      return loom__errorf(L,
+                          "bad argument #2 to 'open_file' (string "
+                          "expected, got %s)",
+                          luaL_typename(L, 2));
     mode = lua_tolstring(L, 2, &mlen);
   }
   m = mode;
   switch (*m++) {
-    case 'r': flags = O_RDONLY; break;
-    case 'w': flags = O_WRONLY | O_CREAT | O_TRUNC; break;
-    case 'a': flags = O_WRONLY | O_CREAT | O_APPEND; break;
-    default: flags = -1; break;
+  case 'r': flags = O_RDONLY; break;
+  case 'w': flags = O_WRONLY | O_CREAT | O_TRUNC; break;
+  case 'a': flags = O_WRONLY | O_CREAT | O_APPEND; break;
+  default: flags = -1; break;
   }
   if (flags != -1 && *m == '+') {
     m++;
@@ -489,8 +498,7 @@ static int l_fs_open(lua_State *L) {
     return loom__errorf(L, "bad argument #2 to 'open_file' (invalid mode)");
   t = FS_BEGIN(L, "open_file");
   r = begin_req(L, t, OP_OPEN, 0, NULL, "open_file");
-  err = uv_fs_open(t->rt->loop, &r->fs, path, flags | O_CLOEXEC, 0666,
-                   fs_cb);
+  err = uv_fs_open(t->rt->loop, &r->fs, path, flags | O_CLOEXEC, 0666, fs_cb);
   return wait_req(L, t, r, err, &RES_OPEN, path);
 }
 
@@ -566,7 +574,7 @@ static int l_handle_write(lua_State *L) {
   if (len > MAX_IO) len = MAX_IO;
   t = FS_BEGIN(L, "File:write");
   loom__cancel_point(L, t);
-  drop_ahead(f);   /* it may read what this write replaces */
+  drop_ahead(f); /* it may read what this write replaces */
   lua_settop(L, 1);
   r = new_req(L, OP_WRITE, len, f, "write");
   memcpy(r->buf, data, len);
@@ -638,7 +646,7 @@ static int l_handle_gc(lua_State *L) {
   fs_file *f = *box;
   *box = NULL;
   if (f == NULL) return 0;
-  drop_ahead(f);   /* first: while ud_alive, releasing it cannot free f */
+  drop_ahead(f); /* first: while ud_alive, releasing it cannot free f */
   f->ud_alive = 0;
   f->close_wanted = 1;
   if (f->pending > 0) return 0;
@@ -691,8 +699,9 @@ static int l_fs_mkdir(lua_State *L) {
   loom_task *t = FS_BEGIN(L, "fs.mkdir");
   fs_req *r;
   r = begin_req(L, t, OP_OTHER, 0, NULL, "mkdir");
-  return wait_req(L, t, r, uv_fs_mkdir(t->rt->loop, &r->fs, path,
-                                       (int)mode, fs_cb), &RES_NONE, path);
+  return wait_req(L, t, r,
+                  uv_fs_mkdir(t->rt->loop, &r->fs, path, (int)mode, fs_cb),
+                  &RES_NONE, path);
 }
 
 static int l_fs_rmdir(lua_State *L) {
@@ -723,8 +732,8 @@ static int l_fs_rename(lua_State *L) {
   loom__cancel_point(L, t);
   lua_settop(L, 2);
   r = new_req(L, OP_OTHER, 0, NULL, "rename");
-  return wait_req(L, t, r, uv_fs_rename(t->rt->loop, &r->fs, from, to,
-                                        fs_cb), &RES_NONE, from);
+  return wait_req(L, t, r, uv_fs_rename(t->rt->loop, &r->fs, from, to, fs_cb),
+                  &RES_NONE, from);
 }
 
 static int l_fs_copyfile(lua_State *L) {
@@ -737,8 +746,9 @@ static int l_fs_copyfile(lua_State *L) {
   loom__cancel_point(L, t);
   lua_settop(L, 2);
   r = new_req(L, OP_OTHER, 0, NULL, "copyfile");
-  return wait_req(L, t, r, uv_fs_copyfile(t->rt->loop, &r->fs, from, to, 0,
-                                          fs_cb), &RES_NONE, from);
+  return wait_req(L, t, r,
+                  uv_fs_copyfile(t->rt->loop, &r->fs, from, to, 0, fs_cb),
+                  &RES_NONE, from);
 }
 
 static int l_fs_scandir(lua_State *L) {
@@ -746,8 +756,8 @@ static int l_fs_scandir(lua_State *L) {
   loom_task *t = FS_BEGIN(L, "fs.readdir");
   fs_req *r;
   r = begin_req(L, t, OP_SCANDIR, 0, NULL, "readdir");
-  return wait_req(L, t, r, uv_fs_scandir(t->rt->loop, &r->fs, path, 0,
-                                         fs_cb), &RES_SCANDIR, path);
+  return wait_req(L, t, r, uv_fs_scandir(t->rt->loop, &r->fs, path, 0, fs_cb),
+                  &RES_SCANDIR, path);
 }
 
 static int l_fs_realpath(lua_State *L) {
@@ -755,8 +765,8 @@ static int l_fs_realpath(lua_State *L) {
   loom_task *t = FS_BEGIN(L, "fs.realpath");
   fs_req *r;
   r = begin_req(L, t, OP_OTHER, 0, NULL, "realpath");
-  return wait_req(L, t, r, uv_fs_realpath(t->rt->loop, &r->fs, path,
-                                          fs_cb), &RES_PATH, path);
+  return wait_req(L, t, r, uv_fs_realpath(t->rt->loop, &r->fs, path, fs_cb),
+                  &RES_PATH, path);
 }
 
 /* core.fs_mkdtemp(prefix) -> prefix .. six random characters. */
@@ -794,14 +804,10 @@ static int l_state_gc(lua_State *L) {
 /* ---- registration ------------------------------------------------------- */
 
 static const luaL_Reg handle_methods[] = {
-  {"read", l_handle_read},
-  {"write", l_handle_write},
-  {"stat", l_handle_stat},
-  {"sync", l_handle_sync},
-  {"close", l_handle_close},
-  {"fileno", l_handle_fileno},
-  {"seekable", l_handle_seekable},
-  {NULL, NULL}
+  {"read", l_handle_read},         {"write", l_handle_write},
+  {"stat", l_handle_stat},         {"sync", l_handle_sync},
+  {"close", l_handle_close},       {"fileno", l_handle_fileno},
+  {"seekable", l_handle_seekable}, {NULL, NULL},
 };
 
 static const luaL_Reg fs_funcs[] = {
@@ -817,35 +823,32 @@ static const luaL_Reg fs_funcs[] = {
   {"fs_realpath", l_fs_realpath},
   {"fs_mkdtemp", l_fs_mkdtemp},
   {"fs_stats", l_fs_stats},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg state_meta[] = {
   {"__gc", l_state_gc},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg call_meta[] = {
   {"__gc", l_call_gc},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg handle_meta[] = {
   {"__gc", l_handle_gc},
   {"__tostring", l_handle_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
-static const loom_class state_class = {
-  STATE_MT, state_meta, NULL, NULL, NULL, NULL, 0
-};
-static const loom_class call_class = {
-  CALL_MT, call_meta, NULL, NULL, NULL, NULL, 0
-};
+static const loom_class state_class = {STATE_MT, state_meta, NULL, NULL,
+                                       NULL,     NULL,       0};
+static const loom_class call_class = {CALL_MT, call_meta, NULL, NULL,
+                                      NULL,    NULL,      0};
 /* Methods close over rt(1) and the state box. */
 static const loom_class handle_class = {
-  HANDLE_MT, handle_meta, handle_methods, NULL, NULL, NULL, 0
-};
+  HANDLE_MT, handle_meta, handle_methods, NULL, NULL, NULL, 0};
 
 /* Stack: rt(1) module(top). */
 int loom__open_fs(lua_State *L) {
@@ -861,9 +864,9 @@ int loom__open_fs(lua_State *L) {
   if (*sbox == NULL) return luaL_error(L, "loom: out of memory");
   (*sbox)->refs = 1;
   sidx = lua_gettop(L);
-  lua_pushvalue(L, sidx - 1);   /* the module */
+  lua_pushvalue(L, sidx - 1); /* the module */
   lua_pushvalue(L, 1);
-  lua_pushvalue(L, sidx);       /* upvalues: rt, state */
+  lua_pushvalue(L, sidx); /* upvalues: rt, state */
   loom__class_register(L, 0, &handle_class, -2, 2);
   lua_pop(L, 1);
   luaL_setfuncs(L, fs_funcs, 2);

@@ -48,7 +48,7 @@ static void resolve(lua_State *L, loom_future *f, const char *fn, int state) {
 static int l_future_set(lua_State *L) {
   loom_future *f = check_future(L, 1);
   int n = lua_gettop(L) - 1, i;
-  if (f->state != F_PENDING) resolve(L, f, "set", F_SET);  /* raises */
+  if (f->state != F_PENDING) resolve(L, f, "set", F_SET); /* raises */
   lua_createtable(L, n, 0);
   for (i = 1; i <= n; i++) {
     lua_pushvalue(L, i + 1);
@@ -63,7 +63,7 @@ static int l_future_set(lua_State *L) {
 /* f:fail(err) */
 static int l_future_fail(lua_State *L) {
   loom_future *f = check_future(L, 1);
-  if (f->state != F_PENDING) resolve(L, f, "fail", F_FAILED);  /* raises */
+  if (f->state != F_PENDING) resolve(L, f, "fail", F_FAILED); /* raises */
   if (lua_gettop(L) < 2) return luaL_argerror(L, 2, "error value expected");
   lua_settop(L, 2);
   if (lua_isnil(L, 2)) lua_pushliteral(L, "(error object is a nil value)");
@@ -119,21 +119,20 @@ static const luaL_Reg future_methods[] = {
   {"fail", l_future_fail},
   {"wait", l_future_wait},
   {"done", l_future_done},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg future_meta[] = {
   {"__tostring", l_future_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const loom_class future_class = {
-  FUTURE_MT, future_meta, future_methods, NULL, NULL, NULL, 0
-};
+  FUTURE_MT, future_meta, future_methods, NULL, NULL, NULL, 0};
 
 static const luaL_Reg future_funcs[] = {
   {"future", l_future},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Stack: rt(1) module(top). */

@@ -25,7 +25,7 @@ static loom_group *check_group(lua_State *L, int idx) {
 static void check_active(lua_State *L, loom_group *g) {
   if (g->state == LOOM_GROUP_CLOSED)
     luaL_error(L, "This task group is not active; no new tasks can be "
-               "started.");
+                  "started.");
 }
 
 /* Put a new task under scope `parent` and make it ready. Stack: [...,
@@ -50,7 +50,7 @@ static int l_group_spawn(lua_State *L) {
   t->group = g;
   loom__list_push(&g->children, &t->group_link);
   g->nlive++;
-  lua_getiuservalue(L, 1, G_HOST);  /* [..., task, host] */
+  lua_getiuservalue(L, 1, G_HOST); /* [..., task, host] */
   launch(L, t, g->scope);
   return 1;
 }
@@ -64,13 +64,13 @@ static int k_start(lua_State *L, int status, lua_KContext ctx) {
   caller->wait_what = NULL;
   caller->wait_data = NULL;
   if (h->start_state == LOOM_START_MOVED) {
-    lua_pushvalue(L, 1);  /* [T, value, T] */
+    lua_pushvalue(L, 1); /* [T, value, T] */
     return 2;
   }
   switch (h->outcome) {
   case LOOM_OUT_FAILED:
     lua_getiuservalue(L, 1, LOOM_HV_RESULT);
-    return lua_error(L);  /* bare: the group is not told */
+    return lua_error(L); /* bare: the group is not told */
   case LOOM_OUT_CANCELLED:
     /* Cancelled with the caller: the caller's own Cancelled. Cancelled on
      * its own (its handle's cancel()): TaskCancelled, as result() says. */
@@ -88,7 +88,7 @@ static int k_start(lua_State *L, int status, lua_KContext ctx) {
       return 2;
     }
     return luaL_error(L, "child exited without calling "
-                      "task_status:started()");
+                         "task_status:started()");
   }
 }
 
@@ -100,9 +100,9 @@ static int l_group_start(lua_State *L) {
   loom_task *t;
   check_active(L, g);
   loom__check_callable(L, 2, NULL);
-  lua_newuserdatauv(L, 1, 1);  /* the task_status object */
+  lua_newuserdatauv(L, 1, 1); /* the task_status object */
   luaL_setmetatable(L, STATUS_MT);
-  lua_insert(L, 3);            /* [tg, fn, status, args...] */
+  lua_insert(L, 3); /* [tg, fn, status, args...] */
   t = loom__task_new(L, rt, 2, nargs + 1, caller);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, 3, 1);
@@ -132,7 +132,7 @@ static int l_status_started(lua_State *L) {
   t = h->t;
   if (t == NULL || (loom__task_of(L) != t && t->rt->current != t))
     return luaL_error(L, "task_status:started() must be called by the task "
-                      "that tg:start() started");
+                         "that tg:start() started");
   if (h->start_state == LOOM_START_MOVED)
     return luaL_error(L, "called 'started' twice on the same task status");
   if (h->start_state == LOOM_START_NOOP) return 0;
@@ -186,8 +186,7 @@ void loom__start_child_done(lua_State *L, loom_task *t, int err_idx) {
   loom__wake(caller, LOOM_WAKE_OK);
 }
 
-void loom__group_record(lua_State *L, loom_group *g, int err_idx,
-                        int tb_idx) {
+void loom__group_record(lua_State *L, loom_group *g, int err_idx, int tb_idx) {
   int gi;
   err_idx = lua_absindex(L, err_idx);
   if (tb_idx) tb_idx = lua_absindex(L, tb_idx);
@@ -209,10 +208,8 @@ void loom__group_record(lua_State *L, loom_group *g, int err_idx,
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, gi, G_TRACEBACKS);
   }
-  if (tb_idx && lua_type(L, tb_idx) == LUA_TSTRING)
-    lua_pushvalue(L, tb_idx);
-  else
-    lua_pushboolean(L, 0);
+  if (tb_idx && lua_type(L, tb_idx) == LUA_TSTRING) lua_pushvalue(L, tb_idx);
+  else lua_pushboolean(L, 0);
   lua_rawseti(L, -2, g->nerrors + 1);
   g->nerrors++;
   lua_settop(L, gi - 1);
@@ -252,8 +249,7 @@ void loom__group_record_safe(lua_State *L, loom_group *g, int err_idx,
 
 void loom__group_child_done(lua_State *L, loom_group *g) {
   g->nlive--;
-  if (g->nlive == 0 && g->host == NULL && !g->is_host &&
-      g->ref != LUA_NOREF) {
+  if (g->nlive == 0 && g->host == NULL && !g->is_host && g->ref != LUA_NOREF) {
     /* The last child of an orphaned group: release it. (A host group has
      * no host either: hostgroup.c releases it once it is closed.) */
     luaL_unref(L, LUA_REGISTRYINDEX, g->ref);
@@ -281,8 +277,8 @@ void loom__group_host_finished(lua_State *L, loom_task *t) {
   /* Groups it still hosts (its coroutine was killed inside them): they are
    * cancelled and live on without a host until their children finished. */
   while (!loom__list_empty(&t->groups))
-    loom__group_orphan(L, loom__container_of(t->groups.next, loom_group,
-                                             host_link));
+    loom__group_orphan(
+      L, loom__container_of(t->groups.next, loom_group, host_link));
 }
 
 void loom__group_task_done(lua_State *L, loom_task *t, int ud, int err,
@@ -332,8 +328,7 @@ void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir) {
   lua_setfield(L, -2, "children");
 }
 
-void loom__push_hosted_groups(lua_State *L, loom_task *t,
-                              const char *own_dir) {
+void loom__push_hosted_groups(lua_State *L, loom_task *t, const char *own_dir) {
   loom_list *n;
   int i = 0;
   lua_newtable(L);
@@ -360,8 +355,7 @@ static int k_group_wait(lua_State *L, int status, lua_KContext ctx) {
   loom_group *g = (loom_group *)ctx;
   loom_task *t = g->host;
   (void)status;
-  if (loom__wake_outcome(L, t, 0) == LOOM_WAKE_CANCELLED)
-    host_cancelled(g);
+  if (loom__wake_outcome(L, t, 0) == LOOM_WAKE_CANCELLED) host_cancelled(g);
   return wait_more(L, g, t);
 }
 
@@ -429,8 +423,7 @@ static int k_group_body(lua_State *L, int status, lua_KContext ctx) {
           lua_pop(L, 1);
           lua_rawgeti(L, LUA_REGISTRYINDEX, t->tb_ref);
           tb = lua_gettop(L);
-        } else
-          lua_pop(L, 1);
+        } else lua_pop(L, 1);
       }
       loom__group_record_safe(L, g, tb ? tb - 1 : -1, tb);
       if (tb) lua_pop(L, 1);
@@ -473,16 +466,16 @@ static int l_group_run(lua_State *L) {
   lua_setiuservalue(L, 2, G_HOST);
   lua_pushvalue(L, 2);
   g->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_insert(L, 1);                       /* [tg, body] */
-  lua_pushvalue(L, lua_upvalueindex(2));  /* the message handler */
-  lua_insert(L, 2);                       /* [tg, msgh, body] */
-  lua_pushvalue(L, 1);                    /* [tg, msgh, body, tg] */
+  lua_insert(L, 1);                      /* [tg, body] */
+  lua_pushvalue(L, lua_upvalueindex(2)); /* the message handler */
+  lua_insert(L, 2);                      /* [tg, msgh, body] */
+  lua_pushvalue(L, 1);                   /* [tg, msgh, body, tg] */
   /* Nothing below can fail before the protected call. */
   loom__scope_link(t, g->scope);
   loom__list_push(&t->groups, &g->host_link);
-  return k_group_body(L, lua_pcallk(L, 1, LUA_MULTRET, 2, (lua_KContext)g,
-                                    k_group_body),
-                      (lua_KContext)g);
+  return k_group_body(
+    L, lua_pcallk(L, 1, LUA_MULTRET, 2, (lua_KContext)g, k_group_body),
+    (lua_KContext)g);
 }
 
 static int l_group_cancel(lua_State *L) {
@@ -502,8 +495,7 @@ static int l_group_index(lua_State *L) {
       strcmp(lua_tostring(L, 2), "cancel_scope") == 0) {
     check_group(L, 1);
     lua_getiuservalue(L, 1, G_SCOPE);
-  } else
-    return loom__no_member(L);
+  } else return loom__no_member(L);
   return 1;
 }
 
@@ -517,7 +509,7 @@ static int l_group_tostring(lua_State *L) {
 
 static const luaL_Reg group_meta[] = {
   {"__tostring", l_group_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg group_methods[] = {
@@ -525,24 +517,19 @@ static const luaL_Reg group_methods[] = {
   {"create_task", l_group_spawn},
   {"start", l_group_start},
   {"cancel", l_group_cancel},
-  {NULL, NULL}
+  {NULL, NULL},
 };
-
 
 /* Stack: rt(1) module(top). */
 int loom__open_group(lua_State *L) {
   /* cancel_scope is a property: a C __index, upvalues rt, methods */
   static const loom_class group_class = {
-    LOOM_GROUP_MT, group_meta, group_methods, NULL, l_group_index,
-    "group_methods", 0
-  };
-  static const luaL_Reg status_methods[] = {
-    {"started", l_status_started},
-    {NULL, NULL}
-  };
+    LOOM_GROUP_MT,   group_meta, group_methods, NULL, l_group_index,
+    "group_methods", 0};
+  static const luaL_Reg status_methods[] = {{"started", l_status_started},
+                                            {NULL, NULL}};
   static const loom_class status_class = {
-    STATUS_MT, NULL, status_methods, NULL, NULL, NULL, 0
-  };
+    STATUS_MT, NULL, status_methods, NULL, NULL, NULL, 0};
   loom__class_register(L, -1, &group_class, 1, 1);
   lua_pop(L, 1);
   loom__class_register(L, 0, &status_class, 1, 1);

@@ -36,8 +36,7 @@ int loom__copy_context(lua_State *L, int src) {
 /* ---- handles ------------------------------------------------------------ */
 
 static const char *status_of(loom_handle *h) {
-  if (!h->done)
-    return h->cancel_requested ? "cancelling" : "pending";
+  if (!h->done) return h->cancel_requested ? "cancelling" : "pending";
   switch (h->outcome) {
   case LOOM_OUT_CANCELLED: return "cancelled";
   case LOOM_OUT_FAILED: return "failed";
@@ -57,10 +56,8 @@ static void push_name(lua_State *L, int ud) {
     return;
   }
   lua_getinfo(L, ">S", &ar);
-  if (ar.what[0] == 'C')
-    lua_pushliteral(L, "C function");
-  else
-    lua_pushfstring(L, "function %s:%d", ar.short_src, ar.linedefined);
+  if (ar.what[0] == 'C') lua_pushliteral(L, "C function");
+  else lua_pushfstring(L, "function %s:%d", ar.short_src, ar.linedefined);
 }
 
 static int l_task_status(lua_State *L) {
@@ -84,15 +81,13 @@ static int l_task_cancel(lua_State *L) {
 }
 
 /* [-0, +1] the error a non-blocking accessor raises, from hooks[name]. */
-static int raise_hook(lua_State *L, int ud, const char *name,
-                      int with_cause) {
+static int raise_hook(lua_State *L, int ud, const char *name, int with_cause) {
   loom__push_hook(L, loom__rt(L), name);
   if (with_cause) {
     lua_getiuservalue(L, ud, LOOM_HV_RESULT);
     lua_getiuservalue(L, ud, LOOM_HV_TB);
     lua_call(L, 2, 1);
-  } else
-    lua_call(L, 0, 1);
+  } else lua_call(L, 0, 1);
   return lua_error(L);
 }
 
@@ -122,11 +117,12 @@ static int wait_task(lua_State *L, const char *fn, int want_result) {
   loom_task *self = loom__check_blocking(L, fn, 1);
   lua_settop(L, 1);
   if (h->t == self)
-    return luaL_error(L, "loom.%s: a task cannot wait for itself (it would "
-                      "wait forever)", fn);
+    return luaL_error(L,
+                      "loom.%s: a task cannot wait for itself (it would "
+                      "wait forever)",
+                      fn);
   loom__cancel_point(L, self);
-  if (h->done)
-    return loom__schedule_point(L, self, want_result, k_wait);
+  if (h->done) return loom__schedule_point(L, self, want_result, k_wait);
   loom__park(self, waiter_abort, "task", h->t);
   loom__list_push(&h->t->waiters, &self->wait_link);
   return loom__suspend(L, want_result, k_wait);
@@ -144,8 +140,7 @@ static int l_task_return_value(lua_State *L) {
   loom_handle *h = loom__check_handle(L, 1);
   lua_settop(L, 1);
   if (!h->done) {
-    if (h->cancel_requested)
-      return raise_hook(L, 1, "task_cancelled", 1);
+    if (h->cancel_requested) return raise_hook(L, 1, "task_cancelled", 1);
     return raise_hook(L, 1, "task_not_finished", 0);
   }
   return deliver_result(L, h, 1);
@@ -155,8 +150,7 @@ static int l_task_error(lua_State *L) {
   loom_handle *h = loom__check_handle(L, 1);
   lua_settop(L, 1);
   if (!h->done) {
-    if (h->cancel_requested)
-      return raise_hook(L, 1, "task_cancelled", 1);
+    if (h->cancel_requested) return raise_hook(L, 1, "task_cancelled", 1);
     return raise_hook(L, 1, "task_not_finished", 0);
   }
   if (h->outcome == LOOM_OUT_CANCELLED)
@@ -183,14 +177,11 @@ static int l_task_index(lua_State *L) {
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
   h = loom__check_handle(L, 1);
-  if (lua_type(L, 2) != LUA_TSTRING) return 0;  /* h[1]: nil */
+  if (lua_type(L, 2) != LUA_TSTRING) return 0; /* h[1]: nil */
   k = lua_tostring(L, 2);
-  if (strcmp(k, "name") == 0)
-    push_name(L, 1);
-  else if (strcmp(k, "id") == 0)
-    lua_pushinteger(L, h->id);
-  else
-    return loom__no_member(L);
+  if (strcmp(k, "name") == 0) push_name(L, 1);
+  else if (strcmp(k, "id") == 0) lua_pushinteger(L, h->id);
+  else return loom__no_member(L);
   return 1;
 }
 
@@ -198,8 +189,10 @@ static int l_task_newindex(lua_State *L) {
   const char *k = lua_tostring(L, 2);
   loom_handle *h = loom__check_handle(L, 1);
   if (k == NULL || strcmp(k, "name") != 0)
-    return luaL_error(L, "loom.Task: cannot set field '%s' (only 'name' is "
-                      "writable)", k ? k : luaL_typename(L, 2));
+    return luaL_error(L,
+                      "loom.Task: cannot set field '%s' (only 'name' is "
+                      "writable)",
+                      k ? k : luaL_typename(L, 2));
   if (lua_type(L, 3) != LUA_TSTRING)
     return luaL_error(L, "loom.Task: name must be a string, got %s",
                       luaL_typename(L, 3));
@@ -209,8 +202,7 @@ static int l_task_newindex(lua_State *L) {
     /* Not started, its function waits in the name's slot: move it to its
      * own slot (loom__task_prepare takes it from there). */
     lua_setiuservalue(L, 1, LOOM_HV_N + 1);
-  } else
-    lua_settop(L, 3);
+  } else lua_settop(L, 3);
   lua_setiuservalue(L, 1, LOOM_HV_NAME);
   return 0;
 }
@@ -230,7 +222,7 @@ static int l_task_tostring(lua_State *L) {
 static loom_task *current_or_raise(lua_State *L, const char *fn) {
   loom_rt *rt = loom__rt(L);
   if (loom__task_of(L) == NULL && rt->current == NULL)
-    loom__check_blocking(L, fn, 0);  /* raises the documented message */
+    loom__check_blocking(L, fn, 0); /* raises the documented message */
   return rt->current;
 }
 
@@ -241,15 +233,13 @@ static int l_context(lua_State *L) {
     lua_getiuservalue(L, -1, LOOM_HV_CTX);
     return 1;
   }
-  if (t->ctx_state == LOOM_CTX_PRIVATE)
-    lua_getiuservalue(L, -1, LOOM_HV_CTX);
+  if (t->ctx_state == LOOM_CTX_PRIVATE) lua_getiuservalue(L, -1, LOOM_HV_CTX);
   else if (t->ctx_state == LOOM_CTX_SHARED) {
     /* Other tasks may hold this table: this task writes to its own copy. */
     lua_getiuservalue(L, -1, LOOM_HV_CTX);
     if (!loom__copy_context(L, lua_gettop(L))) lua_newtable(L);
     lua_remove(L, -2);
-  } else
-    lua_newtable(L);
+  } else lua_newtable(L);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, -3, LOOM_HV_CTX);
   t->ctx_state = LOOM_CTX_OWNED;
@@ -297,9 +287,10 @@ void loom__push_task_node(lua_State *L, loom_task *t, const char *own_dir) {
   lua_pushstring(L, status_of(t->h));
   lua_setfield(L, -2, "status");
   lua_pushstring(L, t->state == LOOM_TASK_RUNNING ? "running"
-                    : t->state == LOOM_TASK_NEW    ? "not started"
-                    : t->state == LOOM_TASK_READY  ? "ready"
-                    : t->wait_what ? t->wait_what : "ready");
+                    : t->state == LOOM_TASK_NEW   ? "not started"
+                    : t->state == LOOM_TASK_READY ? "ready"
+                    : t->wait_what                ? t->wait_what
+                                                  : "ready");
   lua_setfield(L, -2, "waiting");
   push_where(L, t, own_dir);
   lua_setfield(L, -2, "where");
@@ -353,7 +344,7 @@ static int l_layout(lua_State *L) {
 static const luaL_Reg task_meta[] = {
   {"__newindex", l_task_newindex},
   {"__tostring", l_task_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg task_methods[] = {
@@ -365,22 +356,18 @@ static const luaL_Reg task_methods[] = {
   {"return_value", l_task_return_value},
   {"error", l_task_error},
   {"parent", l_task_parent},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg task_funcs[] = {
-  {"context", l_context},
-  {"current_task", l_current_task},
-  {"task_tree", l_task_tree},
-  {"check_in_task", l_check_in_task},
-  {"layout", l_layout},
-  {NULL, NULL}
+  {"context", l_context},     {"current_task", l_current_task},
+  {"task_tree", l_task_tree}, {"check_in_task", l_check_in_task},
+  {"layout", l_layout},       {NULL, NULL},
 };
 
 /* Task handles: properties name and id, so a C __index (methods first). */
 static const loom_class task_class = {
-  LOOM_TASK_MT, task_meta, task_methods, NULL, l_task_index, "task_methods", 0
-};
+  LOOM_TASK_MT, task_meta, task_methods, NULL, l_task_index, "task_methods", 0};
 
 /* Stack: rt(1) module(top); after loom__open_task (the Task metatable,
  * filled here). */

@@ -18,8 +18,13 @@
 #define HOSTGROUP_MT "loom.HostGroup"
 
 /* User values: the same slots as group.c's task groups, plus the name. */
-enum { HG_SCOPE = 1, HG_ERRORS = 2, HG_TRACEBACKS = 3, HG_HOST = 4,
-       HG_NAME = 5 };
+enum {
+  HG_SCOPE = 1,
+  HG_ERRORS = 2,
+  HG_TRACEBACKS = 3,
+  HG_HOST = 4,
+  HG_NAME = 5
+};
 
 static loom_group *check_hg(lua_State *L, int idx) {
   return (loom_group *)luaL_checkudata(L, idx, HOSTGROUP_MT);
@@ -38,23 +43,28 @@ static int l_host_group(lua_State *L) {
     while (lua_next(L, 2)) {
       if (lua_type(L, -2) != LUA_TSTRING ||
           strcmp(lua_tostring(L, -2), "fail_fast") != 0)
-        return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s' "
-                             "(expected 'fail_fast')",
-                             lua_type(L, -2) == LUA_TSTRING
-                               ? lua_tostring(L, -2)
-                               : luaL_typename(L, -2)));
+        return luaL_argerror(L, 2,
+                             lua_pushfstring(L,
+                                             "unknown option '%s' "
+                                             "(expected 'fail_fast')",
+                                             lua_type(L, -2) == LUA_TSTRING
+                                               ? lua_tostring(L, -2)
+                                               : luaL_typename(L, -2)));
       lua_pop(L, 1);
     }
     lua_getfield(L, 2, "fail_fast");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
-      return luaL_argerror(L, 2, lua_pushfstring(L, "fail_fast must be a "
-                           "boolean, got %s", luaL_typename(L, -1)));
+      return luaL_argerror(L, 2,
+                           lua_pushfstring(L,
+                                           "fail_fast must be a "
+                                           "boolean, got %s",
+                                           luaL_typename(L, -1)));
     fail_fast = lua_toboolean(L, -1);
   }
   loom__check_open(L, rt, "host_group");
   if (rt->running)
     return luaL_error(L, "loom.host_group: cannot be used while loom.run is "
-                      "running (use loom.task_group inside it)");
+                         "running (use loom.task_group inside it)");
   lua_settop(L, 1);
   g = (loom_group *)lua_newuserdatauv(L, sizeof *g, HG_NAME);
   ud = lua_gettop(L);
@@ -140,12 +150,12 @@ void loom__host_child_failed(lua_State *L, loom_group *g, int task_idx,
 static int report_eg_protected(lua_State *L) {
   loom_group *g = (loom_group *)lua_touserdata(L, 1);
   loom_rt *rt = g->rt;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);     /* 2 */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref); /* 2 */
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->eg_ref);
   lua_getiuservalue(L, 2, HG_ERRORS);
   lua_getiuservalue(L, 2, HG_TRACEBACKS);
   lua_getiuservalue(L, 2, HG_NAME);
-  lua_call(L, 3, 1);                             /* 3 */
+  lua_call(L, 3, 1); /* 3 */
   lua_getiuservalue(L, 2, HG_NAME);
   loom__report_error(L, rt, 3, 0, 0, "host group", lua_tostring(L, -1));
   return 0;
@@ -154,8 +164,7 @@ static int report_eg_protected(lua_State *L) {
 /* Called while a child finishes: must not fail half-way (see above); the
  * group is closed and released whatever the report did. */
 void loom__host_child_done(lua_State *L, loom_group *g) {
-  if (g->nlive == 0 && g->fail_fast && g->nerrors > 0 &&
-      g->ref != LUA_NOREF) {
+  if (g->nlive == 0 && g->fail_fast && g->nerrors > 0 && g->ref != LUA_NOREF) {
     /* Every child finished: one ErrorGroup of the errors, then closed. */
     int reported = 0;
     if (lua_checkstack(L, 8)) {
@@ -210,8 +219,8 @@ static int l_hg_close(lua_State *L) {
     loom__scope_cancel(L, rt, g->scope, 0, 0);
     /* From host code, run passes; from a task or inside a step, only
      * cancel (resumes are never nested). */
-    if (!rt->closed && rt->current == NULL && !rt->stepping &&
-        !rt->running && g->nlive > 0) {
+    if (!rt->closed && rt->current == NULL && !rt->stepping && !rt->running &&
+        g->nlive > 0) {
       int status;
       lua_pushcfunction(L, settle_protected);
       lua_pushlightuserdata(L, g);
@@ -243,14 +252,12 @@ static int l_hg_index(lua_State *L) {
   if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
   /* (not lua_tostring: it would turn a number key into a string) */
   k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
-  if (k != NULL && strcmp(k, "name") == 0)
-    lua_getiuservalue(L, 1, HG_NAME);
+  if (k != NULL && strcmp(k, "name") == 0) lua_getiuservalue(L, 1, HG_NAME);
   else if (k != NULL && strcmp(k, "cancel_scope") == 0)
     lua_getiuservalue(L, 1, HG_SCOPE);
   else if (k != NULL)
-    return loom__no_member(L);  /* did-you-mean, like every class */
-  else
-    lua_pushnil(L);
+    return loom__no_member(L); /* did-you-mean, like every class */
+  else lua_pushnil(L);
   return 1;
 }
 
@@ -259,8 +266,7 @@ static int l_hg_tostring(lua_State *L) {
   lua_getiuservalue(L, 1, HG_NAME);
   lua_pushfstring(L, HOSTGROUP_MT ": %p \"%s\" (%s, %d alive)", (void *)g,
                   lua_tostring(L, -1),
-                  g->state == LOOM_GROUP_CLOSED ? "closed" : "open",
-                  g->nlive);
+                  g->state == LOOM_GROUP_CLOSED ? "closed" : "open", g->nlive);
   return 1;
 }
 
@@ -298,30 +304,27 @@ static int l_host_group_tree(lua_State *L) {
 static const luaL_Reg hg_methods[] = {
   {"close", l_hg_close},
   {"alive", l_hg_alive},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg hg_funcs[] = {
   {"host_group", l_host_group},
   {"set_error_group", l_set_error_group},
   {"host_group_tree", l_host_group_tree},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Stack: rt(1) module(top); group.c's methods are in module.group_methods. */
 int loom__open_hostgroup(lua_State *L) {
   /* name and cancel_scope are properties: a C __index, upvalues rt,
    * methods; the methods table also gets three of group.c's methods. */
-  static const luaL_Reg hg_meta[] = {
-    {"__tostring", l_hg_tostring},
-    {NULL, NULL}
-  };
-  static const loom_class hg_class = {
-    HOSTGROUP_MT, hg_meta, hg_methods, NULL, l_hg_index, NULL, 0
-  };
+  static const luaL_Reg hg_meta[] = {{"__tostring", l_hg_tostring},
+                                     {NULL, NULL}};
+  static const loom_class hg_class = {HOSTGROUP_MT, hg_meta, hg_methods, NULL,
+                                      l_hg_index,   NULL,    0};
   loom__class_register(L, -1, &hg_class, 1, 1);
   lua_getfield(L, -1, "__index");
-  lua_getupvalue(L, -1, 2);              /* the methods table */
+  lua_getupvalue(L, -1, 2); /* the methods table */
   lua_replace(L, -3);
   lua_pop(L, 1);
   lua_getfield(L, -2, "group_methods");

@@ -49,7 +49,8 @@ enum {
 enum {
   LOOM_CLOCK_REAL = 0, /* monotonic wall clock (default) */
   LOOM_CLOCK_MANUAL,   /* starts at 0, moves only by loom_advance */
-  LOOM_CLOCK_AUTOJUMP, /* real semantics, jumps to the next deadline when idle */
+  LOOM_CLOCK_AUTOJUMP, /* real semantics, jumps to the next deadline when idle
+                        */
   LOOM_CLOCK_HOST      /* clock_fn(clock_ud), seconds, non-decreasing */
 };
 
@@ -63,15 +64,15 @@ typedef void (*loom_error_fn)(void *ud, lua_State *L, int err_idx,
 typedef void (*loom_wake_fn)(void *ud);
 
 typedef struct loom_config {
-  size_t size;        /* sizeof(loom_config): lets the struct grow */
-  int clock;          /* LOOM_CLOCK_REAL | _MANUAL | _AUTOJUMP | _HOST */
+  size_t size; /* sizeof(loom_config): lets the struct grow */
+  int clock;   /* LOOM_CLOCK_REAL | _MANUAL | _AUTOJUMP | _HOST */
   loom_clock_fn clock_fn;
   void *clock_ud;
   loom_error_fn on_error; /* NULL: print to stderr */
   void *error_ud;
-  loom_wake_fn wake;  /* optional */
+  loom_wake_fn wake; /* optional */
   void *wake_ud;
-  void *uv_loop;      /* a host uv_loop_t* to run on (borrowed), or NULL */
+  void *uv_loop; /* a host uv_loop_t* to run on (borrowed), or NULL */
 } loom_config;
 
 /* The Lua module entry point (require "loom.core"). */

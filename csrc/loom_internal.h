@@ -11,8 +11,8 @@
  * scope.c (cancel scopes); task.c (tasks: struct, spawn, run, finish) and
  * handle.c (TaskHandles, context, task_tree); group.c (task groups); park.c
  * (the park protocol, wait queues); runtime.c (the runtime struct) and
- * sched.c (the scheduler); failure safety; members.c; the embedding files; then the
- * modules built on all of that (streams, copy, threads, files, UDP, TLS,
+ * sched.c (the scheduler); failure safety; members.c; the embedding files; then
+ * the modules built on all of that (streams, copy, threads, files, UDP, TLS,
  * poll).
  */
 #ifndef LOOM_INTERNAL_H
@@ -35,8 +35,8 @@
  * sanitizer builds: see CMakeLists.txt), compiled out otherwise. A failure
  * prints the condition and its place, then aborts. */
 #ifdef LOOM_DEBUG
-void loom__assert_fail(const char *cond, const char *file, int line)
-  LOOM_HIDDEN __attribute__((noreturn));
+void loom__assert_fail(const char *cond, const char *file, int line) LOOM_HIDDEN
+  __attribute__((noreturn));
 #define LOOM_ASSERT(cond) \
   ((cond) ? (void)0 : loom__assert_fail(#cond, __FILE__, __LINE__))
 #else
@@ -71,19 +71,19 @@ typedef struct loom_rt loom_rt;
 /* The one list of type magics ("lmt" + a letter, so no two classes share
  * a value): the first word of each struct below. */
 enum loom_magic {
-  LOOM_MAGIC_TASK = 0x6c6d7454,     /* "lmtT" task.c */
-  LOOM_MAGIC_GROUP = 0x6c6d7447,    /* "lmtG" group.c, hostgroup.c */
-  LOOM_MAGIC_SCOPE = 0x6c6d7453,    /* "lmtS" scope.c */
-  LOOM_MAGIC_RT = 0x6c6d7452,       /* "lmtR" runtime.c */
-  LOOM_MAGIC_EVENT = 0x6c6d7465,    /* "lmte" sync.c */
-  LOOM_MAGIC_LOCK = 0x6c6d746c,     /* "lmtl" */
-  LOOM_MAGIC_SEM = 0x6c6d7473,      /* "lmts" */
-  LOOM_MAGIC_COND = 0x6c6d7463,     /* "lmtc" */
-  LOOM_MAGIC_LIMITER = 0x6c6d7469,  /* "lmti" */
-  LOOM_MAGIC_SEND = 0x6c6d7477,     /* "lmtw" channel.c */
-  LOOM_MAGIC_RECEIVE = 0x6c6d7472,  /* "lmtr" */
-  LOOM_MAGIC_CALL = 0x6c6d7443,     /* "lmtC" thread.c */
-  LOOM_MAGIC_REQ = 0x6c6d7451       /* "lmtQ" */
+  LOOM_MAGIC_TASK = 0x6c6d7454,    /* "lmtT" task.c */
+  LOOM_MAGIC_GROUP = 0x6c6d7447,   /* "lmtG" group.c, hostgroup.c */
+  LOOM_MAGIC_SCOPE = 0x6c6d7453,   /* "lmtS" scope.c */
+  LOOM_MAGIC_RT = 0x6c6d7452,      /* "lmtR" runtime.c */
+  LOOM_MAGIC_EVENT = 0x6c6d7465,   /* "lmte" sync.c */
+  LOOM_MAGIC_LOCK = 0x6c6d746c,    /* "lmtl" */
+  LOOM_MAGIC_SEM = 0x6c6d7473,     /* "lmts" */
+  LOOM_MAGIC_COND = 0x6c6d7463,    /* "lmtc" */
+  LOOM_MAGIC_LIMITER = 0x6c6d7469, /* "lmti" */
+  LOOM_MAGIC_SEND = 0x6c6d7477,    /* "lmtw" channel.c */
+  LOOM_MAGIC_RECEIVE = 0x6c6d7472, /* "lmtr" */
+  LOOM_MAGIC_CALL = 0x6c6d7443,    /* "lmtC" thread.c */
+  LOOM_MAGIC_REQ = 0x6c6d7451      /* "lmtQ" */
 };
 
 /* Hot-path type checks: a full userdata of the struct's exact size whose
@@ -135,16 +135,16 @@ void loom__fire_timers(loom_rt *rt, lua_State *S) LOOM_HIDDEN;
 enum { LOOM_SCOPE_NEW = 0, LOOM_SCOPE_ACTIVE = 1, LOOM_SCOPE_EXITED = 2 };
 
 struct loom_scope {
-  uint32_t magic;        /* LOOM_MAGIC_SCOPE: fast type check */
-  loom_scope *parent;    /* enclosing scope while active (NULL: root) */
-  loom_list children;    /* active child scopes (task scopes included) */
-  loom_list link;        /* node in parent->children */
-  loom_list tasks;       /* tasks whose innermost scope is this one */
-  loom_task *owner;      /* task that entered it */
-  int exc_ref;           /* registry ref of its Cancelled object, or NOREF */
-  unsigned char state;   /* LOOM_SCOPE_* */
+  uint32_t magic;      /* LOOM_MAGIC_SCOPE: fast type check */
+  loom_scope *parent;  /* enclosing scope while active (NULL: root) */
+  loom_list children;  /* active child scopes (task scopes included) */
+  loom_list link;      /* node in parent->children */
+  loom_list tasks;     /* tasks whose innermost scope is this one */
+  loom_task *owner;    /* task that entered it */
+  int exc_ref;         /* registry ref of its Cancelled object, or NOREF */
+  unsigned char state; /* LOOM_SCOPE_* */
   unsigned char cancel_called, shield, caught, is_task_scope;
-  unsigned char by_deadline;  /* cancelled because its deadline passed */
+  unsigned char by_deadline; /* cancelled because its deadline passed */
 };
 
 /* A scope that is not a task's own, in a CancelScope userdata (user
@@ -152,8 +152,8 @@ struct loom_scope {
  * private scope carries no timer. */
 typedef struct loom_cscope {
   loom_scope base;
-  loom_timer timer;      /* in the deadline heap while active and finite */
-  double deadline;       /* HUGE_VAL: none */
+  loom_timer timer; /* in the deadline heap while active and finite */
+  double deadline;  /* HUGE_VAL: none */
 } loom_cscope;
 
 /* A task scope (is_task_scope) must be embedded in its task; any other
@@ -179,35 +179,47 @@ int loom__open_scope(lua_State *L) LOOM_HIDDEN;
 /* ---- task.c: tasks (struct, slabs, anchors, spawn, run, finish) -------- */
 
 enum {
-  LOOM_TASK_NEW = 0,     /* spawned, never ran */
-  LOOM_TASK_READY,       /* in the ready queue after a wake */
+  LOOM_TASK_NEW = 0, /* spawned, never ran */
+  LOOM_TASK_READY,   /* in the ready queue after a wake */
   LOOM_TASK_RUNNING,
-  LOOM_TASK_PARKED,      /* yielded, waiting for loom__wake */
+  LOOM_TASK_PARKED, /* yielded, waiting for loom__wake */
   LOOM_TASK_DONE,
-  LOOM_TASK_ABANDONED    /* could not finish (memory exhausted): inert */
+  LOOM_TASK_ABANDONED /* could not finish (memory exhausted): inert */
 };
 
-enum { LOOM_OUT_NONE = 0, LOOM_OUT_FINISHED, LOOM_OUT_FAILED,
-       LOOM_OUT_CANCELLED };
+enum {
+  LOOM_OUT_NONE = 0,
+  LOOM_OUT_FINISHED,
+  LOOM_OUT_FAILED,
+  LOOM_OUT_CANCELLED
+};
 
 /* Outcomes a parked task is woken with. */
-enum { LOOM_WAKE_OK = 0, LOOM_WAKE_CANCELLED = 1, LOOM_WAKE_CLOSED = 2,
-       LOOM_WAKE_ERROR = 3 };
+enum {
+  LOOM_WAKE_OK = 0,
+  LOOM_WAKE_CANCELLED = 1,
+  LOOM_WAKE_CLOSED = 2,
+  LOOM_WAKE_ERROR = 3
+};
 
 /* A task's context table (user value LOOM_UV_CTX). Copy-on-write: a table
  * no user code has seen (PRIVATE, SHARED) cannot change, so spawning shares
  * it instead of copying; loom.context() hands out only an OWNED table,
  * copying a SHARED one first. */
 enum {
-  LOOM_CTX_NONE = 0,     /* none yet (an empty context) */
-  LOOM_CTX_PRIVATE,      /* a copy taken at spawn, held by this task only */
-  LOOM_CTX_SHARED,       /* never handed out, maybe held by other tasks */
-  LOOM_CTX_OWNED         /* handed out by loom.context(): may change */
+  LOOM_CTX_NONE = 0, /* none yet (an empty context) */
+  LOOM_CTX_PRIVATE,  /* a copy taken at spawn, held by this task only */
+  LOOM_CTX_SHARED,   /* never handed out, maybe held by other tasks */
+  LOOM_CTX_OWNED     /* handed out by loom.context(): may change */
 };
 
 /* How the task was started with tg:start(). */
-enum { LOOM_START_NONE = 0, LOOM_START_PENDING, LOOM_START_MOVED,
-       LOOM_START_NOOP };
+enum {
+  LOOM_START_NONE = 0,
+  LOOM_START_PENDING,
+  LOOM_START_MOVED,
+  LOOM_START_NOOP
+};
 
 /* Aborts a parked task's wait: unlink it from whatever queue holds it.
  * Called synchronously from cancel(); must not call Lua. */
@@ -230,31 +242,31 @@ typedef void (*loom_abort_fn)(loom_task *t);
 
 /* User value slots of a handle userdata. */
 enum {
-  LOOM_HV_NAME = 1,     /* an explicit name (string), else the function */
-  LOOM_HV_RESULT = 2,   /* one result, a packed table, or the error */
-  LOOM_HV_TB = 3,       /* traceback string of a failure */
-  LOOM_HV_PARENT = 4,   /* handle of the parent task */
-  LOOM_HV_CTX = 5,      /* context table while live (nil: empty) */
-  LOOM_HV_THREAD = 6,   /* its coroutine while live (anchored with it) */
+  LOOM_HV_NAME = 1,   /* an explicit name (string), else the function */
+  LOOM_HV_RESULT = 2, /* one result, a packed table, or the error */
+  LOOM_HV_TB = 3,     /* traceback string of a failure */
+  LOOM_HV_PARENT = 4, /* handle of the parent task */
+  LOOM_HV_CTX = 5,    /* context table while live (nil: empty) */
+  LOOM_HV_THREAD = 6, /* its coroutine while live (anchored with it) */
   LOOM_HV_N = 6
 };
 
 typedef struct loom_handle {
-  uint32_t magic;        /* LOOM_MAGIC_TASK: fast type check */
-  unsigned char done;    /* the task finished: outcome is set */
-  unsigned char outcome; /* LOOM_OUT_* */
-  unsigned char cancel_requested;  /* h:cancel() was called */
-  unsigned char start_state;       /* LOOM_START_*: how tg:start() went */
-  loom_task *t;          /* the task while live (or abandoned), else NULL */
+  uint32_t magic;                 /* LOOM_MAGIC_TASK: fast type check */
+  unsigned char done;             /* the task finished: outcome is set */
+  unsigned char outcome;          /* LOOM_OUT_* */
+  unsigned char cancel_requested; /* h:cancel() was called */
+  unsigned char start_state;      /* LOOM_START_*: how tg:start() went */
+  loom_task *t; /* the task while live (or abandoned), else NULL */
   lua_Integer id;
-  int nresults;          /* results stored in LOOM_HV_RESULT */
-  int start_value_ref;   /* value given to a no-op started(), or NOREF */
+  int nresults;        /* results stored in LOOM_HV_RESULT */
+  int start_value_ref; /* value given to a no-op started(), or NOREF */
 } loom_handle;
 
 struct loom_task {
   loom_rt *rt;
-  lua_State *L;          /* its coroutine (from spawn to its end) */
-  loom_handle *h;        /* its handle, anchored while the task is live */
+  lua_State *L;   /* its coroutine (from spawn to its end) */
+  loom_handle *h; /* its handle, anchored while the task is live */
   lua_Integer id;
   loom_scope scope;      /* private scope: h:cancel() cancels it */
   loom_scope *cur;       /* innermost active scope */
@@ -264,15 +276,15 @@ struct loom_task {
   loom_list groups;      /* groups this task hosts, innermost last */
   loom_task *next_ready; /* ready queue; the free list when not in use */
   /* Parking. */
-  loom_abort_fn abort;   /* NULL: the current wait cannot be aborted */
-  const char *wait_what; /* what it waits on, for task_tree() */
-  loom_list wait_link;   /* node in one wait queue (free while not parked) */
+  loom_abort_fn abort;      /* NULL: the current wait cannot be aborted */
+  const char *wait_what;    /* what it waits on, for task_tree() */
+  loom_list wait_link;      /* node in one wait queue (free while not parked) */
   struct loom_waitq *waitq; /* the queue wait_link is in (loom__waitq_*) */
-  void *wait_data;       /* the object waited on, for the owner of the queue */
-  loom_scope *wake_scope;/* the cancelled scope that aborted the wait */
+  void *wait_data;        /* the object waited on, for the owner of the queue */
+  loom_scope *wake_scope; /* the cancelled scope that aborted the wait */
   loom_timer sleep_timer;
-  loom_list waiters;     /* tasks in h:wait() / h:result() */
-  loom_list all_link;    /* node in rt->all_tasks while live */
+  loom_list waiters;  /* tasks in h:wait() / h:result() */
+  loom_list all_link; /* node in rt->all_tasks while live */
   /* tg:start() bookkeeping. */
   loom_task *start_caller;
   loom_group *start_group;
@@ -312,8 +324,7 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed,
                        int nres) LOOM_HIDDEN;
 int loom__task_main(lua_State *L) LOOM_HIDDEN;
 /* [-0, +n] push a finished task's return values (its handle at ud). */
-int loom__task_push_results(lua_State *L, loom_handle *h, int ud)
-  LOOM_HIDDEN;
+int loom__task_push_results(lua_State *L, loom_handle *h, int ud) LOOM_HIDDEN;
 /* Free every task struct of rt (the free list, live and abandoned tasks):
  * the runtime's finaliser. */
 void loom__tasks_free(loom_rt *rt) LOOM_HIDDEN;
@@ -330,8 +341,8 @@ int loom__open_task(lua_State *L) LOOM_HIDDEN;
  * 1, or push nothing and return 0 when it is empty. */
 int loom__copy_context(lua_State *L, int src) LOOM_HIDDEN;
 /* task_tree: [-0, +1] the node of task t and its descendants. */
-void loom__push_task_node(lua_State *L, loom_task *t, const char *own_dir)
-  LOOM_HIDDEN;
+void loom__push_task_node(lua_State *L, loom_task *t,
+                          const char *own_dir) LOOM_HIDDEN;
 int loom__open_handle(lua_State *L) LOOM_HIDDEN;
 
 /* ---- group.c: task groups and tg:start() ------------------------------ */
@@ -339,21 +350,21 @@ int loom__open_handle(lua_State *L) LOOM_HIDDEN;
 enum { LOOM_GROUP_OPEN = 0, LOOM_GROUP_EXITING = 1, LOOM_GROUP_CLOSED = 2 };
 
 struct loom_group {
-  uint32_t magic;        /* LOOM_MAGIC_GROUP: fast type check */
+  uint32_t magic; /* LOOM_MAGIC_GROUP: fast type check */
   loom_rt *rt;
   loom_task *host;
-  loom_scope *scope;     /* the CancelScope in user value 1 */
-  loom_list children;    /* live children (after started() for start) */
-  loom_list starting;    /* children of pending start() calls */
-  loom_list host_link;   /* node in host->groups */
-  int ref;               /* registry ref while not closed */
-  int nlive;             /* live children + pending start() calls */
+  loom_scope *scope;   /* the CancelScope in user value 1 */
+  loom_list children;  /* live children (after started() for start) */
+  loom_list starting;  /* children of pending start() calls */
+  loom_list host_link; /* node in host->groups */
+  int ref;             /* registry ref while not closed */
+  int nlive;           /* live children + pending start() calls */
   int nerrors;
   unsigned char state, host_waiting, host_cancelled;
-  unsigned char body_failed, record_failed;  /* see group_exit */
+  unsigned char body_failed, record_failed; /* see group_exit */
   /* Host groups (hostgroup.c): no host task; errors go to the hook. */
   unsigned char is_host, fail_fast;
-  loom_list hg_link;     /* node in rt->host_groups */
+  loom_list hg_link; /* node in rt->host_groups */
 };
 
 #define LOOM_GROUP_MT "loom.TaskGroup"
@@ -364,8 +375,8 @@ void loom__group_record(lua_State *L, loom_group *g, int err_idx,
                         int tb_idx) LOOM_HIDDEN;
 void loom__group_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
 /* A task started with tg:start() finished before started() moved it. */
-void loom__start_child_done(lua_State *L, loom_task *t, int err_idx)
-  LOOM_HIDDEN;
+void loom__start_child_done(lua_State *L, loom_task *t,
+                            int err_idx) LOOM_HIDDEN;
 /* The upcalls of a finishing task t (loom__task_finish): the groups it
  * still hosts are orphaned (before its scopes are left); then its group or
  * tg:start() caller learns its outcome (handle at ud, error at err and
@@ -375,8 +386,8 @@ void loom__group_task_done(lua_State *L, loom_task *t, int ud, int err,
                            int tb) LOOM_HIDDEN;
 /* task_tree: [-0, +1] the node of group g and its children; the array of
  * the groups task t hosts. */
-void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir)
-  LOOM_HIDDEN;
+void loom__push_group_node(lua_State *L, loom_group *g,
+                           const char *own_dir) LOOM_HIDDEN;
 void loom__push_hosted_groups(lua_State *L, loom_task *t,
                               const char *own_dir) LOOM_HIDDEN;
 int loom__open_group(lua_State *L) LOOM_HIDDEN;
@@ -405,8 +416,7 @@ void loom__cancel_point(lua_State *L, loom_task *t) LOOM_HIDDEN;
 int loom__schedule_point(lua_State *L, loom_task *t, lua_KContext ctx,
                          lua_KFunction k) LOOM_HIDDEN;
 /* Yield from a C function: the continuation k runs when woken. */
-int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k)
-  LOOM_HIDDEN;
+int loom__suspend(lua_State *L, lua_KContext ctx, lua_KFunction k) LOOM_HIDDEN;
 /* The same for the task t running on L (known to the caller: no look-up). */
 int loom__suspend_task(lua_State *L, loom_task *t, lua_KContext ctx,
                        lua_KFunction k) LOOM_HIDDEN;
@@ -416,8 +426,8 @@ int loom__suspend_task(lua_State *L, loom_task *t, lua_KContext ctx,
  * A wait aborted by a cancel raises the Cancelled of the scope that aborted
  * it when raise_cancel (returns LOOM_WAKE_OK if no scope is cancelled any
  * more), and returns LOOM_WAKE_CANCELLED otherwise. */
-int loom__wake_outcome(lua_State *L, loom_task *t, int raise_cancel)
-  LOOM_HIDDEN;
+int loom__wake_outcome(lua_State *L, loom_task *t,
+                       int raise_cancel) LOOM_HIDDEN;
 /* The continuation of a wait that returns nothing: loom__wake_outcome
  * (raising a cancel), then 0 results. */
 int loom__k_return0(lua_State *L, int status, lua_KContext ctx) LOOM_HIDDEN;
@@ -438,17 +448,16 @@ loom_task *loom__waitq_pop(loom_waitq *q) LOOM_HIDDEN;
 /* Unlink and return the longest waiter, or NULL (no skipping). */
 loom_task *loom__waitq_shift(loom_waitq *q) LOOM_HIDDEN;
 
-
 /* ---- runtime.c: the runtime struct (built, filled and freed there); ---- *
  * ---- sched.c: the scheduler that runs on it ------------------------------ */
 
 struct loom_rt {
-  uint32_t magic;        /* LOOM_MAGIC_RT, checked by loom__task_of */
-  uv_loop_t *loop;       /* &own_loop, or a host's loop (borrowed) */
+  uint32_t magic;  /* LOOM_MAGIC_RT, checked by loom__task_of */
+  uv_loop_t *loop; /* &own_loop, or a host's loop (borrowed) */
   uv_loop_t own_loop;
-  uv_timer_t timer;      /* armed for the heap's earliest deadline */
-  lua_State *S;          /* state running the drain (loom.run's caller) */
-  loom_task *current;    /* task being resumed, NULL between resumes */
+  uv_timer_t timer;   /* armed for the heap's earliest deadline */
+  lua_State *S;       /* state running the drain (loom.run's caller) */
+  loom_task *current; /* task being resumed, NULL between resumes */
   loom_task *root;
   loom_task *ready_head, *ready_tail;
   /* deadline heap */
@@ -456,34 +465,34 @@ struct loom_rt {
   size_t heap_len, heap_cap;
   uint64_t timer_seq;
   /* finished coroutines kept for reuse, in the pool table */
-  int pool_ref;          /* registry ref of the pool table */
+  int pool_ref; /* registry ref of the pool table */
   int pool_len;
-  loom_list blocked_waiters;   /* tasks in wait_all_tasks_blocked() */
+  loom_list blocked_waiters; /* tasks in wait_all_tasks_blocked() */
   lua_Integer next_id;
   size_t live_tasks;
-  int running;           /* inside loom.run */
-  int deadlock;          /* the root was cancelled because nothing could run */
+  int running;  /* inside loom.run */
+  int deadlock; /* the root was cancelled because nothing could run */
   int closed;
-  int hooks_ref;         /* registry ref of the hooks table (errors.lua) */
-  int task_main_ref;     /* registry ref of the task body closure */
-  int own_dir_ref;       /* source prefix of loom's Lua files, or NOREF:
-                          * user-facing positions skip their frames */
-  int cancelled_ref;     /* the Cancelled class (hooks.Cancelled) */
-  int task_mt_ref;       /* registry ref of the loom.Task metatable */
-  int issued_ref;        /* weak set of the Cancelled objects scopes made */
-  loom_list all_tasks;   /* every live task (stranded ones are found here) */
-  loom_list abandoned;   /* tasks that could not finish (freed at the end) */
+  int hooks_ref;       /* registry ref of the hooks table (errors.lua) */
+  int task_main_ref;   /* registry ref of the task body closure */
+  int own_dir_ref;     /* source prefix of loom's Lua files, or NOREF:
+                        * user-facing positions skip their frames */
+  int cancelled_ref;   /* the Cancelled class (hooks.Cancelled) */
+  int task_mt_ref;     /* registry ref of the loom.Task metatable */
+  int issued_ref;      /* weak set of the Cancelled objects scopes made */
+  loom_list all_tasks; /* every live task (stranded ones are found here) */
+  loom_list abandoned; /* tasks that could not finish (freed at the end) */
   /* Slabs of task structs (task.c): with free structs, and full. */
   loom_list slabs_partial, slabs_full;
-  int task_free_n;       /* free structs in the slabs */
+  int task_free_n; /* free structs in the slabs */
   /* The anchor table: each live task's handle in slot task->ref (the
    * handle holds the coroutine). Freed slots are reused (anchor_free: a
    * stack of their numbers, with room for every slot up to anchor_top);
    * the table is rebuilt smaller after a burst, so that its array does not
    * keep the size of the largest burst (a registry ref per task would). */
   int anchor_ref;
-  int anchor_n, anchor_peak;  /* slots in use; the most since the rebuild */
-  int anchor_top;        /* highest slot handed out */
+  int anchor_n, anchor_peak; /* slots in use; the most since the rebuild */
+  int anchor_top;            /* highest slot handed out */
   int *anchor_free;
   int anchor_nfree, anchor_cap;
   /* The anchor and pool tables on the drain's stack during a run of
@@ -494,27 +503,27 @@ struct loom_rt {
   int lost_reports;
 
   /* Live counts for core.stats() (the specs' leak check). */
-  size_t parked;         /* tasks in LOOM_TASK_PARKED */
-  size_t queued;         /* tasks linked in a loom_waitq */
+  size_t parked; /* tasks in LOOM_TASK_PARKED */
+  size_t queued; /* tasks linked in a loom_waitq */
 
   /* Host-driven runtime (sched.c, embed.c, hostgroup.c). */
-  size_t nready;         /* tasks in the ready queue */
-  lua_Integer frame;     /* steps (or loom.run passes) begun so far */
+  size_t nready;            /* tasks in the ready queue */
+  lua_Integer frame;        /* steps (or loom.run passes) begun so far */
   loom_waitq frame_waiters; /* tasks in next_frame, in parking order */
-  int stepping;          /* inside loom.step, hg:close or loom_close */
-  int clock;             /* LOOM_CLOCK_* */
-  double clock_now;      /* manual/host: the time; autojump: the offset */
-  int clock_sampled;     /* the host clock was read at least once */
-  int clock_ref;         /* the Lua host clock function, or NOREF */
+  int stepping;             /* inside loom.step, hg:close or loom_close */
+  int clock;                /* LOOM_CLOCK_* */
+  double clock_now;         /* manual/host: the time; autojump: the offset */
+  int clock_sampled;        /* the host clock was read at least once */
+  int clock_ref;            /* the Lua host clock function, or NOREF */
   loom_clock_fn clock_fn;
   void *clock_ud;
-  int on_error;          /* LOOM_ONERR_* */
-  int on_error_ref;      /* the Lua on_error function, or NOREF */
+  int on_error;     /* LOOM_ONERR_* */
+  int on_error_ref; /* the Lua on_error function, or NOREF */
   loom_error_fn error_fn;
   void *error_ud;
   loom_wake_fn wake;
   void *wake_ud;
-  int errq_ref;          /* queued unhandled errors (a table), or NOREF */
+  int errq_ref; /* queued unhandled errors (a table), or NOREF */
   int errq_head, errq_len;
   int eg_ref;            /* builds a host group's ErrorGroup (embed.lua) */
   loom_list host_groups; /* host groups not yet released */
@@ -535,7 +544,7 @@ struct loom_rt {
 };
 
 #define LOOM_RT_MT "loom.Runtime"
-#define LOOM_POOL_MAX 256  /* finished coroutines kept for reuse */
+#define LOOM_POOL_MAX 256 /* finished coroutines kept for reuse */
 
 /* runtime.c. [-0, +1] the runtime userdata of L's state (made on first
  * use, raises on failure); luaopen_loom_core puts it at index 1. */
@@ -556,7 +565,7 @@ int loom__open_runtime(lua_State *L) LOOM_HIDDEN;
 double loom__now(void) LOOM_HIDDEN;
 /* The runtime clock (loom.now()): every deadline is on it. */
 double loom__time(loom_rt *rt) LOOM_HIDDEN;
-loom_rt *loom__rt(lua_State *L) LOOM_HIDDEN;   /* from upvalue 1 */
+loom_rt *loom__rt(lua_State *L) LOOM_HIDDEN; /* from upvalue 1 */
 /* The running task; raises the documented message naming fn when L is not
  * inside a task, and (when must_yield) when L cannot yield. */
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
@@ -571,8 +580,7 @@ int loom__raise_error(lua_State *L, const char *cls, const char *msg,
 /* [-0, +1] push hooks[name] (a function set by errors.lua). */
 void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) LOOM_HIDDEN;
 /* task.c: give t's finished coroutine back to the pool (or close it). */
-void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t)
-  LOOM_HIDDEN;
+void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t) LOOM_HIDDEN;
 int loom__open_sched(lua_State *L) LOOM_HIDDEN;
 int loom__open_tcp(lua_State *L) LOOM_HIDDEN;
 int loom__open_dns(lua_State *L) LOOM_HIDDEN;
@@ -581,8 +589,8 @@ int loom__open_channel(lua_State *L) LOOM_HIDDEN;
 
 /* Register funcs in the table on top, each with the runtime as upvalue 1
  * (the runtime userdata is at rt_idx). */
-void loom__setfuncs(lua_State *L, int rt_idx, const luaL_Reg *funcs)
-  LOOM_HIDDEN;
+void loom__setfuncs(lua_State *L, int rt_idx,
+                    const luaL_Reg *funcs) LOOM_HIDDEN;
 
 /* The task running on L, or NULL (L is not a task's own coroutine: the
  * main thread, a coroutine the user made, or no task is running). Only the
@@ -628,14 +636,13 @@ void loom__scope_mark_cancelled(loom_rt *rt, loom_scope *s,
  * are entered, always around a protected call (core.scope_run,
  * core.group_run). */
 void loom__scope_link(loom_task *t, loom_scope *s) LOOM_HIDDEN;
-int loom__scope_unlink(lua_State *L, loom_task *t, loom_scope *s)
-  LOOM_HIDDEN;
+int loom__scope_unlink(lua_State *L, loom_task *t, loom_scope *s) LOOM_HIDDEN;
 /* g's host finished while hosting it (its coroutine was killed): cancel g,
  * detach it from the host; it is released when its last child is done. */
 void loom__group_orphan(lua_State *L, loom_group *g) LOOM_HIDDEN;
 /* Build s's Cancelled object now if it has none (by: the running task). */
-void loom__scope_cancel_object(lua_State *L, loom_rt *rt, loom_scope *s)
-  LOOM_HIDDEN;
+void loom__scope_cancel_object(lua_State *L, loom_rt *rt,
+                               loom_scope *s) LOOM_HIDDEN;
 /* Record a failure in g without ever raising: g is cancelled first; if
  * recording runs out of memory, g raises "not enough memory" at its exit. */
 void loom__group_record_safe(lua_State *L, loom_group *g, int err_idx,
@@ -650,8 +657,8 @@ int loom__typeerror(lua_State *L, int arg, const char *tname) LOOM_HIDDEN;
 /* Raise a clear error when the runtime was finalised (lua_close). */
 void loom__check_open(lua_State *L, loom_rt *rt, const char *fn) LOOM_HIDDEN;
 /* If co is the suspended coroutine of a loom task, that task, else NULL. */
-loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt, lua_State *co)
-  LOOM_HIDDEN;
+loom_task *loom__task_of_thread(lua_State *L, loom_rt *rt,
+                                lua_State *co) LOOM_HIDDEN;
 /* Is the value at idx a Cancelled issued by a cancel scope? A hand-made
  * setmetatable({}, loom.Cancelled) is not: it is an ordinary error. */
 int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) LOOM_HIDDEN;
@@ -665,8 +672,8 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) LOOM_HIDDEN;
 int loom__no_member(lua_State *L) LOOM_HIDDEN;
 /* Raise "bad argument #idx to '<fn>' (unknown option '<key>')" when the
  * option table at idx has a key not in names (NULL-terminated). */
-void loom__check_options(lua_State *L, int idx, const char *const names[])
-  LOOM_HIDDEN;
+void loom__check_options(lua_State *L, int idx,
+                         const char *const names[]) LOOM_HIDDEN;
 /* Why L cannot call a blocking loom function: the words after "loom.<fn>: "
  * for outside loom.run, or for a plain coroutine created inside a task
  * (defined in sched.c). */
@@ -675,20 +682,18 @@ const char *loom__not_in_task(lua_State *L) LOOM_HIDDEN;
 /* ---- embedding: host-driven runtime (sched.c, embed.c, hostgroup.c,
  * future.c, remote.c) ----------------------------------------------------- */
 
-enum { LOOM_ONERR_PRINT = 0, LOOM_ONERR_RAISE, LOOM_ONERR_FUNC,
-       LOOM_ONERR_C };
+enum { LOOM_ONERR_PRINT = 0, LOOM_ONERR_RAISE, LOOM_ONERR_FUNC, LOOM_ONERR_C };
 
 /* The runtime of L's state (from the registry), or NULL; with create,
  * makes it (raises on failure). */
-loom_rt *loom__state_rt(lua_State *L, int create) LOOM_HIDDEN;  /* runtime.c */
+loom_rt *loom__state_rt(lua_State *L, int create) LOOM_HIDDEN; /* runtime.c */
 /* A task became ready outside a step on a borrowed loop (embed.c). */
 void loom__borrowed_kick(loom_rt *rt) LOOM_HIDDEN;
 /* Read the host clock (LOOM_CLOCK_HOST only); raises naming fn. */
-void loom__sample_clock(lua_State *L, loom_rt *rt, const char *fn)
-  LOOM_HIDDEN;
+void loom__sample_clock(lua_State *L, loom_rt *rt, const char *fn) LOOM_HIDDEN;
 /* Raise unless host code may step now (not in a task, step or run). */
-void loom__check_can_step(lua_State *L, loom_rt *rt, const char *fn)
-  LOOM_HIDDEN;
+void loom__check_can_step(lua_State *L, loom_rt *rt,
+                          const char *fn) LOOM_HIDDEN;
 /* The body of one step (a frame): raises on failure. */
 void loom__step_slice(lua_State *L, loom_rt *rt, double budget,
                       double max_resumes) LOOM_HIDDEN;
@@ -703,26 +708,25 @@ int loom__settle(lua_State *L, loom_rt *rt, const int *nlive_i,
  * error at err_idx, the failing task at task_idx (0: none), its traceback
  * at tb_idx (0: none); "print" says "in <kind> <name>" (kind "task" or
  * "host group"), a C hook gets name. */
-void loom__report_error(lua_State *L, loom_rt *rt, int err_idx,
-                        int task_idx, int tb_idx, const char *kind,
+void loom__report_error(lua_State *L, loom_rt *rt, int err_idx, int task_idx,
+                        int tb_idx, const char *kind,
                         const char *name) LOOM_HIDDEN;
 /* Deliver queued errors to the hook; with allow_raise and on_error =
  * "raise", raises the first one (the rest wait for later calls). */
-void loom__deliver_errors(lua_State *L, loom_rt *rt, int allow_raise)
-  LOOM_HIDDEN;
+void loom__deliver_errors(lua_State *L, loom_rt *rt,
+                          int allow_raise) LOOM_HIDDEN;
 /* The same under lua_pcall, as part of a step (rt->stepping is set while
  * the hook runs: it cannot step or nest passes); returns the status, the
  * error (or the raised one) on top when not LUA_OK. */
-int loom__deliver_pcall(lua_State *L, loom_rt *rt, int allow_raise)
-  LOOM_HIDDEN;
+int loom__deliver_pcall(lua_State *L, loom_rt *rt, int allow_raise) LOOM_HIDDEN;
 /* task.c: a direct child of a host group failed / finished. */
 void loom__host_child_failed(lua_State *L, loom_group *g, int task_idx,
                              int err_idx, int tb_idx) LOOM_HIDDEN;
 void loom__host_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
 /* Cancel and close every host group (loom_close). */
 void loom__host_groups_close(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
-/* runtime.c: __gc of the runtime: loom_close(L, 0) unless the host closed it; then
- * frees the task structs, unless called with a second argument (a close
+/* runtime.c: __gc of the runtime: loom_close(L, 0) unless the host closed it;
+ * then frees the task structs, unless called with a second argument (a close
  * from another finaliser, before the runtime's own). */
 int loom__rt_gc(lua_State *L) LOOM_HIDDEN;
 /* embed.c: print "loom: <what>: <error on top>" to stderr, pop the error. */
@@ -752,10 +756,10 @@ enum { LOOM_ADDR_NONE = 0, LOOM_ADDR_INET, LOOM_ADDR_UNIX };
  * messages, how addresses read. A listener class names the class of the
  * streams it accepts. */
 typedef struct loom_stream_class {
-  const char *mt;          /* "loom.TCPStream" */
-  const char *name;        /* "TCPStream": task_tree and blocking messages */
-  int addr;                /* LOOM_ADDR_* */
-  const struct loom_stream_class *accepts;  /* listeners only */
+  const char *mt;   /* "loom.TCPStream" */
+  const char *name; /* "TCPStream": task_tree and blocking messages */
+  int addr;         /* LOOM_ADDR_* */
+  const struct loom_stream_class *accepts; /* listeners only */
   /* "TCPStream:receive" ...: blocking-call messages and task_tree */
   const char *op_receive, *op_send, *op_send_eof, *op_accept;
 } loom_stream_class;
@@ -773,37 +777,37 @@ typedef struct loom_stream {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
     uv_tty_t tty;
-  } h;                         /* h.handle.data points back here */
-  uv_connect_t connect;        /* a client stream's connect request */
+  } h;                  /* h.handle.data points back here */
+  uv_connect_t connect; /* a client stream's connect request */
   loom_rt *rt;
   const loom_stream_class *cls;
-  struct sockaddr_storage local, remote;   /* cached addresses */
+  struct sockaddr_storage local, remote; /* cached addresses */
   unsigned local_len, remote_len;
-  int fd;                      /* a file stream's descriptor, else -1 */
-  lua_Integer *files;          /* a file stream's live counter (pipe.c) */
-  char *unlink_path;           /* Unix listener: socket file to remove */
+  int fd;             /* a file stream's descriptor, else -1 */
+  lua_Integer *files; /* a file stream's live counter (pipe.c) */
+  char *unlink_path;  /* Unix listener: socket file to remove */
   uint64_t unlink_dev, unlink_ino;
-  unsigned char ud_alive, handle_live, closing, closed, has_local,
-    has_remote, listener, readable, writable, restore_block,
-    no_shutdown;               /* a pipe: send_eof closes the handle */
+  unsigned char ud_alive, handle_live, closing, closed, has_local, has_remote,
+    listener, readable, writable, restore_block,
+    no_shutdown; /* a pipe: send_eof closes the handle */
   /* reading: one receive at a time */
   unsigned char receiving, eof;
-  int read_err;                /* sticky error of a failed read */
-  char *rbuf;                  /* data read but not yet returned */
+  int read_err; /* sticky error of a failed read */
+  char *rbuf;   /* data read but not yet returned */
   size_t rcap, roff, rlen, want;
-  loom_task *reader;           /* parked in receive */
+  loom_task *reader; /* parked in receive */
   /* writing: one send at a time */
   unsigned char sending, eof_sent, send_broken, acceptor_ref;
-  int write_err;               /* sticky error of a failed write */
-  loom_task *writer;           /* parked in send */
-  loom_write_req *cur_write;   /* the write the parked sender waits for */
+  int write_err;             /* sticky error of a failed write */
+  loom_task *writer;         /* parked in send */
+  loom_write_req *cur_write; /* the write the parked sender waits for */
   /* connecting */
   loom_task *connecter;
   int connect_status;
   /* listening */
   unsigned char accepting, conn_ready;
   int listen_err;
-  loom_task *acceptor;         /* parked in accept */
+  loom_task *acceptor; /* parked in accept */
 } loom_stream;
 
 /* [-0, +1] a new stream box of class cls. The caller initialises o->h
@@ -822,8 +826,7 @@ void loom__stream_cache_addresses(loom_stream *o) LOOM_HIDDEN;
 /* [-0, +0] create cls's metatable with the shared stream (or listener)
  * methods plus extra, exported to the module table on top as `field`. */
 void loom__stream_register(lua_State *L, int rt_idx,
-                           const loom_stream_class *cls,
-                           const luaL_Reg *extra,
+                           const loom_stream_class *cls, const luaL_Reg *extra,
                            const char *field) LOOM_HIDDEN;
 /* A listener o was bound: start listening (connections wait in the
  * backlog until accept). Returns a libuv error or 0. */
@@ -838,14 +841,13 @@ void loom__addr_where(const struct sockaddr_storage *ss, unsigned len,
 /* Live handles of type `type` made by stream.c: streams, listeners,
  * closing ones, read buffer and write queue bytes. */
 typedef struct loom_stream_counts {
-  lua_Integer streams, listeners, closing, rbuf_bytes, write_queue_bytes,
-    files;
+  lua_Integer streams, listeners, closing, rbuf_bytes, write_queue_bytes, files;
 } loom_stream_counts;
 void loom__stream_count(loom_rt *rt, const loom_stream_class *const *classes,
                         loom_stream_counts *c) LOOM_HIDDEN;
 /* [-0, +1] push counts as a table. */
-void loom__stream_push_counts(lua_State *L, const loom_stream_counts *c)
-  LOOM_HIDDEN;
+void loom__stream_push_counts(lua_State *L,
+                              const loom_stream_counts *c) LOOM_HIDDEN;
 int loom__open_pipe(lua_State *L) LOOM_HIDDEN;
 int loom__open_process(lua_State *L) LOOM_HIDDEN;
 int loom__open_signal(lua_State *L) LOOM_HIDDEN;
@@ -874,8 +876,8 @@ typedef struct loom_enc {
   loom_buf *b;
   int seen;
   int ntables;
-  char what[96];   /* on failure: what could not be copied ("a function") */
-  char path[96];   /* on failure: where in the value (".cb[2]") */
+  char what[96]; /* on failure: what could not be copied ("a function") */
+  char path[96]; /* on failure: where in the value (".cb[2]") */
 } loom_enc;
 
 void loom__enc_init(loom_enc *e, loom_buf *b, int seen_slot) LOOM_HIDDEN;
@@ -889,7 +891,7 @@ const char *loom__enc_error(lua_State *L, loom_enc *e,
 typedef struct loom_dec {
   const char *p;
   size_t len, pos;
-  int refs;        /* stack index of a slot for the id->table map */
+  int refs; /* stack index of a slot for the id->table map */
   int ntables;
 } loom_dec;
 
@@ -920,9 +922,10 @@ int loom__open_poll(lua_State *L) LOOM_HIDDEN;
 /* Type magics: one list, in loom_magic (top of this file). */
 
 /* Flags of a loom_class. */
-#define LOOM_CLASS_UP_MT 1u    /* functions get the metatable as last
-                                * upvalue (after the caller's ones) */
-#define LOOM_CLASS_UP_NAME 2u  /* methods also get their own name */
+#define LOOM_CLASS_UP_MT                                             \
+  1u                          /* functions get the metatable as last \
+                               * upvalue (after the caller's ones) */
+#define LOOM_CLASS_UP_NAME 2u /* methods also get their own name */
 
 /* A C class: metatable `name` ("loom.Xxx", also its __name) with the
  * metamethods `meta` (__gc, __close, __tostring, ...; a default
@@ -930,12 +933,12 @@ int loom__open_poll(lua_State *L) LOOM_HIDDEN;
  * `more_methods`) in a table, and the optional property getter `index`. */
 typedef struct loom_class {
   const char *name;
-  const luaL_Reg *meta;          /* may be NULL */
-  const luaL_Reg *methods;       /* NULL: no __index */
-  const luaL_Reg *more_methods;  /* may be NULL */
-  lua_CFunction index;           /* NULL: __index is the methods table */
-  const char *export;            /* module field for the methods table */
-  unsigned flags;                /* LOOM_CLASS_* */
+  const luaL_Reg *meta;         /* may be NULL */
+  const luaL_Reg *methods;      /* NULL: no __index */
+  const luaL_Reg *more_methods; /* may be NULL */
+  lua_CFunction index;          /* NULL: __index is the methods table */
+  const char *export;           /* module field for the methods table */
+  unsigned flags;               /* LOOM_CLASS_* */
 } loom_class;
 
 /* [-0, +1] push cls's metatable, (re)built with luaL_setfuncs.
@@ -948,14 +951,14 @@ typedef struct loom_class {
  * which must be the runtime for that message; with nup 0 a missing name
  * gives nil). The methods table goes to module table mod[export]
  * when both are set (mod 0: none). Returns the metatable's index. */
-int loom__class_register(lua_State *L, int mod, const loom_class *cls,
-                         int up, int nup) LOOM_HIDDEN;
+int loom__class_register(lua_State *L, int mod, const loom_class *cls, int up,
+                         int nup) LOOM_HIDDEN;
 /* [-0, +1] the error value for libuv code err: loom.<cls> (NULL: OSError,
  * or BrokenResourceError for EPIPE/ECONNRESET) with the message
  * "op: <libuv message> (where)" (no parenthesis when where is NULL or
  * empty) and .code the libuv name ("ENOENT"). */
-void loom__push_oserror(lua_State *L, const char *cls, const char *op,
-                        int err, const char *where) LOOM_HIDDEN;
+void loom__push_oserror(lua_State *L, const char *cls, const char *op, int err,
+                        const char *where) LOOM_HIDDEN;
 /* Raise loom__push_oserror's OSError. */
 int loom__raise_oserror(lua_State *L, const char *op, int err,
                         const char *where) LOOM_HIDDEN;
@@ -964,7 +967,6 @@ int loom__is_callable(lua_State *L, int idx) LOOM_HIDDEN;
 /* Raise "bad argument #idx to 'fname' (function expected, got <type>)"
  * (fname NULL: the running function's name, as lauxlib) unless the value
  * at idx is callable. */
-void loom__check_callable(lua_State *L, int idx, const char *fname)
-  LOOM_HIDDEN;
+void loom__check_callable(lua_State *L, int idx, const char *fname) LOOM_HIDDEN;
 
 #endif

@@ -7,8 +7,8 @@
 
 LOOM_API int luaopen_loom_core(lua_State *L) {
   lua_settop(L, 0);
-  lua_newtable(L);  /* placeholder for the runtime at index 1 */
-  lua_newtable(L);  /* the module */
+  lua_newtable(L); /* placeholder for the runtime at index 1 */
+  lua_newtable(L); /* the module */
   loom__push_rt(L);
   lua_replace(L, 1);
   loom__open_runtime(L);

@@ -94,8 +94,7 @@ void loom__cancel_point(lua_State *L, loom_task *t) {
   loom_timer *tm = loom__heap_min(t->rt);
   /* A deadline that passed while this task ran counts now, not only when
    * the scheduler next looks at the heap. */
-  if (tm != NULL && tm->when <= loom__time(t->rt))
-    loom__fire_timers(t->rt, L);
+  if (tm != NULL && tm->when <= loom__time(t->rt)) loom__fire_timers(t->rt, L);
   hit = loom__effective_cancel(t->cur);
   if (hit != NULL) {
     loom__push_cancelled(L, t->rt, hit);

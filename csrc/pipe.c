@@ -18,19 +18,21 @@
 #include "loom_internal.h"
 
 static const loom_stream_class unix_stream_class = {
-  "loom.UnixStream", "UnixStream", LOOM_ADDR_UNIX, NULL,
-  "UnixStream:receive", "UnixStream:send", "UnixStream:send_eof", NULL
-};
+  "loom.UnixStream",    "UnixStream",      LOOM_ADDR_UNIX,        NULL,
+  "UnixStream:receive", "UnixStream:send", "UnixStream:send_eof", NULL};
 
-static const loom_stream_class unix_listener_class = {
-  "loom.UnixListener", "UnixListener", LOOM_ADDR_UNIX, &unix_stream_class,
-  NULL, NULL, NULL, "UnixListener:accept"
-};
+static const loom_stream_class unix_listener_class = {"loom.UnixListener",
+                                                      "UnixListener",
+                                                      LOOM_ADDR_UNIX,
+                                                      &unix_stream_class,
+                                                      NULL,
+                                                      NULL,
+                                                      NULL,
+                                                      "UnixListener:accept"};
 
 const loom_stream_class loom__pipe_stream_class = {
-  "loom.PipeStream", "PipeStream", LOOM_ADDR_NONE, NULL,
-  "PipeStream:receive", "PipeStream:send", "PipeStream:send_eof", NULL
-};
+  "loom.PipeStream",    "PipeStream",      LOOM_ADDR_NONE,        NULL,
+  "PipeStream:receive", "PipeStream:send", "PipeStream:send_eof", NULL};
 
 /* ---- Unix socket addresses ------------------------------------------- */
 
@@ -45,8 +47,8 @@ static socklen_t check_unix_path(lua_State *L, int idx, const char *fname,
   size_t len;
   const char *p;
   if (lua_type(L, idx) != LUA_TSTRING)
-    loom__errorf(L, "bad argument #%d to '%s' (string expected, got %s)",
-                 idx, fname, luaL_typename(L, idx));
+    loom__errorf(L, "bad argument #%d to '%s' (string expected, got %s)", idx,
+                 fname, luaL_typename(L, idx));
   p = lua_tolstring(L, idx, &len);
   if (len == 0)
     loom__errorf(L, "bad argument #%d to '%s' (path is empty)", idx, fname);
@@ -64,15 +66,13 @@ static socklen_t check_unix_path(lua_State *L, int idx, const char *fname,
 }
 
 static int raise_too_long(lua_State *L, const char *op, size_t len) {
-  lua_pushfstring(L, "%s: path too long (%d bytes; at most %d)", op,
-                  (int)len, (int)sizeof(((struct sockaddr_un *)0)->sun_path)
-                  - 1);
-  return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                           "ENAMETOOLONG");
+  lua_pushfstring(L, "%s: path too long (%d bytes; at most %d)", op, (int)len,
+                  (int)sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+  return loom__raise_error(L, "OSError", lua_tostring(L, -1), "ENAMETOOLONG");
 }
 
-static void unix_where(const struct sockaddr_un *sun, socklen_t len,
-                       char *buf, size_t n) {
+static void unix_where(const struct sockaddr_un *sun, socklen_t len, char *buf,
+                       size_t n) {
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   memcpy(&ss, sun, len);
@@ -136,8 +136,7 @@ static int l_unix_connect(lua_State *L) {
       lua_pushliteral(L, "EAGAIN");
       return 2;
     }
-    return loom__raise_uv(L, "connect_unix", uv_translate_sys_error(e),
-                          where);
+    return loom__raise_uv(L, "connect_unix", uv_translate_sys_error(e), where);
   }
   wrap_socket(L, rt, &unix_stream_class, fd);
   return loom__schedule_point(L, t, 0, k_connected);
@@ -168,10 +167,11 @@ static int l_unix_listen(lua_State *L) {
   unix_where(&sun, len, where, sizeof where);
   if (!abstract && lstat(sun.sun_path, &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
-      lua_pushfstring(L, "create_unix_listener: a file that is not a socket "
-                      "exists at %s", where);
-      return loom__raise_error(L, "OSError", lua_tostring(L, -1),
-                               "EADDRINUSE");
+      lua_pushfstring(L,
+                      "create_unix_listener: a file that is not a socket "
+                      "exists at %s",
+                      where);
+      return loom__raise_error(L, "OSError", lua_tostring(L, -1), "EADDRINUSE");
     }
     unlink(sun.sun_path);
   }
@@ -184,8 +184,8 @@ static int l_unix_listen(lua_State *L) {
     int e = errno;
     if (!abstract && e != EADDRINUSE) unlink(sun.sun_path);
     close(fd);
-    return loom__raise_uv(L, "create_unix_listener",
-                          uv_translate_sys_error(e), where);
+    return loom__raise_uv(L, "create_unix_listener", uv_translate_sys_error(e),
+                          where);
   }
   o = wrap_socket(L, rt, &unix_listener_class, fd);
   if (!abstract && lstat(sun.sun_path, &st) == 0) {
@@ -278,8 +278,7 @@ static int l_stdio(lua_State *L) {
  * loom (closing ones until their close callback ran) and file streams. */
 static int l_pipe_stats(lua_State *L) {
   static const loom_stream_class *const classes[] = {
-    &unix_stream_class, &unix_listener_class, &loom__pipe_stream_class, NULL
-  };
+    &unix_stream_class, &unix_listener_class, &loom__pipe_stream_class, NULL};
   loom_rt *rt = loom__rt(L);
   loom_stream_counts c;
   memset(&c, 0, sizeof c);
@@ -295,13 +294,12 @@ static const luaL_Reg pipe_funcs[] = {
   {"unix_listen", l_unix_listen},
   {"stdio", l_stdio},
   {"pipe_stats", l_pipe_stats},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Stack: rt(1) module(top). */
 int loom__open_pipe(lua_State *L) {
-  loom__stream_register(L, 1, &unix_stream_class, NULL,
-                        "unix_stream_methods");
+  loom__stream_register(L, 1, &unix_stream_class, NULL, "unix_stream_methods");
   loom__stream_register(L, 1, &unix_listener_class, NULL,
                         "unix_listener_methods");
   loom__stream_register(L, 1, &loom__pipe_stream_class, NULL,

@@ -26,9 +26,9 @@ typedef struct wait_rec {
 } wait_rec;
 
 typedef struct watcher {
-  uv_poll_t handle;       /* handle.data points here */
+  uv_poll_t handle; /* handle.data points here */
   poll_state *st;
-  loom_list link;         /* node in st->active while not closing */
+  loom_list link; /* node in st->active while not closing */
   int fd;
   wait_rec *reader, *writer;
   unsigned char closing;
@@ -37,7 +37,7 @@ typedef struct watcher {
 /* Reference counted: the state userdata and every live handle. */
 struct poll_state {
   int refs;
-  loom_list active;       /* watchers whose handle is not closing */
+  loom_list active; /* watchers whose handle is not closing */
   lua_Integer live_handles;
 };
 
@@ -141,8 +141,7 @@ static int l_poll_wait(lua_State *L) {
   if (w != NULL && (writable ? w->writer : w->reader) != NULL) {
     lua_pushfstring(L, "Another task is already %s this resource",
                     writable ? "writing to" : "reading from");
-    return loom__raise_error(L, "BusyResourceError", lua_tostring(L, -1),
-                             NULL);
+    return loom__raise_error(L, "BusyResourceError", lua_tostring(L, -1), NULL);
   }
   if (w == NULL) {
     w = (watcher *)calloc(1, sizeof *w);
@@ -160,8 +159,8 @@ static int l_poll_wait(lua_State *L) {
     loom__list_push(&st->active, &w->link);
   }
   lua_settop(L, 1);
-  lua_pushstring(L, fname);                                   /* 2 */
-  rec = (wait_rec *)lua_newuserdatauv(L, sizeof *rec, 0);     /* 3 */
+  lua_pushstring(L, fname);                               /* 2 */
+  rec = (wait_rec *)lua_newuserdatauv(L, sizeof *rec, 0); /* 3 */
   rec->task = t;
   rec->err = 0;
   if (writable) w->writer = rec;
@@ -216,18 +215,17 @@ static int l_state_gc(lua_State *L) {
 static const luaL_Reg poll_funcs[] = {
   {"poll_wait", l_poll_wait},
   {"poll_stats", l_poll_stats},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg state_meta[] = {
   {"__gc", l_state_gc},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* __gc closes over rt. */
-static const loom_class state_class = {
-  STATE_MT, state_meta, NULL, NULL, NULL, NULL, 0
-};
+static const loom_class state_class = {STATE_MT, state_meta, NULL, NULL,
+                                       NULL,     NULL,       0};
 
 /* Stack: rt(1) module(top). */
 int loom__open_poll(lua_State *L) {
@@ -241,9 +239,9 @@ int loom__open_poll(lua_State *L) {
   if (*box == NULL) return luaL_error(L, "loom: out of memory");
   (*box)->refs = 1;
   loom__list_init(&(*box)->active);
-  lua_pushvalue(L, -2);         /* the module */
+  lua_pushvalue(L, -2); /* the module */
   lua_pushvalue(L, 1);
-  lua_pushvalue(L, -3);         /* upvalues: rt, state */
+  lua_pushvalue(L, -3); /* upvalues: rt, state */
   luaL_setfuncs(L, poll_funcs, 2);
   lua_pop(L, 2);
   return 0;

@@ -22,7 +22,7 @@
 #include "loom_internal.h"
 
 #define PROC_MT "loom.Process"
-#define PIPE_BYTES (256 * 1024)   /* capacity asked for the child's pipes */
+#define PIPE_BYTES (256 * 1024) /* capacity asked for the child's pipes */
 
 /* user values of a Process userdata */
 enum { SLOT_STDIN = 1, SLOT_STDOUT, SLOT_STDERR, SLOT_ARGS };
@@ -32,10 +32,10 @@ typedef struct reaper reaper;
 typedef struct proc {
   reaper *r;
   int pid;
-  lua_Integer returncode;      /* valid once exited */
+  lua_Integer returncode; /* valid once exited */
   unsigned char exited;
-  loom_list link;              /* in r->running until reaped */
-  loom_waitq waiters;          /* tasks in wait() */
+  loom_list link;     /* in r->running until reaped */
+  loom_waitq waiters; /* tasks in wait() */
 } proc;
 
 typedef struct proc_box {
@@ -45,14 +45,14 @@ typedef struct proc_box {
 /* One per runtime (a userdata anchored in the registry): the children
  * still running and the SIGCHLD watcher that reaps them (a handle of the
  * runtime's whole life, so it lives in struct loom_rt, like its timer).
- * Children are started with posix_spawn (vfork-fast) rather than uv_spawn (fork), so
- * the reaping is ours: on SIGCHLD, waitpid(WNOHANG) each running child.
- * The watcher is unreferenced except while a task waits for a child. */
+ * Children are started with posix_spawn (vfork-fast) rather than uv_spawn
+ * (fork), so the reaping is ours: on SIGCHLD, waitpid(WNOHANG) each running
+ * child. The watcher is unreferenced except while a task waits for a child. */
 struct reaper {
   loom_rt *rt;
-  uv_signal_t *sig;             /* &rt->sigchld */
+  uv_signal_t *sig; /* &rt->sigchld */
   loom_list running;
-  int nwaiting;                /* tasks in wait(), all children */
+  int nwaiting; /* tasks in wait(), all children */
   unsigned char inited, started;
 };
 
@@ -90,7 +90,7 @@ static void sigchld_cb(uv_signal_t *h, int signum) {
     proc *p = loom__container_of(n, proc, link);
     int st;
     pid_t got;
-    n = n->next;   /* mark_exited unlinks p */
+    n = n->next; /* mark_exited unlinks p */
     do got = waitpid(p->pid, &st, WNOHANG);
     while (got < 0 && errno == EINTR);
     if (got == p->pid) mark_exited(p, st);
@@ -107,7 +107,7 @@ static void kill_and_reap(proc *p) {
   kill(p->pid, SIGKILL);
   do got = waitpid(p->pid, &st, 0);
   while (got < 0 && errno == EINTR);
-  if (got != p->pid) st = SIGKILL;   /* reaped elsewhere: say killed */
+  if (got != p->pid) st = SIGKILL; /* reaped elsewhere: say killed */
   mark_exited(p, st);
 }
 
@@ -155,8 +155,8 @@ static int start_reaper(reaper *r) {
 /* ---- spawning ------------------------------------------------------------ */
 
 enum { MODE_PIPE, MODE_INHERIT, MODE_NULL, MODE_STDOUT };
-static const char *const mode_names[] = {"pipe", "inherit", "null",
-                                         "stdout", NULL};
+static const char *const mode_names[] = {"pipe", "inherit", "null", "stdout",
+                                         NULL};
 
 /* A NULL-terminated copy of the strings of the array at idx (the strings
  * stay owned by Lua; the caller frees the array). */
@@ -169,8 +169,8 @@ static void check_strings(lua_State *L, int idx, const char *what) {
     lua_rawgeti(L, idx, i);
     s = lua_tolstring(L, -1, &len);
     if (lua_type(L, -1) != LUA_TSTRING || strlen(s) != len)
-      luaL_error(L, "loom.core.spawn: %s %d is not a string without NULs",
-                 what, (int)i);
+      luaL_error(L, "loom.core.spawn: %s %d is not a string without NULs", what,
+                 (int)i);
     lua_pop(L, 1);
   }
 }
@@ -242,7 +242,7 @@ static int find_program(const char *file, char **env, const char *cwd,
   for (p = path;; p++) {
     const char *end = strchr(p, ':');
     size_t dlen = end ? (size_t)(end - p) : strlen(p);
-    if (dlen == 0) dlen = 1, p = ".";   /* an empty entry means "." */
+    if (dlen == 0) dlen = 1, p = "."; /* an empty entry means "." */
     if (dlen + flen + 2 <= n) {
       memcpy(buf, p, dlen);
       buf[dlen] = '/';
@@ -260,9 +260,8 @@ static int find_program(const char *file, char **env, const char *cwd,
  * stderr, -2: a copy of the child's stdout), every other fd closed, cwd,
  * a new session when asked, SIGPIPE and SIGXFSZ back to default (loom
  * ignores SIGPIPE; Python resets the same ones). Returns an errno. */
-static int spawn_child(pid_t *pid, const char *prog, char **argv,
-                       char **env, const char *cwd, int detached,
-                       const int src[3]) {
+static int spawn_child(pid_t *pid, const char *prog, char **argv, char **env,
+                       const char *cwd, int detached, const int src[3]) {
   extern char **environ;
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
@@ -313,17 +312,17 @@ static int l_spawn(lua_State *L) {
   loom__check_open(L, rt, fname);
   r = get_reaper(L);
   luaL_checktype(L, 2, LUA_TTABLE);
-  for (i = 0; i < 3; i++) modes[i] = luaL_checkoption(L, 6 + i, NULL,
-                                                      mode_names);
+  for (i = 0; i < 3; i++)
+    modes[i] = luaL_checkoption(L, 6 + i, NULL, mode_names);
   if (modes[0] == MODE_STDOUT || modes[1] == MODE_STDOUT)
     luaL_argerror(L, 6, "only stderr can be \"stdout\"");
-  box = (proc_box *)lua_newuserdatauv(L, sizeof *box, 4);   /* 11 */
+  box = (proc_box *)lua_newuserdatauv(L, sizeof *box, 4); /* 11 */
   box->p = NULL;
   luaL_setmetatable(L, PROC_MT);
   p = (proc *)calloc(1, sizeof *p);
   if (p == NULL) return luaL_error(L, "loom: out of memory");
   p->r = r;
-  p->exited = 1;   /* until the child exists */
+  p->exited = 1; /* until the child exists */
   loom__list_init(&p->link);
   loom__waitq_init(&p->waiters);
   box->p = p;
@@ -353,7 +352,7 @@ static int l_spawn(lua_State *L) {
   if (argv == NULL) return luaL_error(L, "loom: out of memory");
   err = start_reaper(r);
   if (err == 0 && cwd != NULL && access(cwd, X_OK) != 0)
-    err = uv_translate_sys_error(errno);   /* a cwd the child cannot enter */
+    err = uv_translate_sys_error(errno); /* a cwd the child cannot enter */
   if (err == 0) {
     int e = find_program(file, env, cwd, prog, sizeof prog);
     if (e != 0) err = uv_translate_sys_error(e);
@@ -444,7 +443,7 @@ static int l_proc_wait(lua_State *L) {
 }
 
 static int send_signal(lua_State *L, proc *p, int sig) {
-  if (p->exited) return 0;   /* nothing to signal: like asyncio */
+  if (p->exited) return 0; /* nothing to signal: like asyncio */
   if (kill(p->pid, sig) != 0 && errno != ESRCH) {
     int err = uv_translate_sys_error(errno);
     lua_pushfstring(L, "pid %d", p->pid);
@@ -475,9 +474,8 @@ static int l_proc_kill_reap(lua_State *L) {
 /* p.pid, p.returncode (nil while running), p.stdin/stdout/stderr (nil
  * when not piped), p.args; methods first (upvalue 2). Any other key
  * raises the misspelt-member error. */
-static const char *const proc_fields[] = {"pid", "returncode", "stdin",
-                                          "stdout", "stderr", "args",
-                                          NULL};
+static const char *const proc_fields[] = {
+  "pid", "returncode", "stdin", "stdout", "stderr", "args", NULL};
 
 static int l_proc_index(lua_State *L) {
   const char *const *fields = proc_fields;
@@ -494,21 +492,20 @@ static int l_proc_index(lua_State *L) {
     if (p->exited) lua_pushinteger(L, p->returncode);
     else lua_pushnil(L);
     return 1;
-  case 2: case 3: case 4: case 5:
-    lua_getiuservalue(L, 1, SLOT_STDIN + (i - 2));
-    return 1;
-  default: return loom__no_member(L);   /* "did you mean" */
+  case 2:
+  case 3:
+  case 4:
+  case 5: lua_getiuservalue(L, 1, SLOT_STDIN + (i - 2)); return 1;
+  default: return loom__no_member(L); /* "did you mean" */
   }
 }
 
 static int l_proc_tostring(lua_State *L) {
   proc_box *box = (proc_box *)luaL_checkudata(L, 1, PROC_MT);
   proc *p = box->p;
-  if (p == NULL)
-    lua_pushfstring(L, PROC_MT ": %p (finalised)", (void *)box);
+  if (p == NULL) lua_pushfstring(L, PROC_MT ": %p (finalised)", (void *)box);
   else if (!p->exited)
-    lua_pushfstring(L, PROC_MT ": %p (pid %d, running)", (void *)box,
-                    p->pid);
+    lua_pushfstring(L, PROC_MT ": %p (pid %d, running)", (void *)box, p->pid);
   else
     lua_pushfstring(L, PROC_MT ": %p (pid %d, returncode %d)", (void *)box,
                     p->pid, (int)p->returncode);
@@ -560,8 +557,7 @@ static int l_run_entry_new(lua_State *L) {
 static int l_reaper_gc(lua_State *L) {
   reaper *r = (reaper *)lua_touserdata(L, 1);
   reap_all(r);
-  if (r->inited && !r->rt->closed &&
-      !uv_is_closing((uv_handle_t *)r->sig))
+  if (r->inited && !r->rt->closed && !uv_is_closing((uv_handle_t *)r->sig))
     uv_close((uv_handle_t *)r->sig, NULL);
   return 0;
 }
@@ -586,19 +582,18 @@ static const luaL_Reg proc_methods[] = {
   {"send_signal", l_proc_send_signal},
   {"terminate", l_proc_terminate},
   {"kill", l_proc_kill},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg proc_meta[] = {
   {"__gc", l_proc_gc},
   {"__tostring", l_proc_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Functions close over rt; __index (the fields) also over the methods. */
 static const loom_class proc_class = {
-  PROC_MT, proc_meta, proc_methods, NULL, l_proc_index, "process_methods", 0
-};
+  PROC_MT, proc_meta, proc_methods, NULL, l_proc_index, "process_methods", 0};
 
 static const luaL_Reg process_funcs[] = {
   {"spawn", l_spawn},
@@ -606,7 +601,7 @@ static const luaL_Reg process_funcs[] = {
   {"process_reap_all", l_process_reap_all},
   {"process_stats", l_process_stats},
   {"run_entry", l_run_entry_new},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Stack: rt(1) module(top). */

@@ -43,15 +43,15 @@ typedef struct loom_post {
 
 typedef struct loom_hub {
   uv_mutex_t mu;
-  int refs;              /* runtime (until closed) + unreleased remotes */
-  int open;              /* unreleased remotes */
-  int closed;            /* the runtime closed: posts are refused */
-  loom_post *head, *tail;/* queued posts, oldest first */
-  long queued;           /* their number */
-  uv_async_t *async;     /* on loop; NULL once the runtime closed */
-  uv_loop_t *loop;       /* owner thread only: the loop async is on */
-  int async_refd;        /* owner thread only: async is ref'd */
-  loom_wake_fn wake;     /* the host's wake hook (cfg.wake), or NULL */
+  int refs;               /* runtime (until closed) + unreleased remotes */
+  int open;               /* unreleased remotes */
+  int closed;             /* the runtime closed: posts are refused */
+  loom_post *head, *tail; /* queued posts, oldest first */
+  long queued;            /* their number */
+  uv_async_t *async;      /* on loop; NULL once the runtime closed */
+  uv_loop_t *loop;        /* owner thread only: the loop async is on */
+  int async_refd;         /* owner thread only: async is ref'd */
+  loom_wake_fn wake;      /* the host's wake hook (cfg.wake), or NULL */
   void *wake_ud;
 } loom_hub;
 
@@ -128,7 +128,7 @@ static loom_hub *hub_of(loom_rt *rt) {
     free(hub);
     return NULL;
   }
-  hub->refs = 1;  /* the runtime's */
+  hub->refs = 1; /* the runtime's */
   rt->remote = hub;
   return hub;
 }
@@ -140,10 +140,8 @@ static void hub_sync(loom_rt *rt, loom_hub *hub) {
   hub->wake = rt->wake;
   hub->wake_ud = rt->wake_ud;
   if (hub->async == NULL || want == hub->async_refd) return;
-  if (want)
-    uv_ref((uv_handle_t *)hub->async);
-  else
-    uv_unref((uv_handle_t *)hub->async);
+  if (want) uv_ref((uv_handle_t *)hub->async);
+  else uv_unref((uv_handle_t *)hub->async);
   hub->async_refd = want;
 }
 
@@ -232,8 +230,8 @@ void loom__remote_close(loom_rt *rt, lua_State *L) {
   int stepping;
   if (hub == NULL) return;
   uv_mutex_lock(&hub->mu);
-  hub->closed = 1;   /* from now on posts get LOOM_ECLOSED */
-  hub->wake = NULL;  /* and the host's wake hook is never called again */
+  hub->closed = 1;  /* from now on posts get LOOM_ECLOSED */
+  hub->wake = NULL; /* and the host's wake hook is never called again */
   uv_mutex_unlock(&hub->mu);
   /* The posts see what they see in a step: no nested step or run. Only
    * running out of memory can make this fail; the mailbox is closed and
@@ -314,10 +312,8 @@ LOOM_API int loom_remote_post(loom_remote *r, loom_post_fn fn, void *ud) {
     free(p);
     return LOOM_ECLOSED;
   }
-  if (hub->tail != NULL)
-    hub->tail->next = p;
-  else
-    hub->head = p;
+  if (hub->tail != NULL) hub->tail->next = p;
+  else hub->head = p;
   hub->tail = p;
   hub->queued++;
   /* Under the mutex: the owner cannot be closing the async meanwhile. */
@@ -370,10 +366,8 @@ static int l_remote_stats(lua_State *L) {
 
 /* Stack: rt(1) module(top). */
 int loom__open_remote(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-    {"remote_stats", l_remote_stats},
-    {NULL, NULL}
-  };
+  static const luaL_Reg funcs[] = {{"remote_stats", l_remote_stats},
+                                   {NULL, NULL}};
   loom__setfuncs(L, 1, funcs);
   return 0;
 }

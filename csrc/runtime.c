@@ -45,13 +45,12 @@ static int l_set_hooks(lua_State *L) {
 
 static const luaL_Reg rt_meta[] = {
   {"__gc", loom__rt_gc},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* The runtime's class: a finaliser and the default __tostring. */
-static const loom_class rt_class = {
-  LOOM_RT_MT, rt_meta, NULL, NULL, NULL, NULL, 0
-};
+static const loom_class rt_class = {LOOM_RT_MT, rt_meta, NULL, NULL,
+                                    NULL,       NULL,    0};
 
 static loom_rt *new_runtime(lua_State *L) {
   loom_rt *rt;
@@ -81,7 +80,7 @@ static loom_rt *new_runtime(lua_State *L) {
   uv_timer_init(rt->loop, &rt->timer);
   uv_unref((uv_handle_t *)&rt->timer);
   rt->timer.data = rt;
-  rt->magic = LOOM_MAGIC_RT;  /* from here on __gc finalises it */
+  rt->magic = LOOM_MAGIC_RT; /* from here on __gc finalises it */
   luaL_setmetatable(L, LOOM_RT_MT);
   /* The coroutine pool: every slot allocated now, so that returning a
    * coroutine to it never allocates. */
@@ -162,17 +161,14 @@ void loom__rt_close_handles(loom_rt *rt) {
   close_own(rt, (uv_handle_t *)&rt->timer);
   /* The child reaper and the Ctrl-C watcher, once process.c or signal.c
    * started them. */
-  if (rt->sigchld.type == UV_SIGNAL)
-    close_own(rt, (uv_handle_t *)&rt->sigchld);
-  if (rt->sigint.type == UV_SIGNAL)
-    close_own(rt, (uv_handle_t *)&rt->sigint);
+  if (rt->sigchld.type == UV_SIGNAL) close_own(rt, (uv_handle_t *)&rt->sigchld);
+  if (rt->sigint.type == UV_SIGNAL) close_own(rt, (uv_handle_t *)&rt->sigint);
   if (rt->borrowed) {
     close_own(rt, (uv_handle_t *)&rt->prepare);
     close_own(rt, (uv_handle_t *)&rt->check);
   }
   while (rt->closing_handles > 0) uv_run(rt->loop, UV_RUN_NOWAIT);
 }
-
 
 static void close_walk_cb(uv_handle_t *h, void *arg) {
   (void)arg;
@@ -291,7 +287,7 @@ int loom__rt_gc(lua_State *L) {
 
 static const luaL_Reg runtime_funcs[] = {
   {"set_hooks", l_set_hooks},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Stack: rt(1) module(top). */

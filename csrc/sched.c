@@ -18,7 +18,7 @@
 
 #include "loom_internal.h"
 
-#define IO_BUDGET 512    /* resumes between two polls of libuv */
+#define IO_BUDGET 512 /* resumes between two polls of libuv */
 
 double loom__now(void) { return (double)uv_hrtime() / 1e9; }
 
@@ -45,8 +45,7 @@ void loom__sample_clock(lua_State *L, loom_rt *rt, const char *fn) {
   if (rt->clock != LOOM_CLOCK_HOST) return;
   if (rt->clock_fn != NULL) {
     v = rt->clock_fn(rt->clock_ud);
-    if (isnan(v))
-      luaL_error(L, "%s: the host clock returned NaN", fn);
+    if (isnan(v)) luaL_error(L, "%s: the host clock returned NaN", fn);
   } else {
     int isnum;
     luaL_checkstack(L, 2, "loom: clock");
@@ -54,8 +53,10 @@ void loom__sample_clock(lua_State *L, loom_rt *rt, const char *fn) {
     lua_call(L, 0, 1);
     v = lua_tonumberx(L, -1, &isnum);
     if (!isnum || isnan(v))
-      luaL_error(L, "%s: the host clock function returned %s, not a number "
-                 "of seconds", fn, isnum ? "NaN" : luaL_typename(L, -1));
+      luaL_error(L,
+                 "%s: the host clock function returned %s, not a number "
+                 "of seconds",
+                 fn, isnum ? "NaN" : luaL_typename(L, -1));
     lua_pop(L, 1);
   }
   if (v < rt->clock_now && rt->clock_sampled)
@@ -92,7 +93,7 @@ static void push_where(lua_State *L) {
       rt->own_dir_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->own_dir_ref);
     dir = lua_tolstring(L, -1, &n);
-    lua_pop(L, 1);  /* still referenced by the registry */
+    lua_pop(L, 1); /* still referenced by the registry */
   }
   for (level = 1; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "Sl", &ar);
@@ -136,12 +137,10 @@ int loom__typeerror(lua_State *L, int arg, const char *tname) {
   const char *got;
   if (luaL_getmetafield(L, arg, "__name") == LUA_TSTRING)
     got = lua_tostring(L, -1);
-  else if (lua_type(L, arg) == LUA_TLIGHTUSERDATA)
-    got = "light userdata";
-  else
-    got = luaL_typename(L, arg);
-  return loom__argerror(L, arg, lua_pushfstring(L, "%s expected, got %s",
-                                                tname, got));
+  else if (lua_type(L, arg) == LUA_TLIGHTUSERDATA) got = "light userdata";
+  else got = luaL_typename(L, arg);
+  return loom__argerror(L, arg,
+                        lua_pushfstring(L, "%s expected, got %s", tname, got));
 }
 
 void loom__check_open(lua_State *L, loom_rt *rt, const char *fn) {
@@ -162,8 +161,7 @@ const char *loom__not_in_task(lua_State *L) {
   return "must be called from inside a loom task (start one with loom.run)";
 }
 
-loom_task *loom__check_blocking(lua_State *L, const char *fn,
-                                int must_yield) {
+loom_task *loom__check_blocking(lua_State *L, const char *fn, int must_yield) {
   loom_rt *rt = (loom_rt *)lua_touserdata(L, lua_upvalueindex(1));
   loom_task *t = NULL;
   if (rt != NULL && rt->magic == LOOM_MAGIC_RT) {
@@ -173,9 +171,11 @@ loom_task *loom__check_blocking(lua_State *L, const char *fn,
   if (t == NULL || t->L != L)
     loom__errorf(L, "loom.%s: %s", fn, loom__not_in_task(L));
   if (must_yield && !lua_isyieldable(L))
-    loom__errorf(L, "loom.%s: cannot suspend here (called where Lua cannot "
+    loom__errorf(L,
+                 "loom.%s: cannot suspend here (called where Lua cannot "
                  "yield, such as a table.sort comparator, a gsub callback "
-                 "or a metamethod called from C)", fn);
+                 "or a metamethod called from C)",
+                 fn);
   return t;
 }
 
@@ -191,8 +191,7 @@ void loom__enqueue(loom_rt *rt, loom_task *t) {
   rt->ready_tail = t;
   /* Host code made work ready on a borrowed loop (hg:start_soon before the
    * host's uv_run): the loop must not find itself idle and return. */
-  if (rt->borrowed && rt->nready == 1 && rt->current == NULL &&
-      !rt->stepping)
+  if (rt->borrowed && rt->nready == 1 && rt->current == NULL && !rt->stepping)
     loom__borrowed_kick(rt);
 }
 
@@ -295,9 +294,8 @@ static void begin_frame(loom_rt *rt) {
  * batches (decremented as they begin), max_resumes resumes (0: no limit)
  * or once the wall clock reaches `until` (0: no limit; checked between
  * resumes). Returns the number of resumes. */
-static inline __attribute__((always_inline)) long
-run_batches(loom_rt *rt, lua_State *S, int *batches, long max_resumes,
-            double until) {
+static inline __attribute__((always_inline)) long run_batches(
+  loom_rt *rt, lua_State *S, int *batches, long max_resumes, double until) {
   long n = 0;
   /* The steps may push task.c's batch cache on S (rt->batch_base); popped
    * below. Runs do not nest (loom.run and the steps refuse it); should
@@ -372,15 +370,14 @@ static void break_deadlock(loom_rt *rt, lua_State *S) {
   if (lua_type(S, -1) == LUA_TFUNCTION) lua_call(S, 0, 0);
   else lua_pop(S, 1);
   lua_pushliteral(S, "deadlock: every task is blocked and nothing can "
-                  "wake them");
+                     "wake them");
   loom__scope_cancel(S, rt, &rt->root->scope, lua_gettop(S), 0);
   lua_pop(S, 1);
 }
 
 /* The beginning of a pass: a frame begins (frames only), posts from other
  * threads run, the clock is read and due deadlines fire. */
-static void pass_begin(loom_rt *rt, lua_State *S, int frame,
-                       const char *fn) {
+static void pass_begin(loom_rt *rt, lua_State *S, int frame, const char *fn) {
   if (frame) {
     if (rt->frame_waiters.n > 0) begin_frame(rt);
     else rt->frame++;
@@ -415,7 +412,7 @@ static int run_tasks_live(loom_rt *rt) {
 /* Until the root finished (all_tasks: until no task of the run is live). */
 static int drain_done(loom_rt *rt, int all_tasks) {
   if (all_tasks) return !run_tasks_live(rt);
-  return rt->root == NULL;  /* (task_finish clears it) */
+  return rt->root == NULL; /* (task_finish clears it) */
 }
 
 /* loom.run's drain: one pass (one batch) per frame until the root is done
@@ -442,8 +439,8 @@ static void drain(loom_rt *rt, lua_State *S, int all_tasks) {
       uv_run(rt->loop, UV_RUN_NOWAIT);
       loom__fire_timers(rt, S);
       if (rt->ready_head == NULL) {
-        loom_task *w = loom__container_of(rt->blocked_waiters.next,
-                                          loom_task, wait_link);
+        loom_task *w = loom__container_of(rt->blocked_waiters.next, loom_task,
+                                          wait_link);
         loom__list_remove(&w->wait_link);
         loom__wake(w, LOOM_WAKE_OK);
       }
@@ -455,10 +452,12 @@ static void drain(loom_rt *rt, lua_State *S, int all_tasks) {
       if (rt->deadlock) {
         /* Even the cancellation could not make progress (shielded waits):
          * say which tasks are stuck where. */
-        lua_pushfstring(S, "loom.run: deadlock: tasks stay blocked after "
-                        "being cancelled%s", rt->clock == LOOM_CLOCK_MANUAL
-                        ? " (the clock is manual: only loom.advance moves it)"
-                        : "");
+        lua_pushfstring(S,
+                        "loom.run: deadlock: tasks stay blocked after "
+                        "being cancelled%s",
+                        rt->clock == LOOM_CLOCK_MANUAL
+                          ? " (the clock is manual: only loom.advance moves it)"
+                          : "");
         loom__push_hook(S, rt, "deadlocked");
         if (lua_type(S, -1) == LUA_TFUNCTION) lua_call(S, 0, 1);
         if (lua_type(S, -1) == LUA_TSTRING) {
@@ -473,7 +472,7 @@ static void drain(loom_rt *rt, lua_State *S, int all_tasks) {
       break_deadlock(rt, S);
       continue;
     }
-    loom__tasks_trim(rt);  /* idle: a burst's structs go back to malloc */
+    loom__tasks_trim(rt); /* idle: a burst's structs go back to malloc */
     wait_for_events(rt, 0);
   }
 }
@@ -523,7 +522,7 @@ static void finish_stranded(loom_rt *rt, lua_State *L) {
     t->abort = NULL;
     t->state = LOOM_TASK_ABANDONED;
     loom__list_remove(&t->all_link);
-    loom__list_push(&rt->abandoned, &t->all_link);  /* freed at the end */
+    loom__list_push(&rt->abandoned, &t->all_link); /* freed at the end */
     rt->live_tasks--;
   }
   /* The ready queue keeps only the tasks of host groups. */
@@ -553,19 +552,18 @@ static int l_run(lua_State *L) {
   loom__check_open(L, rt, "run");
   if (loom__task_of(L) != NULL || rt->running)
     return luaL_error(L, "loom.run: cannot be called from inside a loom "
-                      "task (loom is already running on this Lua state)");
+                         "task (loom is already running on this Lua state)");
   if (rt->stepping || rt->current != NULL)
     return luaL_error(L, "loom.run: cannot be called during loom.step");
   if (rt->nhost_open > 0)
     return luaL_error(L, "loom.run: the runtime is driven by the host (a "
-                      "host group is open); use loom.step");
+                         "host group is open); use loom.step");
   if (rt->borrowed)
     return luaL_error(L, "loom.run: the runtime runs on the host's libuv "
-                      "loop; run that loop (uv_run) instead");
-  if (!loom__is_callable(L, 1))
-    return luaL_typeerror(L, 1, "function");
+                         "loop; run that loop (uv_run) instead");
+  if (!loom__is_callable(L, 1)) return luaL_typeerror(L, 1, "function");
   root = loom__task_new(L, rt, 1, nargs, NULL);
-  ud = lua_gettop(L);  /* keeps the root's handle for its outcome */
+  ud = lua_gettop(L); /* keeps the root's handle for its outcome */
   rh = root->h;
   root->cur = &root->scope;
   loom__scope_attach(&root->scope, NULL);
@@ -584,7 +582,8 @@ static int l_run(lua_State *L) {
   if (rt->lost_reports > 0) {
     rt->lost_reports = 0;
     fputs("loom: out of memory: the errors of host groups' tasks could not "
-          "be reported (they stay in their handles)\n", stderr);
+          "be reported (they stay in their handles)\n",
+          stderr);
   }
   if (status != LUA_OK) {
     /* The drain itself failed (out of memory, a broken hook): its error,
@@ -610,8 +609,8 @@ static int l_run(lua_State *L) {
 void loom__step_slice(lua_State *L, loom_rt *rt, double budget,
                       double max_resumes) {
   double until = budget > 0 && budget < HUGE_VAL ? loom__now() + budget : 0;
-  long maxr = max_resumes > 0 && max_resumes < 2147483647.0
-                ? (long)max_resumes : 0;
+  long maxr = max_resumes > 0 && max_resumes < 2147483647.0 ? (long)max_resumes
+                                                            : 0;
   int batches = STEP_BATCHES;
   long n = 0;
   begin_frame(rt);
@@ -670,19 +669,19 @@ static double opt_limit(lua_State *L, int idx, const char *what) {
   double v;
   if (lua_isnoneornil(L, idx)) return 0;
   v = luaL_checknumber(L, idx);
-  if (isnan(v))
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s is NaN", what));
+  if (isnan(v)) luaL_argerror(L, idx, lua_pushfstring(L, "%s is NaN", what));
   if (v < 0)
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s must not be negative",
-                                          what));
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s must not be negative", what));
   return v;
 }
 
 /* Raises unless host code may step now. */
 void loom__check_can_step(lua_State *L, loom_rt *rt, const char *fn) {
   if (rt->current != NULL || rt->stepping || rt->running)
-    luaL_error(L, "%s: cannot be called from inside a task or while "
-               "loom.run is running", fn);
+    luaL_error(L,
+               "%s: cannot be called from inside a task or while "
+               "loom.run is running",
+               fn);
   if (rt->closed) loom__errorf(L, "%s: the runtime is closed", fn);
 }
 
@@ -766,7 +765,7 @@ static int l_advance(lua_State *L) {
   if (isinf(dt)) return luaL_argerror(L, 1, "dt must be finite");
   if (rt->clock != LOOM_CLOCK_MANUAL)
     return luaL_error(L, "loom.advance: the clock is not manual (use "
-                      "loom.configure{clock = \"manual\"})");
+                         "loom.configure{clock = \"manual\"})");
   if (rt->stepping)
     return luaL_error(L, "loom.advance: cannot move the clock during a step");
   rt->clock_now += dt;
@@ -969,7 +968,7 @@ static int l_co_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   if (co != NULL && loom__task_of_thread(L, loom__rt(L), co) != NULL)
     return luaL_error(L, "cannot resume a loom task's coroutine directly; "
-                      "use an event");
+                         "use an event");
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -980,7 +979,7 @@ static int l_co_close(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   if (co != NULL && loom__task_of_thread(L, loom__rt(L), co) != NULL)
     return luaL_error(L, "cannot close a loom task's coroutine directly; "
-                      "cancel the task instead");
+                         "cancel the task instead");
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -1024,7 +1023,7 @@ static const luaL_Reg sched_funcs[] = {
   {"frame", l_frame},
   {"next_frame", l_next_frame},
   {"advance", l_advance},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Stack: rt(1) module(top). */

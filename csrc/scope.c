@@ -47,7 +47,7 @@ void loom__scope_attach(loom_scope *s, loom_scope *parent) {
 void loom__scope_detach(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (!s->is_task_scope) loom__heap_remove(rt, &CS(s)->timer);
   loom__list_remove(&s->link);
-  s->parent = NULL;  /* it may be collected before s */
+  s->parent = NULL; /* it may be collected before s */
   s->state = LOOM_SCOPE_EXITED;
   if (s->exc_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
@@ -87,8 +87,7 @@ void loom__scope_abort_subtree(loom_rt *rt, loom_scope *s) {
   (void)rt;
 }
 
-void loom__scope_mark_cancelled(loom_rt *rt, loom_scope *s,
-                                int by_deadline) {
+void loom__scope_mark_cancelled(loom_rt *rt, loom_scope *s, int by_deadline) {
   if (s->cancel_called) return;
   s->cancel_called = 1;
   s->by_deadline = (unsigned char)by_deadline;
@@ -149,13 +148,11 @@ static void fire_deadline(lua_State *L, loom_rt *rt, loom_timer *tm) {
 /* A deadline that is already due cancels at once; else it goes in the heap. */
 static void arm_deadline(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (s->state != LOOM_SCOPE_ACTIVE || s->cancel_called) return;
-  if (CS(s)->deadline <= loom__time(rt))
-    loom__scope_cancel(L, rt, s, 0, 1);
+  if (CS(s)->deadline <= loom__time(rt)) loom__scope_cancel(L, rt, s, 0, 1);
   else if (CS(s)->deadline < HUGE_VAL) {
     if (!loom__heap_insert(rt, &CS(s)->timer, CS(s)->deadline))
       luaL_error(L, "loom: out of memory");
-  } else
-    loom__heap_remove(rt, &CS(s)->timer);
+  } else loom__heap_remove(rt, &CS(s)->timer);
 }
 
 /* Make s (never entered) t's innermost scope. Allocates nothing and cannot
@@ -171,8 +168,7 @@ void loom__scope_link(loom_task *t, loom_scope *s) {
   t->cur = s;
   if (s->cancel_called) return;
   LOOM_ASSERT(!s->is_task_scope);
-  if (CS(s)->deadline <= loom__now())
-    loom__scope_mark_cancelled(rt, s, 1);
+  if (CS(s)->deadline <= loom__now()) loom__scope_mark_cancelled(rt, s, 1);
   else if (CS(s)->deadline < HUGE_VAL)
     (void)loom__heap_insert(rt, &CS(s)->timer, CS(s)->deadline);
 }
@@ -216,8 +212,8 @@ static double check_deadline(lua_State *L, int idx, const char *what) {
 }
 
 loom_scope *loom__scope_new(lua_State *L) {
-  loom_scope *s = &((loom_cscope *)lua_newuserdatauv(L, sizeof(loom_cscope),
-                                                    0))->base;
+  loom_scope *s = &((loom_cscope *)lua_newuserdatauv(L, sizeof(loom_cscope), 0))
+                     ->base;
   loom__scope_init(s, 0);
   luaL_setmetatable(L, SCOPE_MT);
   return s;
@@ -274,25 +270,26 @@ static int l_scope_run(lua_State *L) {
   int nargs = lua_gettop(L) - 2;
   if (nargs < 0) luaL_checkany(L, 2);
   if (s->state != LOOM_SCOPE_NEW)
-    return loom__errorf(L, "loom.CancelScope:run: a cancel scope can be "
+    return loom__errorf(L,
+                        "loom.CancelScope:run: a cancel scope can be "
                         "run only once (this one is %s)",
-                      s->state == LOOM_SCOPE_ACTIVE ? "active"
-                                                    : "already exited");
+                        s->state == LOOM_SCOPE_ACTIVE ? "active"
+                                                      : "already exited");
   luaL_checkstack(L, 4, "loom: CancelScope:run");
   if (CS(s)->deadline < HUGE_VAL && !loom__heap_reserve(t->rt))
     return luaL_error(L, "not enough memory");
-  lua_pushvalue(L, lua_upvalueindex(2));  /* the message handler */
+  lua_pushvalue(L, lua_upvalueindex(2)); /* the message handler */
   lua_insert(L, 2);
   loom__scope_link(t, s);
-  return k_scope_run(L, lua_pcallk(L, nargs, LUA_MULTRET, 2,
-                                   (lua_KContext)s, k_scope_run),
-                     (lua_KContext)s);
+  return k_scope_run(
+    L, lua_pcallk(L, nargs, LUA_MULTRET, 2, (lua_KContext)s, k_scope_run),
+    (lua_KContext)s);
 }
 
 static int l_is_scope(lua_State *L) {
-  lua_pushboolean(L, loom__test_ud(L, 1, sizeof(loom_cscope),
-                                   LOOM_MAGIC_SCOPE) != NULL ||
-                     luaL_testudata(L, 1, SCOPE_MT) != NULL);
+  lua_pushboolean(
+    L, loom__test_ud(L, 1, sizeof(loom_cscope), LOOM_MAGIC_SCOPE) != NULL ||
+         luaL_testudata(L, 1, SCOPE_MT) != NULL);
   return 1;
 }
 
@@ -313,16 +310,12 @@ static int l_scope_index(lua_State *L) {
   loom_scope *s = check_scope(L, 1);
   const char *k = lua_tostring(L, 2);
   if (k == NULL) return 0;
-  if (strcmp(k, "deadline") == 0)
-    lua_pushnumber(L, CS(s)->deadline);
-  else if (strcmp(k, "shield") == 0)
-    lua_pushboolean(L, s->shield);
+  if (strcmp(k, "deadline") == 0) lua_pushnumber(L, CS(s)->deadline);
+  else if (strcmp(k, "shield") == 0) lua_pushboolean(L, s->shield);
   else if (strcmp(k, "cancel_called") == 0) {
     settle_deadline(L, loom__rt(L), s);
     lua_pushboolean(L, s->cancel_called);
-  }
-  else if (strcmp(k, "cancelled_caught") == 0)
-    lua_pushboolean(L, s->caught);
+  } else if (strcmp(k, "cancelled_caught") == 0) lua_pushboolean(L, s->caught);
   else if (strcmp(k, "active") == 0)
     lua_pushboolean(L, s->state == LOOM_SCOPE_ACTIVE);
   else {
@@ -339,10 +332,8 @@ static int l_scope_newindex(lua_State *L) {
   const char *k = lua_tostring(L, 2);
   if (k && strcmp(k, "deadline") == 0) {
     settle_deadline(L, rt, s);
-    if (lua_isnil(L, 3))
-      CS(s)->deadline = HUGE_VAL;
-    else
-      CS(s)->deadline = check_deadline(L, 3, "deadline");
+    if (lua_isnil(L, 3)) CS(s)->deadline = HUGE_VAL;
+    else CS(s)->deadline = check_deadline(L, 3, "deadline");
     arm_deadline(L, rt, s);
   } else if (k && strcmp(k, "shield") == 0) {
     int was = s->shield;
@@ -353,7 +344,8 @@ static int l_scope_newindex(lua_State *L) {
         loom__effective_cancel(s->parent) != NULL)
       loom__scope_abort_subtree(rt, s);
   } else
-    return luaL_error(L, "loom.CancelScope: cannot set field '%s' (only "
+    return luaL_error(L,
+                      "loom.CancelScope: cannot set field '%s' (only "
                       "'deadline' and 'shield' are writable)",
                       k ? k : luaL_typename(L, 2));
   return 0;
@@ -404,7 +396,7 @@ static int l_scope_gc(lua_State *L) {
      * cancelled through this scope and finish. */
     lua_pushcfunction(L, loom__rt_gc);
     lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushboolean(L, 1);  /* not the runtime's own finaliser */
+    lua_pushboolean(L, 1); /* not the runtime's own finaliser */
     lua_call(L, 2, 0);
   }
   /* Only an abandoned scope can still be in the heap here. */
@@ -438,12 +430,12 @@ static const luaL_Reg scope_meta[] = {
   {"__newindex", l_scope_newindex},
   {"__tostring", l_scope_tostring},
   {"__gc", l_scope_gc},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg scope_methods[] = {
   {"cancel", l_scope_cancel},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg scope_funcs[] = {
@@ -451,16 +443,15 @@ static const luaL_Reg scope_funcs[] = {
   {"scope_set_caught", l_scope_set_caught},
   {"is_scope", l_is_scope},
   {"effective_deadline", l_effective_deadline},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Stack: rt(1) module(top). Adds core.scope_methods for the Lua front. */
 int loom__open_scope(lua_State *L) {
   /* properties (deadline, shield, ...): a C __index, upvalues rt, methods */
   static const loom_class scope_class = {
-    SCOPE_MT, scope_meta, scope_methods, NULL, l_scope_index,
-    "scope_methods", 0
-  };
+    SCOPE_MT,        scope_meta, scope_methods, NULL, l_scope_index,
+    "scope_methods", 0};
   loom__class_register(L, -1, &scope_class, 1, 1);
   lua_pop(L, 1);
   loom__setfuncs(L, 1, scope_funcs);

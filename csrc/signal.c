@@ -16,21 +16,22 @@
 
 #define RX_MT "loom.SignalReceiver"
 #define MAX_SIG 65
-#define RX_QUEUE 64      /* signals kept for a receiver nobody reads */
+#define RX_QUEUE 64 /* signals kept for a receiver nobody reads */
 
-static const struct { const char *name; int sig; } sig_names[] = {
-  {"SIGHUP", SIGHUP}, {"SIGINT", SIGINT}, {"SIGQUIT", SIGQUIT},
-  {"SIGILL", SIGILL}, {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT},
-  {"SIGBUS", SIGBUS}, {"SIGFPE", SIGFPE}, {"SIGKILL", SIGKILL},
-  {"SIGUSR1", SIGUSR1}, {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
-  {"SIGPIPE", SIGPIPE}, {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
-  {"SIGCHLD", SIGCHLD}, {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP},
-  {"SIGTSTP", SIGTSTP}, {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},
-  {"SIGURG", SIGURG}, {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
+static const struct {
+  const char *name;
+  int sig;
+} sig_names[] = {
+  {"SIGHUP", SIGHUP},       {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT},
+  {"SIGILL", SIGILL},       {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT},
+  {"SIGBUS", SIGBUS},       {"SIGFPE", SIGFPE},   {"SIGKILL", SIGKILL},
+  {"SIGUSR1", SIGUSR1},     {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
+  {"SIGPIPE", SIGPIPE},     {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
+  {"SIGCHLD", SIGCHLD},     {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP},
+  {"SIGTSTP", SIGTSTP},     {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},
+  {"SIGURG", SIGURG},       {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
   {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH},
-  {"SIGIO", SIGIO}, {"SIGSYS", SIGSYS},
-  {NULL, 0}
-};
+  {"SIGIO", SIGIO},         {"SIGSYS", SIGSYS},   {NULL, 0}};
 
 const char *loom__signal_name(int sig) {
   int i;
@@ -47,8 +48,7 @@ int loom__check_signal(lua_State *L, int idx) {
       loom__argerror(L, idx, "signal number must be an integer");
     n = lua_tointeger(L, idx);
     if (n < 1 || n >= MAX_SIG)
-      loom__argerror(L, idx, lua_pushfstring(L, "no such signal: %d",
-                                            (int)n));
+      loom__argerror(L, idx, lua_pushfstring(L, "no such signal: %d", (int)n));
     return (int)n;
   }
   if (lua_type(L, idx) != LUA_TSTRING)
@@ -57,8 +57,11 @@ int loom__check_signal(lua_State *L, int idx) {
     const char *s = lua_tostring(L, idx);
     for (i = 0; sig_names[i].name != NULL; i++)
       if (strcmp(sig_names[i].name, s) == 0) return sig_names[i].sig;
-    return loom__argerror(L, idx, lua_pushfstring(L, "unknown signal name "
-                                                 "'%s'", s));
+    return loom__argerror(L, idx,
+                          lua_pushfstring(L,
+                                          "unknown signal name "
+                                          "'%s'",
+                                          s));
   }
 }
 
@@ -92,8 +95,7 @@ static void lock_table(void) {
 
 static void unlock_table(void) { uv_mutex_unlock(&table_lock); }
 
-static int watch_start(uv_signal_t *h, uv_signal_cb cb, int sig,
-                       int receiver) {
+static int watch_start(uv_signal_t *h, uv_signal_cb cb, int sig, int receiver) {
   int err;
   lock_table();
   if (watchers[sig] == 0) sigaction(sig, NULL, &saved[sig]);
@@ -111,8 +113,7 @@ static int watch_start(uv_signal_t *h, uv_signal_cb cb, int sig,
 static void watch_stopped(int sig, int receiver) {
   lock_table();
   if (receiver) receivers[sig]--;
-  if (--watchers[sig] == 0 && sig != SIGCHLD)
-    sigaction(sig, &saved[sig], NULL);
+  if (--watchers[sig] == 0 && sig != SIGCHLD) sigaction(sig, &saved[sig], NULL);
   unlock_table();
 }
 
@@ -134,7 +135,7 @@ typedef struct signal_state signal_state;
  * struct loom_rt, like its timer) and the receivers' counters for
  * signal_stats. */
 struct signal_state {
-  uv_signal_t *h;              /* &rt->sigint */
+  uv_signal_t *h; /* &rt->sigint */
   loom_rt *rt;
   lua_Integer rx_handles, rx_watchers;
   unsigned char inited, armed, interrupted;
@@ -142,15 +143,15 @@ struct signal_state {
 
 typedef struct sig_rx {
   loom_rt *rt;
-  lua_Integer *handles;        /* the runtime's count of live rx handles */
-  lua_Integer *nwatch;         /* the runtime's count of rx watchers */
-  int n, live;                 /* watchers; handles not yet closed */
+  lua_Integer *handles; /* the runtime's count of live rx handles */
+  lua_Integer *nwatch;  /* the runtime's count of rx watchers */
+  int n, live;          /* watchers; handles not yet closed */
   unsigned char ud_alive, closed, refd;
-  int queue[RX_QUEUE];         /* signals received, oldest first */
+  int queue[RX_QUEUE]; /* signals received, oldest first */
   int qhead, qlen;
-  loom_task *waiter;           /* parked in receive */
+  loom_task *waiter; /* parked in receive */
   int *sigs;
-  uv_signal_t *h;              /* n handles; h[i].data = this */
+  uv_signal_t *h; /* n handles; h[i].data = this */
 } sig_rx;
 
 typedef struct rx_box {
@@ -230,8 +231,9 @@ static int l_signal_receiver(lua_State *L) {
   for (i = 1; i <= n; i++) {
     int sig = loom__check_signal(L, i);
     if (sig == SIGKILL || sig == SIGSTOP)
-      loom__argerror(L, i, lua_pushfstring(L, "%s cannot be caught",
-                                          loom__signal_name(sig)));
+      loom__argerror(
+        L, i,
+        lua_pushfstring(L, "%s cannot be caught", loom__signal_name(sig)));
   }
   st = get_state(L, rt);
   box = (rx_box *)lua_newuserdatauv(L, sizeof *box, 0);
@@ -254,7 +256,7 @@ static int l_signal_receiver(lua_State *L) {
   for (i = 0; i < n; i++) {
     int sig = loom__check_signal(L, i + 1), j, k = rx->n;
     for (j = 0; j < rx->n && rx->sigs[j] != sig; j++) {}
-    if (j < rx->n) continue;   /* listed twice: received once */
+    if (j < rx->n) continue; /* listed twice: received once */
     uv_signal_init(rt->loop, &rx->h[k]);
     rx->h[k].data = rx;
     rx->live++;
@@ -286,11 +288,13 @@ static int k_rx_receive(lua_State *L, int status, lua_KContext ctx) {
   loom_task *t = loom__task_of(L);
   (void)status;
   if (loom__wake_outcome(L, t, 1) == LOOM_WAKE_CLOSED || rx->closed)
-    return loom__raise_error(L, "ClosedResourceError", "receive: the signal "
-                             "receiver was closed", NULL);
-  if (rx->qlen == 0) {   /* taken by nobody else: cannot happen */
+    return loom__raise_error(L, "ClosedResourceError",
+                             "receive: the signal "
+                             "receiver was closed",
+                             NULL);
+  if (rx->qlen == 0) { /* taken by nobody else: cannot happen */
     return luaL_error(L, "loom.SignalReceiver:receive: woken without a "
-                      "signal");
+                         "signal");
   }
   push_signal(L, rx->queue[rx->qhead]);
   rx->qhead = (rx->qhead + 1) % RX_QUEUE;
@@ -304,11 +308,15 @@ static int l_rx_receive(lua_State *L) {
   sig_rx *rx = check_rx(L, 1);
   loom_task *t = loom__check_blocking(L, "SignalReceiver:receive", 1);
   if (rx->closed)
-    return loom__raise_error(L, "ClosedResourceError", "receive: the signal "
-                             "receiver is closed", NULL);
+    return loom__raise_error(L, "ClosedResourceError",
+                             "receive: the signal "
+                             "receiver is closed",
+                             NULL);
   if (rx->waiter != NULL)
-    return loom__raise_error(L, "BusyResourceError", "Another task is "
-                             "already reading from this resource", NULL);
+    return loom__raise_error(L, "BusyResourceError",
+                             "Another task is "
+                             "already reading from this resource",
+                             NULL);
   loom__cancel_point(L, t);
   if (rx->qlen > 0)
     return loom__schedule_point(L, t, (lua_KContext)rx, k_rx_receive);
@@ -336,7 +344,7 @@ static int l_rx_gc(lua_State *L) {
   box->rx = NULL;
   rx->waiter = NULL;
   rx->ud_alive = 0;
-  if (rx->rt->closed && !rx->rt->borrowed) {   /* own loop closed them */
+  if (rx->rt->closed && !rx->rt->borrowed) { /* own loop closed them */
     rx_free(rx);
     return 0;
   }
@@ -368,7 +376,6 @@ static int l_rx_tostring(lua_State *L) {
 }
 
 /* ---- Ctrl-C ------------------------------------------------------------ */
-
 
 static const char sigint_key = 'i';
 
@@ -402,7 +409,7 @@ static void sigint_cb(uv_signal_t *h, int sig) {
   loom_rt *rt = st->rt;
   lua_State *S = rt->S;
   (void)sig;
-  if (has_receivers(SIGINT)) return;   /* a receiver handles SIGINT */
+  if (has_receivers(SIGINT)) return; /* a receiver handles SIGINT */
   if (st->interrupted) {
     /* Both arrived before this callback ran. */
     sigint_default();
@@ -459,7 +466,7 @@ static int l_sigint_arm(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  uv_unref((uv_handle_t *)st->h);   /* never keeps the loop alive */
+  uv_unref((uv_handle_t *)st->h); /* never keeps the loop alive */
   st->armed = 1;
   lua_pushboolean(L, 1);
   return 1;
@@ -489,8 +496,7 @@ static int l_sigint_gc(lua_State *L) {
   }
   /* Closed here or by the runtime's finaliser; the memory outlives both
    * (a state frees its objects only after running every finaliser). */
-  if (st->inited && !st->rt->closed &&
-      !uv_is_closing((uv_handle_t *)st->h))
+  if (st->inited && !st->rt->closed && !uv_is_closing((uv_handle_t *)st->h))
     uv_close((uv_handle_t *)st->h, NULL);
   return 0;
 }
@@ -527,43 +533,38 @@ static int l_sigaction(lua_State *L) {
     sigaction(sig, NULL, &old);
   } else {
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = luaL_checkoption(L, 2, NULL, what) == 0 ? SIG_IGN
-                                                             : SIG_DFL;
+    sa.sa_handler = luaL_checkoption(L, 2, NULL, what) == 0 ? SIG_IGN : SIG_DFL;
     sigemptyset(&sa.sa_mask);
     if (sigaction(sig, &sa, &old) != 0)
       return luaL_argerror(L, 1, "cannot change this signal");
   }
-  lua_pushstring(L, old.sa_handler == SIG_IGN ? "ignore"
-                 : old.sa_handler == SIG_DFL ? "default" : "handler");
+  lua_pushstring(L, old.sa_handler == SIG_IGN   ? "ignore"
+                    : old.sa_handler == SIG_DFL ? "default"
+                                                : "handler");
   return 1;
 }
 
 static const luaL_Reg rx_methods[] = {
   {"receive", l_rx_receive},
   {"close", l_rx_close},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg rx_meta[] = {
-  {"__close", l_rx_close},
-  {"__call", l_rx_call},
-  {"__gc", l_rx_gc},
-  {"__tostring", l_rx_tostring},
-  {NULL, NULL}
+  {"__close", l_rx_close},       {"__call", l_rx_call}, {"__gc", l_rx_gc},
+  {"__tostring", l_rx_tostring}, {NULL, NULL},
 };
 
 static const luaL_Reg sigstate_meta[] = {
   {"__gc", l_sigint_gc},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Functions close over rt. */
-static const loom_class rx_class = {
-  RX_MT, rx_meta, rx_methods, NULL, NULL, NULL, 0
-};
+static const loom_class rx_class = {RX_MT, rx_meta, rx_methods, NULL,
+                                    NULL,  NULL,    0};
 static const loom_class sigstate_class = {
-  "loom.SignalState", sigstate_meta, NULL, NULL, NULL, NULL, 0
-};
+  "loom.SignalState", sigstate_meta, NULL, NULL, NULL, NULL, 0};
 
 static const luaL_Reg signal_funcs[] = {
   {"signal_receiver", l_signal_receiver},
@@ -572,7 +573,7 @@ static const luaL_Reg signal_funcs[] = {
   {"signal_stats", l_signal_stats},
   {"signal_name", l_signal_name},
   {"sigaction", l_sigaction},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Stack: rt(1) module(top). */

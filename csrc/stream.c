@@ -21,9 +21,9 @@
 
 #include "loom_internal.h"
 
-#define READ_CHUNK 65536       /* most bytes one receive reads */
-#define DEFAULT_RECEIVE 65536  /* receive() without max_bytes */
-#define KEEP_RBUF 4096         /* read buffers up to this size are reused */
+#define READ_CHUNK 65536      /* most bytes one receive reads */
+#define DEFAULT_RECEIVE 65536 /* receive() without max_bytes */
+#define KEEP_RBUF 4096        /* read buffers up to this size are reused */
 
 /* A queued write owns a copy of the bytes libuv could not write at once.
  * task is the parked sender, NULL once it stopped waiting (cancelled, or
@@ -167,7 +167,7 @@ static int l_obj_gc(lua_State *L) {
   release_fd(o);
   if (!o->handle_live) free_obj(o);
   else if (o->rt->closed && !o->rt->borrowed)
-    free_obj(o);   /* the (own) loop already closed it */
+    free_obj(o); /* the (own) loop already closed it */
   else start_close(o);
   return 0;
 }
@@ -197,9 +197,10 @@ void loom__addr_where(const struct sockaddr_storage *ss, unsigned len,
   } else if (ss->ss_family == AF_UNIX) {
     const struct sockaddr_un *a = (const struct sockaddr_un *)ss;
     size_t plen = len > offsetof(struct sockaddr_un, sun_path)
-      ? len - offsetof(struct sockaddr_un, sun_path) : 0;
+                    ? len - offsetof(struct sockaddr_un, sun_path)
+                    : 0;
     if (plen == 0) snprintf(buf, n, "(unnamed)");
-    else if (a->sun_path[0] == '\0')   /* abstract: shown as @name */
+    else if (a->sun_path[0] == '\0') /* abstract: shown as @name */
       snprintf(buf, n, "@%.*s", (int)(plen - 1), a->sun_path + 1);
     else snprintf(buf, n, "%s", a->sun_path);
   } else {
@@ -223,8 +224,7 @@ static int raise_closed(lua_State *L, const char *msg) {
 /* AnyIO's words: "Another task is already reading from this resource". */
 static int raise_busy(lua_State *L, const char *action) {
   lua_pushfstring(L, "Another task is already %s this resource", action);
-  return loom__raise_error(L, "BusyResourceError", lua_tostring(L, -1),
-                           NULL);
+  return loom__raise_error(L, "BusyResourceError", lua_tostring(L, -1), NULL);
 }
 
 void loom__stream_cache_addresses(loom_stream *o) {
@@ -247,9 +247,9 @@ static int push_address(lua_State *L, const struct sockaddr_storage *ss,
   if (ss->ss_family == AF_UNIX) {
     const struct sockaddr_un *a = (const struct sockaddr_un *)ss;
     size_t plen = len > offsetof(struct sockaddr_un, sun_path)
-      ? len - offsetof(struct sockaddr_un, sun_path) : 0;
-    if (plen > 0 && a->sun_path[0] != '\0')
-      plen = strnlen(a->sun_path, plen);
+                    ? len - offsetof(struct sockaddr_un, sun_path)
+                    : 0;
+    if (plen > 0 && a->sun_path[0] != '\0') plen = strnlen(a->sun_path, plen);
     lua_pushlstring(L, a->sun_path, plen);
     return 1;
   }
@@ -290,7 +290,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   loom_stream *o = (loom_stream *)h->data;
   (void)buf;
-  if (nread == 0) return;   /* EAGAIN: keep waiting */
+  if (nread == 0) return; /* EAGAIN: keep waiting */
   uv_read_stop(h);
   if (nread > 0) {
     o->roff = 0;
@@ -412,7 +412,7 @@ static void write_cb(uv_write_t *req, int status) {
     loom_task *t = w->task;
     o->writer = NULL;
     o->cur_write = NULL;
-    loom__wake(t, status == 0 ? LOOM_WAKE_OK
+    loom__wake(t, status == 0              ? LOOM_WAKE_OK
                   : status == UV_ECANCELED ? LOOM_WAKE_CLOSED
                                            : LOOM_WAKE_ERROR);
   }
@@ -452,12 +452,13 @@ static void check_sendable(lua_State *L, loom_stream *o, const char *op) {
     raise_closed(L, lua_tostring(L, -1));
   }
   if (!o->writable)
-    luaL_error(L, "loom.%s:%s: this stream is receive-only", o->cls->name,
-               op);
+    luaL_error(L, "loom.%s:%s: this stream is receive-only", o->cls->name, op);
   if (o->sending) raise_busy(L, "writing to");
   if (o->send_broken) {
-    lua_pushfstring(L, "%s: a cancelled send left this stream's sending "
-                    "side in an unknown state", op);
+    lua_pushfstring(L,
+                    "%s: a cancelled send left this stream's sending "
+                    "side in an unknown state",
+                    op);
     loom__raise_error(L, "BrokenResourceError", lua_tostring(L, -1), NULL);
   }
   if (o->write_err != 0) raise_stream_err(L, o, op, o->write_err);
@@ -487,12 +488,11 @@ static int l_stream_send(lua_State *L) {
   loom_task *t;
   if (lua_type(L, 2) != LUA_TSTRING) return luaL_typeerror(L, 2, "string");
   data = lua_tolstring(L, 2, &len);
-  if (len > 0x7fffffffu)   /* libuv buffers hold an unsigned int length */
+  if (len > 0x7fffffffu) /* libuv buffers hold an unsigned int length */
     luaL_argerror(L, 2, "data too large (at most 2 GiB per send)");
   t = loom__check_blocking(L, cls->op_send, 1);
   check_sendable(L, o, "send");
-  if (o->eof_sent)
-    return raise_closed(L, "send: cannot send after send_eof()");
+  if (o->eof_sent) return raise_closed(L, "send: cannot send after send_eof()");
   loom__cancel_point(L, t);
   if (len > 0 && o->fd >= 0) {
     int err = file_write(o, data, len);
@@ -606,7 +606,7 @@ static int k_accept(lua_State *L, int status, lua_KContext ctx) {
   o->accepting = 0;
   if (loom__wake_outcome(L, t, 1) == LOOM_WAKE_CLOSED || o->closed)
     return raise_closed(L, "accept: the listener was closed by another "
-                        "task");
+                           "task");
   if (o->listen_err != 0) {
     err = o->listen_err;
     o->listen_err = 0;
@@ -681,11 +681,13 @@ static int l_obj_tostring(lua_State *L) {
     return 1;
   }
   if (cls->addr == LOOM_ADDR_NONE) {
-    const char *what = o->fd >= 0 ? "file"
-      : o->h.handle.type == UV_TTY ? "terminal" : "pipe";
+    const char *what = o->fd >= 0                   ? "file"
+                       : o->h.handle.type == UV_TTY ? "terminal"
+                                                    : "pipe";
     lua_pushfstring(L, "%s: %p (%s, %s)", cls->mt, (void *)box, what,
                     o->readable && o->writable ? "read-write"
-                    : o->readable ? "receive-only" : "send-only");
+                    : o->readable              ? "receive-only"
+                                               : "send-only");
     return 1;
   }
   loom__addr_where(&o->local, o->has_local ? o->local_len : 0, a, sizeof a);
@@ -693,8 +695,7 @@ static int l_obj_tostring(lua_State *L) {
     lua_pushfstring(L, "%s: %p (listening on %s)", cls->mt, (void *)box, a);
     return 1;
   }
-  loom__addr_where(&o->remote, o->has_remote ? o->remote_len : 0, b,
-                   sizeof b);
+  loom__addr_where(&o->remote, o->has_remote ? o->remote_len : 0, b, sizeof b);
   lua_pushfstring(L, "%s: %p (%s -> %s)", cls->mt, (void *)box, a, b);
   return 1;
 }
@@ -725,8 +726,8 @@ static void count_cb(uv_handle_t *h, void *arg) {
   else a->c->streams++;
   if (uv_is_closing(h)) a->c->closing++;
   a->c->rbuf_bytes += (lua_Integer)o->rcap;
-  a->c->write_queue_bytes +=
-    (lua_Integer)uv_stream_get_write_queue_size((uv_stream_t *)h);
+  a->c->write_queue_bytes += (lua_Integer)uv_stream_get_write_queue_size(
+    (uv_stream_t *)h);
 }
 
 /* Count the live handles of the given classes (NULL-terminated). File
@@ -736,7 +737,7 @@ void loom__stream_count(loom_rt *rt, const loom_stream_class *const *classes,
   count_arg a;
   a.classes = classes;
   a.c = c;
-  if (!rt->closed) uv_walk(rt->loop, count_cb, &a);  /* a closed loop: none */
+  if (!rt->closed) uv_walk(rt->loop, count_cb, &a); /* a closed loop: none */
 }
 
 void loom__stream_push_counts(lua_State *L, const loom_stream_counts *c) {
@@ -760,35 +761,35 @@ static const luaL_Reg stream_methods[] = {
   {"send", l_stream_send},
   {"send_eof", l_stream_send_eof},
   {"close", l_obj_close},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg socket_methods[] = {
   {"local_address", l_obj_local_address},
   {"remote_address", l_stream_remote_address},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg listener_methods[] = {
   {"accept", l_listener_accept},
   {"close", l_obj_close},
   {"local_address", l_obj_local_address},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg obj_meta[] = {
   {"__close", l_obj_close},
   {"__gc", l_obj_gc},
   {"__tostring", l_obj_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Every function closes over (runtime, class). */
 void loom__stream_register(lua_State *L, int rt_idx,
-                           const loom_stream_class *cls,
-                           const luaL_Reg *extra, const char *field) {
+                           const loom_stream_class *cls, const luaL_Reg *extra,
+                           const char *field) {
   int mod = lua_gettop(L);
-  loom_class c = { NULL, obj_meta, NULL, NULL, NULL, NULL, 0 };
+  loom_class c = {NULL, obj_meta, NULL, NULL, NULL, NULL, 0};
   c.name = cls->mt;
   c.export = field;
   if (cls->accepts != NULL) {

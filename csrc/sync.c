@@ -31,7 +31,7 @@ static loom_task *running_task(lua_State *L) {
  * class's magic (enum loom_magic in loom_internal.h).
  * The object of type `type` at idx, or the standard lauxlib error ("calling
  * 'x' on bad self", "loom.Lock expected, got table"). */
-#define CHECK(L, idx, type, magic, tname)                                  \
+#define CHECK(L, idx, type, magic, tname) \
   ((type *)check_obj((L), (idx), sizeof(type), (magic), (tname)))
 
 static void *check_obj(lua_State *L, int idx, size_t size, uint32_t magic,
@@ -95,8 +95,11 @@ static int opt_fast_acquire(lua_State *L, int idx) {
   loom__check_options(L, idx, names);
   lua_getfield(L, idx, "fast_acquire");
   if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
-    luaL_argerror(L, idx, lua_pushfstring(L, "fast_acquire must be a boolean, "
-                  "got %s", luaL_typename(L, -1)));
+    luaL_argerror(L, idx,
+                  lua_pushfstring(L,
+                                  "fast_acquire must be a boolean, "
+                                  "got %s",
+                                  luaL_typename(L, -1)));
   fast = lua_toboolean(L, -1);
   lua_pop(L, 1);
   return fast;
@@ -112,7 +115,7 @@ static void push_waiting_stats(lua_State *L, int n, int extra) {
 /* ---- Event -------------------------------------------------------------- */
 
 typedef struct sync_event {
-  uint32_t magic;      /* LOOM_MAGIC_EVENT */
+  uint32_t magic; /* LOOM_MAGIC_EVENT */
   int is_set;
   loom_waitq q;
 } sync_event;
@@ -170,10 +173,10 @@ static int l_event_tostring(lua_State *L) {
 /* User value 1 anchors the owner's task handle: the owner may finish while
  * holding the lock, and statistics() still reports it. */
 typedef struct sync_lock {
-  uint32_t magic;      /* LOOM_MAGIC_LOCK */
-  int fast;            /* fast_acquire: no schedule point when uncontended */
+  uint32_t magic; /* LOOM_MAGIC_LOCK */
+  int fast;       /* fast_acquire: no schedule point when uncontended */
   loom_waitq q;
-  loom_handle *owner;  /* the owner's handle (user value 1), NULL: unlocked */
+  loom_handle *owner; /* the owner's handle (user value 1), NULL: unlocked */
 } sync_lock;
 
 /* Does task t own the lock? (The owner's handle outlives it; a finished
@@ -296,15 +299,14 @@ static int l_lock_tostring(lua_State *L) {
   if (lk->owner != NULL)
     lua_pushfstring(L, "loom.Lock: %p (locked by task %I, %d waiting)",
                     (void *)lk, lk->owner->id, lk->q.n);
-  else
-    lua_pushfstring(L, "loom.Lock: %p (unlocked)", (void *)lk);
+  else lua_pushfstring(L, "loom.Lock: %p (unlocked)", (void *)lk);
   return 1;
 }
 
 /* ---- Semaphore ---------------------------------------------------------- */
 
 typedef struct sync_sem {
-  uint32_t magic;      /* LOOM_MAGIC_SEM */
+  uint32_t magic; /* LOOM_MAGIC_SEM */
   loom_waitq q;
   lua_Integer value, max;
   int has_max, fast;
@@ -322,7 +324,8 @@ static int l_sem_new(lua_State *L) {
     if (!get_integer(L, 2, &max))
       return luaL_argerror(L, 2, "max_value must be an integer or nil");
     if (max < initial)
-      return luaL_argerror(L, 2, "max_value must be equal to or higher than "
+      return luaL_argerror(L, 2,
+                           "max_value must be equal to or higher than "
                            "initial_value");
     has_max = 1;
   }
@@ -385,21 +388,20 @@ static int l_sem_index(lua_State *L) {
   if (lua_rawget(L, lua_upvalueindex(3)) != LUA_TNIL) return 1;
   if (lua_type(L, 2) != LUA_TSTRING) return 1;
   k = lua_tostring(L, 2);
-  if (strcmp(k, "value") == 0)
-    lua_pushinteger(L, s->value);
+  if (strcmp(k, "value") == 0) lua_pushinteger(L, s->value);
   else if (strcmp(k, "max_value") == 0) {
     if (s->has_max) lua_pushinteger(L, s->max);
     else lua_pushnil(L);
-  }
-  else
-    return loom__no_member(L);
+  } else return loom__no_member(L);
   return 1;
 }
 
 static int l_sem_newindex(lua_State *L) {
   CHECK(L, 1, sync_sem, LOOM_MAGIC_SEM, SEM_MT);
-  return luaL_error(L, "loom.Semaphore: cannot set field '%s' (value and "
-                    "max_value are read-only)", luaL_tolstring(L, 2, NULL));
+  return luaL_error(L,
+                    "loom.Semaphore: cannot set field '%s' (value and "
+                    "max_value are read-only)",
+                    luaL_tolstring(L, 2, NULL));
 }
 
 static int l_sem_tostring(lua_State *L) {
@@ -408,8 +410,8 @@ static int l_sem_tostring(lua_State *L) {
     lua_pushfstring(L, "loom.Semaphore: %p (value %I of %I, %d waiting)",
                     (void *)s, s->value, s->max, s->q.n);
   else
-    lua_pushfstring(L, "loom.Semaphore: %p (value %I, %d waiting)",
-                    (void *)s, s->value, s->q.n);
+    lua_pushfstring(L, "loom.Semaphore: %p (value %I, %d waiting)", (void *)s,
+                    s->value, s->q.n);
   return 1;
 }
 
@@ -420,7 +422,7 @@ static int l_sem_tostring(lua_State *L) {
  * would only wake to queue there), where they wait shielded; the lock's
  * release then wakes them as owners. */
 typedef struct sync_cond {
-  uint32_t magic;      /* LOOM_MAGIC_COND */
+  uint32_t magic; /* LOOM_MAGIC_COND */
   loom_waitq q;
   sync_lock *lock;
 } sync_cond;
@@ -497,13 +499,12 @@ static int k_cond_wait(lua_State *L, int status, lua_KContext ctx) {
   if (ctx == COND_WAITING) {
     cancelled = how == LOOM_WAKE_CANCELLED;
     if (!owned_by(lk, t)) {
-      if (lk->owner == NULL && lk->q.n == 0)
-        lock_set_owner(L, lk, 2, t);
+      if (lk->owner == NULL && lk->q.n == 0) lock_set_owner(L, lk, 2, t);
       else {
         loom__park(t, NULL, "lock", &lk->q);
         loom__waitq_push(&lk->q, t);
-        return loom__suspend(L, cancelled ? COND_RELOCK_CANCELLED
-                                          : COND_RELOCK, k_cond_wait);
+        return loom__suspend(L, cancelled ? COND_RELOCK_CANCELLED : COND_RELOCK,
+                             k_cond_wait);
       }
     }
   }
@@ -567,11 +568,11 @@ static int l_cond_tostring(lua_State *L) {
  * parked acquirer keeps its borrower at index 2 of its own stack, where a
  * release reads it when it grants the token. */
 typedef struct sync_limiter {
-  uint32_t magic;      /* LOOM_MAGIC_LIMITER */
+  uint32_t magic; /* LOOM_MAGIC_LIMITER */
   loom_waitq q;
-  double total;          /* an integer or HUGE_VAL */
+  double total; /* an integer or HUGE_VAL */
   lua_Integer borrowed;
-  lua_Integer seq;       /* acquisition counter, orders statistics() */
+  lua_Integer seq; /* acquisition counter, orders statistics() */
 } sync_limiter;
 
 static const char already_holding[] =
@@ -691,8 +692,8 @@ static sync_limiter *limiter_args(lua_State *L, int explicit_borrower,
   if (explicit_borrower) {
     luaL_checkany(L, 2);
     if (lua_isnil(L, 2)) luaL_argerror(L, 2, "borrower must not be nil");
-    if (lua_type(L, 2) == LUA_TNUMBER && lua_tonumber(L, 2) !=
-        lua_tonumber(L, 2))
+    if (lua_type(L, 2) == LUA_TNUMBER &&
+        lua_tonumber(L, 2) != lua_tonumber(L, 2))
       luaL_argerror(L, 2, "borrower must not be NaN");
     lua_settop(L, 2);
     if (tp) *tp = loom__check_blocking(L, fn, must_yield);
@@ -730,14 +731,14 @@ static int l_limiter_acquire(lua_State *L) {
 
 static int l_limiter_acquire_on_behalf_of(lua_State *L) {
   loom_task *t;
-  sync_limiter *lim = limiter_args(L, 1,
-    "CapacityLimiter:acquire_on_behalf_of", &t, 1);
+  sync_limiter *lim = limiter_args(L, 1, "CapacityLimiter:acquire_on_behalf_of",
+                                   &t, 1);
   return limiter_acquire(L, lim, t, 0);
 }
 
 static int l_limiter_acquire_nowait(lua_State *L) {
-  sync_limiter *lim = limiter_args(L, 0, "CapacityLimiter:acquire_nowait",
-                                   NULL, 0);
+  sync_limiter *lim = limiter_args(L, 0, "CapacityLimiter:acquire_nowait", NULL,
+                                   0);
   if (!limiter_try(L, lim))
     return would_block(L, "no token of the capacity limiter is available");
   lua_settop(L, 1);
@@ -757,7 +758,7 @@ static int limiter_release(lua_State *L, sync_limiter *lim) {
   lua_pushvalue(L, 2);
   if (lua_rawget(L, -2) == LUA_TNIL)
     return luaL_error(L, "this borrower isn't holding any of this "
-                      "CapacityLimiter's tokens");
+                         "CapacityLimiter's tokens");
   lua_pop(L, 1);
   lua_pushvalue(L, 2);
   lua_pushnil(L);
@@ -793,11 +794,11 @@ static void push_borrowers(lua_State *L, sync_limiter *lim) {
   int tbl, byseq;
   lua_createtable(L, (int)lim->borrowed, 0);
   if (lim->borrowed == 0) return;
-  seqs = (lua_Integer *)lua_newuserdatauv(L, (size_t)lim->borrowed *
-                                          sizeof *seqs, 0);
+  seqs = (lua_Integer *)lua_newuserdatauv(
+    L, (size_t)lim->borrowed * sizeof *seqs, 0);
   lua_getiuservalue(L, 1, 1);
   tbl = lua_gettop(L);
-  lua_createtable(L, 0, (int)lim->borrowed);  /* seq -> borrower */
+  lua_createtable(L, 0, (int)lim->borrowed); /* seq -> borrower */
   byseq = tbl + 1;
   lua_pushnil(L);
   while (lua_next(L, tbl)) {
@@ -837,14 +838,11 @@ static int l_limiter_index(lua_State *L) {
   if (lua_rawget(L, lua_upvalueindex(3)) != LUA_TNIL) return 1;
   if (lua_type(L, 2) != LUA_TSTRING) return 1;
   k = lua_tostring(L, 2);
-  if (strcmp(k, "total_tokens") == 0)
-    push_tokens(L, lim->total);
-  else if (strcmp(k, "borrowed_tokens") == 0)
-    lua_pushinteger(L, lim->borrowed);
+  if (strcmp(k, "total_tokens") == 0) push_tokens(L, lim->total);
+  else if (strcmp(k, "borrowed_tokens") == 0) lua_pushinteger(L, lim->borrowed);
   else if (strcmp(k, "available_tokens") == 0)
     push_tokens(L, lim->total - (double)lim->borrowed);
-  else
-    return loom__no_member(L);
+  else return loom__no_member(L);
   return 1;
 }
 
@@ -855,7 +853,8 @@ static int l_limiter_newindex(lua_State *L) {
   const char *msg;
   if (lua_type(L, 2) != LUA_TSTRING ||
       strcmp(lua_tostring(L, 2), "total_tokens") != 0)
-    return luaL_error(L, "loom.CapacityLimiter: cannot set field '%s' (only "
+    return luaL_error(L,
+                      "loom.CapacityLimiter: cannot set field '%s' (only "
                       "'total_tokens' is writable)",
                       luaL_tolstring(L, 2, NULL));
   if (!get_total_tokens(L, 3, &total, &msg))
@@ -869,9 +868,10 @@ static int l_limiter_newindex(lua_State *L) {
 static int l_limiter_tostring(lua_State *L) {
   sync_limiter *lim = CHECK(L, 1, sync_limiter, LOOM_MAGIC_LIMITER, LIMITER_MT);
   push_tokens(L, lim->total);
-  lua_pushfstring(L, "loom.CapacityLimiter: %p (%I of %s tokens borrowed, "
-                  "%d waiting)", (void *)lim, lim->borrowed,
-                  lua_tostring(L, -1), lim->q.n);
+  lua_pushfstring(L,
+                  "loom.CapacityLimiter: %p (%I of %s tokens borrowed, "
+                  "%d waiting)",
+                  (void *)lim, lim->borrowed, lua_tostring(L, -1), lim->q.n);
   return 1;
 }
 
@@ -892,37 +892,32 @@ static void new_class(lua_State *L, const loom_class *cls,
 
 static const luaL_Reg event_meta[] = {
   {"__tostring", l_event_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg event_methods[] = {
-  {"set", l_event_set},
-  {"is_set", l_event_is_set},
-  {"wait", l_event_wait},
-  {"statistics", l_event_statistics},
-  {NULL, NULL}
+  {"set", l_event_set},   {"is_set", l_event_is_set},
+  {"wait", l_event_wait}, {"statistics", l_event_statistics},
+  {NULL, NULL},
 };
 
 static const luaL_Reg lock_meta[] = {
   {"__close", l_lock_release},
   {"__tostring", l_lock_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg lock_methods[] = {
-  {"acquire", l_lock_acquire},
-  {"acquire_nowait", l_lock_acquire_nowait},
-  {"release", l_lock_release},
-  {"locked", l_lock_locked},
-  {"statistics", l_lock_statistics},
-  {NULL, NULL}
+  {"acquire", l_lock_acquire},       {"acquire_nowait", l_lock_acquire_nowait},
+  {"release", l_lock_release},       {"locked", l_lock_locked},
+  {"statistics", l_lock_statistics}, {NULL, NULL},
 };
 
 static const luaL_Reg sem_meta[] = {
   {"__close", l_sem_release},
   {"__newindex", l_sem_newindex},
   {"__tostring", l_sem_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg sem_methods[] = {
@@ -930,13 +925,13 @@ static const luaL_Reg sem_methods[] = {
   {"acquire_nowait", l_sem_acquire_nowait},
   {"release", l_sem_release},
   {"statistics", l_sem_statistics},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg cond_meta[] = {
   {"__close", l_cond_release},
   {"__tostring", l_cond_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg cond_methods[] = {
@@ -948,14 +943,14 @@ static const luaL_Reg cond_methods[] = {
   {"notify", l_cond_notify},
   {"notify_all", l_cond_notify_all},
   {"statistics", l_cond_statistics},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg limiter_meta[] = {
   {"__close", l_limiter_release},
   {"__newindex", l_limiter_newindex},
   {"__tostring", l_limiter_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg limiter_methods[] = {
@@ -966,22 +961,22 @@ static const luaL_Reg limiter_methods[] = {
   {"release", l_limiter_release},
   {"release_on_behalf_of", l_limiter_release_on_behalf_of},
   {"statistics", l_limiter_statistics},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 #define CLASS(name, meta, methods, index, export) \
   { name, meta, methods, NULL, index, export, LOOM_CLASS_UP_MT }
-static const loom_class event_class =
-  CLASS(EVENT_MT, event_meta, event_methods, NULL, "event_methods");
-static const loom_class lock_class =
-  CLASS(LOCK_MT, lock_meta, lock_methods, NULL, "lock_methods");
-static const loom_class sem_class =
-  CLASS(SEM_MT, sem_meta, sem_methods, l_sem_index, "semaphore_methods");
-static const loom_class cond_class =
-  CLASS(COND_MT, cond_meta, cond_methods, NULL, "condition_methods");
-static const loom_class limiter_class =
-  CLASS(LIMITER_MT, limiter_meta, limiter_methods, l_limiter_index,
-        "capacity_limiter_methods");
+static const loom_class event_class = CLASS(EVENT_MT, event_meta, event_methods,
+                                            NULL, "event_methods");
+static const loom_class lock_class = CLASS(LOCK_MT, lock_meta, lock_methods,
+                                           NULL, "lock_methods");
+static const loom_class sem_class = CLASS(SEM_MT, sem_meta, sem_methods,
+                                          l_sem_index, "semaphore_methods");
+static const loom_class cond_class = CLASS(COND_MT, cond_meta, cond_methods,
+                                           NULL, "condition_methods");
+static const loom_class limiter_class = CLASS(LIMITER_MT, limiter_meta,
+                                              limiter_methods, l_limiter_index,
+                                              "capacity_limiter_methods");
 #undef CLASS
 
 /* Stack: rt(1) module(top). Adds core.event, core.lock, core.semaphore,

@@ -7,7 +7,7 @@
  * waiting on it and reports to its group. Also the anchor table of live
  * tasks, the coroutine pool, the message handler and core.rethrow.
  */
-#define _POSIX_C_SOURCE 200809L  /* posix_memalign */
+#define _POSIX_C_SOURCE 200809L /* posix_memalign */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,17 +25,17 @@
  * burst does not keep its memory after it. */
 
 #define SLAB_BYTES 16384
-#define TASK_POOL_MAX 1024  /* free task structs kept while idle */
+#define TASK_POOL_MAX 1024 /* free task structs kept while idle */
 
 typedef struct task_slab {
-  loom_list link;       /* in rt->slabs_partial or rt->slabs_full */
-  loom_task *free;      /* its free structs, linked through next_ready */
+  loom_list link;  /* in rt->slabs_partial or rt->slabs_full */
+  loom_task *free; /* its free structs, linked through next_ready */
   int nfree, n;
 } task_slab;
 
 #define SLAB_OF(t) \
   ((task_slab *)(void *)((uintptr_t)(t) & ~(uintptr_t)(SLAB_BYTES - 1)))
-#define SLAB_HEADER 64  /* bytes before the first struct (>= the header) */
+#define SLAB_HEADER 64 /* bytes before the first struct (>= the header) */
 #define SLAB_FIRST(sl) ((loom_task *)(void *)((char *)(sl) + SLAB_HEADER))
 
 static void lists_init(loom_rt *rt) {
@@ -76,8 +76,7 @@ static loom_task *task_peek(loom_rt *rt) {
 }
 
 static loom_task *task_take(loom_rt *rt) {
-  task_slab *sl = loom__container_of(rt->slabs_partial.next, task_slab,
-                                     link);
+  task_slab *sl = loom__container_of(rt->slabs_partial.next, task_slab, link);
   loom_task *t = sl->free;
   sl->free = t->next_ready;
   rt->task_free_n--;
@@ -161,8 +160,7 @@ void loom__push_task(lua_State *L, loom_task *t) {
     lua_rawgeti(L, -1, t->ref);
     lua_copy(L, -1, -2);
     lua_pop(L, 1);
-  } else
-    lua_pushnil(L);
+  } else lua_pushnil(L);
 }
 
 /* [-0, +0] anchor the handle at hi in a free slot, whose number it
@@ -171,8 +169,7 @@ void loom__push_task(lua_State *L, loom_task *t) {
  * slot in use), so a finishing task touches no other task. */
 static int anchor(lua_State *L, loom_rt *rt, int hi) {
   int n;
-  if (rt->anchor_nfree > 0)
-    n = rt->anchor_free[rt->anchor_nfree - 1];
+  if (rt->anchor_nfree > 0) n = rt->anchor_free[rt->anchor_nfree - 1];
   else {
     n = rt->anchor_top + 1;
     if (n > rt->anchor_cap) {
@@ -185,7 +182,7 @@ static int anchor(lua_State *L, loom_rt *rt, int hi) {
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
   lua_pushvalue(L, hi);
-  lua_rawseti(L, -2, n);  /* may grow the table: may raise */
+  lua_rawseti(L, -2, n); /* may grow the table: may raise */
   lua_pop(L, 1);
   if (rt->anchor_nfree > 0) rt->anchor_nfree--;
   else rt->anchor_top = n;
@@ -283,7 +280,7 @@ static int batch_cache(lua_State *S, loom_rt *rt) {
 static lua_State *acquire_thread(lua_State *L, loom_rt *rt, int pool) {
   if (rt->pool_len > 0) {
     lua_State *co;
-    if (pool > 0) {  /* the pool table at index pool */
+    if (pool > 0) { /* the pool table at index pool */
       lua_rawgeti(L, pool, rt->pool_len);
       co = lua_tothread(L, -1);
       lua_pushnil(L);
@@ -323,8 +320,7 @@ void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t) {
       lua_rawseti(S, -2, ++rt->pool_len);
       lua_pop(S, 1);
     }
-  } else
-    loom_closethread(co, S);
+  } else loom_closethread(co, S);
 }
 
 int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
@@ -377,7 +373,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->task_mt_ref);
   lua_setmetatable(L, hi);
   lua_pushvalue(L, fn_idx);
-  lua_setiuservalue(L, hi, LOOM_HV_NAME);  /* the name is made from it */
+  lua_setiuservalue(L, hi, LOOM_HV_NAME); /* the name is made from it */
   /* The child gets a shallow copy of the spawner's context, taken now. An
    * empty or absent context stays absent: loom.context() makes one. A
    * context no user code has seen cannot have changed since it was copied:
@@ -397,7 +393,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
     }
     lua_settop(L, hi);
   }
-  t = task_peek(rt);  /* taken below, once nothing can fail */
+  t = task_peek(rt); /* taken below, once nothing can fail */
   if (defer) {
     /* The function is in the name's slot already (its own slot, the first
      * extra one, takes it if a name is set before the first resume). */
@@ -412,10 +408,10 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
       luaL_error(L, "not enough memory");
     lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
     lua_pushlightuserdata(co, t);
-    lua_pushlightuserdata(co, t);  /* the message handler's slot */
+    lua_pushlightuserdata(co, t); /* the message handler's slot */
     for (i = 0; i <= nargs; i++) lua_pushvalue(L, fn_idx + i);
     lua_xmove(L, co, nargs + 1);
-    lua_setiuservalue(L, hi, LOOM_HV_THREAD);  /* the handle anchors it */
+    lua_setiuservalue(L, hi, LOOM_HV_THREAD); /* the handle anchors it */
   }
   i = anchor(L, rt, hi);
   /* Nothing below can fail. */
@@ -434,7 +430,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   loom__list_init(&t->groups);
   loom__list_init(&t->wait_link);
   loom__list_init(&t->waiters);
-  loom__timer_init(&t->sleep_timer, NULL);  /* owner: sched.c's sleeps */
+  loom__timer_init(&t->sleep_timer, NULL); /* owner: sched.c's sleeps */
   t->state = LOOM_TASK_NEW;
   h->id = t->id = ++rt->next_id;
   h->t = t;
@@ -456,10 +452,10 @@ void loom__task_prepare(lua_State *S, loom_task *t) {
   if (n + 5 > LUA_MINSTACK && !lua_checkstack(co, n + 5))
     luaL_error(S, "not enough memory");
   /* Nothing below can fail: co has room for everything. */
-  lua_setiuservalue(S, top + 1, LOOM_HV_THREAD);  /* the handle anchors it */
+  lua_setiuservalue(S, top + 1, LOOM_HV_THREAD); /* the handle anchors it */
   lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
   lua_pushlightuserdata(co, t);
-  lua_pushlightuserdata(co, t);  /* the message handler's slot */
+  lua_pushlightuserdata(co, t); /* the message handler's slot */
   for (i = 0; i <= n; i++) {
     /* the function: in the name's slot unless a name was set since */
     if (i > 0 || lua_getiuservalue(S, top + 1, LOOM_HV_NAME) == LUA_TSTRING) {
@@ -535,9 +531,9 @@ static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   if (status != LUA_OK && status != LUA_YIELD) {
     lua_pushboolean(L, 0);
-    lua_replace(L, 2);  /* the message handler's slot */
+    lua_replace(L, 2); /* the message handler's slot */
   }
-  return lua_gettop(L) - 1;  /* all but the task in slot 1 */
+  return lua_gettop(L) - 1; /* all but the task in slot 1 */
 }
 
 /* The body of every task coroutine: [task, slot, fn, args...] ->
@@ -563,11 +559,11 @@ static void step_killed(loom_rt *rt, lua_State *S, loom_task *t) {
   lua_checkstack(S, 4);
   loom__push_task(S, t);
   lua_pushliteral(S, "loom: this task's coroutine was closed or resumed "
-                  "outside the scheduler (coroutine.close/coroutine.resume "
-                  "on a task's coroutine); use an event, or cancel the "
-                  "task");
+                     "outside the scheduler (coroutine.close/coroutine.resume "
+                     "on a task's coroutine); use an event, or cancel the "
+                     "task");
   loom__dequeue(rt);
-  t->state = LOOM_TASK_RUNNING;  /* finishing, as after its last resume */
+  t->state = LOOM_TASK_RUNNING; /* finishing, as after its last resume */
   lua_settop(t->L, 0);
   loom__task_finish(S, t, 1, 1);
 }
@@ -578,7 +574,7 @@ static void step_killed(loom_rt *rt, lua_State *S, loom_task *t) {
 void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) {
   lua_State *co;
   int nargs, nres = 0, status;
-  LOOM_ASSERT(rt->current == NULL);  /* resumes never nest */
+  LOOM_ASSERT(rt->current == NULL); /* resumes never nest */
   LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
   if (t->state == LOOM_TASK_NEW) {
     /* Its coroutine holds [task_main, task, task, fn, args...] (since the
@@ -633,16 +629,14 @@ void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) {
     if (status == LUA_OK) {
       lua_settop(co, 0);
       lua_pushliteral(S, "not enough memory");
-    } else
-      lua_xmove(co, S, 1);
+    } else lua_xmove(co, S, 1);
     loom__task_finish(S, t, 1, 1);
   }
 }
 
 static void release_tb(lua_State *L, loom_task *t) {
   if (t->tb_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, t->tb_ref);
-  if (t->tberr_ref != LUA_NOREF)
-    luaL_unref(L, LUA_REGISTRYINDEX, t->tberr_ref);
+  if (t->tberr_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, t->tberr_ref);
   t->tb_ref = t->tberr_ref = LUA_NOREF;
 }
 
@@ -745,7 +739,7 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   lua_setiuservalue(L, ud, LOOM_HV_THREAD);
   t->state = LOOM_TASK_DONE;
   h->done = 1;
-  if (t == rt->root) rt->root = NULL;  /* (its handle keeps the outcome) */
+  if (t == rt->root) rt->root = NULL; /* (its handle keeps the outcome) */
   /* The groups it still hosts (only a killed coroutine leaves any). */
   if (!loom__list_empty(&t->groups)) loom__group_host_finished(L, t);
   /* Leave every scope still entered (only a killed coroutine leaves any),
@@ -764,10 +758,10 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   if (t->group != NULL || h->start_state != LOOM_START_NONE)
     loom__group_task_done(L, t, ud, err, tb);
   LOOM_ASSERT(rt->live_tasks > 0 && loom__list_empty(&t->waiters));
-  if (!lua_checkstack(L, 4)) {  /* (cannot fail: see the drain) */
+  if (!lua_checkstack(L, 4)) { /* (cannot fail: see the drain) */
   } else if (rt->batch_base > 0) {
     unanchor(L, rt, t, rt->batch_base + C_ANCHOR);
-    if (shrink_anchors(L, rt)) {  /* a new table: the cache takes it */
+    if (shrink_anchors(L, rt)) { /* a new table: the cache takes it */
       lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
       lua_replace(L, rt->batch_base + C_ANCHOR);
     }
@@ -800,10 +794,7 @@ int loom__task_push_results(lua_State *L, loom_handle *h, int ud) {
 int loom__open_task(lua_State *L) {
   loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
   static const luaL_Reg funcs[] = {
-    {"msgh", loom__msgh},
-    {"rethrow", l_rethrow},
-    {NULL, NULL}
-  };
+    {"msgh", loom__msgh}, {"rethrow", l_rethrow}, {NULL, NULL}};
   luaL_newmetatable(L, LOOM_TASK_MT);
   if (rt->task_mt_ref == LUA_NOREF) {
     lua_pushvalue(L, -1);

@@ -12,14 +12,17 @@
 #include "loom_internal.h"
 
 static const loom_stream_class stream_class = {
-  "loom.TCPStream", "TCPStream", LOOM_ADDR_INET, NULL,
-  "TCPStream:receive", "TCPStream:send", "TCPStream:send_eof", NULL
-};
+  "loom.TCPStream",    "TCPStream",      LOOM_ADDR_INET,       NULL,
+  "TCPStream:receive", "TCPStream:send", "TCPStream:send_eof", NULL};
 
-static const loom_stream_class listener_class = {
-  "loom.TCPListener", "TCPListener", LOOM_ADDR_INET, &stream_class,
-  NULL, NULL, NULL, "TCPListener:accept"
-};
+static const loom_stream_class listener_class = {"loom.TCPListener",
+                                                 "TCPListener",
+                                                 LOOM_ADDR_INET,
+                                                 &stream_class,
+                                                 NULL,
+                                                 NULL,
+                                                 NULL,
+                                                 "TCPListener:accept"};
 
 /* Parse a numeric IPv4 or IPv6 address; 0 on success. */
 static int parse_ip(const char *ip, int port, struct sockaddr_storage *ss) {
@@ -29,22 +32,24 @@ static int parse_ip(const char *ip, int port, struct sockaddr_storage *ss) {
   return uv_ip6_addr(ip, port, (struct sockaddr_in6 *)ss);
 }
 
-static const char *check_ip(lua_State *L, int idx,
-                            struct sockaddr_storage *ss, int port) {
+static const char *check_ip(lua_State *L, int idx, struct sockaddr_storage *ss,
+                            int port) {
   size_t len;
   const char *ip = luaL_checklstring(L, idx, &len);
   if (strlen(ip) != len) luaL_argerror(L, idx, "address contains a NUL");
   if (parse_ip(ip, port, ss) != 0)
-    luaL_argerror(L, idx, lua_pushfstring(L, "not a numeric IP address: "
-                                          "'%s'", ip));
+    luaL_argerror(L, idx,
+                  lua_pushfstring(L,
+                                  "not a numeric IP address: "
+                                  "'%s'",
+                                  ip));
   return ip;
 }
 
 static int check_port(lua_State *L, int idx, int min) {
   lua_Integer p = luaL_checkinteger(L, idx);
   if (p < min || p > 65535)
-    luaL_argerror(L, idx, lua_pushfstring(L, "port must be in %d..65535",
-                                          min));
+    luaL_argerror(L, idx, lua_pushfstring(L, "port must be in %d..65535", min));
   return (int)p;
 }
 
@@ -101,11 +106,11 @@ static int l_tcp_connect(lua_State *L) {
   t = loom__check_blocking(L, "connect_tcp", 1);
   loom__cancel_point(L, t);
   lua_settop(L, 2);
-  o = loom__stream_new(L, rt, &stream_class);          /* 3 */
+  o = loom__stream_new(L, rt, &stream_class); /* 3 */
   uv_tcp_init(rt->loop, &o->h.tcp);
   loom__stream_attach(o);
   where_of(&ss, where, sizeof where);
-  lua_pushstring(L, where);                            /* 4 */
+  lua_pushstring(L, where); /* 4 */
   err = uv_tcp_connect(&o->connect, &o->h.tcp, (struct sockaddr *)&ss,
                        connect_cb);
   if (err != 0) {
@@ -152,9 +157,8 @@ static int l_tcp_listen(lua_State *L) {
  * write_queue_bytes, active_reqs}: live libuv TCP handles (closing ones
  * included until their close callback ran) and what they buffer. */
 static int l_tcp_stats(lua_State *L) {
-  static const loom_stream_class *const classes[] = {
-    &stream_class, &listener_class, NULL
-  };
+  static const loom_stream_class *const classes[] = {&stream_class,
+                                                     &listener_class, NULL};
   loom_rt *rt = loom__rt(L);
   loom_stream_counts c;
   memset(&c, 0, sizeof c);
@@ -182,7 +186,7 @@ static const luaL_Reg tcp_funcs[] = {
   {"tcp_listen", l_tcp_listen},
   {"tcp_stats", l_tcp_stats},
   {"ip_family", l_ip_family},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* libuv writes with write(2): a peer that vanished would kill the process
@@ -201,8 +205,7 @@ static void ignore_sigpipe(void) {
 int loom__open_tcp(lua_State *L) {
   ignore_sigpipe();
   loom__stream_register(L, 1, &stream_class, NULL, "tcp_stream_methods");
-  loom__stream_register(L, 1, &listener_class, NULL,
-                        "tcp_listener_methods");
+  loom__stream_register(L, 1, &listener_class, NULL, "tcp_listener_methods");
   loom__setfuncs(L, 1, tcp_funcs);
   return 0;
 }

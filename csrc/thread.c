@@ -26,7 +26,7 @@
  * runs for it on the owner thread. It can become a loom_remote later.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE  /* dladdr */
+#define _GNU_SOURCE /* dladdr */
 #endif
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,9 +45,9 @@
 #define POOL_MT "loom.ThreadPool"
 #define BOX_MT "loom.ThreadBuffer"
 
-#define DEFAULT_IDLE_TIMEOUT 10.0   /* seconds, as AnyIO's worker threads */
-#define DEFAULT_CLOSE_GRACE 1.0     /* seconds lua_close waits for calls */
-#define LOAD_CACHE_MAX 64           /* functions kept loaded per state */
+#define DEFAULT_IDLE_TIMEOUT 10.0 /* seconds, as AnyIO's worker threads */
+#define DEFAULT_CLOSE_GRACE 1.0   /* seconds lua_close waits for calls */
+#define LOAD_CACHE_MAX 64         /* functions kept loaded per state */
 
 /* How the function travels. */
 enum { FN_DUMP = 1, FN_NAME = 2 };
@@ -57,63 +57,63 @@ enum { OUT_OK = 0, OUT_ERROR = 1, OUT_CANCELLED = 2 };
 enum { REQ_NONE = 0, REQ_POSTED, REQ_REPLIED };
 enum { REP_OK = 0, REP_ERROR, REP_CANCELLED, REP_CLOSED };
 
-static const char job_key = 'j';        /* worker registry: running job */
-static const char cancel_key = 'c';     /* worker registry: Cancelled raised */
-static const char tb_key = 't';         /* worker registry: traceback */
-static const char pool_key = 'p';       /* runtime registry: pool userdata */
-static const char dump_key = 'd';       /* weak cache function -> bytecode */
-static const char load_key = 'l';       /* cache bytecode -> function */
+static const char job_key = 'j';    /* worker registry: running job */
+static const char cancel_key = 'c'; /* worker registry: Cancelled raised */
+static const char tb_key = 't';     /* worker registry: traceback */
+static const char pool_key = 'p';   /* runtime registry: pool userdata */
+static const char dump_key = 'd';   /* weak cache function -> bytecode */
+static const char load_key = 'l';   /* cache bytecode -> function */
 
 typedef struct thread_pool thread_pool;
 typedef struct thread_worker thread_worker;
 typedef struct thread_job thread_job;
 
 struct thread_job {
-  loom_list link;          /* in pool->jobs or pool->mailbox (mu) */
+  loom_list link; /* in pool->jobs or pool->mailbox (mu) */
   thread_pool *pool;
-  int refs;                /* mu */
-  loom_buf in;             /* function and arguments; read-only once queued */
-  loom_buf out;            /* outcome; written by the worker before posting */
-  loom_buf req, rep;       /* run_sync request and reply (mu) */
-  thread_worker *worker;   /* running it (mu) */
-  int cancel;              /* the caller was cancelled (mu) */
-  unsigned char req_state, rep_kind;   /* mu */
-  uint32_t req_seq;        /* mu: numbers the run_sync requests */
-  unsigned char post_req, post_done;   /* posted, not yet delivered (mu) */
-  unsigned char queued, in_mail;       /* in pool->jobs / pool->mailbox */
-  struct thread_call *call;            /* owner: the caller's object */
+  int refs;              /* mu */
+  loom_buf in;           /* function and arguments; read-only once queued */
+  loom_buf out;          /* outcome; written by the worker before posting */
+  loom_buf req, rep;     /* run_sync request and reply (mu) */
+  thread_worker *worker; /* running it (mu) */
+  int cancel;            /* the caller was cancelled (mu) */
+  unsigned char req_state, rep_kind; /* mu */
+  uint32_t req_seq;                  /* mu: numbers the run_sync requests */
+  unsigned char post_req, post_done; /* posted, not yet delivered (mu) */
+  unsigned char queued, in_mail;     /* in pool->jobs / pool->mailbox */
+  struct thread_call *call;          /* owner: the caller's object */
 };
 
 struct thread_worker {
-  loom_list link;          /* pool->workers or pool->exited (mu) */
+  loom_list link; /* pool->workers or pool->exited (mu) */
   thread_pool *pool;
   uv_thread_t tid;
-  uv_cond_t cv;            /* run_sync waits for its reply here */
-  thread_job *job;         /* the call it runs (mu) */
-  char *path, *cpath;      /* the parent's package paths at creation */
-  size_t mem, mem_limit;   /* worker thread only: its allocator */
-  unsigned char detached, joining;     /* mu */
+  uv_cond_t cv;                    /* run_sync waits for its reply here */
+  thread_job *job;                 /* the call it runs (mu) */
+  char *path, *cpath;              /* the parent's package paths at creation */
+  size_t mem, mem_limit;           /* worker thread only: its allocator */
+  unsigned char detached, joining; /* mu */
 };
 
 struct thread_pool {
   uv_mutex_t mu;
-  uv_cond_t work;          /* idle workers wait here for jobs */
-  int refs;                /* mu: runtime + worker threads + jobs */
-  int closed;              /* mu */
-  uv_async_t *async;       /* mu: NULL once closed */
-  loom_list jobs;          /* mu: queued, not yet taken */
-  loom_list mailbox;       /* mu: jobs with posts for the owner */
-  loom_list workers;       /* mu: live worker threads */
-  loom_list exited;        /* mu: threads that returned, to join */
-  int nworkers, nidle, njobs, nmail;   /* mu */
-  double idle_timeout;     /* mu */
-  double close_grace;      /* mu: how long lua_close waits for calls */
-  size_t mem_limit;        /* mu: per worker state, 0 = none */
+  uv_cond_t work;                    /* idle workers wait here for jobs */
+  int refs;                          /* mu: runtime + worker threads + jobs */
+  int closed;                        /* mu */
+  uv_async_t *async;                 /* mu: NULL once closed */
+  loom_list jobs;                    /* mu: queued, not yet taken */
+  loom_list mailbox;                 /* mu: jobs with posts for the owner */
+  loom_list workers;                 /* mu: live worker threads */
+  loom_list exited;                  /* mu: threads that returned, to join */
+  int nworkers, nidle, njobs, nmail; /* mu */
+  double idle_timeout;               /* mu */
+  double close_grace; /* mu: how long lua_close waits for calls */
+  size_t mem_limit;   /* mu: per worker state, 0 = none */
   /* owner thread only */
   loom_rt *rt;
-  lua_State *reaper;       /* runs limiter releases from async_cb */
-  int in_flight;           /* submitted, completion not delivered */
-  int waiting;             /* calls a task waits on: async ref'd if > 0 */
+  lua_State *reaper; /* runs limiter releases from async_cb */
+  int in_flight;     /* submitted, completion not delivered */
+  int waiting;       /* calls a task waits on: async ref'd if > 0 */
 };
 
 /* The caller's side of a call: a userdata; user value 1 is the limiter
@@ -122,8 +122,8 @@ typedef struct thread_call {
   uint32_t magic;
   thread_pool *pool;
   thread_job *job;
-  loom_task *task;         /* the task parked on it, or NULL */
-  int ref;                 /* registry anchor from submit to delivery */
+  loom_task *task; /* the task parked on it, or NULL */
+  int ref;         /* registry anchor from submit to delivery */
   unsigned char submitted, done, abandon, abandoned, cancel_sent;
   unsigned char req_pending, taken;
 } thread_call;
@@ -131,8 +131,8 @@ typedef struct thread_call {
 /* A run_sync request being served in the runtime (a userdata). */
 typedef struct thread_req {
   uint32_t magic;
-  uint32_t seq;            /* the job's request it answers */
-  thread_job *job;         /* NULL once replied */
+  uint32_t seq;    /* the job's request it answers */
+  thread_job *job; /* NULL once replied */
 } thread_req;
 
 /* A buffer owned by a userdata, so that an error cannot leak it. */
@@ -257,8 +257,8 @@ static int release_call(lua_State *L) {
   luaL_unref(L, LUA_REGISTRYINDEX, ref);
   if (lua_getiuservalue(L, -1, 1) == LUA_TNIL) return 0;
   lua_getfield(L, -1, "release_on_behalf_of");
-  lua_insert(L, -3);        /* release, call, limiter */
-  lua_insert(L, -2);        /* release, limiter, call */
+  lua_insert(L, -3); /* release, call, limiter */
+  lua_insert(L, -2); /* release, limiter, call */
   lua_call(L, 2, 0);
   return 0;
 }
@@ -288,7 +288,7 @@ static void deliver(thread_pool *p, thread_job *job, int req, int done) {
         update_async_ref(p);
         if (c->task != NULL) loom__wake(c->task, LOOM_WAKE_OK);
       } else {
-        loom__buf_free(&job->out);   /* nobody will read it */
+        loom__buf_free(&job->out); /* nobody will read it */
       }
       /* Last use of c: once unanchored, an abandoned call may be collected
        * by the next garbage collection step. */
@@ -299,7 +299,7 @@ static void deliver(thread_pool *p, thread_job *job, int req, int done) {
         if (lua_pcall(R, 1, 0, 0) != LUA_OK) lua_settop(R, 0);
       }
     }
-    job_unref(job);  /* the pool's reference; the caller keeps its own */
+    job_unref(job); /* the pool's reference; the caller keeps its own */
   }
 }
 
@@ -380,19 +380,23 @@ static const char *enc_function(lua_State *L, loom_buf *b, int idx) {
     return NULL;
   }
   if (lua_type(L, idx) != LUA_TFUNCTION)
-    return lua_pushfstring(L, "function or \"module.func\" string expected, "
-                           "got %s", luaL_typename(L, idx));
+    return lua_pushfstring(L,
+                           "function or \"module.func\" string expected, "
+                           "got %s",
+                           luaL_typename(L, idx));
   if (lua_iscfunction(L, idx))
     return lua_pushliteral(L, "a C function cannot be moved to a worker "
-                           "thread (name it as a \"module.func\" string)");
+                              "thread (name it as a \"module.func\" string)");
   {
     int i;
     const char *name;
     for (i = 1; (name = lua_getupvalue(L, idx, i)) != NULL; i++) {
       lua_pop(L, 1);
       if (strcmp(name, "_ENV") != 0)
-        return lua_pushfstring(L, "function has upvalue '%s' (only _ENV can "
-                               "be moved to a worker thread)", name);
+        return lua_pushfstring(L,
+                               "function has upvalue '%s' (only _ENV can "
+                               "be moved to a worker thread)",
+                               name);
     }
   }
   kind = FN_DUMP;
@@ -519,12 +523,11 @@ static int l_box_tostring(lua_State *L) {
 static const luaL_Reg box_meta[] = {
   {"__gc", l_box_gc},
   {"__tostring", l_box_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
-static const loom_class box_class = {
-  BOX_MT, box_meta, NULL, NULL, NULL, NULL, 0
-};
+static const loom_class box_class = {BOX_MT, box_meta, NULL, NULL,
+                                     NULL,   NULL,     0};
 
 static buf_box *new_box(lua_State *L) {
   buf_box *bx = (buf_box *)lua_newuserdatauv(L, sizeof *bx, 0);
@@ -590,8 +593,7 @@ static void *worker_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     w->mem -= old;
     return NULL;
   }
-  if (w->mem_limit != 0 && nsize > old &&
-      w->mem - old + nsize > w->mem_limit)
+  if (w->mem_limit != 0 && nsize > old && w->mem - old + nsize > w->mem_limit)
     return NULL;
   np = realloc(ptr, nsize);
   if (np == NULL) return NULL;
@@ -637,7 +639,7 @@ static int job_main(lua_State *L) {
   thread_job *job = (thread_job *)lua_touserdata(L, 1);
   buf_box *bx;
   lua_settop(L, 1);
-  bx = new_box(L);                                /* 2 */
+  bx = new_box(L); /* 2 */
   job_outcome(L, job, bx);
   loom__buf_free(&job->out);
   job->out = bx->b;
@@ -653,9 +655,9 @@ static int call_job(lua_State *L) {
   loom_dec d;
   int nargs;
   lua_settop(L, 0);
-  lua_pushnil(L);                                 /* 1: refs slot */
+  lua_pushnil(L); /* 1: refs slot */
   loom__dec_init(&d, job->in.p, job->in.len, 1);
-  dec_function(L, &d);                            /* 2 */
+  dec_function(L, &d); /* 2 */
   nargs = dec_values(L, &d);
   lua_call(L, nargs, LUA_MULTRET);
   return lua_gettop(L) - 1;
@@ -664,7 +666,7 @@ static int call_job(lua_State *L) {
 static void job_outcome(lua_State *L, thread_job *job, buf_box *bx) {
   int status, base, bad;
   unsigned char tag;
-  lua_pushcfunction(L, job_msgh);                 /* 3 */
+  lua_pushcfunction(L, job_msgh); /* 3 */
   base = 3;
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &cancel_key);
@@ -677,8 +679,7 @@ static void job_outcome(lua_State *L, thread_job *job, buf_box *bx) {
     int n = lua_gettop(L) - base;
     tag = OUT_OK;
     if (!loom__buf_put(&bx->b, &tag, 1)) luaL_error(L, "not enough memory");
-    if (enc_values(L, &bx->b, base + 1, n,
-                   "back from the worker thread", &bad))
+    if (enc_values(L, &bx->b, base + 1, n, "back from the worker thread", &bad))
       return;
     /* A result that cannot be copied: the call fails with that. */
     lua_pushfstring(L, "%s (result #%d)", lua_tostring(L, -1), bad);
@@ -705,14 +706,14 @@ static void job_outcome(lua_State *L, thread_job *job, buf_box *bx) {
     int err = base + 1, text, tb, cslot;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &cancel_key);
     tag = (lua_type(L, -1) != LUA_TNIL && lua_rawequal(L, -1, err))
-            ? OUT_CANCELLED : OUT_ERROR;
+            ? OUT_CANCELLED
+            : OUT_ERROR;
     lua_pop(L, 1);
     lua_pushcfunction(L, tostring_k);
     lua_pushvalue(L, err);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
       lua_pop(L, 1);
-      lua_pushfstring(L, "(error object is a %s value)",
-                      luaL_typename(L, err));
+      lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, err));
     }
     text = lua_gettop(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &tb_key);
@@ -744,9 +745,8 @@ static void fallback_out(thread_job *job, const char *msg) {
       loom__buf_put(b, &str, 1) && loom__buf_put(b, &len, sizeof len) &&
       loom__buf_put(b, msg, len) && loom__buf_put(b, &nil, 1))
     return;
-  loom__buf_free(b);   /* the owner reads an empty outcome as this case */
+  loom__buf_free(b); /* the owner reads an empty outcome as this case */
 }
-
 
 /* In the worker: run job in L (created on first use; NULL when that
  * failed) and fill job->out. */
@@ -823,14 +823,14 @@ static void worker_main(void *arg) {
       made = 1;
     }
     run_job(L, job);
-    if (L == NULL) made = 0;   /* try again for the next job */
+    if (L == NULL) made = 0; /* try again for the next job */
     uv_mutex_lock(&p->mu);
     w->job = NULL;
     job->worker = NULL;
     if (!post_to_owner(p, job, 0)) {
       /* The runtime is gone: nobody wants the result. */
       last = job_unref_locked(job);
-      (void)last;   /* the worker still holds a reference to p */
+      (void)last; /* the worker still holds a reference to p */
     }
   }
   p->nworkers--;
@@ -866,8 +866,7 @@ static int spawn_worker(lua_State *L, thread_pool *p) {
   lua_pushliteral(L, "package");
   if (lua_rawget(L, -2) == LUA_TTABLE) {
     lua_pushliteral(L, "path");
-    if (lua_rawget(L, -2) == LUA_TSTRING)
-      w->path = strdup(lua_tostring(L, -1));
+    if (lua_rawget(L, -2) == LUA_TSTRING) w->path = strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
     lua_pushliteral(L, "cpath");
     if (lua_rawget(L, -2) == LUA_TSTRING)
@@ -1103,7 +1102,7 @@ static int l_thread_new(lua_State *L) {
   if (nargs < 0) {
     lua_pushnil(L);
     lua_pushliteral(L, "function or \"module.func\" string expected, got "
-                    "no value");
+                       "no value");
     lua_pushinteger(L, base);
     return 3;
   }
@@ -1192,7 +1191,7 @@ static int l_thread_submit(lua_State *L) {
       last = job_unref_locked(job);
     }
     uv_mutex_unlock(&p->mu);
-    (void)last;   /* the call still holds its reference */
+    (void)last; /* the call still holds its reference */
     if (none) {
       /* Undo the submission: the caller releases the token. */
       c->submitted = 0;
@@ -1201,8 +1200,10 @@ static int l_thread_submit(lua_State *L) {
       update_async_ref(p);
       luaL_unref(L, LUA_REGISTRYINDEX, c->ref);
       c->ref = LUA_NOREF;
-      return luaL_error(L, "loom.to_thread: cannot start a worker thread: "
-                        "%s", uv_strerror(err));
+      return luaL_error(L,
+                        "loom.to_thread: cannot start a worker thread: "
+                        "%s",
+                        uv_strerror(err));
     }
     /* Otherwise a running worker takes the job when it is free. */
   }
@@ -1256,7 +1257,7 @@ static int push_outcome(lua_State *L, thread_call *c) {
     lua_pushboolean(L, 0);
     return 5;
   }
-  lua_pushnil(L);                 /* refs slot */
+  lua_pushnil(L); /* refs slot */
   top = lua_gettop(L);
   loom__dec_init(&d, job->out.p, job->out.len, top);
   tag = (unsigned char)job->out.p[d.pos++];
@@ -1268,9 +1269,9 @@ static int push_outcome(lua_State *L, thread_call *c) {
     return n + 1;
   }
   lua_pushboolean(L, 0);
-  loom__dec_value(L, &d);         /* cause */
-  loom__dec_value(L, &d);         /* text */
-  loom__dec_value(L, &d);         /* traceback */
+  loom__dec_value(L, &d); /* cause */
+  loom__dec_value(L, &d); /* text */
+  loom__dec_value(L, &d); /* traceback */
   lua_pushboolean(L, tag == OUT_CANCELLED);
   lua_remove(L, top);
   loom__buf_free(&job->out);
@@ -1303,12 +1304,11 @@ static int wait_step(lua_State *L, loom_task *t, thread_call *c) {
     c->task = NULL;
     return push_request(L, c);
   }
-  if (!c->cancel_sent && loom__effective_cancel(t->cur) != NULL)
-    note_cancel(c);
+  if (!c->cancel_sent && loom__effective_cancel(t->cur) != NULL) note_cancel(c);
   if (c->abandoned) {
     c->task = NULL;
     loom__cancel_point(L, t);
-    return luaL_error(L, "loom.to_thread: abandoned");   /* not reached */
+    return luaL_error(L, "loom.to_thread: abandoned"); /* not reached */
   }
   c->task = t;
   loom__park(t, c->cancel_sent ? NULL : wait_abort, "to_thread", c);
@@ -1359,7 +1359,9 @@ static int l_call_gc(lua_State *L) {
 static int l_call_tostring(lua_State *L) {
   thread_call *c = check_call(L, 1);
   lua_pushfstring(L, "loom.ThreadCall: %p (%s)", (void *)c,
-                  c->done ? "done" : c->submitted ? "running" : "new");
+                  c->done        ? "done"
+                  : c->submitted ? "running"
+                                 : "new");
   return 1;
 }
 
@@ -1386,7 +1388,7 @@ static int l_thread_request_unpack(lua_State *L) {
   uv_mutex_unlock(&r->job->pool->mu);
   if (!live) return luaL_error(L, "loom: request withdrawn");
   lua_settop(L, 1);
-  lua_pushnil(L);                                  /* 2: refs slot */
+  lua_pushnil(L); /* 2: refs slot */
   loom__dec_init(&d, r->job->req.p, r->job->req.len, 2);
   dec_function(L, &d);
   n = dec_values(L, &d);
@@ -1474,8 +1476,10 @@ static thread_job *current_job(lua_State *L) {
 static thread_job *check_worker(lua_State *L, const char *fn) {
   thread_job *job = current_job(L);
   if (job == NULL)
-    luaL_error(L, "loom.thread.%s: must be called in a worker thread (a "
-               "function run by loom.to_thread)", fn);
+    luaL_error(L,
+               "loom.thread.%s: must be called in a worker thread (a "
+               "function run by loom.to_thread)",
+               fn);
   return job;
 }
 
@@ -1511,7 +1515,7 @@ static int l_thread_check_cancelled(lua_State *L) {
   uv_mutex_unlock(&job->pool->mu);
   if (cancel)
     return raise_cancelled(L, "the task that called loom.to_thread was "
-                           "cancelled");
+                              "cancelled");
   return 0;
 }
 
@@ -1524,8 +1528,10 @@ static int l_thread_run_sync(lua_State *L) {
   const char *msg;
   int n = lua_gettop(L) - 1, bad, kind;
   loom_dec d;
-  if (n < 0) luaL_argerror(L, 1, "function or \"module.func\" string "
-                           "expected, got no value");
+  if (n < 0)
+    luaL_argerror(L, 1,
+                  "function or \"module.func\" string "
+                  "expected, got no value");
   bx = new_box(L);
   msg = enc_function(L, &bx->b, 1);
   if (msg != NULL) return luaL_argerror(L, 1, msg);
@@ -1539,20 +1545,19 @@ static int l_thread_run_sync(lua_State *L) {
   job->req_state = REQ_POSTED;
   job->req_seq++;
   if (!post_to_owner(p, job, 1)) reply_locked(job, REP_CLOSED, NULL);
-  while (job->req_state != REQ_REPLIED)
-    uv_cond_wait(&job->worker->cv, &p->mu);
+  while (job->req_state != REQ_REPLIED) uv_cond_wait(&job->worker->cv, &p->mu);
   job->req_state = REQ_NONE;
   kind = job->rep_kind;
-  bx->b = job->rep;   /* owned by the box (on the stack) from here */
+  bx->b = job->rep; /* owned by the box (on the stack) from here */
   memset(&job->rep, 0, sizeof job->rep);
   uv_mutex_unlock(&p->mu);
   if (kind == REP_CANCELLED)
     return raise_cancelled(L, "the task that called loom.to_thread was "
-                           "cancelled");
+                              "cancelled");
   if (kind == REP_CLOSED)
     return luaL_error(L, "loom.thread.run_sync: the runtime that started "
-                      "this worker was closed");
-  lua_pushnil(L);                                  /* refs slot */
+                         "this worker was closed");
+  lua_pushnil(L); /* refs slot */
   loom__dec_init(&d, bx->b.p, bx->b.len, lua_gettop(L));
   if (kind == REP_ERROR) {
     loom__dec_value(L, &d);
@@ -1596,7 +1601,7 @@ static int l_thread_stats(lua_State *L) {
   /* The pool's async handle lives as long as the runtime (like its timer):
    * core.stats() counts it in uv_handles, the leak check takes it off. */
   lua_pushinteger(L, p != NULL && p->async != NULL &&
-                  !uv_is_closing((uv_handle_t *)p->async));
+                       !uv_is_closing((uv_handle_t *)p->async));
   lua_setfield(L, -2, "runtime_handles");
   return 1;
 }
@@ -1653,22 +1658,21 @@ static int l_thread_configure(lua_State *L) {
   p->idle_timeout = idle;
   p->close_grace = grace;
   p->mem_limit = mem;
-  uv_cond_broadcast(&p->work);   /* idle workers re-read the timeout */
+  uv_cond_broadcast(&p->work); /* idle workers re-read the timeout */
   uv_mutex_unlock(&p->mu);
   return 1;
 }
 
-#define META(gc, tostring) \
-  (const luaL_Reg[]){{"__gc", gc}, {"__tostring", tostring}, {NULL, NULL}}
+#define META(gc, tostring)                                 \
+  (const luaL_Reg[]) {                                     \
+    {"__gc", gc}, {"__tostring", tostring}, { NULL, NULL } \
+  }
 static const loom_class call_class = {
-  CALL_MT, META(l_call_gc, l_call_tostring), NULL, NULL, NULL, NULL, 0
-};
+  CALL_MT, META(l_call_gc, l_call_tostring), NULL, NULL, NULL, NULL, 0};
 static const loom_class req_class = {
-  REQ_MT, META(l_req_gc, l_req_tostring), NULL, NULL, NULL, NULL, 0
-};
+  REQ_MT, META(l_req_gc, l_req_tostring), NULL, NULL, NULL, NULL, 0};
 static const loom_class pool_class = {
-  POOL_MT, META(l_pool_gc, l_pool_tostring), NULL, NULL, NULL, NULL, 0
-};
+  POOL_MT, META(l_pool_gc, l_pool_tostring), NULL, NULL, NULL, NULL, 0};
 #undef META
 
 static const luaL_Reg thread_funcs[] = {
@@ -1681,7 +1685,7 @@ static const luaL_Reg thread_funcs[] = {
   {"thread_run_sync", l_thread_run_sync},
   {"thread_stats", l_thread_stats},
   {"thread_configure", l_thread_configure},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Stack: rt(1) module(top). */

@@ -6,7 +6,7 @@
  * peer is taken out, and tls.lua moves it over any loom stream. Failures
  * come back as nil, message, code so that tls.lua raises them.
  */
-#define _DEFAULT_SOURCE   /* timegm */
+#define _DEFAULT_SOURCE /* timegm */
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,14 +34,14 @@ typedef struct tls_state {
 typedef struct tls_ctx {
   SSL_CTX *ctx;
   tls_state *st;
-  unsigned char *alpn;     /* wire format: length-prefixed names */
+  unsigned char *alpn; /* wire format: length-prefixed names */
   unsigned int alpn_len;
   int server;
 } tls_ctx;
 
 typedef struct tls_engine {
   SSL *ssl;
-  BIO *rbio, *wbio;        /* peer -> SSL, SSL -> peer */
+  BIO *rbio, *wbio; /* peer -> SSL, SSL -> peer */
   tls_state *st;
   unsigned char done, shut;
 } tls_engine;
@@ -76,8 +76,9 @@ static int push_failure(lua_State *L, SSL *ssl, const char *what) {
       const char *p = reason ? reason : "ssl error";
       luaL_buffinit(L, &b);
       for (; *p; p++)
-        luaL_addchar(&b, *p == ' ' ? '_' : (*p >= 'a' && *p <= 'z')
-                     ? (char)(*p - 32) : *p);
+        luaL_addchar(&b, *p == ' '                  ? '_'
+                         : (*p >= 'a' && *p <= 'z') ? (char)(*p - 32)
+                                                    : *p);
       luaL_pushresult(&b);
       ERR_clear_error();
       return 3;
@@ -100,8 +101,8 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out,
   (void)ssl;
   if (c->alpn == NULL) return SSL_TLSEXT_ERR_NOACK;
   /* The server's order of preference wins. */
-  if (SSL_select_next_proto(&sel, outlen, c->alpn, c->alpn_len, in, inlen)
-      != OPENSSL_NPN_NEGOTIATED)
+  if (SSL_select_next_proto(&sel, outlen, c->alpn, c->alpn_len, in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED)
     return SSL_TLSEXT_ERR_NOACK;
   *out = sel;
   return SSL_TLSEXT_ERR_OK;
@@ -111,7 +112,7 @@ static const char *opt_string(lua_State *L, const char *k) {
   const char *s;
   lua_getfield(L, 1, k);
   s = lua_tostring(L, -1);
-  lua_pop(L, 1);   /* the options table keeps the string alive */
+  lua_pop(L, 1); /* the options table keeps the string alive */
   return s;
 }
 
@@ -152,11 +153,13 @@ static int l_tls_context(lua_State *L) {
   SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);
   if (verify) {
     int ok = cafile != NULL
-      ? SSL_CTX_load_verify_locations(c->ctx, cafile, NULL)
-      : SSL_CTX_set_default_verify_paths(c->ctx);
+               ? SSL_CTX_load_verify_locations(c->ctx, cafile, NULL)
+               : SSL_CTX_set_default_verify_paths(c->ctx);
     if (!ok) return push_failure(L, NULL, cafile ? cafile : "CA store");
-    SSL_CTX_set_verify(c->ctx, server ? SSL_VERIFY_PEER |
-                       SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
+    SSL_CTX_set_verify(c->ctx,
+                       server
+                         ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                         : SSL_VERIFY_PEER,
                        NULL);
   } else {
     SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
@@ -190,8 +193,7 @@ static int l_tls_context(lua_State *L) {
       c->alpn_len += (unsigned int)len;
       lua_pop(L, 1);
     }
-    if (server)
-      SSL_CTX_set_alpn_select_cb(c->ctx, alpn_select_cb, c);
+    if (server) SSL_CTX_set_alpn_select_cb(c->ctx, alpn_select_cb, c);
     else if (SSL_CTX_set_alpn_protos(c->ctx, c->alpn, c->alpn_len) != 0)
       return push_failure(L, NULL, "alpn");
   }
@@ -223,7 +225,7 @@ static int l_ctx_tostring(lua_State *L) {
 
 static void engine_free(tls_engine *e) {
   if (e->ssl != NULL) {
-    SSL_free(e->ssl);   /* frees both BIOs */
+    SSL_free(e->ssl); /* frees both BIOs */
     e->ssl = NULL;
     e->st->ssl_objects--;
     state_unref(e->st);
@@ -248,7 +250,7 @@ static int l_tls_engine(lua_State *L) {
   memset(e, 0, sizeof *e);
   luaL_setmetatable(L, ENGINE_MT);
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, 1);   /* the context outlives its engines */
+  lua_setiuservalue(L, -2, 1); /* the context outlives its engines */
   ERR_clear_error();
   e->ssl = SSL_new(c->ctx);
   if (e->ssl == NULL) return push_failure(L, NULL, "tls engine");
@@ -291,25 +293,25 @@ static int l_tls_engine(lua_State *L) {
 static int classify(lua_State *L, tls_engine *e, int rc, const char *what) {
   int err = SSL_get_error(e->ssl, rc);
   switch (err) {
-    case SSL_ERROR_NONE: return 1;
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE: return 0;
-    case SSL_ERROR_ZERO_RETURN: return -2;
-    case SSL_ERROR_SSL:
-    case SSL_ERROR_SYSCALL:
-      if (ERR_peek_error() == 0 || ERR_GET_REASON(ERR_peek_error()) ==
-          SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-        ERR_clear_error();
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: the peer closed the connection without "
-                        "a TLS close_notify", what);
-        lua_pushliteral(L, "UNEXPECTED_EOF");
-        return -1;
-      }
-      /* fall through */
-    default:
-      push_failure(L, e->ssl, what);
+  case SSL_ERROR_NONE: return 1;
+  case SSL_ERROR_WANT_READ:
+  case SSL_ERROR_WANT_WRITE: return 0;
+  case SSL_ERROR_ZERO_RETURN: return -2;
+  case SSL_ERROR_SSL:
+  case SSL_ERROR_SYSCALL:
+    if (ERR_peek_error() == 0 || ERR_GET_REASON(ERR_peek_error()) ==
+                                   SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+      ERR_clear_error();
+      lua_pushnil(L);
+      lua_pushfstring(L,
+                      "%s: the peer closed the connection without "
+                      "a TLS close_notify",
+                      what);
+      lua_pushliteral(L, "UNEXPECTED_EOF");
       return -1;
+    }
+    /* fall through */
+  default: push_failure(L, e->ssl, what); return -1;
   }
 }
 
@@ -327,7 +329,7 @@ static int l_engine_handshake(lua_State *L) {
   if (r == -2) {
     lua_pushnil(L);
     lua_pushliteral(L, "TLS handshake failed: the peer closed the "
-                    "connection");
+                       "connection");
     lua_pushliteral(L, "UNEXPECTED_EOF");
     return 3;
   }
@@ -467,8 +469,8 @@ static void push_name(lua_State *L, X509_NAME *name) {
 static void push_time(lua_State *L, const ASN1_TIME *t) {
   struct tm tm;
   memset(&tm, 0, sizeof tm);
-  if (ASN1_TIME_to_tm(t, &tm) == 1) lua_pushinteger(L, (lua_Integer)
-                                                    timegm(&tm));
+  if (ASN1_TIME_to_tm(t, &tm) == 1)
+    lua_pushinteger(L, (lua_Integer)timegm(&tm));
   else lua_pushnil(L);
 }
 
@@ -498,8 +500,8 @@ static int l_engine_peer_certificate(lua_State *L) {
   for (i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
     GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
     if (g->type == GEN_DNS) {
-      lua_pushfstring(L, "DNS:%s", (const char *)
-                      ASN1_STRING_get0_data(g->d.dNSName));
+      lua_pushfstring(L, "DNS:%s",
+                      (const char *)ASN1_STRING_get0_data(g->d.dNSName));
     } else if (g->type == GEN_IPADD) {
       char host[64];
       const unsigned char *a = ASN1_STRING_get0_data(g->d.iPAddress);
@@ -540,8 +542,10 @@ static int l_engine_free(lua_State *L) {
 
 static int l_engine_tostring(lua_State *L) {
   tls_engine *e = (tls_engine *)luaL_checkudata(L, 1, ENGINE_MT);
-  lua_pushfstring(L, ENGINE_MT ": %p (%s)", (void *)e, e->ssl == NULL
-                  ? "freed" : e->done ? "established" : "handshaking");
+  lua_pushfstring(L, ENGINE_MT ": %p (%s)", (void *)e,
+                  e->ssl == NULL ? "freed"
+                  : e->done      ? "established"
+                                 : "handshaking");
   return 1;
 }
 
@@ -576,43 +580,40 @@ static const luaL_Reg engine_methods[] = {
   {"peer_certificate", l_engine_peer_certificate},
   {"version", l_engine_version},
   {"free", l_engine_free},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg tls_funcs[] = {
   {"tls_context", l_tls_context},
   {"tls_engine", l_tls_engine},
   {"tls_stats", l_tls_stats},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg state_meta[] = {
   {"__gc", l_state_gc},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg ctx_meta[] = {
   {"__gc", l_ctx_gc},
   {"__tostring", l_ctx_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg engine_meta[] = {
   {"__gc", l_engine_free},
   {"__tostring", l_engine_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
-static const loom_class state_class = {
-  STATE_MT, state_meta, NULL, NULL, NULL, NULL, 0
-};
-static const loom_class ctx_class = {
-  CTX_MT, ctx_meta, NULL, NULL, NULL, NULL, 0
-};
+static const loom_class state_class = {STATE_MT, state_meta, NULL, NULL,
+                                       NULL,     NULL,       0};
+static const loom_class ctx_class = {CTX_MT, ctx_meta, NULL, NULL,
+                                     NULL,   NULL,     0};
 /* Methods close over rt(1) and the state box. */
 static const loom_class engine_class = {
-  ENGINE_MT, engine_meta, engine_methods, NULL, NULL, NULL, 0
-};
+  ENGINE_MT, engine_meta, engine_methods, NULL, NULL, NULL, 0};
 
 /* Stack: rt(1) module(top). */
 int loom__open_tls(lua_State *L) {
@@ -627,9 +628,9 @@ int loom__open_tls(lua_State *L) {
   if (*box == NULL) return luaL_error(L, "loom: out of memory");
   (*box)->refs = 1;
   sidx = lua_gettop(L);
-  lua_pushvalue(L, sidx - 1);   /* the module */
+  lua_pushvalue(L, sidx - 1); /* the module */
   lua_pushvalue(L, 1);
-  lua_pushvalue(L, sidx);       /* upvalues: rt, state */
+  lua_pushvalue(L, sidx); /* upvalues: rt, state */
   loom__class_register(L, 0, &ctx_class, 0, 0);
   loom__class_register(L, 0, &engine_class, -3, 2);
   lua_pop(L, 2);

@@ -8,7 +8,7 @@
  * addresses.
  */
 #define _POSIX_C_SOURCE 200809L
-#define _DEFAULT_SOURCE   /* SO_REUSEPORT */
+#define _DEFAULT_SOURCE /* SO_REUSEPORT */
 
 #include <errno.h>
 #include <stdlib.h>
@@ -20,9 +20,9 @@
 #define UDP_MT "loom.UDPSocket"
 #define CUDP_MT "loom.ConnectedUDPSocket"
 
-#define MAX_DGRAM 65536        /* receive buffer: any UDP payload fits */
-#define MAX_V4 65507           /* 65535 - 8 (UDP) - 20 (IPv4) */
-#define MAX_V6 65527           /* 65535 - 8 (UDP); no jumbograms */
+#define MAX_DGRAM 65536 /* receive buffer: any UDP payload fits */
+#define MAX_V4 65507    /* 65535 - 8 (UDP) - 20 (IPv4) */
+#define MAX_V6 65527    /* 65535 - 8 (UDP); no jumbograms */
 
 typedef struct send_req send_req;
 
@@ -118,8 +118,8 @@ static int l_obj_gc(lua_State *L) {
 
 static udp_obj *check_obj(lua_State *L, int idx) {
   udp_box *box = (udp_box *)lua_touserdata(L, idx);
-  if (box == NULL || (!luaL_testudata(L, idx, UDP_MT) &&
-                      !luaL_testudata(L, idx, CUDP_MT)))
+  if (box == NULL ||
+      (!luaL_testudata(L, idx, UDP_MT) && !luaL_testudata(L, idx, CUDP_MT)))
     luaL_typeerror(L, idx, UDP_MT);
   if (box->obj == NULL) luaL_argerror(L, idx, "finalised object");
   return box->obj;
@@ -127,8 +127,8 @@ static udp_obj *check_obj(lua_State *L, int idx) {
 
 /* ---- addresses and errors ----------------------------------------------- */
 
-static int addr_name(const struct sockaddr_storage *ss, char *host,
-                     size_t n, int *port) {
+static int addr_name(const struct sockaddr_storage *ss, char *host, size_t n,
+                     int *port) {
   if (ss->ss_family == AF_INET) {
     const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
     *port = ntohs(a->sin_port);
@@ -142,28 +142,24 @@ static int addr_name(const struct sockaddr_storage *ss, char *host,
   return UV_EAFNOSUPPORT;
 }
 
-static void addr_where(const struct sockaddr_storage *ss, char *buf,
-                       size_t n) {
+static void addr_where(const struct sockaddr_storage *ss, char *buf, size_t n) {
   char host[64];
   int port = 0;
   if (addr_name(ss, host, sizeof host, &port) != 0) {
     snprintf(buf, n, "?");
     return;
   }
-  snprintf(buf, n, ss->ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host,
-           port);
+  snprintf(buf, n, ss->ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host, port);
 }
 
 static int raise_closed(lua_State *L, const char *op) {
   lua_pushfstring(L, "%s: the socket is closed", op);
-  return loom__raise_error(L, "ClosedResourceError", lua_tostring(L, -1),
-                           NULL);
+  return loom__raise_error(L, "ClosedResourceError", lua_tostring(L, -1), NULL);
 }
 
 static int raise_busy(lua_State *L, const char *action) {
   lua_pushfstring(L, "Another task is already %s this resource", action);
-  return loom__raise_error(L, "BusyResourceError", lua_tostring(L, -1),
-                           NULL);
+  return loom__raise_error(L, "BusyResourceError", lua_tostring(L, -1), NULL);
 }
 
 static int parse_ip(const char *ip, int port, struct sockaddr_storage *ss) {
@@ -180,8 +176,11 @@ static void check_addr(lua_State *L, int idx, struct sockaddr_storage *ss) {
   if (port < 0 || port > 65535)
     luaL_argerror(L, idx + 1, "port must be in 0..65535");
   if (strlen(ip) != len || parse_ip(ip, (int)port, ss) != 0)
-    luaL_argerror(L, idx, lua_pushfstring(L, "not a numeric IP address: "
-                                          "'%s'", ip));
+    luaL_argerror(L, idx,
+                  lua_pushfstring(L,
+                                  "not a numeric IP address: "
+                                  "'%s'",
+                                  ip));
 }
 
 static int push_address(lua_State *L, const struct sockaddr_storage *ss) {
@@ -234,19 +233,20 @@ static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
   (void)flags;
   if (nread == UV_ENOBUFS) {
     stop_reading(o);
-    o->backlog = 1;   /* more datagrams wait in the kernel */
+    o->backlog = 1; /* more datagrams wait in the kernel */
     return;
   }
   if (nread == 0 && addr == NULL) return;
-  if (o->reader == NULL) stop_reading(o);   /* held until a receive */
+  if (o->reader == NULL) stop_reading(o); /* held until a receive */
   if (nread < 0) {
     o->read_err = (int)nread;
   } else {
     o->got = 1;
     o->rlen = (size_t)nread;
     memset(&o->from, 0, sizeof o->from);
-    memcpy(&o->from, addr, addr->sa_family == AF_INET6
-           ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    memcpy(&o->from, addr,
+           addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                       : sizeof(struct sockaddr_in));
   }
   wake_slot(&o->reader, LOOM_WAKE_OK);
 }
@@ -310,8 +310,8 @@ static void try_recv(udp_obj *o) {
 static int receive(lua_State *L, int from) {
   udp_obj *o = check_obj(L, 1);
   const char *op = from ? "receive_from" : "receive";
-  loom_task *t = loom__check_blocking(L, from ? "UDPSocket:receive_from"
-                                      : "ConnectedUDPSocket:receive", 1);
+  loom_task *t = loom__check_blocking(
+    L, from ? "UDPSocket:receive_from" : "ConnectedUDPSocket:receive", 1);
   int err;
   if (o->closed) return raise_closed(L, op);
   if (o->receiving) return raise_busy(L, "reading from");
@@ -355,7 +355,8 @@ static void send_cb(uv_udp_send_t *req, int status) {
     o->cur_send = NULL;
     o->send_err = status == UV_ECANCELED ? 0 : status;
     loom__wake(t, status == UV_ECANCELED ? LOOM_WAKE_CLOSED
-                  : status < 0 ? LOOM_WAKE_ERROR : LOOM_WAKE_OK);
+                  : status < 0           ? LOOM_WAKE_ERROR
+                                         : LOOM_WAKE_OK);
   }
   free(s);
 }
@@ -387,9 +388,8 @@ static int k_send(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* Send data to ss (NULL: the connected peer). */
-static int do_send(lua_State *L, udp_obj *o, const char *op,
-                   const char *data, size_t len,
-                   const struct sockaddr_storage *ss) {
+static int do_send(lua_State *L, udp_obj *o, const char *op, const char *data,
+                   size_t len, const struct sockaddr_storage *ss) {
   loom_task *t = loom__task_of(L);
   const struct sockaddr *sa = (const struct sockaddr *)ss;
   char where[80] = "";
@@ -399,12 +399,14 @@ static int do_send(lua_State *L, udp_obj *o, const char *op,
   if (ss != NULL) addr_where(ss, where, sizeof where);
   else addr_where(&o->remote, where, sizeof where);
   limit = (ss != NULL ? ss->ss_family : o->remote.ss_family) == AF_INET6
-          ? MAX_V6 : MAX_V4;
+            ? MAX_V6
+            : MAX_V4;
   if (len > limit) {
-    lua_pushfstring(L, "%s: datagram too large (%I bytes; at most %I "
-                    "over %s) (%s)", op, (lua_Integer)len,
-                    (lua_Integer)limit, limit == MAX_V6 ? "IPv6" : "IPv4",
-                    where);
+    lua_pushfstring(L,
+                    "%s: datagram too large (%I bytes; at most %I "
+                    "over %s) (%s)",
+                    op, (lua_Integer)len, (lua_Integer)limit,
+                    limit == MAX_V6 ? "IPv6" : "IPv4", where);
     return loom__raise_error(L, "OSError", lua_tostring(L, -1), "EMSGSIZE");
   }
   loom__cancel_point(L, t);
@@ -477,8 +479,9 @@ static int l_udp_open(lua_State *L) {
   int err;
   /* After loom_close the loop is closed (or is the host's, maybe gone). */
   if (rt->closed)
-    return luaL_error(L, "loom.%s: the runtime is closed", connected
-                      ? "create_connected_udp_socket" : "create_udp_socket");
+    return luaL_error(L, "loom.%s: the runtime is closed",
+                      connected ? "create_connected_udp_socket"
+                                : "create_udp_socket");
   check_addr(L, 1, &local);
   if (connected) check_addr(L, 4, &remote);
   box = (udp_box *)lua_newuserdatauv(L, sizeof *box, 0);
@@ -492,8 +495,9 @@ static int l_udp_open(lua_State *L) {
   err = uv_udp_init_ex(rt->loop, &o->handle, local.ss_family);
   if (err != 0) {
     free(o);
-    return loom__raise_oserror(L, connected ? "create_connected_udp_socket"
-                    : "create_udp_socket", err, NULL);
+    return loom__raise_oserror(
+      L, connected ? "create_connected_udp_socket" : "create_udp_socket", err,
+      NULL);
   }
   o->handle.data = o;
   o->handle_live = 1;
@@ -506,13 +510,13 @@ static int l_udp_open(lua_State *L) {
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
       err = uv_translate_sys_error(errno);
   }
-  if (err == 0)
-    err = uv_udp_bind(&o->handle, (struct sockaddr *)&local, 0);
+  if (err == 0) err = uv_udp_bind(&o->handle, (struct sockaddr *)&local, 0);
   if (err != 0) {
     addr_where(&local, where, sizeof where);
     obj_close(o);
-    return loom__raise_oserror(L, connected ? "create_connected_udp_socket"
-                    : "create_udp_socket", err, where);
+    return loom__raise_oserror(
+      L, connected ? "create_connected_udp_socket" : "create_udp_socket", err,
+      where);
   }
   if (connected) {
     err = uv_udp_connect(&o->handle, (struct sockaddr *)&remote);
@@ -597,12 +601,9 @@ static int l_udp_stats(lua_State *L) {
 }
 
 static const luaL_Reg udp_methods[] = {
-  {"send_to", l_udp_send_to},
-  {"receive_from", l_udp_receive_from},
-  {"close", l_udp_close},
-  {"local_address", l_udp_local_address},
-  {"family", l_udp_family},
-  {NULL, NULL}
+  {"send_to", l_udp_send_to}, {"receive_from", l_udp_receive_from},
+  {"close", l_udp_close},     {"local_address", l_udp_local_address},
+  {"family", l_udp_family},   {NULL, NULL},
 };
 
 static const luaL_Reg cudp_methods[] = {
@@ -612,31 +613,37 @@ static const luaL_Reg cudp_methods[] = {
   {"local_address", l_udp_local_address},
   {"remote_address", l_udp_remote_address},
   {"family", l_udp_family},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg udp_funcs[] = {
   {"udp_open", l_udp_open},
   {"udp_stats", l_udp_stats},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 static const luaL_Reg udp_meta[] = {
   {"__close", l_udp_close},
   {"__gc", l_obj_gc},
   {"__tostring", l_udp_tostring},
-  {NULL, NULL}
+  {NULL, NULL},
 };
 
 /* Methods get upvalues rt and their own name (for k_send's messages). */
-static const loom_class udp_class = {
-  UDP_MT, udp_meta, udp_methods, NULL, NULL, "udp_socket_methods",
-  LOOM_CLASS_UP_NAME
-};
-static const loom_class cudp_class = {
-  CUDP_MT, udp_meta, cudp_methods, NULL, NULL,
-  "connected_udp_socket_methods", LOOM_CLASS_UP_NAME
-};
+static const loom_class udp_class = {UDP_MT,
+                                     udp_meta,
+                                     udp_methods,
+                                     NULL,
+                                     NULL,
+                                     "udp_socket_methods",
+                                     LOOM_CLASS_UP_NAME};
+static const loom_class cudp_class = {CUDP_MT,
+                                      udp_meta,
+                                      cudp_methods,
+                                      NULL,
+                                      NULL,
+                                      "connected_udp_socket_methods",
+                                      LOOM_CLASS_UP_NAME};
 
 /* Stack: rt(1) module(top). */
 int loom__open_udp(lua_State *L) {
