@@ -171,6 +171,48 @@ describe("the Lua front loaded from strings", function()
     end)
 end)
 
+describe("argument errors of the Lua front compiled into libloom", function()
+  it("blame the user's line when the chunks are named '=loom/<file>'",
+    function()
+      -- libloom names its chunks "=loom/init.lua", "=loom/process.lua" ...:
+      -- process.lua's wrapper must still skip its own frames.
+      local path = H.loom_script("")
+      os.remove(path)
+      local script = ([=[
+        local root = %q
+        table.insert(package.searchers, 2, function(name)
+          if name ~= "loom" and not name:match("^loom%%.") then return nil end
+          if name == "loom.core" then return nil end
+          local rel = name:gsub("^loom%%.?", ""):gsub("%%.", "/")
+          if rel == "" then rel = "init" end
+          local h = io.open(root .. "/lua/loom/" .. rel .. ".lua", "rb")
+          if h == nil then return nil end
+          local src = h:read("a")
+          h:close()
+          return assert(load(src, "=loom/" .. rel .. ".lua", "t"))
+        end)
+        local loom = require("loom")
+        local ok, err = pcall(loom.run, function()
+          loom.run_process(42) -- the blamed line
+        end)
+        assert(not ok)
+        io.write(tostring(err))
+      ]=]):format(H.root)
+      local line = 0
+      for l in script:gmatch("([^\n]*)\n") do
+        line = line + 1
+        if l:find("the blamed line", 1, true) then break end
+      end
+      H.write_file(path, script)
+      local out, ok = H.sh(H.lua_env() .. " lua5.4 " .. H.q(path))
+      os.remove(path)
+      assert.is_true(ok, out)
+      local first = out:match("^[^\n]*")
+      H.contains(first, ":" .. line .. ": bad argument #1 to 'run_process'")
+      assert.is_nil(first:find("loom/", 1, true), first)
+    end)
+end)
+
 describe("an unknown error class named by C", function()
   it("raises a clear internal error instead of making loom.Error", function()
     local hooks = errors.hooks(core)

@@ -27,7 +27,9 @@ local Interrupted = errors.error_class("Interrupted")
 Interrupted.__tostring = function(e) return e.message end
 M.Interrupted = Interrupted
 
-local own_dir = debug.getinfo(1, "S").source:match("^@(.*[/\\])[^/\\]*$")
+-- Source prefix of loom's own Lua files: "@/.../lua/loom/" on disk,
+-- "=loom/" when the front is compiled into libloom.
+local own_dir = debug.getinfo(1, "S").source:match("^([@=].*[/\\])[^/\\]*$")
 
 -- The error blames the innermost caller outside loom's own Lua files (the
 -- user's line, however deep the wrapper's helpers are); a C caller such as
@@ -37,7 +39,7 @@ local function argerror(n, fname, msg)
   while true do
     local info = debug.getinfo(level, "S")
     if info == nil or info.what == "C" or own_dir == nil
-        or info.source:sub(2, #own_dir + 1) ~= own_dir then
+        or info.source:sub(1, #own_dir) ~= own_dir then
       break
     end
     level = level + 1
