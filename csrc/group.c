@@ -46,7 +46,7 @@ static int l_group_spawn(lua_State *L) {
   loom_task *t;
   check_active(L, g);
   loom__check_callable(L, 2, NULL);
-  t = loom__task_new(L, rt, 2, nargs, rt->current);
+  t = loom__task_new(L, rt, 2, nargs, rt->current, lua_upvalueindex(2));
   t->group = g;
   loom__list_push(&g->children, &t->group_link);
   g->nlive++;
@@ -103,7 +103,7 @@ static int l_group_start(lua_State *L) {
   lua_newuserdatauv(L, 1, 1); /* the task_status object */
   luaL_setmetatable(L, STATUS_MT);
   lua_insert(L, 3); /* [tg, fn, status, args...] */
-  t = loom__task_new(L, rt, 2, nargs + 1, caller);
+  t = loom__task_new(L, rt, 2, nargs + 1, caller, lua_upvalueindex(2));
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, 3, 1);
   t->h->start_state = LOOM_START_PENDING;
@@ -531,6 +531,20 @@ int loom__open_group(lua_State *L) {
   static const loom_class status_class = {
     STATUS_MT, NULL, status_methods, NULL, NULL, NULL, 0};
   loom__class_register(L, -1, &group_class, 1, 1);
+  lua_pop(L, 1);
+  /* The spawning methods close over (rt, the Task metatable): a spawn
+   * reads no registry slot for the metatable. */
+  lua_getfield(L, -1, "group_methods");
+  lua_pushvalue(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, LOOM_TASK_MT);
+  lua_pushcclosure(L, l_group_spawn, 2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "start_soon");
+  lua_setfield(L, -2, "create_task");
+  lua_pushvalue(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, LOOM_TASK_MT);
+  lua_pushcclosure(L, l_group_start, 2);
+  lua_setfield(L, -2, "start");
   lua_pop(L, 1);
   loom__class_register(L, 0, &status_class, 1, 1);
   lua_pop(L, 1);

@@ -310,9 +310,11 @@ loom_handle *loom__check_handle(lua_State *L, int idx) LOOM_HIDDEN;
 /* [-0, +1] a new task for fn(args...): the function at fn_idx, its nargs
  * arguments right after it (copied onto the task's coroutine); pushes the
  * handle. The caller links it into a group or start record, then enqueues
- * it. Raises (out of memory) before anything changed. */
+ * it. mt_idx: the Task metatable at that index (an upvalue of the
+ * spawning method), or 0: read from the registry. Raises (out of memory)
+ * before anything changed. */
 loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
-                          loom_task *spawner) LOOM_HIDDEN;
+                          loom_task *spawner, int mt_idx) LOOM_HIDDEN;
 /* A new task whose function and arguments wait in its handle (nargs >= 0)
  * gets its coroutine; may raise (out of memory) with nothing changed. */
 void loom__task_prepare(lua_State *S, loom_task *t) LOOM_HIDDEN;

@@ -562,7 +562,7 @@ static int l_run(lua_State *L) {
     return luaL_error(L, "loom.run: the runtime runs on the host's libuv "
                          "loop; run that loop (uv_run) instead");
   if (!loom__is_callable(L, 1)) return luaL_typeerror(L, 1, "function");
-  root = loom__task_new(L, rt, 1, nargs, NULL);
+  root = loom__task_new(L, rt, 1, nargs, NULL, 0);
   ud = lua_gettop(L); /* keeps the root's handle for its outcome */
   rh = root->h;
   root->cur = &root->scope;

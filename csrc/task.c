@@ -343,7 +343,7 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
 #define is_cancelled loom__is_cancelled
 
 loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
-                          loom_task *spawner) {
+                          loom_task *spawner, int mt_idx) {
   loom_handle *h;
   loom_task *t;
   lua_State *co = NULL;
@@ -370,7 +370,9 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   h->id = 0;
   h->nresults = 0;
   h->start_value_ref = LUA_NOREF;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->task_mt_ref);
+  /* the Task metatable: an upvalue of the spawning C function, if given */
+  if (mt_idx != 0) lua_pushvalue(L, mt_idx);
+  else lua_rawgeti(L, LUA_REGISTRYINDEX, rt->task_mt_ref);
   lua_setmetatable(L, hi);
   lua_pushvalue(L, fn_idx);
   lua_setiuservalue(L, hi, LOOM_HV_NAME); /* the name is made from it */
