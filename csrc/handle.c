@@ -199,9 +199,10 @@ static int l_task_newindex(lua_State *L) {
   lua_settop(L, 3);
   if (h->t != NULL && h->t->nargs >= 0 &&
       lua_getiuservalue(L, 1, LOOM_HV_NAME) != LUA_TSTRING) {
-    /* Not started, its function waits in the name's slot: move it to its
-     * own slot (loom__task_prepare takes it from there). */
-    lua_setiuservalue(L, 1, LOOM_HV_N + 1);
+    /* Not started, its function waits in the name's slot: move it to the
+     * coroutine's slot, unused until the first resume
+     * (loom__task_prepare takes it from there). */
+    lua_setiuservalue(L, 1, LOOM_HV_THREAD);
   } else lua_settop(L, 3);
   lua_setiuservalue(L, 1, LOOM_HV_NAME);
   return 0;

@@ -361,7 +361,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
    * handle, the coroutine, the anchors. */
   task_reserve(L, rt);
   h = (loom_handle *)lua_newuserdatauv(L, sizeof *h,
-                                       LOOM_HV_N + (defer ? nargs + 1 : 0));
+                                       LOOM_HV_N + (defer ? nargs : 0));
   hi = lua_gettop(L);
   h->magic = LOOM_MAGIC_TASK;
   h->done = h->outcome = h->cancel_requested = 0;
@@ -397,11 +397,11 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   }
   t = task_peek(rt); /* taken below, once nothing can fail */
   if (defer) {
-    /* The function is in the name's slot already (its own slot, the first
-     * extra one, takes it if a name is set before the first resume). */
+    /* The function is in the name's slot already (the coroutine's slot,
+     * unused until the first resume, takes it if a name is set before). */
     for (i = 1; i <= nargs; i++) {
       lua_pushvalue(L, fn_idx + i);
-      lua_setiuservalue(L, hi, LOOM_HV_N + 1 + i);
+      lua_setiuservalue(L, hi, LOOM_HV_N + i);
     }
   } else {
     co = acquire_thread(L, rt, 0);
@@ -453,24 +453,26 @@ void loom__task_prepare(lua_State *S, loom_task *t) {
   co = acquire_thread(S, rt, c > 0 ? c + C_POOL : 0);
   if (n + 5 > LUA_MINSTACK && !lua_checkstack(co, n + 5))
     luaL_error(S, "not enough memory");
-  /* Nothing below can fail: co has room for everything. */
-  lua_setiuservalue(S, top + 1, LOOM_HV_THREAD); /* the handle anchors it */
+  /* Nothing below can fail: co has room for everything. co is at
+   * top + 2 until the handle takes it. */
   lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
   lua_pushlightuserdata(co, t);
   lua_pushlightuserdata(co, t); /* the message handler's slot */
-  for (i = 0; i <= n; i++) {
-    /* the function: in the name's slot unless a name was set since */
-    if (i > 0 || lua_getiuservalue(S, top + 1, LOOM_HV_NAME) == LUA_TSTRING) {
-      if (i == 0) lua_pop(S, 1);
-      lua_getiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
-    }
-    lua_xmove(S, co, 1);
-    if (i > 0) {
-      /* only needed once: drop the reference */
-      lua_pushnil(S);
-      lua_setiuservalue(S, top + 1, LOOM_HV_N + 1 + i);
-    }
+  /* the function: in the name's slot unless a name was set since, then
+   * in the coroutine's slot */
+  if (lua_getiuservalue(S, top + 1, LOOM_HV_NAME) == LUA_TSTRING) {
+    lua_pop(S, 1);
+    lua_getiuservalue(S, top + 1, LOOM_HV_THREAD);
   }
+  lua_xmove(S, co, 1);
+  for (i = 1; i <= n; i++) {
+    lua_getiuservalue(S, top + 1, LOOM_HV_N + i);
+    lua_xmove(S, co, 1);
+    /* only needed once: drop the reference */
+    lua_pushnil(S);
+    lua_setiuservalue(S, top + 1, LOOM_HV_N + i);
+  }
+  lua_setiuservalue(S, top + 1, LOOM_HV_THREAD); /* the handle anchors it */
   lua_settop(S, top);
   t->L = co;
   t->nargs = -1;

@@ -104,6 +104,25 @@ describe("a burst of spawns", function()
     assert.equal(600 * 601 / 2 + 600, got)
   end)
 
+  it("runs functions without arguments renamed before the first resume",
+     function()
+    local ran, names = 0, {}
+    run(function()
+      loom.task_group(function(tg)
+        for i = 1, 600 do
+          local h = tg:start_soon(function()
+            ran = ran + 1
+            names[#names + 1] = loom.current_task().name
+          end)
+          if i % 3 == 0 then h.name = "n" .. i end
+        end
+      end)
+    end)
+    assert.equal(600, ran)
+    assert.equal("n3", names[3])
+    H.contains(names[1], "function ")
+  end)
+
   it("does not keep its task structs once the scheduler is idle", function()
     run(function()
       loom.task_group(function(tg)
