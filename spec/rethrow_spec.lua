@@ -120,30 +120,46 @@ describe("core.rethrow", function()
   end)
 end)
 
+-- Run `body` in a fresh lua5.4 whose loom.* modules are loaded from their
+-- source text, each under the chunk name chunkname(rel) (rel: "init",
+-- "process", "sync" ...), as a host embedding the front does. Returns the
+-- output and the line of the script that contains `marker`.
+local function run_with_front(chunkname, body, marker)
+  local path = H.loom_script("") -- only for a temporary name
+  os.remove(path)
+  local script = ([=[
+    local root, chunkname = %q, %s
+    table.insert(package.searchers, 2, function(name)
+      if name ~= "loom" and not name:match("^loom%%.") then return nil end
+      if name == "loom.core" then return nil end
+      local rel = name:gsub("^loom%%.?", ""):gsub("%%.", "/")
+      if rel == "" then rel = "init" end
+      local h = io.open(root .. "/lua/loom/" .. rel .. ".lua", "rb")
+      if h == nil then return nil end
+      local src = h:read("a")
+      h:close()
+      return assert(load(src, chunkname(rel), "t"))
+    end)
+    local loom = require("loom")
+]=]):format(H.root, chunkname) .. body
+  local line = 0
+  for l in script:gmatch("([^\n]*)\n") do
+    line = line + 1
+    if l:find(marker, 1, true) then break end
+  end
+  H.write_file(path, script)
+  local out, ok = H.sh(H.lua_env() .. " lua5.4 " .. H.q(path))
+  os.remove(path)
+  assert.is_true(ok, out)
+  return out, line
+end
+
 describe("the Lua front loaded from strings", function()
   it("re-raises keep the first traceback whatever the chunk names",
     function()
-      -- Every loom.* module is loaded from its source text under a chunk
-      -- name with no directory, as a host embedding the front might do.
-      local path = H.loom_script("") -- only for a temporary name
-      os.remove(path)
-      local script = ([=[
-        local root = %q
-        table.insert(package.searchers, 2, function(name)
-          if name ~= "loom" and not name:match("^loom%%.") then return nil end
-          if name == "loom.core" then return nil end
-          local file = root .. "/lua/" .. name:gsub("%%.", "/") .. ".lua"
-          local h = io.open(file, "rb")
-          if h == nil then
-            file = root .. "/lua/" .. name:gsub("%%.", "/") .. "/init.lua"
-            h = io.open(file, "rb")
-          end
-          if h == nil then return nil end
-          local src = h:read("a")
-          h:close()
-          return assert(load(src, "=" .. name:gsub("%%.", "_"), "t"))
-        end)
-        local loom = require("loom")
+      -- chunk names with no directory at all
+      local out, line = run_with_front(
+        [[function(rel) return "=" .. rel:gsub("/", "_") end]], [[
         local ok, err = pcall(loom.run, function()
           loom.task_group(function(tg)
             tg:start_soon(function()
@@ -155,16 +171,7 @@ describe("the Lua front loaded from strings", function()
         end)
         assert(not ok)
         io.write(tostring(err.tracebacks[1]))
-      ]=]):format(H.root)
-      local line = 0
-      for l in script:gmatch("([^\n]*)\n") do
-        line = line + 1
-        if l:find("boom", 1, true) then break end
-      end
-      H.write_file(path, script)
-      local out, ok = H.sh(H.lua_env() .. " lua5.4 " .. H.q(path))
-      os.remove(path)
-      assert.is_true(ok, out)
+      ]], "boom")
       H.contains(out, ":" .. line .. ":")
       -- the first raise, not the scope's re-raise inside the front
       H.contains(out, "[C]: in function 'error'")
@@ -176,37 +183,14 @@ describe("argument errors of the Lua front compiled into libloom", function()
     function()
       -- libloom names its chunks "=loom/init.lua", "=loom/process.lua" ...:
       -- process.lua's wrapper must still skip its own frames.
-      local path = H.loom_script("")
-      os.remove(path)
-      local script = ([=[
-        local root = %q
-        table.insert(package.searchers, 2, function(name)
-          if name ~= "loom" and not name:match("^loom%%.") then return nil end
-          if name == "loom.core" then return nil end
-          local rel = name:gsub("^loom%%.?", ""):gsub("%%.", "/")
-          if rel == "" then rel = "init" end
-          local h = io.open(root .. "/lua/loom/" .. rel .. ".lua", "rb")
-          if h == nil then return nil end
-          local src = h:read("a")
-          h:close()
-          return assert(load(src, "=loom/" .. rel .. ".lua", "t"))
-        end)
-        local loom = require("loom")
+      local out, line = run_with_front(
+        [[function(rel) return "=loom/" .. rel .. ".lua" end]], [[
         local ok, err = pcall(loom.run, function()
           loom.run_process(42) -- the blamed line
         end)
         assert(not ok)
         io.write(tostring(err))
-      ]=]):format(H.root)
-      local line = 0
-      for l in script:gmatch("([^\n]*)\n") do
-        line = line + 1
-        if l:find("the blamed line", 1, true) then break end
-      end
-      H.write_file(path, script)
-      local out, ok = H.sh(H.lua_env() .. " lua5.4 " .. H.q(path))
-      os.remove(path)
-      assert.is_true(ok, out)
+      ]], "the blamed line")
       local first = out:match("^[^\n]*")
       H.contains(first, ":" .. line .. ": bad argument #1 to 'run_process'")
       assert.is_nil(first:find("loom/", 1, true), first)
