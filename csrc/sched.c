@@ -540,7 +540,7 @@ static void finish_stranded(loom_rt *rt, lua_State *L) {
   rt->ready_tail = keep_tail;
   /* Deadlines of scopes that no live task is in any more. */
   if (loom__list_empty(&rt->all_tasks))
-    while (rt->heap_len > 0) loom__heap_remove(rt, rt->heap[0]);
+    loom__heap_free(rt);
 }
 
 /* loom.run(fn, ...) -> fn's results, or raises its error. */
