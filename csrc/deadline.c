@@ -69,25 +69,35 @@ static void sift_up(loom_heap_entry *h, size_t i, loom_heap_entry e) {
   place(h, i, e);
 }
 
-/* The smallest of node i's children, i's own index when it has none. */
-static inline size_t min_child(const loom_heap_entry *h, size_t n, size_t i) {
-  size_t c = 4 * i + 1, end = c + 4, m;
-  if (c >= n) return i;
-  if (end > n) end = n;
-  m = c;
-  for (c++; c < end; c++)
-    if (before(&h[c], &h[m])) m = c;
-  return m;
+/* The smallest of the four siblings from c (all present): a tournament,
+ * correct for any order since (when, seq) never ties. */
+static inline size_t min4(const loom_heap_entry *h, size_t c) {
+  size_t a = before(&h[c + 1], &h[c]) ? c + 1 : c;
+  size_t b = before(&h[c + 3], &h[c + 2]) ? c + 3 : c + 2;
+  return before(&h[b], &h[a]) ? b : a;
 }
 
+/* Fill the hole at i with e, e no earlier than i's parent: e sinks along
+ * the smallest children while one is earlier. */
 static void sift_down(loom_heap_entry *h, size_t n, size_t i,
                       loom_heap_entry e) {
-  for (;;) {
-    size_t c = min_child(h, n, i);
-    if (c == i || !before(&h[c], &e)) break;
+  size_t c;
+  while ((c = 4 * i + 1) + 3 < n) {
+    c = min4(h, c);
+    if (!before(&h[c], &e)) goto done;
     place(h, i, h[c]);
     i = c;
   }
+  if (c < n) { /* one to three children, the last of the heap */
+    size_t m = c;
+    for (c++; c < n; c++)
+      if (before(&h[c], &h[m])) m = c;
+    if (before(&h[m], &e)) {
+      place(h, i, h[m]);
+      i = m;
+    }
+  }
+done:
   place(h, i, e);
 }
 
