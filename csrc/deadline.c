@@ -45,8 +45,7 @@ static void heap_check(const loom_rt *rt) {
   size_t i;
   if (rt->heap_len > 256) return;
   LOOM_ASSERT(rt->heap_len <= rt->heap_cap);
-  LOOM_ASSERT(rt->heap == NULL ||
-              (uintptr_t)(rt->heap + 1) % HEAP_ALIGN == 0);
+  LOOM_ASSERT(rt->heap == NULL || (uintptr_t)(rt->heap + 1) % HEAP_ALIGN == 0);
   for (i = 0; i < rt->heap_len; i++) {
     const loom_heap_entry *e = &rt->heap[i];
     LOOM_ASSERT(e->tm->index == i);
@@ -163,8 +162,7 @@ loom_timer *loom__heap_min(loom_rt *rt) {
  * runtime's teardown; a later insert makes a new heap. */
 void loom__heap_free(loom_rt *rt) {
   size_t i;
-  for (i = 0; i < rt->heap_len; i++)
-    rt->heap[i].tm->index = LOOM_NOT_IN_HEAP;
+  for (i = 0; i < rt->heap_len; i++) rt->heap[i].tm->index = LOOM_NOT_IN_HEAP;
   if (rt->heap != NULL) free(rt->heap - HEAP_PAD);
   rt->heap = NULL;
   rt->heap_len = rt->heap_cap = 0;

@@ -539,8 +539,7 @@ static void finish_stranded(loom_rt *rt, lua_State *L) {
   rt->ready_head = keep_head;
   rt->ready_tail = keep_tail;
   /* Deadlines of scopes that no live task is in any more. */
-  if (loom__list_empty(&rt->all_tasks))
-    loom__heap_free(rt);
+  if (loom__list_empty(&rt->all_tasks)) loom__heap_free(rt);
 }
 
 /* loom.run(fn, ...) -> fn's results, or raises its error. */
