@@ -163,4 +163,27 @@ describe("deadline heap", function()
       assert.are.equal("200\t200\ntrue\n0\n", scenario(200, seed, true))
     end
   end)
+
+  it("manual clock: deadlines passed by loom.advance fire even when the "
+    .. "advancing task then blocks without a checkpoint", function()
+    local out = fresh.ok([[
+      loom.configure{ clock = "manual" }
+      loom.run(function()
+        loom.task_group(function(tg)
+          tg:start_soon(function()
+            loom.sleep(10)
+            print("woke at", loom.now())
+          end)
+          tg:start_soon(function()
+            loom.sleep_until(15)
+            print("woke at", loom.now())
+          end)
+          loom.sleep(0)
+          loom.advance(20) -- then the group's exit waits for both
+        end)
+      end)
+      print(require("loom.core").stats().deadlines)
+    ]])
+    assert.are.equal("woke at\t20.0\nwoke at\t20.0\n0\n", out)
+  end)
 end)
