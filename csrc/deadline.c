@@ -12,6 +12,7 @@
  * 4i+1 .. 4i+4; the array starts HEAP_PAD entries into a 64-byte aligned
  * block, so that every group of four siblings fills one cache line.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,7 +46,9 @@ static void heap_check(const loom_rt *rt) {
   size_t i;
   if (rt->heap_len > 256) return;
   LOOM_ASSERT(rt->heap_len <= rt->heap_cap);
-  LOOM_ASSERT(rt->heap == NULL || (uintptr_t)(rt->heap + 1) % HEAP_ALIGN == 0);
+  /* (16-byte entries: 64-bit targets) */
+  LOOM_ASSERT(rt->heap == NULL || sizeof *rt->heap != 16 ||
+              (uintptr_t)(rt->heap + 1) % HEAP_ALIGN == 0);
   for (i = 0; i < rt->heap_len; i++) {
     const loom_heap_entry *e = &rt->heap[i];
     LOOM_ASSERT(e->tm->index == i);
@@ -100,19 +103,29 @@ done:
   place(h, i, e);
 }
 
+/* The block behind the heap: malloc'd with HEAP_ALIGN - 1 bytes of slack
+ * (C99 has no aligned allocation), its address kept in the padding before
+ * entry 0, which no entry uses. */
+static void *heap_block(loom_heap_entry *h) {
+  return *(void **)(void *)(h - HEAP_PAD);
+}
+
 /* Grow to hold at least one more entry. The block is aligned, and realloc
  * would lose that: allocate, copy, free. Returns 0 on allocation failure
  * (the heap unchanged). */
 static int grow(loom_rt *rt) {
   size_t cap = rt->heap_cap ? rt->heap_cap * 2 : 64;
-  void *mem;
+  char *mem;
+  uintptr_t base;
   loom_heap_entry *h;
-  if (cap > ((size_t)-1) / sizeof *h - HEAP_PAD) return 0;
-  if (posix_memalign(&mem, HEAP_ALIGN, (cap + HEAP_PAD) * sizeof *h) != 0)
-    return 0;
-  h = (loom_heap_entry *)mem + HEAP_PAD;
+  if (cap > ((size_t)-1 - HEAP_ALIGN) / sizeof *h - HEAP_PAD) return 0;
+  mem = malloc((cap + HEAP_PAD) * sizeof *h + HEAP_ALIGN - 1);
+  if (mem == NULL) return 0;
+  base = ((uintptr_t)mem + HEAP_ALIGN - 1) & ~(uintptr_t)(HEAP_ALIGN - 1);
+  h = (loom_heap_entry *)base + HEAP_PAD;
+  *(void **)(void *)(h - HEAP_PAD) = mem;
   if (rt->heap_len > 0) memcpy(h, rt->heap, rt->heap_len * sizeof *h);
-  if (rt->heap != NULL) free(rt->heap - HEAP_PAD);
+  if (rt->heap != NULL) free(heap_block(rt->heap));
   rt->heap = h;
   rt->heap_cap = cap;
   return 1;
@@ -163,7 +176,7 @@ loom_timer *loom__heap_min(loom_rt *rt) {
 void loom__heap_free(loom_rt *rt) {
   size_t i;
   for (i = 0; i < rt->heap_len; i++) rt->heap[i].tm->index = LOOM_NOT_IN_HEAP;
-  if (rt->heap != NULL) free(rt->heap - HEAP_PAD);
+  if (rt->heap != NULL) free(heap_block(rt->heap));
   rt->heap = NULL;
   rt->heap_len = rt->heap_cap = 0;
 }
