@@ -14,6 +14,9 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#ifdef _WIN32
+#include <malloc.h> /* _aligned_malloc */
+#endif
 #include <string.h>
 
 #include "loom_internal.h"
@@ -103,29 +106,35 @@ done:
   place(h, i, e);
 }
 
-/* The block behind the heap: malloc'd with HEAP_ALIGN - 1 bytes of slack
- * (C99 has no aligned allocation), its address kept in the padding before
- * entry 0, which no entry uses. */
-static void *heap_block(loom_heap_entry *h) {
-  return *(void **)(void *)(h - HEAP_PAD);
+/* The heap's block, HEAP_ALIGN-aligned (realloc would lose that). */
+static void *block_alloc(size_t size) {
+#ifdef _WIN32
+  return _aligned_malloc(size, HEAP_ALIGN);
+#else
+  void *p;
+  return posix_memalign(&p, HEAP_ALIGN, size) == 0 ? p : NULL;
+#endif
 }
 
-/* Grow to hold at least one more entry. The block is aligned, and realloc
- * would lose that: allocate, copy, free. Returns 0 on allocation failure
- * (the heap unchanged). */
+static void block_free(loom_heap_entry *h) {
+#ifdef _WIN32
+  _aligned_free(h - HEAP_PAD);
+#else
+  free(h - HEAP_PAD);
+#endif
+}
+
+/* Grow to hold at least one more entry: allocate, copy, free. Returns 0 on
+ * allocation failure (the heap unchanged). */
 static int grow(loom_rt *rt) {
   size_t cap = rt->heap_cap ? rt->heap_cap * 2 : 64;
-  char *mem;
-  uintptr_t base;
   loom_heap_entry *h;
-  if (cap > ((size_t)-1 - HEAP_ALIGN) / sizeof *h - HEAP_PAD) return 0;
-  mem = malloc((cap + HEAP_PAD) * sizeof *h + HEAP_ALIGN - 1);
-  if (mem == NULL) return 0;
-  base = ((uintptr_t)mem + HEAP_ALIGN - 1) & ~(uintptr_t)(HEAP_ALIGN - 1);
-  h = (loom_heap_entry *)base + HEAP_PAD;
-  *(void **)(void *)(h - HEAP_PAD) = mem;
+  if (cap > ((size_t)-1) / sizeof *h - HEAP_PAD) return 0;
+  h = block_alloc((cap + HEAP_PAD) * sizeof *h);
+  if (h == NULL) return 0;
+  h += HEAP_PAD;
   if (rt->heap_len > 0) memcpy(h, rt->heap, rt->heap_len * sizeof *h);
-  if (rt->heap != NULL) free(heap_block(rt->heap));
+  if (rt->heap != NULL) block_free(rt->heap);
   rt->heap = h;
   rt->heap_cap = cap;
   return 1;
@@ -176,7 +185,7 @@ loom_timer *loom__heap_min(loom_rt *rt) {
 void loom__heap_free(loom_rt *rt) {
   size_t i;
   for (i = 0; i < rt->heap_len; i++) rt->heap[i].tm->index = LOOM_NOT_IN_HEAP;
-  if (rt->heap != NULL) free(heap_block(rt->heap));
+  if (rt->heap != NULL) block_free(rt->heap);
   rt->heap = NULL;
   rt->heap_len = rt->heap_cap = 0;
 }
