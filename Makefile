@@ -2,7 +2,7 @@
 .PHONY: all build demo test valgrind asan tsan lint lint-lua lint-c format \
   format-check bench bench-core bench-embed bench-process bench-threads clean \
   rock rockspecs release-check docs-check \
-  bench-remote bench-host60 alloc-sweep fuzz
+  bench-remote bench-host60 bench-heap alloc-sweep fuzz
 
 all: build
 
@@ -191,6 +191,16 @@ bench-embed: build
 # Processes: spawn rate and pipe throughput against asyncio, Trio, Node.js.
 bench-process:
 	bash bench/process/run.sh
+
+# The deadline heap: W4's cost per sleeping task under cachegrind (all
+# deadlines in the heap at once, bench/heap/w4_virtual.lua), W4's wall time
+# without waiting, and W4's phases (spawn, first park, wakes).
+bench-heap: build
+	bash bench/heap/w4_cachegrind.sh
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+	  lua5.4 bench/heap/w4_virtual.lua
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+	  lua5.4 bench/heap/w4_phases.lua
 
 # Worker threads: round trip against AnyIO and Node.js, CPU-bound speed-up;
 # writes bench/results/threads.md.

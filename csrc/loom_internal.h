@@ -121,10 +121,19 @@ struct loom_timer {
 
 #define LOOM_NOT_IN_HEAP ((size_t)-1)
 
+/* A heap slot: the deadline inline (comparisons read the array only), the
+ * timer for its seq (read on ties only) and its index (written on moves). */
+typedef struct loom_heap_entry {
+  double when; /* == tm->when */
+  loom_timer *tm;
+} loom_heap_entry;
+
 void loom__timer_init(loom_timer *tm, loom_timer_fn fire) LOOM_HIDDEN;
 int loom__heap_insert(loom_rt *rt, loom_timer *tm, double when) LOOM_HIDDEN;
 void loom__heap_remove(loom_rt *rt, loom_timer *tm) LOOM_HIDDEN;
 loom_timer *loom__heap_min(loom_rt *rt) LOOM_HIDDEN;
+/* Take every timer out of the heap and free it (teardown). */
+void loom__heap_free(loom_rt *rt) LOOM_HIDDEN;
 /* Fire, in (when, seq) order, every timer due at `now` / on the runtime
  * clock now. */
 void loom__fire_timers_at(loom_rt *rt, lua_State *S, double now) LOOM_HIDDEN;
@@ -462,8 +471,8 @@ struct loom_rt {
   loom_task *current; /* task being resumed, NULL between resumes */
   loom_task *root;
   loom_task *ready_head, *ready_tail;
-  /* deadline heap */
-  loom_timer **heap;
+  /* deadline heap (deadline.c): 4-ary, entry i at heap[i] */
+  loom_heap_entry *heap;
   size_t heap_len, heap_cap;
   uint64_t timer_seq;
   /* finished coroutines kept for reuse, in the pool table */

@@ -221,11 +221,8 @@ static void rt_shutdown(lua_State *L, loom_rt *rt) {
   }
   /* Tasks that outlived the grace stay parked for good: a later cancel
    * must find their timers out of the (freed) heap. */
-  while (rt->heap_len > 0) loom__heap_remove(rt, rt->heap[0]);
-  free(rt->heap);
-  rt->heap = NULL;
+  loom__heap_free(rt);
   rt->pool_len = 0;
-  rt->heap_len = rt->heap_cap = 0;
   rt->ready_head = rt->ready_tail = NULL;
   rt->nready = 0;
   rt->closed_time = loom__time(rt);
@@ -270,9 +267,7 @@ int loom__rt_gc(lua_State *L) {
   if (rt->closed) {
     /* A deadline set after loom_close (on a scope that outlived it) may
      * have made a new heap. */
-    free(rt->heap);
-    rt->heap = NULL;
-    rt->heap_len = rt->heap_cap = 0;
+    loom__heap_free(rt);
     if (final) loom__tasks_free(rt);
     return 0;
   }

@@ -250,6 +250,16 @@ static int io_pending(loom_rt *rt) {
   return uv_loop_alive(rt->loop) || loom__remote_open_count(rt) > 0;
 }
 
+/* Manual clock: is the earliest deadline already due? A task moved the
+ * clock with loom.advance and blocked before a checkpoint fired it: the
+ * next pass fires it, nothing is stuck. (Other clocks: wait_for_events
+ * polls and returns at once for a due deadline.) */
+static int manual_deadline_due(loom_rt *rt) {
+  loom_timer *tm = loom__heap_min(rt);
+  return rt->clock == LOOM_CLOCK_MANUAL && tm != NULL &&
+         tm->when <= loom__time(rt);
+}
+
 /* Autojump clock: nothing ready and no I/O pending, so jump time to the
  * next deadline and fire it. Returns whether it jumped. */
 static int autojump(loom_rt *rt, lua_State *S) {
@@ -446,7 +456,7 @@ static void drain(loom_rt *rt, lua_State *S, int all_tasks) {
       }
       continue;
     }
-    if (autojump(rt, S)) continue;
+    if (autojump(rt, S) || manual_deadline_due(rt)) continue;
     if ((loom__heap_min(rt) == NULL || rt->clock == LOOM_CLOCK_MANUAL) &&
         !io_pending(rt)) {
       if (rt->deadlock) {
@@ -539,8 +549,7 @@ static void finish_stranded(loom_rt *rt, lua_State *L) {
   rt->ready_head = keep_head;
   rt->ready_tail = keep_tail;
   /* Deadlines of scopes that no live task is in any more. */
-  if (loom__list_empty(&rt->all_tasks))
-    while (rt->heap_len > 0) loom__heap_remove(rt, rt->heap[0]);
+  if (loom__list_empty(&rt->all_tasks)) loom__heap_free(rt);
 }
 
 /* loom.run(fn, ...) -> fn's results, or raises its error. */
@@ -653,7 +662,7 @@ int loom__settle(lua_State *L, loom_rt *rt, const int *nlive_i,
     run_batches(rt, L, &batches, 0, grace > 0 ? until : 0);
     if (!LIVE()) return 1;
     if (!(grace > 0) || loom__now() >= until) return 0;
-    if (rt->ready_head == NULL) {
+    if (rt->ready_head == NULL && !manual_deadline_due(rt)) {
       /* Nothing can wake them, or only the host's loop can. */
       if (rt->borrowed) return 0;
       if (!io_pending(rt) &&
