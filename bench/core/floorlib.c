@@ -1,0 +1,142 @@
+/*
+ * floorlib.c: the two C pieces the bare-Lua floors (bench/core/floors.lua)
+ * cannot write in Lua. Built by bench/core/floors.sh into
+ * bench/out/floorlib.so. For benchmarks only.
+ *
+ *   floorlib.handle()        a full userdata of 16 bytes with one user value,
+ *                            the smallest object a runtime can hand out as a
+ *                            task handle (a pointer + a generation).
+ *   floorlib.callk(f, ...)   calls f(...) through lua_callk from a C
+ *                            function, so a coroutine that yields inside f is
+ *                            parked under a C frame (as a task whose body is
+ *                            called by a C task_main); returns f's results.
+ *   floorlib.drive(co, m)    resumes the coroutine co m times from C
+ *                            (lua_resume, results dropped), as a scheduler
+ *                            written in C does: the switch floor without
+ *                            coroutine.resume's own call.
+ *   floorlib.timers(body, delays, fresh)
+ *                            the W4 floor with the scheduler in C: for each
+ *                            delay d (ms) of the array, a coroutine running
+ *                            body(d) is created and resumed until it yields
+ *                            (parks), and a libuv timer of d ms is started
+ *                            for it (from the loop's cached time, or from a
+ *                            fresh clock read when fresh is true); each timer
+ *                            resumes its coroutine to its end and unanchors
+ *                            it. Returns the seconds to park all, and the
+ *                            total seconds until the last has finished.
+ */
+#include <stdlib.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <uv.h>
+
+static int l_floor_handle(lua_State *L) {
+  lua_newuserdatauv(L, 16, 1);
+  return 1;
+}
+
+/* Continuation of callk: f's results are on the stack above index 1. */
+static int callk_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lua_gettop(L) - 1;
+}
+
+static int l_floor_callk(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_pushvalue(L, 1);
+  lua_insert(L, 2);
+  lua_callk(L, n - 1, LUA_MULTRET, 0, callk_k);
+  return callk_k(L, LUA_OK, 0);
+}
+
+static int l_floor_drive(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  lua_Integer m = luaL_checkinteger(L, 2), i;
+  luaL_argcheck(L, co != NULL, 1, "coroutine expected");
+  for (i = 0; i < m; i++) {
+    int nres, st = lua_resume(co, L, 0, &nres);
+    if (st != LUA_YIELD) return luaL_error(L, "drive: coroutine did not yield");
+    lua_pop(co, nres);
+  }
+  return 0;
+}
+
+typedef struct {
+  uv_timer_t timer;
+  lua_State *L;  /* the state holding the anchor table at index 4 */
+  lua_State *co;
+  lua_Integer slot;
+} floor_timer;
+
+static long timers_left;
+
+static void floor_timer_cb(uv_timer_t *t) {
+  floor_timer *ft = (floor_timer *)t;
+  int nres;
+  if (lua_resume(ft->co, ft->L, 0, &nres) != LUA_OK) abort();
+  lua_pushnil(ft->L);
+  lua_rawseti(ft->L, 4, ft->slot); /* unanchored: collectable */
+  timers_left--;
+}
+
+static int l_floor_timers(lua_State *L) {
+  uv_loop_t loop;
+  floor_timer *ft;
+  lua_Integer n, i;
+  int fresh = lua_toboolean(L, 3);
+  double t0, t_park, t_end;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  lua_settop(L, 3);
+  lua_createtable(L, (int)n, 0); /* 4: the anchor of every live coroutine */
+  ft = malloc(sizeof *ft * (size_t)(n > 0 ? n : 1));
+  if (ft == NULL || uv_loop_init(&loop) != 0) return luaL_error(L, "no memory");
+  t0 = (double)uv_hrtime() / 1e9;
+  uv_update_time(&loop); /* delays count from t0 */
+  for (i = 0; i < n; i++) {
+    int nres;
+    lua_State *co = lua_newthread(L);
+    lua_rawseti(L, 4, i + 1);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_rawgeti(L, 2, i + 1);
+    lua_xmove(L, co, 1);
+    if (lua_resume(co, L, 1, &nres) != LUA_YIELD)
+      return luaL_error(L, "timers: body did not park");
+    lua_pop(co, nres);
+    ft[i].L = L;
+    ft[i].co = co;
+    ft[i].slot = i + 1;
+    uv_timer_init(&loop, &ft[i].timer);
+    if (fresh) uv_update_time(&loop);
+    lua_rawgeti(L, 2, i + 1);
+    uv_timer_start(&ft[i].timer, floor_timer_cb,
+                   (uint64_t)lua_tointeger(L, -1), 0);
+    lua_pop(L, 1);
+  }
+  t_park = (double)uv_hrtime() / 1e9;
+  timers_left = (long)n;
+  uv_run(&loop, UV_RUN_DEFAULT); /* one-shot timers: the loop runs dry */
+  t_end = (double)uv_hrtime() / 1e9;
+  for (i = 0; i < n; i++) uv_close((uv_handle_t *)&ft[i].timer, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  free(ft);
+  if (timers_left != 0) return luaL_error(L, "timers: not all fired");
+  lua_pushnumber(L, t_park - t0);
+  lua_pushnumber(L, t_end - t0);
+  return 2;
+}
+
+int luaopen_floorlib(lua_State *L);
+int luaopen_floorlib(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"handle", l_floor_handle}, {"callk", l_floor_callk},
+      {"drive", l_floor_drive}, {"timers", l_floor_timers}, {NULL, NULL}};
+  luaL_newlib(L, fns);
+  return 1;
+}
