@@ -36,6 +36,7 @@ for c in "w1-create|task (create + resume to end, N queued first)|1" \
          "w3-raw|switch (coroutine.resume + yield round trip)|1" \
          "w3-c|switch (lua_resume from C + yield)|1" \
          "w3-c-ud|switch (lua_resume from C + yield + fresh userdata)|1" \
+         "w3-c-script|switch (lua_resume from C + the W3 script's calls: new event, set, wait)|1" \
          "w3-c-table|switch (lua_resume from C + yield + fresh table)|1" \
          "w3-sched|switch (Lua scheduler, fresh event table per hop)|2" \
          "w7-raise|task (park, then resume to raise out of the coroutine)|1" \

@@ -5,7 +5,10 @@
  *
  *   floorlib.handle()        a full userdata of 16 bytes with one user value,
  *                            the smallest object a runtime can hand out as a
- *                            task handle (a pointer + a generation).
+ *                            task handle (a pointer + a generation) or an
+ *                            event; its metatable's __index has `set` (a C
+ *                            function doing nothing) and `wait` (yields the
+ *                            handle), the calls of the W3 script.
  *   floorlib.callk(f, ...)   calls f(...) through lua_callk from a C
  *                            function, so a coroutine that yields inside f is
  *                            parked under a C frame (as a task whose body is
@@ -33,7 +36,19 @@
 
 static int l_floor_handle(lua_State *L) {
   lua_newuserdatauv(L, 16, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_setmetatable(L, -2);
   return 1;
+}
+
+static int l_floor_set(lua_State *L) {
+  (void)L;
+  return 0;
+}
+
+static int l_floor_wait(lua_State *L) {
+  lua_settop(L, 1);
+  return lua_yield(L, 1);
 }
 
 /* Continuation of callk: f's results are on the stack above index 1. */
@@ -134,9 +149,17 @@ static int l_floor_timers(lua_State *L) {
 
 int luaopen_floorlib(lua_State *L);
 int luaopen_floorlib(lua_State *L) {
-  static const luaL_Reg fns[] = {
-      {"handle", l_floor_handle}, {"callk", l_floor_callk},
-      {"drive", l_floor_drive}, {"timers", l_floor_timers}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"callk", l_floor_callk},
+                                 {"drive", l_floor_drive},
+                                 {"timers", l_floor_timers},
+                                 {NULL, NULL}};
+  static const luaL_Reg methods[] = {
+      {"set", l_floor_set}, {"wait", l_floor_wait}, {NULL, NULL}};
   luaL_newlib(L, fns);
+  lua_createtable(L, 0, 1); /* the handles' metatable */
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcclosure(L, l_floor_handle, 1);
+  lua_setfield(L, -2, "handle");
   return 1;
 }

@@ -152,6 +152,18 @@ local function w3c(M, alloc)
     end
   elseif alloc == "ud" then
     body = function() while true do yield(newh()) end end
+  elseif alloc == "script" then
+    -- the W3 script's own calls per hop: a fresh event, the peer's
+    -- ev:set() and this side's ev:wait() (which yields), as methods
+    body = function()
+      local other = newh()
+      while true do
+        local ev = newh()
+        other:set()
+        ev:wait()
+        other = ev
+      end
+    end
   else
     body = function() while true do yield() end end
   end
@@ -163,6 +175,7 @@ end
 cases["w3-c"] = function(M) return w3c(M) end
 cases["w3-c-table"] = function(M) return w3c(M, "table") end
 cases["w3-c-ud"] = function(M) return w3c(M, "ud") end
+cases["w3-c-script"] = function(M) return w3c(M, "script") end
 
 -- Two coroutines hand a token through a minimal scheduler in Lua: a ring
 -- FIFO of ready coroutines, and a fresh event table per hop (as the W3
@@ -308,6 +321,54 @@ cases["w4-heap-gen"] = function(N)
   return w4(N, true)
 end
 
+-- A timer wheel instead of the heap: one bucket (an array) per whole ms of
+-- deadline, fired in order from a cursor: O(1) per timer, and the parked
+-- coroutines of a bucket are resumed in the order they parked. 1 ms is
+-- libuv's own resolution.
+local function w4wheel(N, fresh)
+  local uv = require("luv")
+  local delays, max_ms = B.delays_ms(N)
+  local buckets, left = {}, N
+  local timer = uv.new_timer()
+  local t0 = now()
+  local loop_ms = 0
+  for i = 1, N do
+    local co = create(sleeper)
+    local _, d = resume(co, delays[i])
+    if fresh then loop_ms = (now() - t0) * 1e3 end
+    local k = math.floor(loop_ms + d)
+    local b = buckets[k]
+    if not b then b = {}; buckets[k] = b end
+    b[#b + 1] = co
+  end
+  local t_park = now()
+  local fire_cb = function() end
+  local cursor = 0
+  while left > 0 do
+    local now_ms = (now() - t0) * 1e3
+    while cursor <= now_ms do
+      local b = buckets[cursor]
+      if b then
+        buckets[cursor] = nil
+        for j = 1, #b do resume(b[j]) end
+        left = left - #b
+      end
+      cursor = cursor + 1
+    end
+    if left > 0 then
+      timer:start(math.max(1, math.ceil(cursor - (now() - t0) * 1e3)), 0, fire_cb)
+      uv.run("once")
+    end
+  end
+  local secs = now() - t0
+  timer:close()
+  uv.run("nowait")
+  return secs, nil, string.format("park_ms=%.1f,fire_ms=%.1f,overhead_ms=%.1f",
+    (t_park - t0) * 1e3, (secs - (t_park - t0)) * 1e3, (secs - max_ms / 1000) * 1e3)
+end
+cases["w4-wheel-cached"] = function(N) return w4wheel(N, false) end
+cases["w4-wheel-fresh"] = function(N) return w4wheel(N, true) end
+
 -- The same with one luv timer per parked coroutine instead of the heap.
 cases["w4-luv"] = function(N)
   local uv = require("luv")
@@ -344,6 +405,38 @@ cases["w4-c-nogc"] = function(N)
   collectgarbage("stop")
   return w4c(N, true)
 end
+
+-- Where the firing time goes: N parked coroutines resumed to their end
+-- with no timers at all, in the order they were created (seq) or in the
+-- order of their W4 deadlines (sorted, as the timers fire them).
+local function w4order(N, sorted)
+  local delays = B.delays_ms(N)
+  local q = {}
+  for i = 1, N do
+    local co = create(sleeper)
+    resume(co, delays[i])
+    q[i] = co
+  end
+  if sorted then
+    local idx = {}
+    for i = 1, N do idx[i] = i end
+    table.sort(idx, function(a, b)
+      if delays[a] ~= delays[b] then return delays[a] < delays[b] end
+      return a < b
+    end)
+    local s = {}
+    for i = 1, N do s[i] = q[idx[i]] end
+    q = s
+  end
+  local t0 = now()
+  for i = 1, N do
+    resume(q[i])
+    q[i] = false
+  end
+  return now() - t0
+end
+cases["w4-resume-seq"] = function(N) return w4order(N, false) end
+cases["w4-resume-sorted"] = function(N) return w4order(N, true) end
 
 -- W5: bytes per parked coroutine ------------------------------------------
 
