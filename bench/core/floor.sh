@@ -33,6 +33,8 @@ for c in "w1-create|task (create + resume to end, N queued first)|1" \
          "w1-pool|task (pooled coroutine)|1" \
          "w1-pool-table|task (pooled coroutine + table handle + FIFO)|1" \
          "w1-pool-ud|task (pooled coroutine + userdata handle + FIFO)|1" \
+         "w1-c-pool|task (queue and resume in C, pooled coroutine)|1" \
+         "w1-c-pool-ud|task (the same + userdata handle holding fn)|1" \
          "w3-raw|switch (coroutine.resume + yield round trip)|1" \
          "w3-c|switch (lua_resume from C + yield)|1" \
          "w3-c-ud|switch (lua_resume from C + yield + fresh userdata)|1" \

@@ -17,6 +17,14 @@
  *                            (lua_resume, results dropped), as a scheduler
  *                            written in C does: the switch floor without
  *                            coroutine.resume's own call.
+ *   floorlib.spawn_run(runner, fn, n, handles)
+ *                            the W1 floor with the scheduler in C: n tasks
+ *                            of fn queued (a FIFO: an array slot each, holding
+ *                            fn, or with handles a 16-byte userdata handle
+ *                            holding fn in its user value), then run in order
+ *                            on one pooled coroutine running runner (which
+ *                            calls each function it is resumed with and
+ *                            yields after it), each slot cleared after.
  *   floorlib.timers(body, delays, fresh)
  *                            the W4 floor with the scheduler in C: for each
  *                            delay d (ms) of the array, a coroutine running
@@ -75,6 +83,40 @@ static int l_floor_drive(lua_State *L) {
     int nres, st = lua_resume(co, L, 0, &nres);
     if (st != LUA_YIELD) return luaL_error(L, "drive: coroutine did not yield");
     lua_pop(co, nres);
+  }
+  return 0;
+}
+
+static int l_floor_spawn_run(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 3), i;
+  int handles = lua_toboolean(L, 4), nres;
+  lua_State *co;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 4);
+  lua_createtable(L, (int)n, 0); /* 5: the FIFO */
+  co = lua_newthread(L);         /* 6: the pooled coroutine */
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  for (i = 1; i <= n; i++) { /* spawn */
+    if (handles) {
+      lua_newuserdatauv(L, 16, 1);
+      lua_pushvalue(L, 2);
+      lua_setiuservalue(L, -2, 1);
+    } else {
+      lua_pushvalue(L, 2);
+    }
+    lua_rawseti(L, 5, i);
+  }
+  for (i = 1; i <= n; i++) { /* run */
+    lua_rawgeti(L, 5, i);
+    if (handles) lua_getiuservalue(L, -1, 1);
+    lua_xmove(L, co, 1);
+    if (lua_resume(co, L, 1, &nres) != LUA_YIELD)
+      return luaL_error(L, "spawn_run: the runner did not yield");
+    lua_pop(co, nres);
+    lua_settop(L, 6);
+    lua_pushnil(L);
+    lua_rawseti(L, 5, i);
   }
   return 0;
 }
@@ -152,6 +194,7 @@ int luaopen_floorlib(lua_State *L) {
   static const luaL_Reg fns[] = {{"callk", l_floor_callk},
                                  {"drive", l_floor_drive},
                                  {"timers", l_floor_timers},
+                                 {"spawn_run", l_floor_spawn_run},
                                  {NULL, NULL}};
   static const luaL_Reg methods[] = {
       {"set", l_floor_set}, {"wait", l_floor_wait}, {NULL, NULL}};

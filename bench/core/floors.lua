@@ -125,6 +125,28 @@ cases["w1-pool-ud"] = function(N)
   return now() - t0
 end
 
+-- The same with the queue and the resumes in C (floorlib.spawn_run), as a
+-- runtime written in C does them: (b) in C, and (c') in C (the handle a
+-- userdata holding the function in its user value).
+local function crunner(f)
+  while true do
+    f()
+    f = yield()
+  end
+end
+cases["w1-c-pool"] = function(N)
+  local fl = require("floorlib")
+  local t0 = now()
+  fl.spawn_run(crunner, noop, N, false)
+  return now() - t0
+end
+cases["w1-c-pool-ud"] = function(N)
+  local fl = require("floorlib")
+  local t0 = now()
+  fl.spawn_run(crunner, noop, N, true)
+  return now() - t0
+end
+
 -- W3: switches -------------------------------------------------------------
 
 -- The raw round trip: resume a coroutine that yields straight back. One
