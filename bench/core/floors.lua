@@ -464,6 +464,7 @@ cases["w4-resume-sorted"] = function(N) return w4order(N, true) end
 
 local bodies = {
   bare = function() yield() end,
+  handle = function() yield() end,
   pcall = function() pcall(yield) end,
   callk = function()
     local callk = require("floorlib").callk
@@ -474,8 +475,10 @@ local bodies = {
 local function w5(N, kind)
   local body = bodies[kind]
   if kind == "callk" then body = body() end
-  local q = {}
+  local q, hs = {}, {}
   for i = 1, N do q[i] = false end -- the anchor array exists before
+  local newh = kind == "handle" and require("floorlib").handle
+  if newh then for i = 1, N do hs[i] = false end end
   local base_kb = B.settled_rss_kb()
   local base_count = collectgarbage("count")
   local t0 = now()
@@ -483,17 +486,22 @@ local function w5(N, kind)
     local co = create(body)
     resume(co)
     q[i] = co
+    if newh then hs[i] = newh() end
   end
   local secs = now() - t0
   local rss_kb = B.settled_rss_kb()
   local count = collectgarbage("count")
   for i = 1, N do assert(coroutine.status(q[i]) == "suspended") end
+  if newh then assert(hs[N]) end
   return secs, nil, string.format("lua_bytes=%.0f,rss_bytes=%.0f",
     (count - base_count) * 1024 / N, (rss_kb - base_kb) * 1024 / N)
 end
 cases["w5-bare"] = function(N) return w5(N, "bare") end
 cases["w5-pcall"] = function(N) return w5(N, "pcall") end
 cases["w5-callk"] = function(N) return w5(N, "callk") end
+-- bare, plus the smallest handle (a 16-byte userdata, one user value) in a
+-- second anchored array: a coroutine plus the least per-task state.
+cases["w5-handle"] = function(N) return w5(N, "handle") end
 
 -- W7: N parked coroutines each resumed once to raise the cancellation -----
 

@@ -32,7 +32,7 @@ runs=(
   "W4|$F w4-heap-cached" "W4|$F w4-heap-fresh" "W4|$F w4-heap-gen"
   "W4|$F w4-wheel-cached" "W4|$F w4-wheel-fresh" "W4|$F w4-luv"
   "W4|$F w4-resume-seq" "W4|$F w4-resume-sorted" "W4|$bench/out/w4_timers_c 100000"
-  "W5|$F w5-bare" "W5|$F w5-pcall" "W5|$F w5-callk"
+  "W5|$F w5-bare" "W5|$F w5-pcall" "W5|$F w5-callk" "W5|$F w5-handle"
   "W7|$F w7-raise" "W7|$F w7-raise-gc" "W7|$F w7-close"
   "W7|$bench/out/w7_cancel_c 100000"
 )
