@@ -16,6 +16,11 @@ if [ ! -e "$dst" ] || [ "$src" -nt "$dst" ]; then
   gcc -O2 -Wall -Wextra -shared -fPIC -o "$dst" "$src" \
     $(pkg-config --cflags lua5.4) $(pkg-config --cflags --libs libuv)
 fi
+if [ ! -e "$bench/out/timer_burst" ] || [ "$here/timer_burst.c" -nt "$bench/out/timer_burst" ]; then
+  # shellcheck disable=SC2046
+  gcc -O2 -Wall -Wextra -o "$bench/out/timer_burst" "$here/timer_burst.c" -I"$bench/lib" \
+    $(pkg-config --cflags --libs libuv)
+fi
 F="lua5.4 $here/floors.lua"
 runs=(
   "W1-100k|$F w1-create 100000" "W1-100k|$F w1-pool 100000"
@@ -32,6 +37,7 @@ runs=(
   "W4|$F w4-heap-cached" "W4|$F w4-heap-fresh" "W4|$F w4-heap-gen"
   "W4|$F w4-wheel-cached" "W4|$F w4-wheel-fresh" "W4|$F w4-luv"
   "W4|$F w4-resume-seq" "W4|$F w4-resume-sorted" "W4|$bench/out/w4_timers_c 100000"
+  "W4|$bench/out/timer_burst 100000"
   "W5|$F w5-bare" "W5|$F w5-pcall" "W5|$F w5-callk" "W5|$F w5-handle"
   "W7|$F w7-raise" "W7|$F w7-raise-gc" "W7|$F w7-close"
   "W7|$bench/out/w7_cancel_c 100000"
