@@ -147,6 +147,16 @@ cases["w1-c-pool-ud"] = function(N)
   return now() - t0
 end
 
+-- What the W1 script adds per task on top of a runtime in C: its own
+-- `tg:start_soon(noop)`, a method looked up on a userdata and a C call
+-- (here a C function that does nothing).
+cases["w1-call"] = function(N)
+  local h = require("floorlib").handle()
+  local t0 = now()
+  for _ = 1, N do h:set(noop) end
+  return now() - t0
+end
+
 -- W3: switches -------------------------------------------------------------
 
 -- The raw round trip: resume a coroutine that yields straight back. One

@@ -25,7 +25,7 @@ F="lua5.4 $here/floors.lua"
 runs=(
   "W1-100k|$F w1-create 100000" "W1-100k|$F w1-pool 100000"
   "W1-100k|$F w1-pool-table 100000" "W1-100k|$F w1-pool-ud 100000"
-  "W1-100k|$F w1-c-pool 100000" "W1-100k|$F w1-c-pool-ud 100000"
+  "W1-100k|$F w1-c-pool 100000" "W1-100k|$F w1-c-pool-ud 100000" "W1-100k|$F w1-call 100000"
   "W1-100k|node $bench/w1_spawn/node.bench.js 100000"
   "W1-1M|$F w1-create 1000000" "W1-1M|$F w1-pool 1000000"
   "W1-1M|$F w1-pool-table 1000000" "W1-1M|$F w1-pool-ud 1000000"
