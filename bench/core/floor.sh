@@ -35,6 +35,7 @@ for c in "w1-create|task (create + resume to end, N queued first)|1" \
          "w1-pool-ud|task (pooled coroutine + userdata handle + FIFO)|1" \
          "w1-c-pool|task (queue and resume in C, pooled coroutine)|1" \
          "w1-c-pool-ud|task (the same + userdata handle holding fn)|1" \
+         "w2-c-ud|task (C FIFO, a coroutine + userdata handle each, 2 resumes)|1" \
          "w3-raw|switch (coroutine.resume + yield round trip)|1" \
          "w3-c|switch (lua_resume from C + yield)|1" \
          "w3-c-ud|switch (lua_resume from C + yield + fresh userdata)|1" \

@@ -25,6 +25,15 @@
  *                            on one pooled coroutine running runner (which
  *                            calls each function it is resumed with and
  *                            yields after it), each slot cleared after.
+ *   floorlib.spawn_yield_run(body, n, handles)
+ *                            the W2 floor in C: n tasks spawned (a FIFO
+ *                            slot each, with handles a 16-byte userdata per
+ *                            task as well), then a FIFO scheduler: each task
+ *                            gets its own coroutine running body (all n are
+ *                            suspended at once, so none can come from a
+ *                            pool) and is resumed; a task that yields goes
+ *                            to the back of the FIFO, one that ends is
+ *                            dropped. Returns the number of resumes.
  *   floorlib.timers(body, delays, fresh)
  *                            the W4 floor with the scheduler in C: for each
  *                            delay d (ms) of the array, a coroutine running
@@ -121,6 +130,48 @@ static int l_floor_spawn_run(lua_State *L) {
   return 0;
 }
 
+static int l_floor_spawn_yield_run(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 2), head = 1, tail = 0, resumes = 0;
+  int handles = lua_toboolean(L, 3), nres;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  lua_createtable(L, (int)n, 0); /* 4: the FIFO: handle or true, then co */
+  while (tail < n) { /* spawn */
+    if (handles)
+      lua_newuserdatauv(L, 16, 1);
+    else
+      lua_pushboolean(L, 1);
+    lua_rawseti(L, 4, ++tail);
+  }
+  while (head <= tail) {
+    lua_State *co;
+    int st;
+    lua_rawgeti(L, 4, head);
+    if (lua_type(L, -1) != LUA_TTHREAD) { /* first run: its coroutine */
+      lua_pop(L, 1);
+      co = lua_newthread(L);
+      lua_pushvalue(L, 1);
+      lua_xmove(L, co, 1);
+    } else {
+      co = lua_tothread(L, -1);
+    }
+    lua_pushnil(L);
+    lua_rawseti(L, 4, head++);
+    st = lua_resume(co, L, 0, &nres);
+    resumes++;
+    if (st == LUA_YIELD) { /* to the back of the FIFO */
+      lua_pop(co, nres);
+      lua_rawseti(L, 4, ++tail);
+    } else if (st == LUA_OK) {
+      lua_pop(L, 1); /* dropped */
+    } else {
+      return luaL_error(L, "spawn_yield_run: task failed");
+    }
+  }
+  lua_pushinteger(L, resumes);
+  return 1;
+}
+
 typedef struct {
   uv_timer_t timer;
   lua_State *L;  /* the state holding the anchor table at index 4 */
@@ -195,6 +246,7 @@ int luaopen_floorlib(lua_State *L) {
                                  {"drive", l_floor_drive},
                                  {"timers", l_floor_timers},
                                  {"spawn_run", l_floor_spawn_run},
+                                 {"spawn_yield_run", l_floor_spawn_yield_run},
                                  {NULL, NULL}};
   static const luaL_Reg methods[] = {
       {"set", l_floor_set}, {"wait", l_floor_wait}, {NULL, NULL}};

@@ -157,6 +157,26 @@ cases["w1-call"] = function(N)
   return now() - t0
 end
 
+-- W2: N tasks that each yield once to the scheduler (`sleep(0)`) -------
+
+-- In C (floorlib.spawn_yield_run): all N are suspended at their yield at
+-- once, so each needs its own coroutine (created, and later collected);
+-- two resumes per task through a FIFO; optionally a userdata handle each.
+local function w2body() yield() end
+cases["w2-c"] = function(N)
+  local fl = require("floorlib")
+  local t0 = now()
+  local resumes = fl.spawn_yield_run(w2body, N, false)
+  assert(resumes == 2 * N)
+  return now() - t0
+end
+cases["w2-c-ud"] = function(N)
+  local fl = require("floorlib")
+  local t0 = now()
+  fl.spawn_yield_run(w2body, N, true)
+  return now() - t0
+end
+
 -- W3: switches -------------------------------------------------------------
 
 -- The raw round trip: resume a coroutine that yields straight back. One
@@ -548,7 +568,7 @@ cases["w7-raise-gc"] = function(N) return w7(N, true) end
 -- way); shows what the raise itself costs.
 cases["w7-close"] = function(N) return w7(N, false, true) end
 
-local defaults = { w1 = 100000, w3 = 1000000, w4 = 100000, w5 = 100000, w7 = 100000 }
+local defaults = { w1 = 100000, w2 = 100000, w3 = 1000000, w4 = 100000, w5 = 100000, w7 = 100000 }
 local fn = cases[CASE] or error("floors.lua: unknown case " .. CASE)
 local N = B.arg(2, defaults[CASE:sub(1, 2)])
 local secs, ops, extra = fn(N)

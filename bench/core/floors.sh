@@ -31,6 +31,7 @@ runs=(
   "W1-1M|$F w1-pool-table 1000000" "W1-1M|$F w1-pool-ud 1000000"
   "W1-1M|$F w1-c-pool 1000000" "W1-1M|$F w1-c-pool-ud 1000000"
   "W1-1M|node $bench/w1_spawn/node.bench.js 1000000"
+  "W2|$F w2-c" "W2|$F w2-c-ud" "W2|lua5.4 $bench/w2_sleep0/cqueues.bench.lua 100000"
   "W3|$F w3-raw" "W3|$F w3-c" "W3|$F w3-c-table" "W3|$F w3-c-ud" "W3|$F w3-c-script"
   "W3|$F w3-sched" "W3|lua5.4 $bench/w3_event/luv_cb.bench.lua 1000000"
   "W4|$F w4-c-cached" "W4|$F w4-c-fresh" "W4|$F w4-c-nogc"
