@@ -2,7 +2,7 @@
 .PHONY: all build demo test valgrind asan tsan lint lint-lua lint-c format \
   format-check bench bench-core bench-embed bench-process bench-threads clean \
   rock rockspecs release-check docs-check \
-  bench-remote bench-host60 bench-heap alloc-sweep fuzz
+  bench-remote bench-host60 bench-heap alloc-sweep fuzz bench-floor
 
 all: build
 
@@ -133,6 +133,13 @@ bench-core: build
 	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
 	  lua5.4 bench/core/mem_split.lua
 	bash bench/core/ctx_callgrind.sh
+
+# Bare-Lua floors of the targets (no loom needed): wall-clock medians of 5
+# interleaved rounds against Node.js, luv and C on libuv, then instructions
+# per operation (callgrind); ~2 minutes. Numbers: bench/results/floors.md.
+bench-floor:
+	bash bench/core/floors.sh
+	bash bench/core/floor.sh
 # The version is the one in csrc/loom.h; release-check fails when loom's
 # other version strings disagree with it.
 VERSION := $(shell sed -n 's/^\#define LOOM_VERSION "\(.*\)"/\1/p' csrc/loom.h)
