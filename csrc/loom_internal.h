@@ -480,6 +480,11 @@ struct loom_rt {
   int own_dir_ref;     /* source prefix of loom's Lua files, or NOREF:
                         * user-facing positions skip their frames */
   int cancelled_ref;   /* the Cancelled class (hooks.Cancelled) */
+  const void *cancelled_class; /* its address (compared with metatables) */
+  /* The Cancelled object a scope set last, while that scope holds it
+   * (scope.c): loom__is_cancelled knows it at once. */
+  loom_scope *exc_scope;
+  const void *exc_ptr;
   int task_mt_ref;     /* registry ref of the loom.Task metatable */
   int issued_ref;      /* weak set of the Cancelled objects scopes made */
   loom_list all_tasks; /* every live task (stranded ones are found here) */
