@@ -804,9 +804,12 @@ typedef struct loom_stream {
     no_shutdown; /* a pipe: send_eof closes the handle */
   /* reading: one receive at a time */
   unsigned char receiving, eof;
+  unsigned char reading;    /* libuv reads (uv_read_start is on) */
+  unsigned char read_ahead; /* reading stays on after a read (not stdio) */
   int read_err; /* sticky error of a failed read */
   char *rbuf;   /* data read but not yet returned */
   size_t rcap, roff, rlen, want;
+  size_t rsize; /* a read-ahead stream's read size, adapted to its reads */
   loom_task *reader; /* parked in receive */
   /* writing: one send at a time */
   unsigned char sending, eof_sent, send_broken, acceptor_ref;
