@@ -273,43 +273,48 @@ typedef struct loom_handle {
 } loom_handle;
 
 struct loom_task {
+  /* The first 64 bytes hold what the scheduler, a wake-up and the abort
+   * walk of a cancellation read, the task's own scope follows (the struct
+   * is cache-line aligned in its slab): cancelling a hundred thousand
+   * tasks reads adjacent lines of each. */
   loom_rt *rt;
-  lua_State *L;   /* its coroutine (from spawn to its end) */
-  loom_handle *h; /* its handle, anchored while the task is live */
-  lua_Integer id;
-  loom_scope scope;      /* private scope: h:cancel() cancels it */
-  loom_scope *cur;       /* innermost active scope */
-  loom_list scope_link;  /* node in cur->tasks */
-  loom_group *group;     /* owning group (NULL: root, or before started) */
-  loom_list group_link;  /* node in group->children */
-  loom_list groups;      /* groups this task hosts, innermost last */
+  lua_State *L;          /* its coroutine (from spawn to its end) */
   loom_task *next_ready; /* ready queue; the free list when not in use */
-  /* Parking. */
-  loom_abort_fn abort;      /* NULL: the current wait cannot be aborted */
-  const char *wait_what;    /* what it waits on, for task_tree() */
-  loom_list wait_link;      /* node in one wait queue (free while not parked) */
-  struct loom_waitq *waitq; /* the queue wait_link is in (loom__waitq_*) */
-  void *wait_data;        /* the object waited on, for the owner of the queue */
+  loom_scope *cur;       /* innermost active scope */
+  loom_abort_fn abort;   /* NULL: the current wait cannot be aborted */
+  loom_list scope_link;  /* node in cur->tasks */
+  unsigned char state, wake;
+  unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
+  int wake_nargs;          /* values pushed on L for the resume */
+  /* Next (the abort walk goes through it): */
+  loom_scope scope; /* private scope: h:cancel() cancels it */
+  loom_handle *h;         /* its handle, anchored while the task is live */
   loom_scope *wake_scope; /* the cancelled scope that aborted the wait */
-  loom_timer sleep_timer;
-  loom_list waiters;  /* tasks in h:wait() / h:result() */
-  loom_list all_link; /* node in rt->all_tasks while live */
-  /* tg:start() bookkeeping. */
-  loom_task *start_caller;
-  loom_group *start_group;
   /* Suspension (loom__suspend): the real continuation, and the stack top
    * at the yield, so a resume by anyone but the scheduler is refused. */
   lua_KFunction k;
   lua_KContext kctx;
   int park_top;
-  int wake_nargs;        /* values pushed on L for the resume */
   int nargs;             /* arguments kept in the handle until the first
                           * resume (-1: they are on L already) */
   int ref;               /* slot of its handle in the anchor table */
   int tb_ref, tberr_ref; /* traceback captured by the message handler */
-  unsigned char state, wake;
-  unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
-};
+  /* Parking. */
+  const char *wait_what;    /* what it waits on, for task_tree() */
+  loom_list wait_link;      /* node in one wait queue (free while not parked) */
+  struct loom_waitq *waitq; /* the queue wait_link is in (loom__waitq_*) */
+  void *wait_data;        /* the object waited on, for the owner of the queue */
+  loom_timer sleep_timer;
+  loom_group *group;     /* owning group (NULL: root, or before started) */
+  loom_list group_link;  /* node in group->children */
+  loom_list groups;      /* groups this task hosts, innermost last */
+  loom_list waiters;     /* tasks in h:wait() / h:result() */
+  loom_list all_link;    /* node in rt->all_tasks while live */
+  lua_Integer id;
+  /* tg:start() bookkeeping. */
+  loom_task *start_caller;
+  loom_group *start_group;
+} __attribute__((aligned(64)));
 
 #define LOOM_TASK_MT "loom.Task"
 
@@ -489,6 +494,11 @@ struct loom_rt {
   int own_dir_ref;     /* source prefix of loom's Lua files, or NOREF:
                         * user-facing positions skip their frames */
   int cancelled_ref;   /* the Cancelled class (hooks.Cancelled) */
+  const void *cancelled_class; /* its address (compared with metatables) */
+  /* The Cancelled object a scope set last, while that scope holds it
+   * (scope.c): loom__is_cancelled knows it at once. */
+  loom_scope *exc_scope;
+  const void *exc_ptr;
   int task_mt_ref;     /* registry ref of the loom.Task metatable */
   int issued_ref;      /* weak set of the Cancelled objects scopes made */
   loom_list all_tasks; /* every live task (stranded ones are found here) */
@@ -803,9 +813,12 @@ typedef struct loom_stream {
     no_shutdown; /* a pipe: send_eof closes the handle */
   /* reading: one receive at a time */
   unsigned char receiving, eof;
+  unsigned char reading;    /* libuv reads (uv_read_start is on) */
+  unsigned char read_ahead; /* reading stays on after a read (not stdio) */
   int read_err; /* sticky error of a failed read */
   char *rbuf;   /* data read but not yet returned */
   size_t rcap, roff, rlen, want;
+  size_t rsize; /* a read-ahead stream's read size, adapted to its reads */
   loom_task *reader; /* parked in receive */
   /* writing: one send at a time */
   unsigned char sending, eof_sent, send_broken, acceptor_ref;

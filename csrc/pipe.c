@@ -240,6 +240,9 @@ static int l_stdio(lua_State *L) {
   o = loom__stream_new(L, rt, &loom__pipe_stream_class);
   o->readable = fd == 0;
   o->writable = fd != 0;
+  /* Other processes may share the descriptor: read only what receive()
+   * asks for, nothing ahead. */
+  o->read_ahead = 0;
   switch (uv_guess_handle(dupfd)) {
   case UV_TTY:
     err = uv_tty_init(rt->loop, &o->h.tty, dupfd, fd == 0);

@@ -203,7 +203,9 @@ static int l_state_gc(lua_State *L) {
       loom__list_remove(&w->link);
       st->live_handles--;
       free(w);
-      state_unref(st);
+      /* its reference on st; the box's own keeps st until below */
+      LOOM_ASSERT(st->refs > 1);
+      st->refs--;
     } else {
       watcher_close(w);
     }

@@ -29,6 +29,8 @@ static int l_set_hooks(lua_State *L) {
   lua_getfield(L, -1, "Cancelled");
   if (rt->cancelled_ref != LUA_NOREF)
     luaL_unref(L, LUA_REGISTRYINDEX, rt->cancelled_ref);
+  /* (its address: the registry keeps it alive as long as the ref) */
+  rt->cancelled_class = lua_istable(L, -1) ? lua_topointer(L, -1) : NULL;
   rt->cancelled_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getfield(L, 1, "issued");
   if (rt->issued_ref != LUA_NOREF)

@@ -42,6 +42,36 @@ void loom__scope_attach(loom_scope *s, loom_scope *parent) {
   s->state = LOOM_SCOPE_ACTIVE;
 }
 
+/* ---- a scope's Cancelled object ------------------------------------------ *
+ * A cancelled scope holds the Cancelled object it raises (s->exc_ref). The
+ * runtime remembers the address of the one set last while its scope holds
+ * it (rt->exc_scope, rt->exc_ptr): an object at that address is then alive
+ * and was issued by loom, so loom__is_cancelled recognises it without the
+ * weak-table look-up (cancelling a group wakes every task with the same
+ * object). The address is forgotten before the reference is dropped. */
+
+static void drop_exc(lua_State *L, loom_rt *rt, loom_scope *s) {
+  if (rt->exc_scope == s) {
+    rt->exc_scope = NULL;
+    rt->exc_ptr = NULL;
+  }
+  if (s->exc_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
+    s->exc_ref = LUA_NOREF;
+  }
+}
+
+/* [-1, +0] the object on top (built by make_cancelled) becomes s's. */
+static void set_exc(lua_State *L, loom_rt *rt, loom_scope *s) {
+  const void *p = lua_type(L, -1) == LUA_TTABLE ? lua_topointer(L, -1) : NULL;
+  drop_exc(L, rt, s);
+  s->exc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (p != NULL) {
+    rt->exc_scope = s;
+    rt->exc_ptr = p;
+  }
+}
+
 /* Undo attach: the scope is left and can no longer cancel anything. Its
  * Cancelled object is released; errors that escaped keep their own copy. */
 void loom__scope_detach(lua_State *L, loom_rt *rt, loom_scope *s) {
@@ -49,10 +79,7 @@ void loom__scope_detach(lua_State *L, loom_rt *rt, loom_scope *s) {
   loom__list_remove(&s->link);
   s->parent = NULL; /* it may be collected before s */
   s->state = LOOM_SCOPE_EXITED;
-  if (s->exc_ref != LUA_NOREF) {
-    luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
-    s->exc_ref = LUA_NOREF;
-  }
+  drop_exc(L, rt, s);
 }
 
 loom_scope *loom__effective_cancel(loom_scope *s) {
@@ -120,21 +147,20 @@ void loom__scope_cancel(lua_State *L, loom_rt *rt, loom_scope *s,
   if (reason_idx) reason_idx = lua_absindex(L, reason_idx);
   loom__scope_mark_cancelled(rt, s, by_deadline);
   make_cancelled(L, rt, s, reason_idx, rt->current);
-  if (s->exc_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
-  s->exc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  set_exc(L, rt, s);
 }
 
 void loom__scope_cancel_object(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (s->exc_ref != LUA_NOREF) return;
   make_cancelled(L, rt, s, 0, rt->current);
-  s->exc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  set_exc(L, rt, s);
 }
 
 void loom__push_cancelled(lua_State *L, loom_rt *rt, loom_scope *s) {
   if (s->exc_ref == LUA_NOREF) {
     /* Marked without an object yet (see loom__scope_cancel): make one. */
     make_cancelled(L, rt, s, 0, NULL);
-    s->exc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    set_exc(L, rt, s);
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->exc_ref);
 }
@@ -168,7 +194,8 @@ void loom__scope_link(loom_task *t, loom_scope *s) {
   t->cur = s;
   if (s->cancel_called) return;
   LOOM_ASSERT(!s->is_task_scope);
-  if (CS(s)->deadline <= loom__now()) loom__scope_mark_cancelled(rt, s, 1);
+  if (CS(s)->deadline <= loom__time(rt))
+    loom__scope_mark_cancelled(rt, s, 1);
   else if (CS(s)->deadline < HUGE_VAL)
     (void)loom__heap_insert(rt, &CS(s)->timer, CS(s)->deadline);
 }
@@ -402,10 +429,7 @@ static int l_scope_gc(lua_State *L) {
   /* Only an abandoned scope can still be in the heap here. */
   if (!rt->closed) loom__heap_remove(rt, &CS(s)->timer);
   splice_out(s);
-  if (s->exc_ref != LUA_NOREF) {
-    luaL_unref(L, LUA_REGISTRYINDEX, s->exc_ref);
-    s->exc_ref = LUA_NOREF;
-  }
+  drop_exc(L, rt, s);
   return 0;
 }
 

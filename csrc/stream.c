@@ -88,6 +88,7 @@ static void close_handle(loom_stream *o) {
 }
 
 static void start_close(loom_stream *o) {
+  o->reading = 0; /* (uv_close stops it) */
   close_handle(o);
   release_fd(o);
 }
@@ -142,6 +143,8 @@ loom_stream *loom__stream_new(lua_State *L, loom_rt *rt,
   o->ud_alive = 1;
   o->listener = cls->accepts != NULL;
   o->readable = o->writable = 1;
+  o->read_ahead = 1;
+  o->rsize = KEEP_RBUF;
   box->obj = o;
   return o;
 }
@@ -275,30 +278,84 @@ static int schedule_point(lua_State *L, loom_task *t, loom_stream *o,
   return loom__schedule_point(L, t, (lua_KContext)o, k);
 }
 
-/* ---- receive ----------------------------------------------------------- */
+/* ---- receive ----------------------------------------------------------- *
+ * receive() turns libuv reading on when it is off. A read that lands goes
+ * to the parked receiver and reading stays on, so that the next receive()
+ * costs no epoll_ctl: turning reading off and on again costs two system
+ * calls per receive (libuv re-adds the descriptor, EEXIST, then modifies
+ * it), as many as the read itself. A read that lands while nobody waits is
+ * kept; the next one finds no room (alloc_cb), gets UV_ENOBUFS without a
+ * system call, and reading stops. So loom holds at most one read per
+ * stream, of at most the last receive's max_bytes or 4 KiB (read_size),
+ * and a stream nobody receives from reads nothing. Stdio streams (read_ahead = 0) stop after
+ * every read: other processes may share the descriptor. */
+
+/* Bytes one read asks the kernel for. A stdio stream: receive's
+ * max_bytes. A read-ahead stream: at least KEEP_RBUF (receive(64) of a
+ * 64-byte message would fill the buffer, and libuv then reads again at
+ * once, finds no room and stops reading), at most max_bytes, and in
+ * between what its reads have needed lately (rsize doubles when a read
+ * fills the buffer, halves when one uses less than a quarter): small
+ * messages are read into one small buffer, kept, instead of a 64 KiB one
+ * allocated and freed per receive; a bulk transfer grows to 64 KiB reads
+ * within five. */
+static size_t read_size(const loom_stream *o) {
+  if (!o->read_ahead) return o->want;
+  if (o->want <= KEEP_RBUF) return KEEP_RBUF;
+  return o->want < o->rsize ? o->want : o->rsize;
+}
+
+static void adapt_read_size(loom_stream *o, size_t nread, size_t asked) {
+  if (nread == asked && o->rsize < READ_CHUNK && asked == o->rsize)
+    o->rsize *= 2;
+  else if (nread < o->rsize / 4 && o->rsize > KEEP_RBUF)
+    o->rsize /= 2;
+}
+
+static void stop_reading(loom_stream *o) {
+  if (o->reading) {
+    o->reading = 0;
+    uv_read_stop(&o->h.stream);
+  }
+}
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   loom_stream *o = (loom_stream *)h->data;
   (void)suggested;
-  /* receive() made sure rbuf holds `want` bytes and is empty. */
+  buf->base = NULL;
+  buf->len = 0; /* no room: read_cb gets UV_ENOBUFS and stops reading */
+  if (o->rlen > 0) return; /* the last read is not taken yet */
+  if (o->rcap < read_size(o)) { /* (receive() reserved it; a trim freed it) */
+    char *b = (char *)realloc(o->rbuf, read_size(o));
+    if (b == NULL) return;
+    o->rbuf = b;
+    o->rcap = read_size(o);
+  }
+  o->roff = 0;
   buf->base = o->rbuf;
-  buf->len = o->want;
+  buf->len = read_size(o);
 }
 
-/* One read landed: stop reading (nothing is read while nobody receives)
- * and hand it to the parked receiver. */
+/* A read landed: hand it to the parked receiver, or keep it and stop. */
 static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   loom_stream *o = (loom_stream *)h->data;
-  (void)buf;
   if (nread == 0) return; /* EAGAIN: keep waiting */
-  uv_read_stop(h);
+  if (nread == UV_ENOBUFS) {
+    /* No room: a read is already held (or memory ran out, and then the
+     * next receive() raises it). A parked receiver always has room. */
+    LOOM_ASSERT(o->reader == NULL);
+    stop_reading(o);
+    return;
+  }
   if (nread > 0) {
     o->roff = 0;
     o->rlen = (size_t)nread;
-  } else if (nread == UV_EOF) {
-    o->eof = 1;
+    if (!o->read_ahead) stop_reading(o);
+    else adapt_read_size(o, (size_t)nread, buf->len);
   } else {
-    o->read_err = (int)nread;
+    if (nread == UV_EOF) o->eof = 1;
+    else o->read_err = (int)nread;
+    stop_reading(o);
   }
   wake_slot(&o->reader, LOOM_WAKE_OK);
 }
@@ -306,7 +363,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
 static void receive_abort(loom_task *t) {
   loom_stream *o = (loom_stream *)t->wait_data;
   o->reader = NULL;
-  uv_read_stop(&o->h.stream);
+  stop_reading(o);
 }
 
 /* Give back big read buffers once empty: an idle stream holds little. */
@@ -342,11 +399,12 @@ static int k_receive(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int reserve_rbuf(lua_State *L, loom_stream *o) {
-  if (o->rcap < o->want) {
-    char *b = (char *)realloc(o->rbuf, o->want);
+  size_t n = o->fd >= 0 ? o->want : read_size(o);
+  if (o->rcap < n) {
+    char *b = (char *)realloc(o->rbuf, n);
     if (b == NULL) return luaL_error(L, "loom: out of memory");
     o->rbuf = b;
-    o->rcap = o->want;
+    o->rcap = n;
   }
   o->roff = o->rlen = 0;
   return 0;
@@ -393,8 +451,11 @@ static int l_stream_receive(lua_State *L) {
     o->receiving = 1;
     return schedule_point(L, t, o, k_receive);
   }
-  err = uv_read_start(&o->h.stream, alloc_cb, read_cb);
-  if (err != 0) return raise_stream_err(L, o, "receive", err);
+  if (!o->reading) {
+    err = uv_read_start(&o->h.stream, alloc_cb, read_cb);
+    if (err != 0) return raise_stream_err(L, o, "receive", err);
+    o->reading = 1;
+  }
   o->receiving = 1;
   o->reader = t;
   loom__park(t, receive_abort, cls->op_receive, o);

@@ -320,7 +320,8 @@ void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t) {
       lua_rawseti(S, -2, ++rt->pool_len);
       lua_pop(S, 1);
     }
-  } else loom_closethread(co, S);
+  } else if (lua_status(co) != LUA_OK) loom_closethread(co, S);
+  else lua_settop(co, 0); /* ran to its end: nothing left to close */
 }
 
 int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
@@ -329,9 +330,11 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
   if (lua_type(L, idx) != LUA_TTABLE || !lua_checkstack(L, 2) ||
       !lua_getmetatable(L, idx))
     return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->cancelled_ref);
-  r = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
+  /* The class is anchored by cancelled_ref: its address identifies it. */
+  r = rt->cancelled_class != NULL && lua_topointer(L, -1) == rt->cancelled_class;
+  lua_pop(L, 1);
+  /* The latest one a scope holds is alive and issued (see scope.c). */
+  if (r && lua_topointer(L, idx) == rt->exc_ptr) return 1;
   if (r && rt->issued_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->issued_ref);
     lua_pushvalue(L, idx);

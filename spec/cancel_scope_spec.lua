@@ -1311,3 +1311,68 @@ describe("error groups leaving a cancel scope", function()
     end)
   end)
 end)
+
+-- Only Cancelled objects loom issued count as a cancellation. loom knows the
+-- one it raised last without a table look-up; these pin that the shortcut
+-- never changes the answer.
+describe("which Cancelled counts", function()
+  it("a hand-made Cancelled raised right after a real cancellation is an "
+    .. "error, reported with its traceback", function()
+    local err
+    run(function()
+      err = H.capture_error(loom.task_group, function(tg)
+        tg:start_soon(function()
+          local ok, real = pcall(loom.sleep_forever)
+          assert.is_false(ok)
+          assert.is_true(loom.is_cancelled(real))
+          local fake = setmetatable({ message = "fake" }, loom.Cancelled)
+          assert.is_false(loom.is_cancelled(fake))
+          error(fake)
+        end)
+        loom.checkpoint()
+        loom.current_task():cancel() -- cancels the group with the body
+      end)
+    end)
+    -- The body's task was cancelled (its own Cancelled is not reported);
+    -- the child's hand-made one is a failure, with its traceback.
+    assert.is_true(loom.is(err, loom.ErrorGroup))
+    assert.equal(1, #err.errors)
+    assert.equal("fake", err.errors[1].message)
+    H.contains(err.tracebacks[1], "cancel_scope_spec.lua")
+  end)
+
+  it("the Cancelled a finished scope issued still counts when re-raised "
+    .. "later", function()
+    run(function()
+      local kept
+      local s = loom.cancel_scope()
+      s:run(function()
+        s:cancel()
+        local _, e = pcall(loom.checkpoint)
+        kept = e
+      end)
+      -- Another scope is cancelled since: loom's shortcut points at its
+      -- object now, the first one is still an issued Cancelled.
+      loom.move_on_after(0, function() loom.checkpoint() end)
+      collectgarbage()
+      assert.is_true(loom.is_cancelled(kept))
+      local h
+      loom.task_group(function(tg)
+        h = tg:start_soon(function() error(kept) end)
+      end)
+      assert.equal("cancelled", h:status())
+    end)
+  end)
+
+  it("cancelling a hundred tasks at once ends each one cancelled", function()
+    run(function()
+      local hs = {}
+      loom.task_group(function(tg)
+        for i = 1, 100 do hs[i] = tg:start_soon(loom.sleep_forever) end
+        loom.checkpoint()
+        tg:cancel()
+      end)
+      for i = 1, 100 do assert.equal("cancelled", hs[i]:status()) end
+    end)
+  end)
+end)

@@ -125,6 +125,36 @@ describe("clocks", function()
       assert.are.equal("woke at\t12.0\n", out)
     end)
 
+  it("manual and autojump: a scope entered with a future deadline waits "
+    .. "for the clock, not for the wall clock", function()
+      local script = [[
+        local clock = ...
+        loom.configure{ clock = clock }
+        loom.run(function()
+          if clock == "autojump" then loom.sleep(1000) end
+          local t0 = loom.now()
+          local ran, caught, at
+          loom.task_group(function(tg)
+            tg:start_soon(function()
+              local s = loom.move_on_after(15, function()
+                ran = true
+                loom.sleep(20)
+              end)
+              caught, at = s.cancelled_caught, loom.now() - t0
+            end)
+            if clock == "manual" then
+              for _ = 1, 5 do loom.checkpoint(); loom.advance(4) end
+            end
+          end)
+          print(clock, ran, caught, ("%.1f"):format(at))
+        end)
+      ]]
+      assert.are.equal("manual\ttrue\ttrue\t16.0\n",
+        fresh.ok(script:gsub("%.%.%.", '"manual"', 1)))
+      assert.are.equal("autojump\ttrue\ttrue\t15.0\n",
+        fresh.ok(script:gsub("%.%.%.", '"autojump"', 1)))
+    end)
+
   it("manual under loom.run: unreachable deadlines are a deadlock that "
     .. "says the clock is manual", function()
       local out = fresh.ok([[

@@ -587,6 +587,81 @@ describe("loom TCP streams", function()
   end)
 end)
 
+describe("loom TCP reading ahead", function()
+  it("after a receive, loom holds at most one further read; the peer is "
+    .. "then held back by the kernel", function()
+    loom.run(function()
+      local l, c, s = pair()
+      loom.task_group(function(tg)
+        c:send("hello")
+        assert.equal("hello", s:receive())
+        -- s's owner stops receiving; the peer keeps sending
+        local h, sent = fill(tg, c)
+        local st = core.tcp_stats()
+        assert.is_true(sent() > 0)
+        assert.is_true(sent() < 64 * 1024 * 1024)
+        assert.is_true(st.rbuf_bytes > 0, "one read is held")
+        assert.is_true(st.rbuf_bytes <= 65536)
+        h:cancel()
+      end)
+      -- the held read comes first, in order
+      local d = s:receive(3)
+      assert.equal("xxx", d)
+      c:close(); s:close(); l:close()
+      assert_no_leaks()
+    end)
+  end)
+
+  it("receive(n) never returns more than n bytes, whatever was read ahead",
+    function()
+    loom.run(function()
+      local l, c, s = pair()
+      c:send(string.rep("a", 100) .. string.rep("b", 100))
+      loom.sleep(0.01)
+      local got = {}
+      while #table.concat(got) < 200 do
+        local d = s:receive(7)
+        assert.is_true(#d >= 1 and #d <= 7)
+        got[#got + 1] = d
+      end
+      assert.equal(string.rep("a", 100) .. string.rep("b", 100),
+        table.concat(got))
+      c:close(); s:close(); l:close()
+      assert_no_leaks()
+    end)
+  end)
+
+  it("small messages keep one small read buffer; a bulk transfer grows "
+    .. "its reads to max_bytes", function()
+    loom.run(function()
+      local l, c, s = pair()
+      for i = 1, 20 do
+        c:send("ping " .. i)
+        assert.equal("ping " .. i, s:receive())
+        assert.is_true(core.tcp_stats().rbuf_bytes <= 4096)
+      end
+      local total, biggest = 4 * 1024 * 1024, 0
+      loom.task_group(function(tg)
+        tg:start_soon(function()
+          local block = string.rep("z", 256 * 1024)
+          for _ = 1, total / #block do c:send(block) end
+        end)
+        local n = 0
+        while n < total do
+          local d = s:receive()
+          n = n + #d
+          if #d > biggest then biggest = #d end
+        end
+        assert.equal(total, n)
+      end)
+      assert.is_true(biggest > 4096, "reads grew past 4 KiB")
+      assert.is_true(biggest <= 65536)
+      c:close(); s:close(); l:close()
+      assert_no_leaks()
+    end)
+  end)
+end)
+
 describe("loom TCP misuse", function()
   it("rejects bad hosts and ports with argument errors", function()
     loom.run(function()
