@@ -287,7 +287,7 @@ struct loom_task {
   unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
   int wake_nargs;          /* values pushed on L for the resume */
   /* Next (the abort walk goes through it): */
-  loom_scope scope; /* private scope: h:cancel() cancels it */
+  loom_scope scope;       /* private scope: h:cancel() cancels it */
   loom_handle *h;         /* its handle, anchored while the task is live */
   loom_scope *wake_scope; /* the cancelled scope that aborted the wait */
   /* Suspension (loom__suspend): the real continuation, and the stack top
@@ -303,13 +303,13 @@ struct loom_task {
   const char *wait_what;    /* what it waits on, for task_tree() */
   loom_list wait_link;      /* node in one wait queue (free while not parked) */
   struct loom_waitq *waitq; /* the queue wait_link is in (loom__waitq_*) */
-  void *wait_data;        /* the object waited on, for the owner of the queue */
+  void *wait_data; /* the object waited on, for the owner of the queue */
   loom_timer sleep_timer;
-  loom_group *group;     /* owning group (NULL: root, or before started) */
-  loom_list group_link;  /* node in group->children */
-  loom_list groups;      /* groups this task hosts, innermost last */
-  loom_list waiters;     /* tasks in h:wait() / h:result() */
-  loom_list all_link;    /* node in rt->all_tasks while live */
+  loom_group *group;    /* owning group (NULL: root, or before started) */
+  loom_list group_link; /* node in group->children */
+  loom_list groups;     /* groups this task hosts, innermost last */
+  loom_list waiters;    /* tasks in h:wait() / h:result() */
+  loom_list all_link;   /* node in rt->all_tasks while live */
   lua_Integer id;
   /* tg:start() bookkeeping. */
   loom_task *start_caller;
@@ -489,11 +489,11 @@ struct loom_rt {
   int running;  /* inside loom.run */
   int deadlock; /* the root was cancelled because nothing could run */
   int closed;
-  int hooks_ref;       /* registry ref of the hooks table (errors.lua) */
-  int task_main_ref;   /* registry ref of the task body closure */
-  int own_dir_ref;     /* source prefix of loom's Lua files, or NOREF:
-                        * user-facing positions skip their frames */
-  int cancelled_ref;   /* the Cancelled class (hooks.Cancelled) */
+  int hooks_ref;     /* registry ref of the hooks table (errors.lua) */
+  int task_main_ref; /* registry ref of the task body closure */
+  int own_dir_ref;   /* source prefix of loom's Lua files, or NOREF:
+                      * user-facing positions skip their frames */
+  int cancelled_ref; /* the Cancelled class (hooks.Cancelled) */
   const void *cancelled_class; /* its address (compared with metatables) */
   /* The Cancelled object a scope set last, while that scope holds it
    * (scope.c): loom__is_cancelled knows it at once. */
@@ -815,10 +815,10 @@ typedef struct loom_stream {
   unsigned char receiving, eof;
   unsigned char reading;    /* libuv reads (uv_read_start is on) */
   unsigned char read_ahead; /* reading stays on after a read (not stdio) */
-  int read_err; /* sticky error of a failed read */
-  char *rbuf;   /* data read but not yet returned */
+  int read_err;             /* sticky error of a failed read */
+  char *rbuf;               /* data read but not yet returned */
   size_t rcap, roff, rlen, want;
-  size_t rsize; /* a read-ahead stream's read size, adapted to its reads */
+  size_t rsize;      /* a read-ahead stream's read size, adapted to its reads */
   loom_task *reader; /* parked in receive */
   /* writing: one send at a time */
   unsigned char sending, eof_sent, send_broken, acceptor_ref;

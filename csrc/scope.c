@@ -194,8 +194,7 @@ void loom__scope_link(loom_task *t, loom_scope *s) {
   t->cur = s;
   if (s->cancel_called) return;
   LOOM_ASSERT(!s->is_task_scope);
-  if (CS(s)->deadline <= loom__time(rt))
-    loom__scope_mark_cancelled(rt, s, 1);
+  if (CS(s)->deadline <= loom__time(rt)) loom__scope_mark_cancelled(rt, s, 1);
   else if (CS(s)->deadline < HUGE_VAL)
     (void)loom__heap_insert(rt, &CS(s)->timer, CS(s)->deadline);
 }

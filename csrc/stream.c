@@ -287,8 +287,8 @@ static int schedule_point(lua_State *L, loom_task *t, loom_stream *o,
  * kept; the next one finds no room (alloc_cb), gets UV_ENOBUFS without a
  * system call, and reading stops. So loom holds at most one read per
  * stream, of at most the last receive's max_bytes or 4 KiB (read_size),
- * and a stream nobody receives from reads nothing. Stdio streams (read_ahead = 0) stop after
- * every read: other processes may share the descriptor. */
+ * and a stream nobody receives from reads nothing. Stdio streams (read_ahead =
+ * 0) stop after every read: other processes may share the descriptor. */
 
 /* Bytes one read asks the kernel for. A stdio stream: receive's
  * max_bytes. A read-ahead stream: at least KEEP_RBUF (receive(64) of a
@@ -308,8 +308,7 @@ static size_t read_size(const loom_stream *o) {
 static void adapt_read_size(loom_stream *o, size_t nread, size_t asked) {
   if (nread == asked && o->rsize < READ_CHUNK && asked == o->rsize)
     o->rsize *= 2;
-  else if (nread < o->rsize / 4 && o->rsize > KEEP_RBUF)
-    o->rsize /= 2;
+  else if (nread < o->rsize / 4 && o->rsize > KEEP_RBUF) o->rsize /= 2;
 }
 
 static void stop_reading(loom_stream *o) {
@@ -324,7 +323,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   buf->base = NULL;
   buf->len = 0; /* no room: read_cb gets UV_ENOBUFS and stops reading */
-  if (o->rlen > 0) return; /* the last read is not taken yet */
+  if (o->rlen > 0) return;      /* the last read is not taken yet */
   if (o->rcap < read_size(o)) { /* (receive() reserved it; a trim freed it) */
     char *b = (char *)realloc(o->rbuf, read_size(o));
     if (b == NULL) return;

@@ -331,7 +331,8 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
       !lua_getmetatable(L, idx))
     return 0;
   /* The class is anchored by cancelled_ref: its address identifies it. */
-  r = rt->cancelled_class != NULL && lua_topointer(L, -1) == rt->cancelled_class;
+  r = rt->cancelled_class != NULL &&
+      lua_topointer(L, -1) == rt->cancelled_class;
   lua_pop(L, 1);
   /* The latest one a scope holds is alive and issued (see scope.c). */
   if (r && lua_topointer(L, idx) == rt->exc_ptr) return 1;
