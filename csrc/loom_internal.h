@@ -344,9 +344,11 @@ int loom__task_push_results(lua_State *L, loom_handle *h, int ud) LOOM_HIDDEN;
 /* Free every task struct of rt (the free list, live and abandoned tasks):
  * the runtime's finaliser. */
 void loom__tasks_free(loom_rt *rt) LOOM_HIDDEN;
-/* Free the task structs kept beyond the free list's cap: when the
- * scheduler goes idle, at the end of loom.run and of every step. */
-void loom__tasks_trim(loom_rt *rt) LOOM_HIDDEN;
+/* Free the task structs kept beyond the free list's cap, and shrink the
+ * anchor table after a burst (L: a state with no batch cache on it, or
+ * NULL): when the scheduler goes idle, at the end of loom.run and of every
+ * step. */
+void loom__tasks_trim(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
 int loom__msgh(lua_State *L) LOOM_HIDDEN;
 void loom__wake_waiters(loom_list *waiters) LOOM_HIDDEN;
 int loom__open_task(lua_State *L) LOOM_HIDDEN;

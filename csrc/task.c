@@ -105,8 +105,15 @@ static void task_give(loom_rt *rt, loom_task *t) {
   }
 }
 
-void loom__tasks_trim(loom_rt *rt) {
+static int shrink_anchors(lua_State *L, loom_rt *rt);
+
+void loom__tasks_trim(lua_State *L, loom_rt *rt) {
   loom_list *n, *next;
+  /* The anchor table shrinks here, not as tasks finish: a burst of
+   * finishes (a group cancelling 100,000 tasks) would rebuild it again and
+   * again, walking every live task each time. */
+  if (L != NULL && rt->batch_base == 0 && lua_checkstack(L, 3))
+    shrink_anchors(L, rt);
   if (rt->slabs_partial.next == NULL) return;
   for (n = rt->slabs_partial.next;
        n != &rt->slabs_partial && rt->task_free_n > TASK_POOL_MAX; n = next) {
@@ -769,15 +776,10 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   if (!lua_checkstack(L, 4)) { /* (cannot fail: see the drain) */
   } else if (rt->batch_base > 0) {
     unanchor(L, rt, t, rt->batch_base + C_ANCHOR);
-    if (shrink_anchors(L, rt)) { /* a new table: the cache takes it */
-      lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
-      lua_replace(L, rt->batch_base + C_ANCHOR);
-    }
   } else {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
     unanchor(L, rt, t, lua_gettop(L));
     lua_pop(L, 1);
-    shrink_anchors(L, rt);
   }
   loom__list_remove(&t->all_link);
   rt->live_tasks--;

@@ -13,6 +13,7 @@ local M = {}
 
 local NOT_LIVE = {
   ["stats.pooled_coroutines"] = true,  -- finished coroutines kept for reuse
+  ["stats.anchor_slots"] = true,       -- the anchor table's size (shrinks idle)
   ["stats.registry_refs"] = true,      -- compared as REFS below
   ["stats.running"] = true,            -- checked by M.idle_problem
   -- Worker threads are pooled like coroutines: idle ones stay for a while.

@@ -169,3 +169,30 @@ describe("a lock whose owner finished while holding it", function()
     end)
   end)
 end)
+
+describe("the anchor table after a burst", function()
+  it("keeps its size while the burst's tasks finish and shrinks once the "
+    .. "scheduler is idle", function()
+    run(function()
+      local N = 20000
+      loom.task_group(function(tg)
+        for _ = 1, N do tg:start_soon(loom.sleep_forever) end
+        loom.wait_all_tasks_blocked()
+        assert.equal(N + 1, core.stats().live_tasks) -- and the root
+        tg:cancel()
+      end)
+      -- Every task of the burst finished; no rebuild ran meanwhile.
+      assert.is_true(core.stats().anchor_slots >= N)
+      loom.sleep(0.001) -- the scheduler waits: idle
+      local after = core.stats().anchor_slots
+      assert.is_true(after < 4096, "shrunk to " .. after)
+      assert.is_true(after >= 1) -- the root's slot
+      -- The slots still work: tasks spawn and finish as before.
+      local hs = {}
+      loom.task_group(function(tg)
+        for i = 1, 100 do hs[i] = tg:start_soon(function() return i end) end
+      end)
+      for i = 1, 100 do assert.equal(i, hs[i]:result()) end
+    end)
+  end)
+end)
