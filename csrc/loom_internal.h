@@ -83,7 +83,8 @@ enum loom_magic {
   LOOM_MAGIC_SEND = 0x6c6d7477,    /* "lmtw" channel.c */
   LOOM_MAGIC_RECEIVE = 0x6c6d7472, /* "lmtr" */
   LOOM_MAGIC_CALL = 0x6c6d7443,    /* "lmtC" thread.c */
-  LOOM_MAGIC_REQ = 0x6c6d7451      /* "lmtQ" */
+  LOOM_MAGIC_REQ = 0x6c6d7451,     /* "lmtQ" */
+  LOOM_MAGIC_STREAM = 0x6c6d746e   /* "lmtn" stream.c */
 };
 
 /* Hot-path type checks: a full userdata of the struct's exact size whose
