@@ -83,7 +83,8 @@ enum loom_magic {
   LOOM_MAGIC_SEND = 0x6c6d7477,    /* "lmtw" channel.c */
   LOOM_MAGIC_RECEIVE = 0x6c6d7472, /* "lmtr" */
   LOOM_MAGIC_CALL = 0x6c6d7443,    /* "lmtC" thread.c */
-  LOOM_MAGIC_REQ = 0x6c6d7451      /* "lmtQ" */
+  LOOM_MAGIC_REQ = 0x6c6d7451,     /* "lmtQ" */
+  LOOM_MAGIC_STREAM = 0x6c6d746e   /* "lmtn" stream.c */
 };
 
 /* Hot-path type checks: a full userdata of the struct's exact size whose
@@ -154,6 +155,7 @@ struct loom_scope {
   unsigned char state; /* LOOM_SCOPE_* */
   unsigned char cancel_called, shield, caught, is_task_scope;
   unsigned char by_deadline; /* cancelled because its deadline passed */
+  unsigned char counted;     /* in rt->ncancelled (scope.c) */
 };
 
 /* A scope that is not a task's own, in a CancelScope userdata (user
@@ -173,6 +175,10 @@ void loom__scope_attach(loom_scope *s, loom_scope *parent) LOOM_HIDDEN;
 void loom__scope_detach(lua_State *L, loom_rt *rt, loom_scope *s) LOOM_HIDDEN;
 /* The outermost cancelled scope at or above s, below the nearest shield. */
 loom_scope *loom__effective_cancel(loom_scope *s) LOOM_HIDDEN;
+/* loom__effective_cancel(t->cur), without the walk while no scope of the
+ * runtime is cancelled. */
+#define loom__cancel_hit(t) \
+  ((t)->rt->ncancelled > 0 ? loom__effective_cancel((t)->cur) : NULL)
 /* [-0, +0] cancel s; reason_idx is a stack index of a string or 0 (none).
  * Aborts every abortable wait in the subtree synchronously. */
 void loom__scope_cancel(lua_State *L, loom_rt *rt, loom_scope *s,
@@ -497,6 +503,9 @@ struct loom_rt {
                       * user-facing positions skip their frames */
   int cancelled_ref; /* the Cancelled class (hooks.Cancelled) */
   const void *cancelled_class; /* its address (compared with metatables) */
+  /* Attached scopes with cancel_called set (scope.c): while it is 0, no
+   * checkpoint has a cancellation to find (loom__cancel_hit). */
+  long ncancelled;
   /* The Cancelled object a scope set last, while that scope holds it
    * (scope.c): loom__is_cancelled knows it at once. */
   loom_scope *exc_scope;

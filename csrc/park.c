@@ -95,7 +95,7 @@ void loom__cancel_point(lua_State *L, loom_task *t) {
   /* A deadline that passed while this task ran counts now, not only when
    * the scheduler next looks at the heap. */
   if (tm != NULL && tm->when <= loom__time(t->rt)) loom__fire_timers(t->rt, L);
-  hit = loom__effective_cancel(t->cur);
+  hit = loom__cancel_hit(t);
   if (hit != NULL) {
     loom__push_cancelled(L, t->rt, hit);
     lua_error(L);

@@ -962,6 +962,7 @@ static int l_stats(lua_State *L) {
   set_count(L, "live_tasks", (lua_Integer)rt->live_tasks);
   set_count(L, "pooled_coroutines", rt->pool_len);
   set_count(L, "anchor_slots", (lua_Integer)rt->anchor_top);
+  set_count(L, "cancelled_scopes", (lua_Integer)rt->ncancelled);
   set_count(L, "deadlines", (lua_Integer)rt->heap_len);
   set_count(L, "ready", ready);
   set_count(L, "parked", (lua_Integer)rt->parked);

@@ -29,6 +29,7 @@ void loom__scope_init(loom_scope *s, int is_task_scope) {
   s->exc_ref = LUA_NOREF;
   s->state = LOOM_SCOPE_NEW;
   s->cancel_called = s->shield = s->caught = s->by_deadline = 0;
+  s->counted = 0;
   s->is_task_scope = (unsigned char)is_task_scope;
   if (!is_task_scope) {
     loom__timer_init(&CS(s)->timer, fire_deadline);
@@ -72,6 +73,26 @@ static void set_exc(lua_State *L, loom_rt *rt, loom_scope *s) {
   }
 }
 
+/* rt->ncancelled counts the attached scopes with cancel_called set: a
+ * scope is counted when it is marked while attached, or attached (entered)
+ * already marked, and uncounted when it is left or spliced out. A scope is
+ * marked once and entered at most once. While the count is 0 no attached
+ * scope is cancelled, and a checkpoint skips the walk up its scopes. */
+static void count_cancelled(loom_rt *rt, loom_scope *s) {
+  if (!s->counted) {
+    s->counted = 1;
+    rt->ncancelled++;
+  }
+}
+
+static void uncount_cancelled(loom_rt *rt, loom_scope *s) {
+  if (s->counted) {
+    s->counted = 0;
+    LOOM_ASSERT(rt->ncancelled > 0);
+    rt->ncancelled--;
+  }
+}
+
 /* Undo attach: the scope is left and can no longer cancel anything. Its
  * Cancelled object is released; errors that escaped keep their own copy. */
 void loom__scope_detach(lua_State *L, loom_rt *rt, loom_scope *s) {
@@ -79,6 +100,7 @@ void loom__scope_detach(lua_State *L, loom_rt *rt, loom_scope *s) {
   loom__list_remove(&s->link);
   s->parent = NULL; /* it may be collected before s */
   s->state = LOOM_SCOPE_EXITED;
+  uncount_cancelled(rt, s);
   drop_exc(L, rt, s);
 }
 
@@ -117,6 +139,7 @@ void loom__scope_abort_subtree(loom_rt *rt, loom_scope *s) {
 void loom__scope_mark_cancelled(loom_rt *rt, loom_scope *s, int by_deadline) {
   if (s->cancel_called) return;
   s->cancel_called = 1;
+  if (s->state == LOOM_SCOPE_ACTIVE) count_cancelled(rt, s);
   s->by_deadline = (unsigned char)by_deadline;
   if (!s->is_task_scope) loom__heap_remove(rt, &CS(s)->timer);
   if (s->state == LOOM_SCOPE_ACTIVE) loom__scope_abort_subtree(rt, s);
@@ -192,7 +215,10 @@ void loom__scope_link(loom_task *t, loom_scope *s) {
   loom__list_remove(&t->scope_link);
   loom__list_push(&s->tasks, &t->scope_link);
   t->cur = s;
-  if (s->cancel_called) return;
+  if (s->cancel_called) {
+    count_cancelled(rt, s);
+    return;
+  }
   LOOM_ASSERT(!s->is_task_scope);
   if (CS(s)->deadline <= loom__time(rt)) loom__scope_mark_cancelled(rt, s, 1);
   else if (CS(s)->deadline < HUGE_VAL)
@@ -428,6 +454,7 @@ static int l_scope_gc(lua_State *L) {
   /* Only an abandoned scope can still be in the heap here. */
   if (!rt->closed) loom__heap_remove(rt, &CS(s)->timer);
   splice_out(s);
+  uncount_cancelled(rt, s);
   drop_exc(L, rt, s);
   return 0;
 }

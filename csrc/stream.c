@@ -35,7 +35,11 @@ struct loom_write_req {
   char data[];
 };
 
+/* The userdata: magic and class first, for the fast type check of every
+ * method call (loom__stream_check). */
 typedef struct stream_box {
+  uint32_t magic; /* LOOM_MAGIC_STREAM */
+  const loom_stream_class *cls;
   loom_stream *obj;
 } stream_box;
 
@@ -133,6 +137,8 @@ loom_stream *loom__stream_new(lua_State *L, loom_rt *rt,
                               const loom_stream_class *cls) {
   stream_box *box = (stream_box *)lua_newuserdatauv(L, sizeof *box, 0);
   loom_stream *o;
+  box->magic = LOOM_MAGIC_STREAM;
+  box->cls = cls;
   box->obj = NULL;
   luaL_setmetatable(L, cls->mt);
   o = (loom_stream *)calloc(1, sizeof *o);
@@ -177,7 +183,12 @@ static int l_obj_gc(lua_State *L) {
 
 loom_stream *loom__stream_check(lua_State *L, int idx,
                                 const loom_stream_class *cls) {
-  stream_box *box = (stream_box *)luaL_checkudata(L, idx, cls->mt);
+  /* The magic and the class instead of the metatable by name: luaL_checkudata
+   * interns the name (luaS_new, a strcmp) and looks it up on every call. */
+  stream_box *box = (stream_box *)loom__test_ud(L, idx, sizeof *box,
+                                                LOOM_MAGIC_STREAM);
+  if (box == NULL || box->cls != cls)
+    box = (stream_box *)luaL_checkudata(L, idx, cls->mt);
   if (box->obj == NULL) luaL_argerror(L, idx, "finalised object");
   return box->obj;
 }

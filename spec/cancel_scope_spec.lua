@@ -1376,3 +1376,91 @@ describe("which Cancelled counts", function()
     end)
   end)
 end)
+
+-- A checkpoint skips the walk up its scopes while no attached scope of the
+-- runtime is cancelled (core.stats().cancelled_scopes counts those); these
+-- pin that every way a scope gets cancelled is still seen.
+describe("cancelled scopes are counted", function()
+  local core = require("loom.core")
+  local function count() return core.stats().cancelled_scopes end
+
+  it("a scope cancelled before it is entered is counted once entered, "
+    .. "cancels at its first checkpoint, and leaves the count on exit",
+    function()
+    run(function()
+      assert.equal(0, count())
+      local s = loom.cancel_scope()
+      s:cancel()
+      assert.equal(0, count())
+      local reached, inside = false, nil
+      s:run(function()
+        inside = count()
+        loom.checkpoint()
+        reached = true
+      end)
+      assert.equal(1, inside)
+      assert.is_false(reached)
+      assert.is_true(s.cancelled_caught)
+      assert.equal(0, count())
+      loom.checkpoint() -- nothing is cancelled any more
+    end)
+  end)
+
+  it("a scope cancelled after it was left is not counted", function()
+    run(function()
+      local s = loom.cancel_scope()
+      s:run(function() assert.equal(0, count()) end)
+      s:cancel()
+      assert.is_true(s.cancel_called)
+      assert.equal(0, count())
+    end)
+  end)
+
+  it("deadlines, h:cancel() and group cancels are all seen by the next "
+    .. "checkpoint", function()
+    run(function()
+      local caught = loom.move_on_after(0.001, function()
+        while true do loom.checkpoint() end
+      end).cancelled_caught
+      assert.is_true(caught)
+      local h
+      loom.task_group(function(tg)
+        h = tg:start_soon(function()
+          while true do loom.checkpoint() end
+        end)
+        loom.checkpoint()
+        h:cancel()
+      end)
+      assert.equal("cancelled", h:status())
+      loom.task_group(function(tg)
+        tg:start_soon(function()
+          while true do loom.checkpoint() end
+        end)
+        loom.checkpoint()
+        tg:cancel()
+      end)
+      assert.equal(0, count())
+    end)
+  end)
+
+  it("a shielded scope inside a cancelled one is not cancelled, and the "
+    .. "outer one still is once the shield is left", function()
+    run(function()
+      local outer = loom.cancel_scope()
+      local inner_done, after = false, false
+      outer:run(function()
+        outer:cancel()
+        loom.cancel_scope{ shield = true }:run(function()
+          loom.checkpoint()
+          inner_done = true
+        end)
+        loom.checkpoint()
+        after = true
+      end)
+      assert.is_true(inner_done)
+      assert.is_false(after)
+      assert.is_true(outer.cancelled_caught)
+      assert.equal(0, count())
+    end)
+  end)
+end)
