@@ -331,19 +331,20 @@ static void stop_reading(loom_stream *o) {
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   loom_stream *o = (loom_stream *)h->data;
+  size_t n = read_size(o);
   (void)suggested;
   buf->base = NULL;
   buf->len = 0; /* no room: read_cb gets UV_ENOBUFS and stops reading */
-  if (o->rlen > 0) return;      /* the last read is not taken yet */
-  if (o->rcap < read_size(o)) { /* (receive() reserved it; a trim freed it) */
-    char *b = (char *)realloc(o->rbuf, read_size(o));
+  if (o->rlen > 0) return; /* the last read is not taken yet */
+  if (o->rcap < n) {       /* (receive() reserved it; a trim freed it) */
+    char *b = (char *)realloc(o->rbuf, n);
     if (b == NULL) return;
     o->rbuf = b;
-    o->rcap = read_size(o);
+    o->rcap = n;
   }
   o->roff = 0;
   buf->base = o->rbuf;
-  buf->len = read_size(o);
+  buf->len = n;
 }
 
 /* A read landed: hand it to the parked receiver, or keep it and stop. */

@@ -329,6 +329,13 @@ end
 
 local function sleeper(d) yield(d) end
 
+-- The extra fields of every W4 case: the park-all phase, the firing, and
+-- the time beyond the longest delay (seconds in, milliseconds out).
+local function w4_extra(secs, park_secs, max_ms)
+  return string.format("park_ms=%.1f,fire_ms=%.1f,overhead_ms=%.1f",
+    park_secs * 1e3, (secs - park_secs) * 1e3, (secs - max_ms / 1000) * 1e3)
+end
+
 -- fresh: each park reads the clock (the deadline counts from the park);
 -- cached: parks in one scheduler pass share the clock read at its start,
 -- as libuv's uv_now() does for uv_timer_start (the deadline counts from
@@ -363,8 +370,7 @@ local function w4(N, fresh)
   local secs = now() - t0
   timer:close()
   uv.run("nowait")
-  return secs, nil, string.format("park_ms=%.1f,fire_ms=%.1f,overhead_ms=%.1f",
-    (t_park - t0) * 1e3, (secs - (t_park - t0)) * 1e3, (secs - max_ms / 1000) * 1e3)
+  return secs, nil, w4_extra(secs, t_park - t0, max_ms)
 end
 cases["w4-heap-fresh"] = function(N) return w4(N, true) end
 cases["w4-heap-cached"] = function(N) return w4(N, false) end
@@ -415,8 +421,7 @@ local function w4wheel(N, fresh)
   local secs = now() - t0
   timer:close()
   uv.run("nowait")
-  return secs, nil, string.format("park_ms=%.1f,fire_ms=%.1f,overhead_ms=%.1f",
-    (t_park - t0) * 1e3, (secs - (t_park - t0)) * 1e3, (secs - max_ms / 1000) * 1e3)
+  return secs, nil, w4_extra(secs, t_park - t0, max_ms)
 end
 cases["w4-wheel-cached"] = function(N) return w4wheel(N, false) end
 cases["w4-wheel-fresh"] = function(N) return w4wheel(N, true) end
@@ -438,8 +443,7 @@ cases["w4-luv"] = function(N)
   local t_park = now()
   uv.run()
   local secs = now() - t0
-  return secs, nil, string.format("park_ms=%.1f,fire_ms=%.1f,overhead_ms=%.1f",
-    (t_park - t0) * 1e3, (secs - (t_park - t0)) * 1e3, (secs - max_ms / 1000) * 1e3)
+  return secs, nil, w4_extra(secs, t_park - t0, max_ms)
 end
 
 -- The scheduler in C (floorlib.timers): coroutines created and resumed
@@ -447,8 +451,7 @@ end
 local function w4c(N, fresh)
   local delays, max_ms = B.delays_ms(N)
   local park, secs = require("floorlib").timers(sleeper, delays, fresh)
-  return secs, nil, string.format("park_ms=%.1f,fire_ms=%.1f,overhead_ms=%.1f",
-    park * 1e3, (secs - park) * 1e3, (secs - max_ms / 1000) * 1e3)
+  return secs, nil, w4_extra(secs, park, max_ms)
 end
 cases["w4-c-cached"] = function(N) return w4c(N, false) end
 cases["w4-c-fresh"] = function(N) return w4c(N, true) end
