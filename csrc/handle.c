@@ -321,12 +321,13 @@ static int l_check_in_task(lua_State *L) {
 }
 
 /* core.layout() -> {task =, handle =, scope =, cancel_scope =,
- * handle_user_values =, pooled_tasks =}: the sizes in bytes of the task
- * layout's C structs (docs/architecture.md, "Task layout"), for
- * bench/core/mem_split.lua, and the task structs kept for reuse now. */
+ * handle_user_values =, pooled_tasks =, slab_regions =}: the sizes in
+ * bytes of the task layout's C structs (docs/architecture.md, "Task
+ * layout"), for bench/core/mem_split.lua, the task structs kept for reuse
+ * now and the 2 MiB regions of task slabs held now. */
 static int l_layout(lua_State *L) {
   loom_rt *rt = loom__rt(L);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
   lua_pushinteger(L, (lua_Integer)sizeof(loom_task));
   lua_setfield(L, -2, "task");
   lua_pushinteger(L, (lua_Integer)sizeof(loom_handle));
@@ -339,6 +340,8 @@ static int l_layout(lua_State *L) {
   lua_setfield(L, -2, "handle_user_values");
   lua_pushinteger(L, rt->task_free_n);
   lua_setfield(L, -2, "pooled_tasks");
+  lua_pushinteger(L, rt->nregions);
+  lua_setfield(L, -2, "slab_regions");
   return 1;
 }
 

@@ -516,7 +516,12 @@ struct loom_rt {
   loom_list abandoned; /* tasks that could not finish (freed at the end) */
   /* Slabs of task structs (task.c): with free structs, and full. */
   loom_list slabs_partial, slabs_full;
-  int task_free_n; /* free structs in the slabs */
+  loom_list regions; /* regions with room, that later slabs come from */
+  struct slab_region *empty_region; /* the one empty region kept */
+  int task_free_n;                  /* free structs in the slabs */
+  int nslabs;                       /* slabs allocated one by one */
+  int nregions;                     /* regions held (task.c) */
+  int region_free_slabs;            /* entirely free slabs cut from regions */
   /* The anchor table: each live task's handle in slot task->ref (the
    * handle holds the coroutine). Freed slots are reused (anchor_free: a
    * stack of their numbers, with room for every slot up to anchor_top);
