@@ -27,12 +27,14 @@
  *
  * A runtime's first SMALL_SLABS slabs are allocated one by one. Beyond
  * them the slabs are cut from regions of REGION_BYTES, aligned to their
- * size and advised as huge pages (Linux): a hundred thousand live tasks
- * then sit in a few dozen TLB entries instead of ten thousand, and
- * walking them (a cancellation wakes every task of a group) stops missing
- * the TLB at every task (W7: -9 % wall time). A region goes back to the
- * system when the trim has given back all of its slabs; a slab given back
- * before that is kept in its region and handed out again first. */
+ * size and advised as huge pages (Linux). Slabs from posix_memalign one by
+ * one lay between alignment gaps that other allocations filled, so walking
+ * many tasks (a cancellation wakes every task of a group) strode through
+ * unrelated memory; from a region they are contiguous, and a hundred
+ * thousand of them sit in a few dozen TLB entries (W7 -9 %, W1 -20 %).
+ * A region goes back to the system when the trim has given back all of
+ * its slabs (one empty region is kept); a slab given back before that is
+ * kept in its region and handed out again first. */
 
 #define SLAB_BYTES 16384
 #define TASK_POOL_MAX 1024 /* free task structs kept while idle */
