@@ -607,6 +607,10 @@ loom_rt *loom__rt(lua_State *L) LOOM_HIDDEN; /* from upvalue 1 */
  * inside a task, and (when must_yield) when L cannot yield. */
 loom_task *loom__check_blocking(lua_State *L, const char *fn,
                                 int must_yield) LOOM_HIDDEN;
+/* The same for a method whose object knows its runtime (one upvalue
+ * look-up less on a hot path: stream send and receive). */
+loom_task *loom__check_blocking_rt(lua_State *L, loom_rt *rt, const char *fn,
+                                   int must_yield) LOOM_HIDDEN;
 void loom__enqueue(loom_rt *rt, loom_task *t) LOOM_HIDDEN;
 /* Raise a loom error object: cls is a class name of loom.errors
  * ("ClosedResourceError", "OSError", ...), code (may be NULL) goes in .code.

@@ -162,7 +162,12 @@ const char *loom__not_in_task(lua_State *L) {
 }
 
 loom_task *loom__check_blocking(lua_State *L, const char *fn, int must_yield) {
-  loom_rt *rt = (loom_rt *)lua_touserdata(L, lua_upvalueindex(1));
+  return loom__check_blocking_rt(
+    L, (loom_rt *)lua_touserdata(L, lua_upvalueindex(1)), fn, must_yield);
+}
+
+loom_task *loom__check_blocking_rt(lua_State *L, loom_rt *rt, const char *fn,
+                                   int must_yield) {
   loom_task *t = NULL;
   if (rt != NULL && rt->magic == LOOM_MAGIC_RT) {
     if (rt->closed) loom__check_open(L, rt, fn);

@@ -388,8 +388,9 @@ static void trim_rbuf(loom_stream *o) {
 
 static int k_receive(lua_State *L, int status, lua_KContext ctx) {
   loom_stream *o = (loom_stream *)ctx;
-  loom_task *t = loom__task_of(L);
+  loom_task *t = o->rt->current; /* (k_guard checked it runs on L) */
   (void)status;
+  LOOM_ASSERT(t != NULL && t->L == L);
   o->receiving = 0;
   if (loom__wake_outcome(L, t, 1) == LOOM_WAKE_CLOSED)
     return raise_closed(L, "receive: the stream was closed by another task");
@@ -436,7 +437,7 @@ static void file_read(loom_stream *o) {
  * or raises EndOfStream once the peer has closed its side. */
 static int l_stream_receive(lua_State *L) {
   const loom_stream_class *cls = method_class(L);
-  loom_stream *o = check_self(L);
+  loom_stream *o = loom__stream_check(L, 1, cls);
   lua_Integer max = DEFAULT_RECEIVE;
   loom_task *t;
   int err;
@@ -444,7 +445,7 @@ static int l_stream_receive(lua_State *L) {
     max = luaL_checkinteger(L, 2);
     if (max < 1) luaL_argerror(L, 2, "max_bytes must be at least 1");
   }
-  t = loom__check_blocking(L, cls->op_receive, 1);
+  t = loom__check_blocking_rt(L, o->rt, cls->op_receive, 1);
   if (o->closed) return raise_closed(L, "receive: the stream is closed");
   if (!o->readable)
     return luaL_error(L, "loom.%s:receive: this stream is send-only",
@@ -470,7 +471,7 @@ static int l_stream_receive(lua_State *L) {
   o->receiving = 1;
   o->reader = t;
   loom__park(t, receive_abort, cls->op_receive, o);
-  return loom__suspend(L, (lua_KContext)o, k_receive);
+  return loom__suspend_task(L, t, (lua_KContext)o, k_receive);
 }
 
 /* ---- send -------------------------------------------------------------- */
@@ -506,8 +507,9 @@ static void send_abort(loom_task *t) {
 static int k_send(lua_State *L, int status, lua_KContext ctx) {
   int how;
   loom_stream *o = (loom_stream *)ctx;
-  loom_task *t = loom__task_of(L);
+  loom_task *t = o->rt->current; /* (k_guard checked it runs on L) */
   (void)status;
+  LOOM_ASSERT(t != NULL && t->L == L);
   o->sending = 0;
   how = loom__wake_outcome(L, t, 1);
   if (how == LOOM_WAKE_CLOSED)
@@ -554,7 +556,7 @@ static int file_write(loom_stream *o, const char *data, size_t len) {
  * kernel. Writes what the socket takes at once; queues the rest. */
 static int l_stream_send(lua_State *L) {
   const loom_stream_class *cls = method_class(L);
-  loom_stream *o = check_self(L);
+  loom_stream *o = loom__stream_check(L, 1, cls);
   size_t len;
   const char *data;
   loom_task *t;
@@ -562,7 +564,7 @@ static int l_stream_send(lua_State *L) {
   data = lua_tolstring(L, 2, &len);
   if (len > 0x7fffffffu) /* libuv buffers hold an unsigned int length */
     luaL_argerror(L, 2, "data too large (at most 2 GiB per send)");
-  t = loom__check_blocking(L, cls->op_send, 1);
+  t = loom__check_blocking_rt(L, o->rt, cls->op_send, 1);
   check_sendable(L, o, "send");
   if (o->eof_sent) return raise_closed(L, "send: cannot send after send_eof()");
   loom__cancel_point(L, t);
@@ -599,7 +601,7 @@ static int l_stream_send(lua_State *L) {
       o->writer = t;
       o->cur_write = w;
       loom__park(t, send_abort, cls->op_send, o);
-      return loom__suspend(L, (lua_KContext)o, k_send);
+      return loom__suspend_task(L, t, (lua_KContext)o, k_send);
     }
   }
   o->sending = 1;
@@ -617,7 +619,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
  * the end of the stream); a file stream just stops sending. */
 static int l_stream_send_eof(lua_State *L) {
   const loom_stream_class *cls = method_class(L);
-  loom_stream *o = check_self(L);
+  loom_stream *o = loom__stream_check(L, 1, cls);
   loom_task *t = loom__check_blocking(L, cls->op_send_eof, 1);
   uv_shutdown_t *req;
   int err;
@@ -702,7 +704,7 @@ static int k_accept(lua_State *L, int status, lua_KContext ctx) {
 /* listener:accept() -> a stream of the listener's kind */
 static int l_listener_accept(lua_State *L) {
   const loom_stream_class *cls = method_class(L);
-  loom_stream *o = check_self(L);
+  loom_stream *o = loom__stream_check(L, 1, cls);
   loom_task *t = loom__check_blocking(L, cls->op_accept, 1);
   if (o->closed) return raise_closed(L, "accept: the listener is closed");
   if (o->accepting) return raise_busy(L, "accepting connections from");
