@@ -82,10 +82,16 @@ static int l_task_cancel(lua_State *L) {
 
 /* [-0, +1] the error a non-blocking accessor raises, from hooks[name]. */
 static int raise_hook(lua_State *L, int ud, const char *name, int with_cause) {
-  loom__push_hook(L, loom__rt(L), name);
-  if (with_cause) {
+  loom_rt *rt = loom__rt(L);
+  loom__push_hook(L, rt, name);
+  if (with_cause && ((loom_handle *)lua_touserdata(L, ud))->done) {
     lua_getiuservalue(L, ud, LOOM_HV_RESULT);
-    lua_getiuservalue(L, ud, LOOM_HV_TB);
+    loom__aux_get(L, rt, ud); /* the traceback of a failure */
+    lua_call(L, 2, 1);
+  } else if (with_cause) {
+    /* Not finished: its slot still holds its coroutine. */
+    lua_pushnil(L);
+    lua_pushnil(L);
     lua_call(L, 2, 1);
   } else lua_call(L, 0, 1);
   return lua_error(L);
@@ -229,20 +235,23 @@ static loom_task *current_or_raise(lua_State *L, const char *fn) {
 
 static int l_context(lua_State *L) {
   loom_task *t = current_or_raise(L, "context");
+  loom_rt *rt = t->rt;
+  int hi;
   loom__push_task(L, t);
+  hi = lua_gettop(L);
   if (t->ctx_state == LOOM_CTX_OWNED) {
-    lua_getiuservalue(L, -1, LOOM_HV_CTX);
+    loom__aux_get(L, rt, hi);
     return 1;
   }
-  if (t->ctx_state == LOOM_CTX_PRIVATE) lua_getiuservalue(L, -1, LOOM_HV_CTX);
+  if (t->ctx_state == LOOM_CTX_PRIVATE) loom__aux_get(L, rt, hi);
   else if (t->ctx_state == LOOM_CTX_SHARED) {
     /* Other tasks may hold this table: this task writes to its own copy. */
-    lua_getiuservalue(L, -1, LOOM_HV_CTX);
+    loom__aux_get(L, rt, hi);
     if (!loom__copy_context(L, lua_gettop(L))) lua_newtable(L);
     lua_remove(L, -2);
   } else lua_newtable(L);
   lua_pushvalue(L, -1);
-  lua_setiuservalue(L, -3, LOOM_HV_CTX);
+  loom__aux_set(L, rt, hi);
   t->ctx_state = LOOM_CTX_OWNED;
   return 1;
 }

@@ -255,15 +255,21 @@ typedef void (*loom_abort_fn)(loom_task *t);
  * second copy the slot task_main puts the message handler in), never into
  * user values. */
 
-/* User value slots of a handle userdata. */
+/* User value slots of a handle userdata. Three, so that a handle is a
+ * 120-byte allocation, which glibc serves from its fast bins: with six
+ * (168 bytes) an allocation and free cost three times as much in a burst
+ * of spawns. A live task's context table and a failed task's traceback
+ * are rare: they live in the runtime's aux table instead (a weak-keyed
+ * table, handle -> value; loom__aux_get/set). */
 enum {
-  LOOM_HV_NAME = 1,   /* an explicit name (string), else the function */
-  LOOM_HV_RESULT = 2, /* one result, a packed table, or the error */
-  LOOM_HV_TB = 3,     /* traceback string of a failure */
-  LOOM_HV_PARENT = 4, /* handle of the parent task */
-  LOOM_HV_CTX = 5,    /* context table while live (nil: empty) */
-  LOOM_HV_THREAD = 6, /* its coroutine while live (anchored with it) */
-  LOOM_HV_N = 6
+  LOOM_HV_NAME = 1, /* an explicit name (string), else the function */
+  /* One slot, two lives: the task's coroutine while it is live (anchored
+   * with the handle), then its outcome: one result, a packed table of
+   * several, or the error. */
+  LOOM_HV_THREAD = 2,
+  LOOM_HV_RESULT = 2,
+  LOOM_HV_PARENT = 3, /* handle of the parent task */
+  LOOM_HV_N = 3
 };
 
 typedef struct loom_handle {
@@ -325,6 +331,12 @@ struct loom_task {
 #define LOOM_TASK_MT "loom.Task"
 
 loom_handle *loom__check_handle(lua_State *L, int idx) LOOM_HIDDEN;
+/* [-0, +1] the aux value of the handle at ud: a live task's context table,
+ * a failed task's traceback, or nil. */
+void loom__aux_get(lua_State *L, loom_rt *rt, int ud) LOOM_HIDDEN;
+/* [-1, +0] set the aux value of the handle at ud to the value on top (may
+ * raise: out of memory, when the handle had none). */
+void loom__aux_set(lua_State *L, loom_rt *rt, int ud) LOOM_HIDDEN;
 /* loom__task_of(L): the task running on L, or NULL; defined at the end
  * of this header, after struct loom_rt. */
 /* [-0, +1] a new task for fn(args...): the function at fn_idx, its nargs
@@ -511,6 +523,7 @@ struct loom_rt {
   loom_scope *exc_scope;
   const void *exc_ptr;
   int task_mt_ref;     /* registry ref of the loom.Task metatable */
+  int aux_ref;         /* weak-keyed table: handle -> context / traceback */
   int issued_ref;      /* weak set of the Cancelled objects scopes made */
   loom_list all_tasks; /* every live task (stranded ones are found here) */
   loom_list abandoned; /* tasks that could not finish (freed at the end) */

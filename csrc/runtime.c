@@ -63,6 +63,7 @@ static loom_rt *new_runtime(lua_State *L) {
   memset(rt, 0, sizeof *rt);
   rt->hooks_ref = LUA_NOREF;
   rt->task_mt_ref = LUA_NOREF;
+  rt->aux_ref = LUA_NOREF;
   rt->task_main_ref = LUA_NOREF;
   rt->own_dir_ref = LUA_NOREF;
   rt->cancelled_ref = LUA_NOREF;

@@ -609,7 +609,7 @@ static int l_run(lua_State *L) {
   /* Raise the root's error with its traceback kept (hooks.root_error). */
   loom__push_hook(L, rt, "root_error");
   lua_getiuservalue(L, ud, LOOM_HV_RESULT);
-  lua_getiuservalue(L, ud, LOOM_HV_TB);
+  loom__aux_get(L, rt, ud); /* its traceback */
   lua_pushboolean(L, rt->deadlock);
   lua_pushboolean(L, rt->clock == LOOM_CLOCK_MANUAL);
   lua_call(L, 4, 1);

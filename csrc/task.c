@@ -7,12 +7,11 @@
  * waiting on it and reports to its group. Also the anchor table of live
  * tasks, the coroutine pool, the message handler and core.rethrow.
  */
-#define _GNU_SOURCE /* MADV_HUGEPAGE */
+#define _POSIX_C_SOURCE 200809L /* posix_memalign */
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "loom_internal.h"
 
@@ -26,20 +25,23 @@
  * burst does not keep its memory after it.
  *
  * A runtime's first SMALL_SLABS slabs are allocated one by one. Beyond
- * them the slabs are cut from regions of REGION_BYTES, aligned to their
- * size and advised as huge pages (Linux). Slabs from posix_memalign one by
- * one lay between alignment gaps that other allocations filled, so walking
- * many tasks (a cancellation wakes every task of a group) strode through
- * unrelated memory; from a region they are contiguous, and a hundred
- * thousand of them sit in a few dozen TLB entries (W7 -9 %, W1 -20 %).
- * A region goes back to the system when the trim has given back all of
- * its slabs (one empty region is kept); a slab given back before that is
- * kept in its region and handed out again first. */
+ * them the slabs are cut from regions of REGION_BYTES. Slabs from
+ * posix_memalign one by one lay between alignment gaps that other
+ * allocations (coroutines, handles) then filled, so walking many tasks (a
+ * cancellation wakes every task of a group) strode through unrelated
+ * memory, and each slab cost about twice its size; from a region they are
+ * contiguous (W7 -9 %, W1 -11 %). The regions are not advised as huge
+ * pages: that gained another ~8 % on W1, but on a virtual machine whose
+ * idle memory goes back to the host, the first burst after a pause then
+ * spent up to a second in the kernel faulting them in. A region goes back
+ * to the system when the trim has given back all of its slabs (one empty
+ * region is kept); a slab given back before that is kept in its region
+ * and handed out again first. */
 
 #define SLAB_BYTES 16384
 #define TASK_POOL_MAX 1024 /* free task structs kept while idle */
 #define SMALL_SLABS 8      /* slabs allocated one by one (~330 tasks) */
-#define REGION_BYTES ((size_t)2 << 20) /* one huge page on x86-64 */
+#define REGION_BYTES ((size_t)2 << 20)
 #define REGION_SLABS ((int)(REGION_BYTES / SLAB_BYTES))
 
 typedef struct task_slab task_slab;
@@ -48,7 +50,7 @@ typedef struct task_slab task_slab;
  * (on `spare`). On rt->regions while it has any (live < REGION_SLABS). */
 typedef struct slab_region {
   loom_list link;   /* in rt->regions while it has a slab to give */
-  char *base;       /* REGION_BYTES, REGION_BYTES-aligned */
+  char *base;       /* REGION_BYTES, SLAB_BYTES-aligned */
   task_slab *spare; /* slabs given back, linked through their free field */
   int carved;       /* slabs cut from base so far */
   int live;         /* slabs handed out and not given back */
@@ -83,14 +85,10 @@ static task_slab *region_slab(loom_rt *rt) {
     void *p = NULL;
     r = (slab_region *)malloc(sizeof *r);
     if (r == NULL) return NULL;
-    if (posix_memalign(&p, REGION_BYTES, REGION_BYTES) != 0) {
+    if (posix_memalign(&p, SLAB_BYTES, REGION_BYTES) != 0) {
       free(r);
       return NULL;
     }
-#ifdef MADV_HUGEPAGE
-    /* Advice only: without huge pages the region works the same. */
-    (void)madvise(p, REGION_BYTES, MADV_HUGEPAGE);
-#endif
     r->base = (char *)p;
     rt->nregions++;
     r->spare = NULL;
@@ -503,13 +501,14 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
    * it copies it then (copy-on-write, see LOOM_CTX_*). */
   if (spawner != NULL && spawner->ctx_state != LOOM_CTX_NONE) {
     loom__push_task(L, spawner);
-    if (lua_getiuservalue(L, -1, LOOM_HV_CTX) == LUA_TTABLE) {
+    loom__aux_get(L, rt, -1);
+    if (lua_type(L, -1) == LUA_TTABLE) {
       if (spawner->ctx_state != LOOM_CTX_OWNED) {
-        lua_setiuservalue(L, hi, LOOM_HV_CTX);
+        loom__aux_set(L, rt, hi); /* may raise: nothing changed yet */
         spawner->ctx_state = LOOM_CTX_SHARED;
         ctx_state = LOOM_CTX_SHARED;
       } else if (loom__copy_context(L, lua_gettop(L))) {
-        lua_setiuservalue(L, hi, LOOM_HV_CTX);
+        loom__aux_set(L, rt, hi);
         ctx_state = LOOM_CTX_PRIVATE;
       }
     }
@@ -786,6 +785,41 @@ void loom__wake_waiters(loom_list *waiters) {
   }
 }
 
+/* ---- the aux table: contexts of live tasks, tracebacks of failed ones -- */
+
+void loom__aux_get(lua_State *L, loom_rt *rt, int ud) {
+  ud = lua_absindex(L, ud);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->aux_ref);
+  lua_pushvalue(L, ud);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+}
+
+void loom__aux_set(lua_State *L, loom_rt *rt, int ud) {
+  ud = lua_absindex(L, ud);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->aux_ref);
+  lua_pushvalue(L, ud);
+  lua_rotate(L, -3, -1); /* [value, aux, handle] -> [aux, handle, value] */
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+static int aux_rawset(lua_State *L) { /* (aux, handle, value) */
+  lua_rawset(L, 1);
+  return 0;
+}
+
+/* A failed task's handle keeps the traceback at tb. Inserting it may run
+ * out of memory: then only the handle goes without it (its group got it). */
+static void keep_traceback(lua_State *L, loom_rt *rt, int ud, int tb) {
+  if (!lua_checkstack(L, 4)) return;
+  lua_pushcfunction(L, aux_rawset);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->aux_ref);
+  lua_pushvalue(L, ud);
+  lua_pushvalue(L, tb);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) lua_pop(L, 1);
+}
+
 static int pack_values(lua_State *L) {
   int i, n = lua_gettop(L);
   lua_createtable(L, n, 0);
@@ -836,31 +870,29 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
     }
     h->outcome = is_cancelled(L, rt, err) ? LOOM_OUT_CANCELLED
                                           : LOOM_OUT_FAILED;
-    lua_pushvalue(L, err);
-    lua_setiuservalue(L, ud, LOOM_HV_RESULT);
     if (h->outcome == LOOM_OUT_FAILED) {
       push_traceback_for(L, t, err);
       tb = lua_gettop(L);
-      lua_pushvalue(L, tb);
-      lua_setiuservalue(L, ud, LOOM_HV_TB);
     }
   } else {
     h->outcome = LOOM_OUT_FINISHED;
     h->nresults = count;
-    if (nres == 1) {
-      lua_pushvalue(L, ud + 1);
-      lua_setiuservalue(L, ud, LOOM_HV_RESULT);
-    }
   }
   if (t->ctx_state != LOOM_CTX_NONE) {
-    /* The context is the live task's: the handle does not keep it. */
+    /* The context is the live task's: the handle does not keep it (a
+     * value set to nil allocates nothing). */
     lua_pushnil(L);
-    lua_setiuservalue(L, ud, LOOM_HV_CTX);
+    loom__aux_set(L, rt, ud);
   }
+  if (tb != 0 && !lua_isnil(L, tb)) keep_traceback(L, rt, ud, tb);
   release_tb(L, t);
   loom__release_thread(rt, L, t);
-  lua_pushnil(L);
-  lua_setiuservalue(L, ud, LOOM_HV_THREAD);
+  /* The coroutine's slot takes the outcome (the pool, if anyone, holds
+   * the coroutine now). */
+  if (err != 0) lua_pushvalue(L, err);
+  else if (nres == 1) lua_pushvalue(L, ud + 1);
+  else lua_pushnil(L);
+  lua_setiuservalue(L, ud, LOOM_HV_RESULT);
   t->state = LOOM_TASK_DONE;
   h->done = 1;
   if (t == rt->root) rt->root = NULL; /* (its handle keeps the outcome) */
@@ -914,6 +946,14 @@ int loom__open_task(lua_State *L) {
   loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
   static const luaL_Reg funcs[] = {
     {"msgh", loom__msgh}, {"rethrow", l_rethrow}, {NULL, NULL}};
+  if (rt->aux_ref == LUA_NOREF) {
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    rt->aux_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   luaL_newmetatable(L, LOOM_TASK_MT);
   if (rt->task_mt_ref == LUA_NOREF) {
     lua_pushvalue(L, -1);

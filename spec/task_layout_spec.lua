@@ -186,7 +186,7 @@ describe("core.layout()", function()
     assert.is_true(l.handle <= 40, "handle " .. l.handle)
     assert.is_true(l.task < 392, "task " .. l.task)  -- smaller than before
     assert.is_true(l.cancel_scope > l.scope)        -- only it has a timer
-    assert.equal(6, l.handle_user_values)
+    assert.equal(3, l.handle_user_values)
   end)
 end)
 
