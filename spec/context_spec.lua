@@ -208,3 +208,77 @@ describe("loom.context", function()
     end)
   end)
 end)
+
+describe("where a task's context is kept", function()
+  -- A live task's context and a failed task's traceback share one slot of
+  -- the runtime (a task never needs both at once).
+  it("a failing task with a context: its handle keeps the traceback, "
+    .. "not the context", function()
+    local h, weak = nil, setmetatable({}, { __mode = "v" })
+    run(function()
+      loom.context().who = "parent"
+      pcall(loom.task_group, function(tg)
+        h = tg:start_soon(function()
+          local ctx = loom.context()
+          ctx.mine = {}
+          weak.ctx = ctx
+          loom.checkpoint()
+          error("failed here")
+        end)
+      end)
+    end)
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(weak.ctx)
+    assert.equal("failed", h:status())
+    H.contains(h:error(), "failed here")
+    local ok, failed = pcall(h.return_value, h)
+    assert.is_false(ok)
+    assert.is_true(loom.is(failed, loom.TaskFailed))
+    assert.equal("string", type(failed.traceback))
+    H.contains(failed.traceback, "context_spec")
+  end)
+
+  it("a finished task's handle does not keep its context alive", function()
+    local hs, weak = {}, setmetatable({}, { __mode = "k" })
+    run(function()
+      loom.context().base = true
+      loom.task_group(function(tg)
+        for i = 1, 50 do
+          hs[i] = tg:start_soon(function()
+            local ctx = loom.context()
+            ctx.i = i
+            weak[ctx] = true
+            loom.checkpoint()
+            return loom.context().i
+          end)
+        end
+      end)
+    end)
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak))
+    for i = 1, 50 do assert.equal(i, hs[i]:return_value()) end
+  end)
+
+  it("a shared context read after the spawner finished is still the "
+    .. "spawner's", function()
+    local got
+    run(function()
+      loom.task_group(function(tg)
+        local ready = loom.event()
+        tg:start_soon(function()
+          loom.context().k = "v"
+          tg:start_soon(function()
+            ready:wait()
+            got = loom.context().k
+          end)
+        end)
+        loom.wait_all_tasks_blocked()
+        collectgarbage()
+        ready:set()
+      end)
+    end)
+    assert.equal("v", got)
+  end)
+end)
