@@ -92,9 +92,12 @@ enum loom_magic {
  * luaL_checkudata for the standard error message. */
 static inline void *loom__test_ud(lua_State *L, int idx, size_t size,
                                   uint32_t magic) {
+  /* lua_touserdata gives non-NULL only for userdata, and lua_rawlen of a
+   * light userdata is 0: the size check (every size is a struct's, never
+   * 0) alone tells a full userdata of this size, so the magic read stays
+   * inside it. */
   void *p = lua_touserdata(L, idx);
-  if (p != NULL && lua_type(L, idx) == LUA_TUSERDATA &&
-      lua_rawlen(L, idx) == size && *(uint32_t *)p == magic)
+  if (p != NULL && lua_rawlen(L, idx) == size && *(uint32_t *)p == magic)
     return p;
   return NULL;
 }

@@ -725,7 +725,7 @@ void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) {
   status = lua_resume(co, S, nargs, &nres);
   rt->current = NULL;
   if (status == LUA_YIELD) {
-    lua_pop(co, nres);
+    if (nres > 0) lua_pop(co, nres); /* (loom's own yields pass none) */
     /* cppcheck-suppress knownConditionTrueFalse ; the task's own code
      * parks it (changes t->state) inside lua_resume */
     if (t->state == LOOM_TASK_RUNNING) {
