@@ -336,6 +336,14 @@ local function w4_extra(secs, park_secs, max_ms)
     park_secs * 1e3, (secs - park_secs) * 1e3, (secs - max_ms / 1000) * 1e3)
 end
 
+-- The end of a case driven by one luv timer: close it, report.
+local function w4_done(timer, t0, t_park, max_ms)
+  local secs = now() - t0
+  timer:close()
+  require("luv").run("nowait")
+  return secs, nil, w4_extra(secs, t_park - t0, max_ms)
+end
+
 -- fresh: each park reads the clock (the deadline counts from the park);
 -- cached: parks in one scheduler pass share the clock read at its start,
 -- as libuv's uv_now() does for uv_timer_start (the deadline counts from
@@ -367,10 +375,7 @@ local function w4(N, fresh)
       end
     end
   end
-  local secs = now() - t0
-  timer:close()
-  uv.run("nowait")
-  return secs, nil, w4_extra(secs, t_park - t0, max_ms)
+  return w4_done(timer, t0, t_park, max_ms)
 end
 cases["w4-heap-fresh"] = function(N) return w4(N, true) end
 cases["w4-heap-cached"] = function(N) return w4(N, false) end
@@ -418,10 +423,7 @@ local function w4wheel(N, fresh)
       uv.run("once")
     end
   end
-  local secs = now() - t0
-  timer:close()
-  uv.run("nowait")
-  return secs, nil, w4_extra(secs, t_park - t0, max_ms)
+  return w4_done(timer, t0, t_park, max_ms)
 end
 cases["w4-wheel-cached"] = function(N) return w4wheel(N, false) end
 cases["w4-wheel-fresh"] = function(N) return w4wheel(N, true) end
