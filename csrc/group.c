@@ -98,17 +98,20 @@ static int l_group_start(lua_State *L) {
   loom_rt *rt = g->rt;
   int nargs = lua_gettop(L) - 2;
   loom_task *t;
+  loom_task_ext *x;
   check_active(L, g);
   loom__check_callable(L, 2, NULL);
-  lua_newuserdatauv(L, 1, 1); /* the task_status object */
+  loom__task_ext_reserve(L, rt); /* so that loom__task_ext cannot fail */
+  lua_newuserdatauv(L, 1, 1);    /* the task_status object */
   luaL_setmetatable(L, STATUS_MT);
   lua_insert(L, 3); /* [tg, fn, status, args...] */
   t = loom__task_new(L, rt, 2, nargs + 1, caller, lua_upvalueindex(2));
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, 3, 1);
   t->h->start_state = LOOM_START_PENDING;
-  t->start_caller = caller;
-  t->start_group = g;
+  x = loom__task_ext(L, t);
+  x->start_caller = caller;
+  x->start_group = g;
   loom__list_push(&g->starting, &t->group_link);
   g->nlive++;
   /* Before started() the child lives under the caller's scopes. */
@@ -136,8 +139,8 @@ static int l_status_started(lua_State *L) {
   if (h->start_state == LOOM_START_MOVED)
     return luaL_error(L, "called 'started' twice on the same task status");
   if (h->start_state == LOOM_START_NOOP) return 0;
-  caller = t->start_caller;
-  g = t->start_group;
+  caller = t->ext->start_caller;
+  g = t->ext->start_group;
   if (loom__effective_cancel(caller->cur) != NULL) {
     /* The start() caller is cancelled: stay under it; start() returns
      * this value if the child then exits cleanly. */
@@ -157,8 +160,8 @@ static int l_status_started(lua_State *L) {
   if (loom__effective_cancel(&t->scope) != NULL)
     loom__scope_abort_subtree(t->rt, &t->scope);
   h->start_state = LOOM_START_MOVED;
-  t->start_caller = NULL;
-  t->start_group = NULL;
+  t->ext->start_caller = NULL;
+  t->ext->start_group = NULL;
   loom__push_task(L, g->host);
   lua_setiuservalue(L, 3, LOOM_HV_PARENT);
   lua_pushvalue(L, 2);
@@ -169,8 +172,8 @@ static int l_status_started(lua_State *L) {
 }
 
 void loom__start_child_done(lua_State *L, loom_task *t, int err_idx) {
-  loom_task *caller = t->start_caller;
-  loom_group *g = t->start_group;
+  loom_task *caller = t->ext->start_caller;
+  loom_group *g = t->ext->start_group;
   (void)err_idx;
   /* The value of a no-op started() is returned only by a clean exit. */
   loom_handle *h = t->h;
@@ -178,8 +181,8 @@ void loom__start_child_done(lua_State *L, loom_task *t, int err_idx) {
     luaL_unref(L, LUA_REGISTRYINDEX, h->start_value_ref);
     h->start_value_ref = LUA_NOREF;
   }
-  t->start_caller = NULL;
-  t->start_group = NULL;
+  t->ext->start_caller = NULL;
+  t->ext->start_group = NULL;
   loom__list_remove(&t->group_link);
   loom__group_child_done(L, g);
   caller->wake_nargs = 0;
@@ -276,9 +279,10 @@ void loom__group_orphan(lua_State *L, loom_group *g) {
 void loom__group_host_finished(lua_State *L, loom_task *t) {
   /* Groups it still hosts (its coroutine was killed inside them): they are
    * cancelled and live on without a host until their children finished. */
-  while (!loom__list_empty(&t->groups))
-    loom__group_orphan(
-      L, loom__container_of(t->groups.next, loom_group, host_link));
+  loom_list *groups = loom__task_groups(t);
+  while (groups != NULL && !loom__list_empty(groups))
+    loom__group_orphan(L,
+                       loom__container_of(groups->next, loom_group, host_link));
 }
 
 void loom__group_task_done(lua_State *L, loom_task *t, int ud, int err,
@@ -329,10 +333,10 @@ void loom__push_group_node(lua_State *L, loom_group *g, const char *own_dir) {
 }
 
 void loom__push_hosted_groups(lua_State *L, loom_task *t, const char *own_dir) {
-  loom_list *n;
+  loom_list *n, *groups = loom__task_groups(t);
   int i = 0;
   lua_newtable(L);
-  for (n = t->groups.next; n != &t->groups; n = n->next) {
+  for (n = groups ? groups->next : NULL; n != groups; n = n->next) {
     loom__push_group_node(L, loom__container_of(n, loom_group, host_link),
                           own_dir);
     lua_rawseti(L, -2, ++i);
@@ -417,13 +421,10 @@ static int k_group_body(lua_State *L, int status, lua_KContext ctx) {
     if (!loom__is_cancelled(L, g->rt, -1)) {
       /* Its traceback, if the message handler recorded one for it. */
       int tb = 0;
-      if (t->tberr_ref != LUA_NOREF && lua_checkstack(L, 2)) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, t->tberr_ref);
-        if (lua_rawequal(L, -1, -2)) {
-          lua_pop(L, 1);
-          lua_rawgeti(L, LUA_REGISTRYINDEX, t->tb_ref);
-          tb = lua_gettop(L);
-        } else lua_pop(L, 1);
+      if (lua_checkstack(L, 2)) {
+        loom__push_traceback_for(L, t, lua_gettop(L));
+        if (lua_isnil(L, -1)) lua_pop(L, 1);
+        else tb = lua_gettop(L);
       }
       loom__group_record_safe(L, g, tb ? tb - 1 : -1, tb);
       if (tb) lua_pop(L, 1);
@@ -450,6 +451,7 @@ static int l_group_run(lua_State *L) {
   luaL_checkany(L, 1);
   lua_settop(L, 1);
   luaL_checkstack(L, 8, "loom: task_group");
+  loom__task_ext(L, t); /* it hosts a group: the list is there */
   g = (loom_group *)lua_newuserdatauv(L, sizeof *g, 4);
   memset(g, 0, sizeof *g);
   g->magic = LOOM_MAGIC_GROUP;
@@ -472,7 +474,7 @@ static int l_group_run(lua_State *L) {
   lua_pushvalue(L, 1);                   /* [tg, msgh, body, tg] */
   /* Nothing below can fail before the protected call. */
   loom__scope_link(t, g->scope);
-  loom__list_push(&t->groups, &g->host_link);
+  loom__list_push(&t->ext->groups, &g->host_link);
   return k_group_body(
     L, lua_pcallk(L, 1, LUA_MULTRET, 2, (lua_KContext)g, k_group_body),
     (lua_KContext)g);

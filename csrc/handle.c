@@ -129,8 +129,9 @@ static int wait_task(lua_State *L, const char *fn, int want_result) {
                       fn);
   loom__cancel_point(L, self);
   if (h->done) return loom__schedule_point(L, self, want_result, k_wait);
+  loom__task_ext(L, h->t); /* (may raise: before parking) */
   loom__park(self, waiter_abort, "task", h->t);
-  loom__list_push(&h->t->waiters, &self->wait_link);
+  loom__list_push(&h->t->ext->waiters, &self->wait_link);
   return loom__suspend(L, want_result, k_wait);
 }
 
@@ -292,7 +293,7 @@ void loom__push_task_node(lua_State *L, loom_task *t, const char *own_dir) {
   push_name(L, lua_gettop(L));
   lua_setfield(L, -3, "name");
   lua_pop(L, 1);
-  lua_pushinteger(L, t->id);
+  lua_pushinteger(L, t->h->id);
   lua_setfield(L, -2, "id");
   lua_pushstring(L, status_of(t->h));
   lua_setfield(L, -2, "status");
@@ -329,16 +330,21 @@ static int l_check_in_task(lua_State *L) {
   return 0;
 }
 
-/* core.layout() -> {task =, handle =, scope =, cancel_scope =,
- * handle_user_values =, pooled_tasks =, slab_regions =}: the sizes in
- * bytes of the task layout's C structs (docs/architecture.md, "Task
- * layout"), for bench/core/mem_split.lua, the task structs kept for reuse
- * now and the 2 MiB regions of task slabs held now. */
+/* core.layout() -> {task =, task_ext =, handle =, scope =, cancel_scope
+ * =, handle_user_values =, pooled_tasks =, slab_regions =, task_extensions
+ * =}: the sizes in bytes of the task layout's C structs
+ * (docs/architecture.md, "Task layout"), for bench/core/mem_split.lua, the
+ * task structs kept for reuse now, the 2 MiB regions of task slabs held
+ * now and the extensions live tasks hold now. */
 static int l_layout(lua_State *L) {
   loom_rt *rt = loom__rt(L);
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 9);
   lua_pushinteger(L, (lua_Integer)sizeof(loom_task));
   lua_setfield(L, -2, "task");
+  lua_pushinteger(L, (lua_Integer)sizeof(loom_task_ext));
+  lua_setfield(L, -2, "task_ext");
+  lua_pushinteger(L, rt->ext_live);
+  lua_setfield(L, -2, "task_extensions");
   lua_pushinteger(L, (lua_Integer)sizeof(loom_handle));
   lua_setfield(L, -2, "handle");
   lua_pushinteger(L, (lua_Integer)sizeof(loom_scope));

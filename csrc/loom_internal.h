@@ -102,6 +102,7 @@ static inline void *loom__test_ud(lua_State *L, int idx, size_t size,
   return NULL;
 }
 typedef struct loom_task loom_task;
+typedef struct loom_task_ext loom_task_ext;
 typedef struct loom_scope loom_scope;
 typedef struct loom_group loom_group;
 
@@ -149,12 +150,12 @@ enum { LOOM_SCOPE_NEW = 0, LOOM_SCOPE_ACTIVE = 1, LOOM_SCOPE_EXITED = 2 };
 
 struct loom_scope {
   uint32_t magic;      /* LOOM_MAGIC_SCOPE: fast type check */
+  int exc_ref;         /* registry ref of its Cancelled object, or NOREF */
   loom_scope *parent;  /* enclosing scope while active (NULL: root) */
   loom_list children;  /* active child scopes (task scopes included) */
   loom_list link;      /* node in parent->children */
   loom_list tasks;     /* tasks whose innermost scope is this one */
   loom_task *owner;    /* task that entered it */
-  int exc_ref;         /* registry ref of its Cancelled object, or NOREF */
   unsigned char state; /* LOOM_SCOPE_* */
   unsigned char cancel_called, shield, caught, is_task_scope;
   unsigned char by_deadline; /* cancelled because its deadline passed */
@@ -310,10 +311,10 @@ struct loom_task {
   lua_KFunction k;
   lua_KContext kctx;
   int park_top;
-  int nargs;             /* arguments kept in the handle until the first
-                          * resume (-1: they are on L already) */
-  int ref;               /* slot of its handle in the anchor table */
-  int tb_ref, tberr_ref; /* traceback captured by the message handler */
+  int nargs;          /* arguments kept in the handle until the first
+                       * resume (-1: they are on L already) */
+  int ref;            /* slot of its handle in the anchor table */
+  loom_task_ext *ext; /* the rarely used part, or NULL (see below) */
   /* Parking. */
   const char *wait_what;    /* what it waits on, for task_tree() */
   loom_list wait_link;      /* node in one wait queue (free while not parked) */
@@ -322,14 +323,21 @@ struct loom_task {
   loom_timer sleep_timer;
   loom_group *group;    /* owning group (NULL: root, or before started) */
   loom_list group_link; /* node in group->children */
-  loom_list groups;     /* groups this task hosts, innermost last */
-  loom_list waiters;    /* tasks in h:wait() / h:result() */
   loom_list all_link;   /* node in rt->all_tasks while live */
-  lua_Integer id;
-  /* tg:start() bookkeeping. */
-  loom_task *start_caller;
-  loom_group *start_group;
 } __attribute__((aligned(64)));
+
+/* What few tasks use, allocated the first time one does (t->ext), freed
+ * with the task: five 64-byte lines per task instead of six, and every
+ * task is born and dies with fewer bytes to touch. Taken with
+ * loom__task_ext, which may raise; code that must not raise calls
+ * loom__task_ext_reserve first, or loom__task_ext_try. */
+struct loom_task_ext {
+  loom_list groups;        /* groups the task hosts, innermost last */
+  loom_list waiters;       /* tasks in h:wait() / h:result() */
+  loom_task *start_caller; /* tg:start(): the caller, until started() */
+  loom_group *start_group; /* tg:start(): the group it goes to */
+  int tb_ref, tberr_ref;   /* traceback captured by the message handler */
+};
 
 #define LOOM_TASK_MT "loom.Task"
 
@@ -371,6 +379,17 @@ void loom__tasks_free(loom_rt *rt) LOOM_HIDDEN;
  * step. */
 void loom__tasks_trim(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
 int loom__msgh(lua_State *L) LOOM_HIDDEN;
+/* t's extension (struct loom_task_ext), made now if it has none: raises
+ * (out of memory) unless loom__task_ext_reserve ran since the last one was
+ * made. loom__task_ext_try returns NULL instead of raising. */
+loom_task_ext *loom__task_ext(lua_State *L, loom_task *t) LOOM_HIDDEN;
+loom_task_ext *loom__task_ext_try(loom_task *t) LOOM_HIDDEN;
+void loom__task_ext_reserve(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
+/* [-0, +1] the traceback the message handler recorded for the error at
+ * (absolute) idx raised in t, or nil. */
+void loom__push_traceback_for(lua_State *L, loom_task *t, int idx) LOOM_HIDDEN;
+/* The groups t hosts / the tasks waiting for it, or NULL: none. */
+#define loom__task_groups(t) ((t)->ext != NULL ? &(t)->ext->groups : NULL)
 void loom__wake_waiters(loom_list *waiters) LOOM_HIDDEN;
 int loom__open_task(lua_State *L) LOOM_HIDDEN;
 
@@ -537,6 +556,8 @@ struct loom_rt {
   int task_free_n;                  /* free structs in the slabs */
   int nslabs;                       /* slabs allocated one by one */
   int nregions;                     /* regions held (task.c) */
+  loom_task_ext *ext_spare;         /* one for loom__task_ext_reserve */
+  int ext_live;                     /* extensions held by tasks */
   int region_free_slabs;            /* entirely free slabs cut from regions */
   /* The anchor table: each live task's handle in slot task->ref (the
    * handle holds the coroutine). Freed slots are reused (anchor_free: a

@@ -408,7 +408,9 @@ static void pass_begin(loom_rt *rt, lua_State *S, int frame, const char *fn) {
  * child of an orphaned group (its host's coroutine was killed) counts. */
 static int in_run(loom_rt *rt, loom_task *t) {
   while (t != rt->root) {
-    loom_group *g = t->group != NULL ? t->group : t->start_group;
+    loom_group *g = t->group != NULL ? t->group
+                    : t->ext != NULL ? t->ext->start_group
+                                     : NULL;
     if (g == NULL || g->is_host) return 0;
     if (g->host == NULL) return 1;
     t = g->host;
@@ -968,6 +970,7 @@ static int l_stats(lua_State *L) {
   set_count(L, "pooled_coroutines", rt->pool_len);
   set_count(L, "anchor_slots", (lua_Integer)rt->anchor_top);
   set_count(L, "cancelled_scopes", (lua_Integer)rt->ncancelled);
+  set_count(L, "task_extensions", (lua_Integer)rt->ext_live);
   set_count(L, "deadlines", (lua_Integer)rt->heap_len);
   set_count(L, "ready", ready);
   set_count(L, "parked", (lua_Integer)rt->parked);

@@ -7,11 +7,14 @@
  * waiting on it and reports to its group. Also the anchor table of live
  * tasks, the coroutine pool, the message handler and core.rethrow.
  */
-#define _POSIX_C_SOURCE 200809L /* posix_memalign */
+#define _GNU_SOURCE /* posix_memalign, MAP_ANONYMOUS, MAP_POPULATE */
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "loom_internal.h"
 
@@ -36,7 +39,8 @@
  * spent up to a second in the kernel faulting them in. A region goes back
  * to the system when the trim has given back all of its slabs (one empty
  * region is kept); a slab given back before that is kept in its region
- * and handed out again first. */
+ * and handed out again first. On Linux a region's pages are populated when
+ * it is mapped (see region_map). */
 
 #define SLAB_BYTES 16384
 #define TASK_POOL_MAX 1024 /* free task structs kept while idle */
@@ -76,20 +80,55 @@ static void lists_init(loom_rt *rt) {
   }
 }
 
+/* REGION_BYTES aligned to SLAB_BYTES, or NULL. On Linux its pages are
+ * populated by the kernel in one call (MAP_POPULATE): a burst that needs a
+ * region then touches it page by page, and a first-touch fault per 4 KiB
+ * page costs several times what populating does (bench/results/
+ * core-redesign.md). The region is resident from then on, which is at
+ * most one partly used region beyond the tasks that live. */
+static char *region_map(void) {
+#if defined(__linux__) && defined(MAP_POPULATE)
+  size_t len = REGION_BYTES + SLAB_BYTES;
+  char *p = (char *)mmap(NULL, len, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  char *base;
+  size_t head, tail;
+  if (p == (char *)MAP_FAILED) return NULL;
+  base = (char *)(((uintptr_t)p + SLAB_BYTES - 1) &
+                  ~(uintptr_t)(SLAB_BYTES - 1));
+  head = (size_t)(base - p);
+  tail = len - head - REGION_BYTES;
+  if (head > 0) munmap(p, head);
+  if (tail > 0) munmap(base + REGION_BYTES, tail);
+  return base;
+#else
+  void *p = NULL;
+  return posix_memalign(&p, SLAB_BYTES, REGION_BYTES) == 0 ? (char *)p : NULL;
+#endif
+}
+
+static void region_unmap(char *base) {
+#if defined(__linux__) && defined(MAP_POPULATE)
+  munmap(base, REGION_BYTES);
+#else
+  free(base);
+#endif
+}
+
 /* A slab from a region with room, or from a new region; NULL: out of
  * memory. */
 static task_slab *region_slab(loom_rt *rt) {
   slab_region *r;
   task_slab *sl;
   if (loom__list_empty(&rt->regions)) {
-    void *p = NULL;
+    char *p;
     r = (slab_region *)malloc(sizeof *r);
     if (r == NULL) return NULL;
-    if (posix_memalign(&p, SLAB_BYTES, REGION_BYTES) != 0) {
+    if ((p = region_map()) == NULL) {
       free(r);
       return NULL;
     }
-    r->base = (char *)p;
+    r->base = p;
     rt->nregions++;
     r->spare = NULL;
     r->carved = r->live = 0;
@@ -109,7 +148,7 @@ static task_slab *region_slab(loom_rt *rt) {
 static void region_free(loom_rt *rt, slab_region *r) {
   rt->nregions--;
   loom__list_remove(&r->link);
-  free(r->base);
+  region_unmap(r->base);
   free(r);
 }
 
@@ -203,6 +242,54 @@ static void task_give(loom_rt *rt, loom_task *t) {
   }
 }
 
+/* ---- the extension: what few tasks use -------------------------------- */
+
+static loom_task_ext *ext_new(void) {
+  loom_task_ext *x = (loom_task_ext *)malloc(sizeof *x);
+  if (x == NULL) return NULL;
+  loom__list_init(&x->groups);
+  loom__list_init(&x->waiters);
+  x->start_caller = NULL;
+  x->start_group = NULL;
+  x->tb_ref = x->tberr_ref = LUA_NOREF;
+  return x;
+}
+
+loom_task_ext *loom__task_ext_try(loom_task *t) {
+  loom_rt *rt = t->rt;
+  if (t->ext != NULL) return t->ext;
+  if (rt->ext_spare != NULL) {
+    t->ext = rt->ext_spare;
+    rt->ext_spare = NULL;
+  } else if ((t->ext = ext_new()) == NULL) return NULL;
+  rt->ext_live++;
+  return t->ext;
+}
+
+loom_task_ext *loom__task_ext(lua_State *L, loom_task *t) {
+  loom_task_ext *x = loom__task_ext_try(t);
+  if (x == NULL) luaL_error(L, "not enough memory");
+  return x;
+}
+
+void loom__task_ext_reserve(lua_State *L, loom_rt *rt) {
+  if (rt->ext_spare == NULL && (rt->ext_spare = ext_new()) == NULL)
+    luaL_error(L, "not enough memory");
+}
+
+/* Free t's extension (its traceback refs were released, its lists are
+ * empty); one is kept as the runtime's spare. */
+static void ext_free(loom_rt *rt, loom_task *t) {
+  loom_task_ext *x = t->ext;
+  t->ext = NULL;
+  if (x == NULL) return;
+  rt->ext_live--;
+  LOOM_ASSERT(loom__list_empty(&x->waiters) && loom__list_empty(&x->groups));
+  LOOM_ASSERT(x->tb_ref == LUA_NOREF && x->start_caller == NULL);
+  if (rt->ext_spare == NULL) rt->ext_spare = x;
+  else free(x);
+}
+
 static int shrink_anchors(lua_State *L, loom_rt *rt);
 
 void loom__tasks_trim(lua_State *L, loom_rt *rt) {
@@ -237,6 +324,9 @@ static void forget_tasks(loom_list *head) {
   for (n = head->next; n != head; n = n->next) {
     loom_task *t = loom__container_of(n, loom_task, all_link);
     if (t->h != NULL) t->h->t = NULL;
+    if (t->ext != NULL) t->rt->ext_live--;
+    free(t->ext); /* (its refs and lists go with the Lua state) */
+    t->ext = NULL;
   }
   loom__list_init(head);
 }
@@ -256,6 +346,8 @@ void loom__tasks_free(loom_rt *rt) {
   forget_tasks(&rt->abandoned);
   free(rt->anchor_free);
   rt->anchor_free = NULL;
+  free(rt->ext_spare);
+  rt->ext_spare = NULL;
   rt->anchor_nfree = rt->anchor_cap = 0;
   if (rt->slabs_partial.next == NULL) return;
   free_slabs(rt, &rt->slabs_partial);
@@ -543,17 +635,14 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   t->h = h;
   t->ref = i;
   t->nargs = defer ? nargs : -1;
-  t->tb_ref = t->tberr_ref = LUA_NOREF;
   t->ctx_state = (unsigned char)ctx_state;
   loom__scope_init(&t->scope, 1);
   loom__list_init(&t->scope_link);
   loom__list_init(&t->group_link);
-  loom__list_init(&t->groups);
   loom__list_init(&t->wait_link);
-  loom__list_init(&t->waiters);
   loom__timer_init(&t->sleep_timer, NULL); /* owner: sched.c's sleeps */
   t->state = LOOM_TASK_NEW;
-  h->id = t->id = ++rt->next_id;
+  h->id = ++rt->next_id;
   h->t = t;
   loom__list_push(&rt->all_tasks, &t->all_link);
   rt->live_tasks++;
@@ -613,30 +702,34 @@ static int raised_by_rethrow(lua_State *L) {
 }
 
 /* The message handler of every task body and group body: records the
- * traceback of a failure (in t->tb_ref, with the error in t->tberr_ref).
- * A Cancelled records nothing. An error that loom re-raises on its way out
- * of a scope, a group or loom.catch (core.rethrow) keeps the traceback of
- * where it was first raised; any other raise, even of an equal value,
+ * traceback of a failure (in its extension: tb_ref, with the error in
+ * tberr_ref). A Cancelled records nothing. An error that loom re-raises on its
+ * way out of a scope, a group or loom.catch (core.rethrow) keeps the traceback
+ * of where it was first raised; any other raise, even of an equal value,
  * records a new one. */
 int loom__msgh(lua_State *L) {
   loom_task *t = loom__task_of(L);
+  loom_task_ext *x;
   const char *msg;
   lua_settop(L, 1);
   if (t == NULL || is_cancelled(L, t->rt, 1)) return 1;
-  if (t->tberr_ref != LUA_NOREF) {
+  /* Out of memory for the extension: the error goes on without one. */
+  if ((x = loom__task_ext_try(t)) == NULL) return 1;
+  if (x->tberr_ref != LUA_NOREF) {
     int same;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->tberr_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->tberr_ref);
     same = lua_rawequal(L, -1, 1);
     lua_pop(L, 1);
     if (same && raised_by_rethrow(L)) return 1;
-    luaL_unref(L, LUA_REGISTRYINDEX, t->tberr_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, t->tb_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, x->tberr_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, x->tb_ref);
+    x->tb_ref = x->tberr_ref = LUA_NOREF;
   }
   msg = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
   luaL_traceback(L, L, msg, 1);
-  t->tb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  x->tb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, 1);
-  t->tberr_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  x->tberr_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
 }
 
@@ -758,18 +851,20 @@ void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) {
 }
 
 static void release_tb(lua_State *L, loom_task *t) {
-  if (t->tb_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, t->tb_ref);
-  if (t->tberr_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, t->tberr_ref);
-  t->tb_ref = t->tberr_ref = LUA_NOREF;
+  loom_task_ext *x = t->ext;
+  if (x == NULL) return;
+  if (x->tb_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, x->tb_ref);
+  if (x->tberr_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, x->tberr_ref);
+  x->tb_ref = x->tberr_ref = LUA_NOREF;
 }
 
-/* [-0, +1] the traceback recorded for the error at idx, or nil. */
-static void push_traceback_for(lua_State *L, loom_task *t, int idx) {
-  if (t->tberr_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->tberr_ref);
+void loom__push_traceback_for(lua_State *L, loom_task *t, int idx) {
+  loom_task_ext *x = t->ext;
+  if (x != NULL && x->tberr_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->tberr_ref);
     if (lua_rawequal(L, -1, idx)) {
       lua_pop(L, 1);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, t->tb_ref);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, x->tb_ref);
       return;
     }
     lua_pop(L, 1);
@@ -871,7 +966,7 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
     h->outcome = is_cancelled(L, rt, err) ? LOOM_OUT_CANCELLED
                                           : LOOM_OUT_FAILED;
     if (h->outcome == LOOM_OUT_FAILED) {
-      push_traceback_for(L, t, err);
+      loom__push_traceback_for(L, t, err);
       tb = lua_gettop(L);
     }
   } else {
@@ -897,7 +992,8 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   h->done = 1;
   if (t == rt->root) rt->root = NULL; /* (its handle keeps the outcome) */
   /* The groups it still hosts (only a killed coroutine leaves any). */
-  if (!loom__list_empty(&t->groups)) loom__group_host_finished(L, t);
+  if (t->ext != NULL && !loom__list_empty(&t->ext->groups))
+    loom__group_host_finished(L, t);
   /* Leave every scope still entered (only a killed coroutine leaves any),
    * then the task's own. */
   while (t->cur != NULL && t->cur != &t->scope) {
@@ -908,12 +1004,12 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   loom__list_remove(&t->scope_link);
   loom__scope_detach(L, rt, &t->scope);
   t->cur = NULL;
-  loom__wake_waiters(&t->waiters);
+  if (t->ext != NULL) loom__wake_waiters(&t->ext->waiters);
   /* The one upcall into group.c: its group (or tg:start() caller) learns
    * the outcome; group.c unlinks it from its lists. */
   if (t->group != NULL || h->start_state != LOOM_START_NONE)
     loom__group_task_done(L, t, ud, err, tb);
-  LOOM_ASSERT(rt->live_tasks > 0 && loom__list_empty(&t->waiters));
+  LOOM_ASSERT(rt->live_tasks > 0);
   if (!lua_checkstack(L, 4)) { /* (cannot fail: see the drain) */
   } else if (rt->batch_base > 0) {
     unanchor(L, rt, t, rt->batch_base + C_ANCHOR);
@@ -926,6 +1022,7 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   rt->live_tasks--;
   h->t = NULL;
   t->h = NULL;
+  ext_free(rt, t);
   task_give(rt, t);
   lua_settop(L, ud - 1);
 }

@@ -184,9 +184,53 @@ describe("core.layout()", function()
   it("gives the sizes of the task layout's structs", function()
     local l = core.layout()
     assert.is_true(l.handle <= 40, "handle " .. l.handle)
-    assert.is_true(l.task < 392, "task " .. l.task)  -- smaller than before
+    assert.is_true(l.task <= 320, "task " .. l.task)  -- five cache lines
+    assert.is_true(l.task_ext > 0 and l.task_ext <= 64, "ext " .. l.task_ext)
     assert.is_true(l.cancel_scope > l.scope)        -- only it has a timer
     assert.equal(3, l.handle_user_values)
+  end)
+end)
+
+describe("a task's extension (hosted groups, waiters, tg:start(), tracebacks)", function()
+  it("is made only for the tasks that need one and freed with each", function()
+    local during
+    run(function()
+      local base = core.layout().task_extensions -- the root hosts a group below
+      loom.task_group(function(tg)
+        local hosted = base + 1                  -- this group's host
+        assert.equal(hosted, core.layout().task_extensions)
+        for _ = 1, 500 do tg:start_soon(loom.sleep, 0) end
+        loom.sleep(0)
+        -- 500 plain children: none has one.
+        assert.equal(hosted, core.layout().task_extensions)
+        local awaited = tg:start_soon(loom.sleep_forever)
+        local waiter = tg:start_soon(function() awaited:wait() end)
+        local host = tg:start_soon(function()
+          loom.task_group(function(inner) inner:start_soon(loom.sleep_forever) end)
+        end)
+        local started = tg:start(function(task_status)
+          task_status:started("up")
+          loom.sleep_forever()
+        end)
+        loom.wait_all_tasks_blocked()
+        -- awaited (a waiter), host (a group), started (tg:start()).
+        during = core.layout().task_extensions - hosted
+        assert.equal("pending", waiter:status())
+        assert.equal("up", started)
+        tg:cancel()
+        assert.is_not_nil(host)
+      end)
+      -- A failure records its traceback in one; the task's end frees it.
+      local eg = select(2, pcall(loom.task_group, function(tg)
+        tg:start_soon(function() error("boom") end)
+      end))
+      assert.is_true(loom.is(eg, loom.ErrorGroup))
+      H.contains(eg.tracebacks[1], "stack traceback")
+      -- Only the root still holds one (it hosted groups): until it ends.
+      assert.equal(base + 1, core.layout().task_extensions)
+    end)
+    assert.equal(3, during)
+    assert.equal(0, core.layout().task_extensions)
   end)
 end)
 
