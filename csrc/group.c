@@ -31,11 +31,8 @@ static void check_active(lua_State *L, loom_group *g) {
 /* Put a new task under scope `parent` and make it ready. Stack: [...,
  * handle, parent's handle] -> [..., handle]. */
 static void launch(lua_State *L, loom_task *t, loom_scope *parent) {
-  loom__scope_attach(&t->scope, parent);
-  t->cur = &t->scope;
-  loom__list_push(&t->scope.tasks, &t->scope_link);
   lua_setiuservalue(L, -2, LOOM_HV_PARENT);
-  loom__enqueue(t->rt, t);
+  loom__launch(t, parent);
 }
 
 /* tg:start_soon(fn, ...) / tg:create_task(fn, ...) -> TaskHandle */
@@ -46,7 +43,7 @@ static int l_group_spawn(lua_State *L) {
   loom_task *t;
   check_active(L, g);
   loom__check_callable(L, 2, NULL);
-  t = loom__task_new(L, rt, 2, nargs, rt->current, lua_upvalueindex(2));
+  t = loom__task_new(L, rt, 2, nargs, rt->current, lua_upvalueindex(2), 1);
   t->group = g;
   loom__list_push(&g->children, &t->group_link);
   g->nlive++;
@@ -105,7 +102,7 @@ static int l_group_start(lua_State *L) {
   lua_newuserdatauv(L, 1, 1);    /* the task_status object */
   luaL_setmetatable(L, STATUS_MT);
   lua_insert(L, 3); /* [tg, fn, status, args...] */
-  t = loom__task_new(L, rt, 2, nargs + 1, caller, lua_upvalueindex(2));
+  t = loom__task_new(L, rt, 2, nargs + 1, caller, lua_upvalueindex(2), 0);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, 3, 1);
   t->h->start_state = LOOM_START_PENDING;

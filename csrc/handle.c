@@ -72,11 +72,18 @@ static int l_task_done(lua_State *L) {
 
 static int l_task_cancel(lua_State *L) {
   loom_handle *h = loom__check_handle(L, 1);
+  loom_task *t;
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TSTRING);
   lua_settop(L, 2);
   if (h->done || h->t == NULL) return 0;
+  if (h->t->record && h->t->state == LOOM_TASK_ABANDONED) {
+    h->cancel_requested = 1; /* never ran, never will: nothing to cancel */
+    return 0;
+  }
+  /* A pending record takes its struct now (may raise: out of memory). */
+  t = loom__task_materialize(L, h->t);
   h->cancel_requested = 1;
-  loom__scope_cancel(L, h->t->rt, &h->t->scope, lua_isnil(L, 2) ? 0 : 2, 0);
+  loom__scope_cancel(L, t->rt, &t->scope, lua_isnil(L, 2) ? 0 : 2, 0);
   return 0;
 }
 
@@ -268,7 +275,7 @@ static void push_where(lua_State *L, loom_task *t, const char *own_dir) {
   lua_Debug ar;
   int level;
   size_t n = own_dir ? strlen(own_dir) : 0;
-  if (t->L != NULL && t->state != LOOM_TASK_RUNNING) {
+  if (!t->record && t->L != NULL && t->state != LOOM_TASK_RUNNING) {
     for (level = 0; lua_getstack(t->L, level, &ar); level++) {
       lua_getinfo(t->L, "Sl", &ar);
       /* Frames of loom's own Lua files are not where the user waits. */
@@ -297,11 +304,12 @@ void loom__push_task_node(lua_State *L, loom_task *t, const char *own_dir) {
   lua_setfield(L, -2, "id");
   lua_pushstring(L, status_of(t->h));
   lua_setfield(L, -2, "status");
-  lua_pushstring(L, t->state == LOOM_TASK_RUNNING ? "running"
-                    : t->state == LOOM_TASK_NEW   ? "not started"
-                    : t->state == LOOM_TASK_READY ? "ready"
-                    : t->wait_what                ? t->wait_what
-                                                  : "ready");
+  lua_pushstring(L, t->record                       ? "not started"
+                    : t->state == LOOM_TASK_RUNNING ? "running"
+                    : t->state == LOOM_TASK_NEW     ? "not started"
+                    : t->state == LOOM_TASK_READY   ? "ready"
+                    : t->wait_what                  ? t->wait_what
+                                                    : "ready");
   lua_setfield(L, -2, "waiting");
   push_where(L, t, own_dir);
   lua_setfield(L, -2, "where");
@@ -330,19 +338,24 @@ static int l_check_in_task(lua_State *L) {
   return 0;
 }
 
-/* core.layout() -> {task =, task_ext =, handle =, scope =, cancel_scope
- * =, handle_user_values =, pooled_tasks =, slab_regions =, task_extensions
- * =}: the sizes in bytes of the task layout's C structs
- * (docs/architecture.md, "Task layout"), for bench/core/mem_split.lua, the
- * task structs kept for reuse now, the 2 MiB regions of task slabs held
- * now and the extensions live tasks hold now. */
+/* core.layout() -> {task =, task_ext =, pending_record =, handle =, scope
+ * =, cancel_scope =, handle_user_values =, pooled_tasks =, slab_regions =,
+ * task_extensions =, record_chunks =}: the sizes in bytes of the task
+ * layout's C structs (docs/architecture.md, "Task layout"), for
+ * bench/core/mem_split.lua, the task structs kept for reuse now, the 2 MiB
+ * regions of task slabs held now, the extensions live tasks hold now and
+ * the chunks of pending records held now. */
 static int l_layout(lua_State *L) {
   loom_rt *rt = loom__rt(L);
-  lua_createtable(L, 0, 9);
+  lua_createtable(L, 0, 11);
   lua_pushinteger(L, (lua_Integer)sizeof(loom_task));
   lua_setfield(L, -2, "task");
   lua_pushinteger(L, (lua_Integer)sizeof(loom_task_ext));
   lua_setfield(L, -2, "task_ext");
+  lua_pushinteger(L, (lua_Integer)LOOM_TASK_RECORD_BYTES);
+  lua_setfield(L, -2, "pending_record");
+  lua_pushinteger(L, rt->rec_chunks);
+  lua_setfield(L, -2, "record_chunks");
   lua_pushinteger(L, rt->ext_live);
   lua_setfield(L, -2, "task_extensions");
   lua_pushinteger(L, (lua_Integer)sizeof(loom_handle));

@@ -60,6 +60,14 @@ static inline void loom__list_push(loom_list *head, loom_list *n) {
   head->prev->next = n;
   head->prev = n;
 }
+/* Put n in old's place in its list (old is left unlinked). */
+static inline void loom__list_replace(loom_list *old, loom_list *n) {
+  n->next = old->next;
+  n->prev = old->prev;
+  n->next->prev = n;
+  n->prev->next = n;
+  loom__list_init(old);
+}
 static inline void loom__list_remove(loom_list *n) {
   n->prev->next = n->next;
   n->next->prev = n->prev;
@@ -203,7 +211,10 @@ enum {
   LOOM_TASK_RUNNING,
   LOOM_TASK_PARKED, /* yielded, waiting for loom__wake */
   LOOM_TASK_DONE,
-  LOOM_TASK_ABANDONED /* could not finish (memory exhausted): inert */
+  LOOM_TASK_ABANDONED, /* could not finish (memory exhausted): inert */
+  /* Pending records (struct loom_task, below): */
+  LOOM_TASK_PENDING, /* spawned, only its record exists */
+  LOOM_TASK_FORWARD  /* the record's task has its struct: h->t */
 };
 
 enum {
@@ -289,42 +300,56 @@ typedef struct loom_handle {
 } loom_handle;
 
 struct loom_task {
-  /* The first 64 bytes hold what the scheduler, a wake-up and the abort
-   * walk of a cancellation read, the task's own scope follows (the struct
-   * is cache-line aligned in its slab): cancelling a hundred thousand
-   * tasks reads adjacent lines of each. */
+  /* The pending record. A task spawned while no pooled coroutine is free
+   * (a burst of spawns: it cannot run before the spawner yields anyway)
+   * is at first only these fields (LOOM_TASK_RECORD_BYTES, from task.c's
+   * chunks), record != 0 and state LOOM_TASK_PENDING: it waits in the ready
+   * queue, its group's children and rt->all_tasks like a task, and takes
+   * its struct when the drain reaches it (or earlier, for h:cancel()), in
+   * the record's place everywhere (task.c, loom__task_materialize). A
+   * burst then holds 128 bytes per waiting task instead of 320, and its
+   * tasks run one after another on the structs the previous ones gave
+   * back. Code that walks tasks reads nothing past the record of a task
+   * with `record` set; under ASan the rest of its slot is poisoned. */
   loom_rt *rt;
-  lua_State *L;          /* its coroutine (from spawn to its end) */
   loom_task *next_ready; /* ready queue; the free list when not in use */
-  loom_scope *cur;       /* innermost active scope */
-  loom_abort_fn abort;   /* NULL: the current wait cannot be aborted */
-  loom_list scope_link;  /* node in cur->tasks */
+  loom_handle *h;        /* its handle, anchored while the task is live */
+  loom_group *group;     /* owning group (NULL: root, or before started) */
+  loom_list group_link;  /* node in group->children */
+  loom_list all_link;    /* node in rt->all_tasks while live */
+  loom_task_ext *ext;    /* the rarely used part, or NULL (see below) */
+  int ref;               /* slot of its handle in the anchor table */
+  int nargs;             /* arguments kept in the handle until the first
+                          * resume (-1: they are on L already) */
   unsigned char state, wake;
   unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
-  int wake_nargs;          /* values pushed on L for the resume */
-  /* Next (the abort walk goes through it): */
+  unsigned char record;    /* LOOM_REC_*: a pending record, 0: a task */
+  /* The rest exists only in a task's struct. */
+  int wake_nargs;         /* values pushed on L for the resume */
+  lua_State *L;           /* its coroutine (from its first resume to its end) */
+  loom_scope *cur;        /* innermost active scope */
+  loom_abort_fn abort;    /* NULL: the current wait cannot be aborted */
+  loom_list scope_link;   /* node in cur->tasks */
   loom_scope scope;       /* private scope: h:cancel() cancels it */
-  loom_handle *h;         /* its handle, anchored while the task is live */
   loom_scope *wake_scope; /* the cancelled scope that aborted the wait */
   /* Suspension (loom__suspend): the real continuation, and the stack top
    * at the yield, so a resume by anyone but the scheduler is refused. */
   lua_KFunction k;
   lua_KContext kctx;
   int park_top;
-  int nargs;          /* arguments kept in the handle until the first
-                       * resume (-1: they are on L already) */
-  int ref;            /* slot of its handle in the anchor table */
-  loom_task_ext *ext; /* the rarely used part, or NULL (see below) */
   /* Parking. */
   const char *wait_what;    /* what it waits on, for task_tree() */
   loom_list wait_link;      /* node in one wait queue (free while not parked) */
   struct loom_waitq *waitq; /* the queue wait_link is in (loom__waitq_*) */
   void *wait_data; /* the object waited on, for the owner of the queue */
   loom_timer sleep_timer;
-  loom_group *group;    /* owning group (NULL: root, or before started) */
-  loom_list group_link; /* node in group->children */
-  loom_list all_link;   /* node in rt->all_tasks while live */
 } __attribute__((aligned(64)));
+
+#define LOOM_TASK_RECORD_BYTES offsetof(loom_task, wake_nargs)
+enum {
+  LOOM_REC_PENDING = 1, /* a record waiting for its struct */
+  LOOM_REC_MARKED = 2   /* ... whose scope is to be marked cancelled */
+};
 
 /* What few tasks use, allocated the first time one does (t->ext), freed
  * with the task: five 64-byte lines per task instead of six, and every
@@ -357,7 +382,21 @@ void loom__aux_set(lua_State *L, loom_rt *rt, int ud) LOOM_HIDDEN;
  * spawning method), or 0: read from the registry. Raises (out of memory)
  * before anything changed. */
 loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
-                          loom_task *spawner, int mt_idx) LOOM_HIDDEN;
+                          loom_task *spawner, int mt_idx,
+                          int may_pend) LOOM_HIDDEN;
+/* may_pend: the task may be a pending record (a spawn into a group's
+ * scope, launched with loom__launch). */
+/* Link a new task (or record) under parent and make it ready: a record
+ * takes its scope only with its struct. */
+void loom__launch(loom_task *t, loom_scope *parent) LOOM_HIDDEN;
+/* The struct of the pending record p (p itself if it has one): taken now,
+ * in p's place (may raise: out of memory, nothing changed). */
+loom_task *loom__task_materialize(lua_State *L, loom_task *p) LOOM_HIDDEN;
+/* Free (or keep as the spare) a record off every list. */
+void loom__record_free(loom_rt *rt, loom_task *p) LOOM_HIDDEN;
+/* Empty the ready queue (the runtime closes): records that only forward
+ * to their task's struct are freed, they are in no other list. */
+void loom__ready_drop(loom_rt *rt) LOOM_HIDDEN;
 /* A new task whose function and arguments wait in its handle (nargs >= 0)
  * gets its coroutine; may raise (out of memory) with nothing changed. */
 void loom__task_prepare(lua_State *S, loom_task *t) LOOM_HIDDEN;
@@ -557,6 +596,10 @@ struct loom_rt {
   int nslabs;                       /* slabs allocated one by one */
   int nregions;                     /* regions held (task.c) */
   loom_task_ext *ext_spare;         /* one for loom__task_ext_reserve */
+  loom_list rec_partial, rec_full;  /* chunks of pending records (task.c) */
+  int rec_free_n;                   /* free records in the chunks */
+  int rec_chunks;                   /* chunks held */
+  int rec_live;                     /* records in use (queued) */
   int ext_live;                     /* extensions held by tasks */
   int region_free_slabs;            /* entirely free slabs cut from regions */
   /* The anchor table: each live task's handle in slot task->ref (the

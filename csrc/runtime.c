@@ -226,8 +226,7 @@ static void rt_shutdown(lua_State *L, loom_rt *rt) {
    * must find their timers out of the (freed) heap. */
   loom__heap_free(rt);
   rt->pool_len = 0;
-  rt->ready_head = rt->ready_tail = NULL;
-  rt->nready = 0;
+  loom__ready_drop(rt);
   rt->closed_time = loom__time(rt);
 }
 

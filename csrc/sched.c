@@ -187,7 +187,8 @@ loom_task *loom__check_blocking_rt(lua_State *L, loom_rt *rt, const char *fn,
 /* ---- ready queue, park and wake ---------------------------------------- */
 
 void loom__enqueue(loom_rt *rt, loom_task *t) {
-  LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
+  LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY ||
+              t->state == LOOM_TASK_PENDING);
   LOOM_ASSERT(t->next_ready == NULL && rt->ready_tail != t);
   t->next_ready = NULL;
   rt->nready++;
@@ -522,7 +523,10 @@ static void finish_stranded(loom_rt *rt, lua_State *L) {
   for (attempt = 0; attempt < 4 && run_tasks_live(rt); attempt++) {
     for (n = rt->all_tasks.next; n != &rt->all_tasks; n = n->next) {
       t = loom__container_of(n, loom_task, all_link);
-      if (in_run(rt, t)) loom__scope_mark_cancelled(rt, &t->scope, 0);
+      if (!in_run(rt, t)) continue;
+      /* (a pending record marks its scope when it takes its struct) */
+      if (t->record) t->record |= LOOM_REC_MARKED;
+      else loom__scope_mark_cancelled(rt, &t->scope, 0);
     }
     rt->deadlock = 0;
     if (drain_protected(L, rt, 1) != LUA_OK) lua_pop(L, 1);
@@ -531,12 +535,14 @@ static void finish_stranded(loom_rt *rt, lua_State *L) {
     t = loom__container_of(n, loom_task, all_link);
     next = n->next;
     if (!in_run(rt, t)) continue;
-    if (t->state == LOOM_TASK_PARKED) {
-      if (t->abort != NULL) t->abort(t);
-      rt->parked--;
+    if (!t->record) {
+      if (t->state == LOOM_TASK_PARKED) {
+        if (t->abort != NULL) t->abort(t);
+        rt->parked--;
+      }
+      loom__heap_remove(rt, &t->sleep_timer);
+      t->abort = NULL;
     }
-    loom__heap_remove(rt, &t->sleep_timer);
-    t->abort = NULL;
     t->state = LOOM_TASK_ABANDONED;
     loom__list_remove(&t->all_link);
     loom__list_push(&rt->abandoned, &t->all_link); /* freed at the end */
@@ -548,6 +554,11 @@ static void finish_stranded(loom_rt *rt, lua_State *L) {
     rt->ready_head = t->next_ready;
     t->next_ready = NULL;
     if (t->state == LOOM_TASK_ABANDONED) continue;
+    if (t->state == LOOM_TASK_FORWARD &&
+        t->h->t->state == LOOM_TASK_ABANDONED) {
+      loom__record_free(rt, t); /* its task is abandoned */
+      continue;
+    }
     if (keep_tail != NULL) keep_tail->next_ready = t;
     else keep_head = t;
     keep_tail = t;
@@ -578,7 +589,7 @@ static int l_run(lua_State *L) {
     return luaL_error(L, "loom.run: the runtime runs on the host's libuv "
                          "loop; run that loop (uv_run) instead");
   if (!loom__is_callable(L, 1)) return luaL_typeerror(L, 1, "function");
-  root = loom__task_new(L, rt, 1, nargs, NULL, 0);
+  root = loom__task_new(L, rt, 1, nargs, NULL, 0, 0);
   ud = lua_gettop(L); /* keeps the root's handle for its outcome */
   rh = root->h;
   root->cur = &root->scope;
@@ -971,6 +982,7 @@ static int l_stats(lua_State *L) {
   set_count(L, "anchor_slots", (lua_Integer)rt->anchor_top);
   set_count(L, "cancelled_scopes", (lua_Integer)rt->ncancelled);
   set_count(L, "task_extensions", (lua_Integer)rt->ext_live);
+  set_count(L, "pending_records", (lua_Integer)rt->rec_live);
   set_count(L, "deadlines", (lua_Integer)rt->heap_len);
   set_count(L, "ready", ready);
   set_count(L, "parked", (lua_Integer)rt->parked);

@@ -291,6 +291,8 @@ static void ext_free(loom_rt *rt, loom_task *t) {
 }
 
 static int shrink_anchors(lua_State *L, loom_rt *rt);
+static void records_trim(loom_rt *rt);
+static void records_free_all(loom_rt *rt, loom_list *head);
 
 void loom__tasks_trim(lua_State *L, loom_rt *rt) {
   loom_list *n, *next;
@@ -299,6 +301,7 @@ void loom__tasks_trim(lua_State *L, loom_rt *rt) {
    * again, walking every live task each time. */
   if (L != NULL && rt->batch_base == 0 && lua_checkstack(L, 3))
     shrink_anchors(L, rt);
+  records_trim(rt);
   if (rt->slabs_partial.next == NULL) return;
   /* Every entirely free slab of a region goes back to it (regions hold
    * bursts), and those allocated alone beyond TASK_POOL_MAX free structs. */
@@ -319,16 +322,28 @@ void loom__tasks_trim(lua_State *L, loom_rt *rt) {
 }
 
 static void forget_tasks(loom_list *head) {
-  loom_list *n;
+  loom_list *n, *next;
   if (head->next == NULL) return;
-  for (n = head->next; n != head; n = n->next) {
+  for (n = head->next; n != head; n = next) {
     loom_task *t = loom__container_of(n, loom_task, all_link);
+    next = n->next;
     if (t->h != NULL) t->h->t = NULL;
     if (t->ext != NULL) t->rt->ext_live--;
     free(t->ext); /* (its refs and lists go with the Lua state) */
     t->ext = NULL;
+    /* (a record goes with its chunk, a struct with its slab) */
   }
   loom__list_init(head);
+}
+
+void loom__ready_drop(loom_rt *rt) {
+  loom_task *t = rt->ready_head, *next;
+  for (; t != NULL; t = next) {
+    next = t->next_ready;
+    if (t->record && t->state == LOOM_TASK_FORWARD) loom__record_free(rt, t);
+  }
+  rt->ready_head = rt->ready_tail = NULL;
+  rt->nready = 0;
 }
 
 static void free_slabs(loom_rt *rt, loom_list *head) {
@@ -342,12 +357,16 @@ static void free_slabs(loom_rt *rt, loom_list *head) {
 void loom__tasks_free(loom_rt *rt) {
   /* Handles that outlive the runtime (lua_close) must not reach a freed
    * struct. */
+  loom__ready_drop(rt);
   forget_tasks(&rt->all_tasks);
   forget_tasks(&rt->abandoned);
   free(rt->anchor_free);
   rt->anchor_free = NULL;
   free(rt->ext_spare);
   rt->ext_spare = NULL;
+  records_free_all(rt, &rt->rec_partial);
+  records_free_all(rt, &rt->rec_full);
+  rt->rec_free_n = 0;
   rt->anchor_nfree = rt->anchor_cap = 0;
   if (rt->slabs_partial.next == NULL) return;
   free_slabs(rt, &rt->slabs_partial);
@@ -552,8 +571,210 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
 }
 #define is_cancelled loom__is_cancelled
 
+/* ---- pending records ---------------------------------------------------- *
+ * A record is the first LOOM_TASK_RECORD_BYTES of a struct loom_task (see
+ * loom_internal.h). Records come from chunks of REC_CHUNK_BYTES, aligned
+ * to their size so that a record finds its chunk, each with its own free
+ * list: a chunk with free records is on rt->rec_partial, a full one on
+ * rt->rec_full. A burst takes them a pointer move each and its tasks give
+ * them back as they start, hot; loom__tasks_trim frees the chunks entirely
+ * free beyond REC_KEEP free records when the scheduler goes idle. */
+
+#define REC_CHUNK_BYTES 8192
+#define REC_HEADER 64
+/* A record is reached through a struct loom_task pointer, which is 64-byte
+ * aligned: so is every record (84 bytes used of 128). */
+#define REC_SIZE ((LOOM_TASK_RECORD_BYTES + 63) & ~(size_t)63)
+#define REC_KEEP 1024
+
+/* Under ASan the rest of a record's slot is poisoned: code that reads a
+ * record past LOOM_TASK_RECORD_BYTES (a field only a struct has) fails
+ * there. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define REC_POISON_TAIL(p)                                        \
+  ASAN_POISON_MEMORY_REGION((char *)(p) + LOOM_TASK_RECORD_BYTES, \
+                            REC_SIZE - LOOM_TASK_RECORD_BYTES)
+#define REC_UNPOISON(c) ASAN_UNPOISON_MEMORY_REGION((c), REC_CHUNK_BYTES)
+#else
+#define REC_POISON_TAIL(p) ((void)0)
+#define REC_UNPOISON(c) ((void)0)
+#endif
+
+typedef struct rec_chunk {
+  loom_list link;  /* in rt->rec_partial or rt->rec_full */
+  loom_task *free; /* its free records, linked through next_ready */
+  int nfree, n;
+} rec_chunk;
+
+#define REC_CHUNK_OF(p) \
+  ((rec_chunk *)(void *)((uintptr_t)(p) & ~(uintptr_t)(REC_CHUNK_BYTES - 1)))
+
+static void rec_lists_init(loom_rt *rt) {
+  if (rt->rec_partial.next == NULL) {
+    loom__list_init(&rt->rec_partial);
+    loom__list_init(&rt->rec_full);
+  }
+}
+
+/* Make sure a free record exists (raises: out of memory, nothing changed). */
+static void record_reserve(lua_State *L, loom_rt *rt) {
+  rec_chunk *c;
+  void *m = NULL;
+  char *p;
+  rec_lists_init(rt);
+  if (!loom__list_empty(&rt->rec_partial)) return;
+  LOOM_ASSERT(sizeof(rec_chunk) <= REC_HEADER);
+  if (posix_memalign(&m, REC_CHUNK_BYTES, REC_CHUNK_BYTES) != 0)
+    luaL_error(L, "not enough memory");
+  c = (rec_chunk *)m;
+  c->free = NULL;
+  c->n = (int)((REC_CHUNK_BYTES - REC_HEADER) / REC_SIZE);
+  /* Linked last to first: a burst takes them in address order. */
+  for (p = (char *)m + REC_HEADER + (size_t)(c->n - 1) * REC_SIZE;
+       p >= (char *)m + REC_HEADER; p -= REC_SIZE) {
+    REC_POISON_TAIL(p);
+    ((loom_task *)(void *)p)->next_ready = c->free;
+    c->free = (loom_task *)(void *)p;
+  }
+  c->nfree = c->n;
+  rt->rec_free_n += c->n;
+  rt->rec_chunks++;
+  loom__list_push(&rt->rec_partial, &c->link);
+}
+
+/* A free record (after record_reserve: cannot fail). */
+static loom_task *record_take(loom_rt *rt) {
+  rec_chunk *c = loom__container_of(rt->rec_partial.next, rec_chunk, link);
+  loom_task *p = c->free;
+  LOOM_ASSERT(!loom__list_empty(&rt->rec_partial) && p != NULL);
+  c->free = p->next_ready;
+  rt->rec_free_n--;
+  rt->rec_live++;
+  if (--c->nfree == 0) {
+    loom__list_remove(&c->link);
+    loom__list_push(&rt->rec_full, &c->link);
+  }
+  return p;
+}
+
+void loom__record_free(loom_rt *rt, loom_task *p) {
+  rec_chunk *c = REC_CHUNK_OF(p);
+  p->next_ready = c->free;
+  c->free = p;
+  rt->rec_free_n++;
+  rt->rec_live--;
+  if (c->nfree++ == 0) { /* it was full: served first again */
+    loom__list_remove(&c->link);
+    c->link.next = rt->rec_partial.next;
+    c->link.prev = &rt->rec_partial;
+    rt->rec_partial.next->prev = &c->link;
+    rt->rec_partial.next = &c->link;
+  }
+}
+
+/* Free the chunks entirely free beyond REC_KEEP free records. */
+static void records_trim(loom_rt *rt) {
+  loom_list *n, *next;
+  if (rt->rec_partial.next == NULL || rt->rec_free_n <= REC_KEEP) return;
+  for (n = rt->rec_partial.next;
+       n != &rt->rec_partial && rt->rec_free_n > REC_KEEP; n = next) {
+    rec_chunk *c = loom__container_of(n, rec_chunk, link);
+    next = n->next;
+    if (c->nfree == c->n) {
+      loom__list_remove(&c->link);
+      rt->rec_free_n -= c->n;
+      rt->rec_chunks--;
+      REC_UNPOISON(c);
+      free(c);
+    }
+  }
+}
+
+static void records_free_all(loom_rt *rt, loom_list *head) {
+  if (head->next == NULL) return;
+  while (!loom__list_empty(head)) {
+    rec_chunk *c = loom__container_of(head->next, rec_chunk, link);
+    loom__list_remove(&c->link);
+    rt->rec_chunks--;
+    REC_UNPOISON(c);
+    free(c);
+  }
+}
+
+/* The fields of a task's struct past its record. */
+static void task_init_rest(loom_task *t) {
+  loom__scope_init(&t->scope, 1);
+  loom__list_init(&t->scope_link);
+  loom__list_init(&t->wait_link);
+  loom__timer_init(&t->sleep_timer, NULL); /* owner: sched.c's sleeps */
+}
+
+static void launch_scope(loom_task *t, loom_scope *parent) {
+  loom__scope_attach(&t->scope, parent);
+  t->cur = &t->scope;
+  loom__list_push(&t->scope.tasks, &t->scope_link);
+}
+
+void loom__launch(loom_task *t, loom_scope *parent) {
+  /* A record is under its group's scope: it attaches with its struct. */
+  if (t->record) LOOM_ASSERT(t->group != NULL && parent == t->group->scope);
+  else launch_scope(t, parent);
+  loom__enqueue(t->rt, t);
+}
+
+/* Take p's struct (p is a pending record): may raise (out of memory)
+ * before anything changed. The struct takes p's place in its group's
+ * children and rt->all_tasks, and its handle; p stays in the ready queue,
+ * forwarding to it (LOOM_TASK_FORWARD), until the drain reaches it. */
+static loom_task *materialize(lua_State *L, loom_rt *rt, loom_task *p) {
+  loom_task *t;
+  loom_list *n;
+  LOOM_ASSERT(p->record && p->state == LOOM_TASK_PENDING && p->group != NULL);
+  task_reserve(L, rt);
+  /* Nothing below can fail. */
+  t = task_take(rt);
+  memset(t, 0, sizeof *t);
+  memcpy(t, p, LOOM_TASK_RECORD_BYTES);
+  t->next_ready = NULL;
+  t->record = 0;
+  t->state = LOOM_TASK_NEW;
+  task_init_rest(t);
+  loom__list_replace(&p->group_link, &t->group_link);
+  loom__list_replace(&p->all_link, &t->all_link);
+  t->h->t = t;
+  if (t->ext != NULL) /* tasks already waiting for it: they wait on t */
+    for (n = t->ext->waiters.next; n != &t->ext->waiters; n = n->next)
+      loom__container_of(n, loom_task, wait_link)->wait_data = t;
+  launch_scope(t, t->group->scope);
+  if (p->record & LOOM_REC_MARKED) loom__scope_mark_cancelled(rt, &t->scope, 0);
+  p->ext = NULL;
+  p->state = LOOM_TASK_FORWARD;
+  return t;
+}
+
+loom_task *loom__task_materialize(lua_State *L, loom_task *p) {
+  if (!p->record) return p;
+  if (p->state == LOOM_TASK_FORWARD) return p->h->t;
+  return materialize(L, p->rt, p);
+}
+
+/* The drain reached the record p at the head of the ready queue: its
+ * struct (taken now if need be) takes its place there, and p is freed.
+ * May raise (out of memory) with nothing changed. */
+static loom_task *record_reached(lua_State *S, loom_rt *rt, loom_task *p) {
+  loom_task *t = p->state == LOOM_TASK_FORWARD ? p->h->t
+                                               : materialize(S, rt, p);
+  LOOM_ASSERT(rt->ready_head == p && t->state == LOOM_TASK_NEW);
+  t->next_ready = p->next_ready;
+  rt->ready_head = t;
+  if (rt->ready_tail == p) rt->ready_tail = t;
+  loom__record_free(rt, p);
+  return t;
+}
+
 loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
-                          loom_task *spawner, int mt_idx) {
+                          loom_task *spawner, int mt_idx, int may_pend) {
   loom_handle *h;
   loom_task *t;
   lua_State *co = NULL;
@@ -563,13 +784,15 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
    * extra user values until the first resume, which takes the coroutine
    * a finished task has given back by then. */
   int defer = rt->pool_len == 0;
+  int rec = defer && may_pend;
   fn_idx = lua_absindex(L, fn_idx);
   /* A C function has LUA_MINSTACK free slots; callers push at most 4. */
   if (nargs + 8 > LUA_MINSTACK - 4)
     luaL_checkstack(L, nargs + 8, "loom: spawn");
   /* Everything that can fail comes first: the struct (reserved), the
    * handle, the coroutine, the anchors. */
-  task_reserve(L, rt);
+  if (rec) record_reserve(L, rt);
+  else task_reserve(L, rt);
   h = (loom_handle *)lua_newuserdatauv(L, sizeof *h,
                                        LOOM_HV_N + (defer ? nargs : 0));
   hi = lua_gettop(L);
@@ -606,7 +829,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
     }
     lua_settop(L, hi);
   }
-  t = task_peek(rt); /* taken below, once nothing can fail */
+  t = rec ? NULL : task_peek(rt); /* taken below, once nothing can fail */
   if (defer) {
     /* The function is in the name's slot already (the coroutine's slot,
      * unused until the first resume, takes it if a name is set before). */
@@ -628,20 +851,24 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   }
   i = anchor(L, rt, hi);
   /* Nothing below can fail. */
-  t = task_take(rt);
-  memset(t, 0, sizeof *t);
+  if (rec) {
+    t = record_take(rt);
+    memset(t, 0, LOOM_TASK_RECORD_BYTES);
+    t->record = LOOM_REC_PENDING;
+    t->state = LOOM_TASK_PENDING;
+  } else {
+    t = task_take(rt);
+    memset(t, 0, sizeof *t);
+    t->L = co;
+    task_init_rest(t);
+    t->state = LOOM_TASK_NEW;
+  }
   t->rt = rt;
-  t->L = co;
   t->h = h;
   t->ref = i;
   t->nargs = defer ? nargs : -1;
   t->ctx_state = (unsigned char)ctx_state;
-  loom__scope_init(&t->scope, 1);
-  loom__list_init(&t->scope_link);
   loom__list_init(&t->group_link);
-  loom__list_init(&t->wait_link);
-  loom__timer_init(&t->sleep_timer, NULL); /* owner: sched.c's sleeps */
-  t->state = LOOM_TASK_NEW;
   h->id = ++rt->next_id;
   h->t = t;
   loom__list_push(&rt->all_tasks, &t->all_link);
@@ -791,6 +1018,7 @@ void loom__task_step(loom_rt *rt, lua_State *S, loom_task *t) {
   lua_State *co;
   int nargs, nres = 0, status;
   LOOM_ASSERT(rt->current == NULL); /* resumes never nest */
+  if (t->record) t = record_reached(S, rt, t);
   LOOM_ASSERT(t->state == LOOM_TASK_NEW || t->state == LOOM_TASK_READY);
   if (t->state == LOOM_TASK_NEW) {
     /* Its coroutine holds [task_main, task, task, fn, args...] (since the

@@ -133,20 +133,24 @@ describe("a burst of spawns", function()
       "structs kept: " .. core.layout().pooled_tasks)
   end)
 
-  -- Beyond the first few slabs, slabs are cut from 2 MiB regions (huge
-  -- pages): a burst's regions go back when the scheduler is idle, but one
-  -- empty region is kept, and the next burst reuses what is held.
+  -- Beyond the first few slabs, slabs are cut from 2 MiB regions: a
+  -- burst's regions go back when the scheduler is idle, but one empty
+  -- region is kept, and the next burst reuses what is held. (A task takes
+  -- its struct when it first runs: 20,000 tasks parked at once hold 20,000.)
   it("takes a burst's structs from regions and gives them back when idle",
      function()
     local during = {}
     for round = 1, 3 do
       local sum = 0
       run(function()
+        local go = loom.event()
         loom.task_group(function(tg)
           for i = 1, 20000 do
-            tg:start_soon(function() loom.sleep(0); sum = sum + i end)
+            tg:start_soon(function() go:wait(); sum = sum + i end)
           end
+          loom.wait_all_tasks_blocked()
           during[round] = core.layout().slab_regions
+          go:set()
         end)
       end)
       assert.equal(20000 * 20001 / 2, sum)
@@ -154,7 +158,7 @@ describe("a burst of spawns", function()
         "regions kept: " .. core.layout().slab_regions)
       assert.is_true(core.layout().pooled_tasks <= 1024 + 64)
     end
-    -- 20,000 structs of up to 392 bytes: at least 3 regions of 2 MiB.
+    -- 20,000 structs of 320 bytes: at least 3 regions of 2 MiB.
     assert.is_true(during[1] >= 3, "regions: " .. during[1])
     assert.equal(during[1], during[2])
     assert.equal(during[1], during[3])
@@ -231,6 +235,119 @@ describe("a task's extension (hosted groups, waiters, tg:start(), tracebacks)", 
     end)
     assert.equal(3, during)
     assert.equal(0, core.layout().task_extensions)
+  end)
+end)
+
+-- A burst of spawns that empties the coroutine pool leaves the later tasks
+-- as pending records (the first bytes of a task) until they first run. They
+-- must behave exactly like tasks.
+describe("tasks spawned in a burst (pending records)", function()
+  local POOL = 256 -- LOOM_POOL_MAX: beyond it, a burst spawns records
+
+  it("keep the order of the ready queue with tasks woken in between",
+     function()
+    local log = {}
+    run(function()
+      local ev = loom.event()
+      loom.task_group(function(tg)
+        tg:start_soon(function() ev:wait(); log[#log + 1] = "woken" end)
+        loom.wait_all_tasks_blocked()
+        for i = 1, POOL + 50 do
+          tg:start_soon(function() log[#log + 1] = i end)
+        end
+        assert.is_true(core.stats().pending_records >= 50)
+        ev:set()                 -- queued after the first POOL + 50
+        for i = POOL + 51, POOL + 100 do
+          tg:start_soon(function() log[#log + 1] = i end)
+        end
+      end)
+      assert.equal(0, core.stats().pending_records)
+    end)
+    assert.equal(POOL + 101, #log)
+    for i = 1, POOL + 50 do assert.equal(i, log[i]) end
+    assert.equal("woken", log[POOL + 51])
+    for i = POOL + 51, POOL + 100 do assert.equal(i, log[i + 1]) end
+  end)
+
+  it("answer status, name, id, cancel, wait and task_tree before they run",
+     function()
+    run(function()
+      local ran, results, tree = {}, {}, nil
+      loom.task_group(function(tg)
+        local hs = {}
+        for i = 1, POOL + 20 do
+          hs[i] = tg:start_soon(function(x)
+            ran[#ran + 1] = x
+            loom.sleep(0)             -- a checkpoint
+            return x * 2
+          end, i)
+        end
+        local last, named = hs[POOL + 20], hs[POOL + 19]
+        assert.equal(POOL + 20, core.stats().live_tasks - 1) -- (+ the root)
+        assert.equal("pending", last:status())
+        assert.is_true(last.id > hs[1].id)
+        named.name = "worker"        -- before its first run
+        tree = loom.task_tree()
+        -- Cancelled before it ran: it starts, and its first checkpoint raises.
+        hs[POOL + 18]:cancel("stop")
+        assert.equal("cancelling", hs[POOL + 18]:status())
+        results.cancelled = hs[POOL + 18]
+        -- Waited for before it ran: the waiter gets its result.
+        tg:start_soon(function() results.waited = last:result() end)
+        tg:start_soon(function() results.named = named:result() end)
+      end)
+      assert.equal(POOL + 20, #ran)
+      assert.equal("cancelled", results.cancelled:status())
+      H.raises(loom.TaskCancelled, function() results.cancelled:error() end)
+      assert.equal((POOL + 20) * 2, results.waited)
+      assert.equal((POOL + 19) * 2, results.named)
+      local children = tree.root.groups[1].children
+      assert.equal(POOL + 20, #children)     -- in the order they were spawned
+      assert.equal("not started", children[POOL + 20].waiting)
+      assert.is_nil(children[POOL + 20].where)
+      assert.equal("worker", children[POOL + 19].name)
+    end)
+  end)
+
+  it("start under their group's scope: cancelled with it, errors to it",
+     function()
+    local ok, eg, started = nil, nil, 0
+    run(function()
+      ok, eg = pcall(loom.task_group, function(tg)
+        for i = 1, POOL + 30 do
+          tg:start_soon(function()
+            started = started + 1
+            if i == POOL + 25 then error("pending " .. i) end
+            loom.sleep(1)
+          end)
+        end
+      end)
+      assert.equal(0, core.stats().pending_records)
+    end)
+    assert.is_false(ok)
+    assert.is_true(loom.is(eg, loom.ErrorGroup))
+    assert.equal(1, #eg.errors)
+    H.contains(tostring(eg.errors[1]), "pending " .. (POOL + 25))
+    assert.equal(POOL + 30, started)   -- every child ran to its checkpoint
+  end)
+
+  it("copy the spawner's context and give their chunks back when idle",
+     function()
+    run(function()
+      loom.context().who = "parent"
+      local seen = {}
+      loom.task_group(function(tg)
+        for i = 1, 3000 do
+          tg:start_soon(function() seen[i] = loom.context().who end)
+        end
+        assert.is_true(core.layout().record_chunks >= 1)
+      end)
+      for i = 1, 3000 do assert.equal("parent", seen[i]) end
+    end)
+    assert.is_true(core.layout().pending_record <= 128)
+    -- idle: at most ~1,024 free records are kept
+    assert.is_true(core.layout().record_chunks <= 1024 // 63 + 2,
+      "chunks kept: " .. core.layout().record_chunks)
   end)
 end)
 
