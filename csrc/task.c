@@ -173,11 +173,11 @@ static void slab_free(loom_rt *rt, task_slab *sl) {
 
 /* Make sure a free struct exists, so that taking one later cannot fail
  * (raises: out of memory, before anything changed). */
-static void task_reserve(lua_State *L, loom_rt *rt) {
+/* A new slab, for task structs or pending records (raises: out of
+ * memory). */
+static task_slab *slab_alloc(lua_State *L, loom_rt *rt) {
   task_slab *sl = NULL;
-  loom_task *t, *end;
   lists_init(rt);
-  if (!loom__list_empty(&rt->slabs_partial)) return;
   LOOM_ASSERT(sizeof(task_slab) <= SLAB_HEADER);
   if (rt->nslabs >= SMALL_SLABS) sl = region_slab(rt);
   if (sl == NULL) {
@@ -188,6 +188,15 @@ static void task_reserve(lua_State *L, loom_rt *rt) {
     sl->region = NULL;
     rt->nslabs++;
   }
+  return sl;
+}
+
+static void task_reserve(lua_State *L, loom_rt *rt) {
+  task_slab *sl;
+  loom_task *t, *end;
+  lists_init(rt);
+  if (!loom__list_empty(&rt->slabs_partial)) return;
+  sl = slab_alloc(L, rt);
   sl->free = NULL;
   sl->n = sl->nfree = 0;
   end = (loom_task *)(void *)((char *)sl + SLAB_BYTES);
@@ -364,10 +373,11 @@ void loom__tasks_free(loom_rt *rt) {
   rt->anchor_free = NULL;
   free(rt->ext_spare);
   rt->ext_spare = NULL;
+  rt->anchor_nfree = rt->anchor_cap = 0;
+  /* Records first: their slabs may be in the regions. */
   records_free_all(rt, &rt->rec_partial);
   records_free_all(rt, &rt->rec_full);
   rt->rec_free_n = 0;
-  rt->anchor_nfree = rt->anchor_cap = 0;
   if (rt->slabs_partial.next == NULL) return;
   free_slabs(rt, &rt->slabs_partial);
   free_slabs(rt, &rt->slabs_full);
@@ -573,15 +583,14 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
 
 /* ---- pending records ---------------------------------------------------- *
  * A record is the first LOOM_TASK_RECORD_BYTES of a struct loom_task (see
- * loom_internal.h). Records come from chunks of REC_CHUNK_BYTES, aligned
- * to their size so that a record finds its chunk, each with its own free
- * list: a chunk with free records is on rt->rec_partial, a full one on
- * rt->rec_full. A burst takes them a pointer move each and its tasks give
- * them back as they start, hot; loom__tasks_trim frees the chunks entirely
- * free beyond REC_KEEP free records when the scheduler goes idle. */
+ * loom_internal.h). Records come from slabs like the structs' (the same
+ * regions, given back the same way), in slots of REC_SIZE, on their own
+ * lists: rt->rec_partial (slabs with free records), rt->rec_full. A burst
+ * takes them a pointer move each and its tasks give them back as they
+ * start, hot; when the scheduler goes idle, loom__tasks_trim gives back
+ * the entirely free ones (those allocated alone beyond REC_KEEP free
+ * records). */
 
-#define REC_CHUNK_BYTES 8192
-#define REC_HEADER 64
 /* A record is reached through a struct loom_task pointer, which is 64-byte
  * aligned: so is every record (84 bytes used of 128). */
 #define REC_SIZE ((LOOM_TASK_RECORD_BYTES + 63) & ~(size_t)63)
@@ -595,20 +604,11 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
 #define REC_POISON_TAIL(p)                                        \
   ASAN_POISON_MEMORY_REGION((char *)(p) + LOOM_TASK_RECORD_BYTES, \
                             REC_SIZE - LOOM_TASK_RECORD_BYTES)
-#define REC_UNPOISON(c) ASAN_UNPOISON_MEMORY_REGION((c), REC_CHUNK_BYTES)
+#define REC_UNPOISON(sl) ASAN_UNPOISON_MEMORY_REGION((sl), SLAB_BYTES)
 #else
 #define REC_POISON_TAIL(p) ((void)0)
-#define REC_UNPOISON(c) ((void)0)
+#define REC_UNPOISON(sl) ((void)0)
 #endif
-
-typedef struct rec_chunk {
-  loom_list link;  /* in rt->rec_partial or rt->rec_full */
-  loom_task *free; /* its free records, linked through next_ready */
-  int nfree, n;
-} rec_chunk;
-
-#define REC_CHUNK_OF(p) \
-  ((rec_chunk *)(void *)((uintptr_t)(p) & ~(uintptr_t)(REC_CHUNK_BYTES - 1)))
 
 static void rec_lists_init(loom_rt *rt) {
   if (rt->rec_partial.next == NULL) {
@@ -619,87 +619,92 @@ static void rec_lists_init(loom_rt *rt) {
 
 /* Make sure a free record exists (raises: out of memory, nothing changed). */
 static void record_reserve(lua_State *L, loom_rt *rt) {
-  rec_chunk *c;
-  void *m = NULL;
-  char *p;
+  task_slab *sl;
+  char *p, *first;
   rec_lists_init(rt);
   if (!loom__list_empty(&rt->rec_partial)) return;
-  LOOM_ASSERT(sizeof(rec_chunk) <= REC_HEADER);
-  if (posix_memalign(&m, REC_CHUNK_BYTES, REC_CHUNK_BYTES) != 0)
-    luaL_error(L, "not enough memory");
-  c = (rec_chunk *)m;
-  c->free = NULL;
-  c->n = (int)((REC_CHUNK_BYTES - REC_HEADER) / REC_SIZE);
+  sl = slab_alloc(L, rt);
+  sl->free = NULL;
+  sl->n = (int)((SLAB_BYTES - SLAB_HEADER) / REC_SIZE);
+  first = (char *)sl + SLAB_HEADER;
   /* Linked last to first: a burst takes them in address order. */
-  for (p = (char *)m + REC_HEADER + (size_t)(c->n - 1) * REC_SIZE;
-       p >= (char *)m + REC_HEADER; p -= REC_SIZE) {
+  for (p = first + (size_t)(sl->n - 1) * REC_SIZE; p >= first; p -= REC_SIZE) {
     REC_POISON_TAIL(p);
-    ((loom_task *)(void *)p)->next_ready = c->free;
-    c->free = (loom_task *)(void *)p;
+    ((loom_task *)(void *)p)->next_ready = sl->free;
+    sl->free = (loom_task *)(void *)p;
   }
-  c->nfree = c->n;
-  rt->rec_free_n += c->n;
+  sl->nfree = sl->n;
+  rt->rec_free_n += sl->n;
   rt->rec_chunks++;
-  loom__list_push(&rt->rec_partial, &c->link);
+  loom__list_push(&rt->rec_partial, &sl->link);
 }
 
 /* A free record (after record_reserve: cannot fail). */
 static loom_task *record_take(loom_rt *rt) {
-  rec_chunk *c = loom__container_of(rt->rec_partial.next, rec_chunk, link);
-  loom_task *p = c->free;
+  task_slab *sl = loom__container_of(rt->rec_partial.next, task_slab, link);
+  loom_task *p = sl->free;
   LOOM_ASSERT(!loom__list_empty(&rt->rec_partial) && p != NULL);
-  c->free = p->next_ready;
+  sl->free = p->next_ready;
   rt->rec_free_n--;
   rt->rec_live++;
-  if (--c->nfree == 0) {
-    loom__list_remove(&c->link);
-    loom__list_push(&rt->rec_full, &c->link);
+  if (--sl->nfree == 0) {
+    loom__list_remove(&sl->link);
+    loom__list_push(&rt->rec_full, &sl->link);
   }
   return p;
 }
 
+static void record_slab_free(loom_rt *rt, task_slab *sl);
+
 void loom__record_free(loom_rt *rt, loom_task *p) {
-  rec_chunk *c = REC_CHUNK_OF(p);
-  p->next_ready = c->free;
-  c->free = p;
+  task_slab *sl = SLAB_OF(p);
+  p->next_ready = sl->free;
+  sl->free = p;
   rt->rec_free_n++;
   rt->rec_live--;
-  if (c->nfree++ == 0) { /* it was full: served first again */
-    loom__list_remove(&c->link);
-    c->link.next = rt->rec_partial.next;
-    c->link.prev = &rt->rec_partial;
-    rt->rec_partial.next->prev = &c->link;
-    rt->rec_partial.next = &c->link;
+  if (sl->nfree++ == 0) { /* it was full: served first again */
+    loom__list_remove(&sl->link);
+    sl->link.next = rt->rec_partial.next;
+    sl->link.prev = &rt->rec_partial;
+    rt->rec_partial.next->prev = &sl->link;
+    rt->rec_partial.next = &sl->link;
+  }
+  /* A region's slab whose records all went back (a burst that started)
+   * returns to its region at once, where the structs of the tasks now
+   * starting take it, unless it is the only free one. */
+  if (sl->nfree == sl->n && sl->region != NULL && rt->rec_free_n > sl->n) {
+    rt->rec_free_n -= sl->n;
+    record_slab_free(rt, sl);
   }
 }
 
-/* Free the chunks entirely free beyond REC_KEEP free records. */
+static void record_slab_free(loom_rt *rt, task_slab *sl) {
+  loom__list_remove(&sl->link);
+  rt->rec_chunks--;
+  REC_UNPOISON(sl);
+  slab_free(rt, sl);
+}
+
+/* Give back every entirely free slab of a region (so that the region can
+ * go back too), and those allocated alone beyond REC_KEEP free records. */
 static void records_trim(loom_rt *rt) {
   loom_list *n, *next;
-  if (rt->rec_partial.next == NULL || rt->rec_free_n <= REC_KEEP) return;
-  for (n = rt->rec_partial.next;
-       n != &rt->rec_partial && rt->rec_free_n > REC_KEEP; n = next) {
-    rec_chunk *c = loom__container_of(n, rec_chunk, link);
+  if (rt->rec_partial.next == NULL) return;
+  for (n = rt->rec_partial.next; n != &rt->rec_partial; n = next) {
+    task_slab *sl = loom__container_of(n, task_slab, link);
     next = n->next;
-    if (c->nfree == c->n) {
-      loom__list_remove(&c->link);
-      rt->rec_free_n -= c->n;
-      rt->rec_chunks--;
-      REC_UNPOISON(c);
-      free(c);
+    if (sl->nfree == sl->n &&
+        (sl->region != NULL || rt->rec_free_n > REC_KEEP)) {
+      rt->rec_free_n -= sl->n;
+      record_slab_free(rt, sl);
     }
   }
 }
 
 static void records_free_all(loom_rt *rt, loom_list *head) {
   if (head->next == NULL) return;
-  while (!loom__list_empty(head)) {
-    rec_chunk *c = loom__container_of(head->next, rec_chunk, link);
-    loom__list_remove(&c->link);
-    rt->rec_chunks--;
-    REC_UNPOISON(c);
-    free(c);
-  }
+  while (!loom__list_empty(head))
+    record_slab_free(rt, loom__container_of(head->next, task_slab, link));
 }
 
 /* The fields of a task's struct past its record. */
