@@ -44,7 +44,7 @@
 
 #define SLAB_BYTES 16384
 #define TASK_POOL_MAX 1024 /* free task structs kept while idle */
-#define SMALL_SLABS 8      /* slabs allocated one by one (~330 tasks) */
+#define SMALL_SLABS 8      /* slabs allocated one by one (~400 tasks) */
 #define REGION_BYTES ((size_t)2 << 20)
 #define REGION_SLABS ((int)(REGION_BYTES / SLAB_BYTES))
 
