@@ -191,24 +191,58 @@ static task_slab *slab_alloc(lua_State *L, loom_rt *rt) {
   return sl;
 }
 
+/* The objects of a new slab (task structs or records, `size` bytes apart),
+ * on its free list. Linked last to first, so that a burst takes them in
+ * address order: walking its tasks later (a cancellation, a wake-up of
+ * all) is a forward stride the hardware prefetcher follows. */
+static void slab_carve(task_slab *sl, size_t size) {
+  char *first = (char *)sl + SLAB_HEADER, *p;
+  sl->free = NULL;
+  sl->n = (int)((SLAB_BYTES - SLAB_HEADER) / size);
+  for (p = first + (size_t)(sl->n - 1) * size; p >= first; p -= size) {
+    ((loom_task *)(void *)p)->next_ready = sl->free;
+    sl->free = (loom_task *)(void *)p;
+  }
+  sl->nfree = sl->n;
+}
+
+/* An object of the first slab on `partial` (which has one); a slab left
+ * with none moves to `full`. */
+static loom_task *slab_take(loom_list *partial, loom_list *full) {
+  task_slab *sl = loom__container_of(partial->next, task_slab, link);
+  loom_task *t = sl->free;
+  LOOM_ASSERT(!loom__list_empty(partial) && t != NULL);
+  sl->free = t->next_ready;
+  if (--sl->nfree == 0) {
+    loom__list_remove(&sl->link);
+    loom__list_push(full, &sl->link);
+  }
+  return t;
+}
+
+/* Give t back to its slab; a slab that was full goes first on `partial`
+ * (it fills up again before the emptier slabs, which the trim can then
+ * free). Returns the slab. */
+static task_slab *slab_give(loom_list *partial, loom_task *t) {
+  task_slab *sl = SLAB_OF(t);
+  t->next_ready = sl->free;
+  sl->free = t;
+  if (sl->nfree++ == 0) {
+    loom__list_remove(&sl->link);
+    sl->link.next = partial->next;
+    sl->link.prev = partial;
+    partial->next->prev = &sl->link;
+    partial->next = &sl->link;
+  }
+  return sl;
+}
+
 static void task_reserve(lua_State *L, loom_rt *rt) {
   task_slab *sl;
-  loom_task *t, *end;
   lists_init(rt);
   if (!loom__list_empty(&rt->slabs_partial)) return;
   sl = slab_alloc(L, rt);
-  sl->free = NULL;
-  sl->n = sl->nfree = 0;
-  end = (loom_task *)(void *)((char *)sl + SLAB_BYTES);
-  /* Linked last to first, so that a burst of spawns takes the structs in
-   * address order: walking its tasks later (a cancellation, a wake-up of
-   * all) is a forward stride the hardware prefetcher follows. */
-  for (t = SLAB_FIRST(sl); t + 1 <= end; t++) sl->n++;
-  for (t = SLAB_FIRST(sl) + sl->n - 1; t >= SLAB_FIRST(sl); t--) {
-    t->next_ready = sl->free;
-    sl->free = t;
-  }
-  sl->nfree = sl->n;
+  slab_carve(sl, sizeof(loom_task));
   rt->task_free_n += sl->n;
   if (sl->region != NULL) rt->region_free_slabs++;
   loom__list_push(&rt->slabs_partial, &sl->link);
@@ -221,34 +255,16 @@ static loom_task *task_peek(loom_rt *rt) {
 
 static loom_task *task_take(loom_rt *rt) {
   task_slab *sl = loom__container_of(rt->slabs_partial.next, task_slab, link);
-  loom_task *t = sl->free;
-  sl->free = t->next_ready;
-  rt->task_free_n--;
   if (sl->nfree == sl->n && sl->region != NULL) rt->region_free_slabs--;
-  if (--sl->nfree == 0) {
-    loom__list_remove(&sl->link);
-    loom__list_push(&rt->slabs_full, &sl->link);
-  }
-  return t;
+  rt->task_free_n--;
+  return slab_take(&rt->slabs_partial, &rt->slabs_full);
 }
 
 /* Give a finished task's struct back to its slab. */
 static void task_give(loom_rt *rt, loom_task *t) {
-  task_slab *sl = SLAB_OF(t);
-  t->next_ready = sl->free;
-  sl->free = t;
+  task_slab *sl = slab_give(&rt->slabs_partial, t);
   rt->task_free_n++;
-  if (sl->nfree + 1 == sl->n && sl->region != NULL) rt->region_free_slabs++;
-  if (sl->nfree++ == 0) {
-    /* It was full: it has room again (served first, it fills up before
-     * the emptier slabs, which the trim can then free). */
-    loom__list_remove(&sl->link);
-    loom__list_init(&sl->link);
-    sl->link.next = rt->slabs_partial.next;
-    sl->link.prev = &rt->slabs_partial;
-    rt->slabs_partial.next->prev = &sl->link;
-    rt->slabs_partial.next = &sl->link;
-  }
+  if (sl->nfree == sl->n && sl->region != NULL) rt->region_free_slabs++;
 }
 
 /* ---- the extension: what few tasks use -------------------------------- */
@@ -620,20 +636,12 @@ static void rec_lists_init(loom_rt *rt) {
 /* Make sure a free record exists (raises: out of memory, nothing changed). */
 static void record_reserve(lua_State *L, loom_rt *rt) {
   task_slab *sl;
-  char *p, *first;
+  loom_task *p;
   rec_lists_init(rt);
   if (!loom__list_empty(&rt->rec_partial)) return;
   sl = slab_alloc(L, rt);
-  sl->free = NULL;
-  sl->n = (int)((SLAB_BYTES - SLAB_HEADER) / REC_SIZE);
-  first = (char *)sl + SLAB_HEADER;
-  /* Linked last to first: a burst takes them in address order. */
-  for (p = first + (size_t)(sl->n - 1) * REC_SIZE; p >= first; p -= REC_SIZE) {
-    REC_POISON_TAIL(p);
-    ((loom_task *)(void *)p)->next_ready = sl->free;
-    sl->free = (loom_task *)(void *)p;
-  }
-  sl->nfree = sl->n;
+  slab_carve(sl, REC_SIZE);
+  for (p = sl->free; p != NULL; p = p->next_ready) REC_POISON_TAIL(p);
   rt->rec_free_n += sl->n;
   rt->rec_chunks++;
   loom__list_push(&rt->rec_partial, &sl->link);
@@ -641,34 +649,17 @@ static void record_reserve(lua_State *L, loom_rt *rt) {
 
 /* A free record (after record_reserve: cannot fail). */
 static loom_task *record_take(loom_rt *rt) {
-  task_slab *sl = loom__container_of(rt->rec_partial.next, task_slab, link);
-  loom_task *p = sl->free;
-  LOOM_ASSERT(!loom__list_empty(&rt->rec_partial) && p != NULL);
-  sl->free = p->next_ready;
   rt->rec_free_n--;
   rt->rec_live++;
-  if (--sl->nfree == 0) {
-    loom__list_remove(&sl->link);
-    loom__list_push(&rt->rec_full, &sl->link);
-  }
-  return p;
+  return slab_take(&rt->rec_partial, &rt->rec_full);
 }
 
 static void record_slab_free(loom_rt *rt, task_slab *sl);
 
 void loom__record_free(loom_rt *rt, loom_task *p) {
-  task_slab *sl = SLAB_OF(p);
-  p->next_ready = sl->free;
-  sl->free = p;
+  task_slab *sl = slab_give(&rt->rec_partial, p);
   rt->rec_free_n++;
   rt->rec_live--;
-  if (sl->nfree++ == 0) { /* it was full: served first again */
-    loom__list_remove(&sl->link);
-    sl->link.next = rt->rec_partial.next;
-    sl->link.prev = &rt->rec_partial;
-    rt->rec_partial.next->prev = &sl->link;
-    rt->rec_partial.next = &sl->link;
-  }
   /* A region's slab whose records all went back (a burst that started)
    * returns to its region at once, where the structs of the tasks now
    * starting take it, unless it is the only free one. */
