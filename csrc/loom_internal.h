@@ -416,6 +416,7 @@ void loom__tasks_free(loom_rt *rt) LOOM_HIDDEN;
  * anchor table after a burst (L: a state with no batch cache on it, or
  * NULL): when the scheduler goes idle, at the end of loom.run and of every
  * step. */
+void loom__pool_trim(lua_State *L, loom_rt *rt, int from) LOOM_HIDDEN;
 void loom__tasks_trim(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
 int loom__msgh(lua_State *L) LOOM_HIDDEN;
 /* t's extension (struct loom_task_ext), made now if it has none: raises
@@ -564,6 +565,7 @@ struct loom_rt {
   /* finished coroutines kept for reuse, in the pool table */
   int pool_ref; /* registry ref of the pool table */
   int pool_len;
+  int pool_hi; /* slots above pool_len up to here may still be set */
   loom_list blocked_waiters; /* tasks in wait_all_tasks_blocked() */
   lua_Integer next_id;
   size_t live_tasks;

@@ -200,7 +200,6 @@ static int remote_close_protected(lua_State *L) {
 /* Free what the runtime holds: its handles (every handle of its own loop,
  * only its own ones on a borrowed loop), pooled coroutines, the heap. */
 static void rt_shutdown(lua_State *L, loom_rt *rt) {
-  int i;
   if (rt->closed) return;
   rt->stepping = 0;
   if (rt->borrowed) {
@@ -214,14 +213,7 @@ static void rt_shutdown(lua_State *L, loom_rt *rt) {
   rt->closed = 1;
   uv_loop_close(&rt->own_loop);
   /* Pooled coroutines: emptied (allocates nothing), collected later. */
-  if (rt->pool_ref != LUA_NOREF && lua_checkstack(L, 2)) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
-    for (i = 1; i <= rt->pool_len; i++) {
-      lua_pushnil(L);
-      lua_rawseti(L, -2, i);
-    }
-    lua_pop(L, 1);
-  }
+  if (lua_checkstack(L, 2)) loom__pool_trim(L, rt, 0);
   /* Tasks that outlived the grace stay parked for good: a later cancel
    * must find their timers out of the (freed) heap. */
   loom__heap_free(rt);

@@ -319,13 +319,30 @@ static int shrink_anchors(lua_State *L, loom_rt *rt);
 static void records_trim(loom_rt *rt);
 static void records_free_all(loom_rt *rt, loom_list *head);
 
+/* Clear the pool's slots above pool_len (taken coroutines, not cleared
+ * when taken: their tasks anchor them, and a closed one is let go here).
+ * L has 2 free slots; allocates nothing. */
+void loom__pool_trim(lua_State *L, loom_rt *rt, int from) {
+  int i;
+  if (rt->pool_hi <= from || rt->pool_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
+  for (i = from + 1; i <= rt->pool_hi; i++) {
+    lua_pushnil(L);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pop(L, 1);
+  rt->pool_hi = from;
+}
+
 void loom__tasks_trim(lua_State *L, loom_rt *rt) {
   loom_list *n, *next;
   /* The anchor table shrinks here, not as tasks finish: a burst of
    * finishes (a group cancelling 100,000 tasks) would rebuild it again and
    * again, walking every live task each time. */
-  if (L != NULL && rt->batch_base == 0 && lua_checkstack(L, 3))
+  if (L != NULL && rt->batch_base == 0 && lua_checkstack(L, 3)) {
     shrink_anchors(L, rt);
+    loom__pool_trim(L, rt, rt->pool_len);
+  }
   records_trim(rt);
   if (rt->slabs_partial.next == NULL) return;
   /* Every entirely free slab of a region goes back to it (regions hold
@@ -507,21 +524,22 @@ static int shrink_anchors(lua_State *L, loom_rt *rt) {
 /* ---- the batch cache ---------------------------------------------------- *
  * The drain resumes tasks in runs of batches (sched.c's run_batches). The
  * first step of a run that starts or finishes a task pushes the anchor
- * table and the pool table on the drain's state S, at rt->batch_base and
- * rt->batch_base + 1; the later steps of the run read them there instead
- * of from the registry. Every step leaves S's top where it found it (above
- * the cache), and the run pops the cache at its end. */
+ * table, the pool table and the task body closure on the drain's state S,
+ * at rt->batch_base + C_*; the later steps of the run read them there
+ * instead of from the registry. Every step leaves S's top where it found it
+ * (above the cache), and the run pops the cache at its end. */
 
-enum { C_ANCHOR = 0, C_POOL = 1 };
+enum { C_ANCHOR = 0, C_POOL = 1, C_MAIN = 2 };
 
 /* The cache's base on S, pushed now if needed; 0 when S has no room for
  * it (then the registry is read, as outside a run). Never raises. */
 static int batch_cache(lua_State *S, loom_rt *rt) {
   if (rt->batch_base > 0) return rt->batch_base;
-  if (!lua_checkstack(S, 2 + LUA_MINSTACK)) return 0;
+  if (!lua_checkstack(S, 3 + LUA_MINSTACK)) return 0;
   lua_rawgeti(S, LUA_REGISTRYINDEX, rt->anchor_ref);
   lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
-  return rt->batch_base = lua_gettop(S) - 1;
+  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->task_main_ref);
+  return rt->batch_base = lua_gettop(S) - 2;
 }
 
 /* ---- the coroutine pool ------------------------------------------------- */
@@ -531,20 +549,16 @@ static int batch_cache(lua_State *S, loom_rt *rt) {
 static lua_State *acquire_thread(lua_State *L, loom_rt *rt, int pool) {
   if (rt->pool_len > 0) {
     lua_State *co;
+    /* The slot is not cleared (a table write less per task): the task's
+     * handle anchors the coroutine from now on, and pool_trim clears the
+     * slots above pool_len when the scheduler goes idle. */
     if (pool > 0) { /* the pool table at index pool */
-      lua_rawgeti(L, pool, rt->pool_len);
-      co = lua_tothread(L, -1);
-      lua_pushnil(L);
-      lua_rawseti(L, pool, rt->pool_len);
-      rt->pool_len--;
-      return co;
+      lua_rawgeti(L, pool, rt->pool_len--);
+      return lua_tothread(L, -1);
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
-    lua_rawgeti(L, -1, rt->pool_len);
+    lua_rawgeti(L, -1, rt->pool_len--);
     co = lua_tothread(L, -1);
-    lua_pushnil(L);
-    lua_rawseti(L, -3, rt->pool_len);
-    rt->pool_len--;
     lua_remove(L, -2);
     return co;
   }
@@ -571,6 +585,7 @@ void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t) {
       lua_rawseti(S, -2, ++rt->pool_len);
       lua_pop(S, 1);
     }
+    if (rt->pool_len > rt->pool_hi) rt->pool_hi = rt->pool_len;
   } else if (lua_status(co) != LUA_OK) loom_closethread(co, S);
   else lua_settop(co, 0); /* ran to its end: nothing left to close */
 }
@@ -730,8 +745,9 @@ static loom_task *materialize(lua_State *L, loom_rt *rt, loom_task *p) {
   task_reserve(L, rt);
   /* Nothing below can fail. */
   t = task_take(rt);
-  memset(t, 0, sizeof *t);
   memcpy(t, p, LOOM_TASK_RECORD_BYTES);
+  memset((char *)t + LOOM_TASK_RECORD_BYTES, 0,
+         sizeof *t - LOOM_TASK_RECORD_BYTES);
   t->next_ready = NULL;
   t->record = 0;
   t->state = LOOM_TASK_NEW;
@@ -877,25 +893,27 @@ void loom__task_prepare(lua_State *S, loom_task *t) {
   lua_State *co;
   int i, n = t->nargs, top = lua_gettop(S), c = rt->batch_base;
   /* (a step starts with LUA_MINSTACK free slots above the batch cache) */
-  if (c == 0 || top != c + 1) luaL_checkstack(S, 6, "loom: resume");
+  if (c == 0 || top != c + C_MAIN) luaL_checkstack(S, 8, "loom: resume");
   /* the handle, at top + 1 */
   if (c > 0) lua_rawgeti(S, c + C_ANCHOR, t->ref);
   else loom__push_task(S, t);
   co = acquire_thread(S, rt, c > 0 ? c + C_POOL : 0);
   if (n + 5 > LUA_MINSTACK && !lua_checkstack(co, n + 5))
     luaL_error(S, "not enough memory");
-  /* Nothing below can fail: co has room for everything. co is at
+  /* Nothing below can fail: co has room for everything, S for the frame
+   * (task_main, t, t, fn) built on it and moved in one go. co is at
    * top + 2 until the handle takes it. */
-  lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
-  lua_pushlightuserdata(co, t);
-  lua_pushlightuserdata(co, t); /* the message handler's slot */
+  if (c > 0) lua_pushvalue(S, c + C_MAIN);
+  else lua_rawgeti(S, LUA_REGISTRYINDEX, rt->task_main_ref);
+  lua_pushlightuserdata(S, t);
+  lua_pushlightuserdata(S, t); /* the message handler's slot */
   /* the function: in the name's slot unless a name was set since, then
    * in the coroutine's slot */
   if (lua_getiuservalue(S, top + 1, LOOM_HV_NAME) == LUA_TSTRING) {
     lua_pop(S, 1);
     lua_getiuservalue(S, top + 1, LOOM_HV_THREAD);
   }
-  lua_xmove(S, co, 1);
+  lua_xmove(S, co, 4);
   for (i = 1; i <= n; i++) {
     lua_getiuservalue(S, top + 1, LOOM_HV_N + i);
     lua_xmove(S, co, 1);

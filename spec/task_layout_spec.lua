@@ -403,3 +403,39 @@ describe("the anchor table after a burst", function()
     end)
   end)
 end)
+
+describe("the coroutine pool", function()
+  it("does not clear a slot a task takes, and clears it once idle", function()
+    run(function()
+      -- Fill the pool: tasks that finish give their coroutines back.
+      loom.task_group(function(tg)
+        for _ = 1, 50 do tg:start_soon(loom.sleep, 0) end
+      end)
+      local n = core.stats().pooled_coroutines
+      local stale = core.stats().pool_stale_slots
+      assert.is_true(n >= 10)
+      local done = 0
+      loom.task_group(function(tg)
+        for _ = 1, 10 do
+          tg:start_soon(function()
+            pcall(loom.sleep_forever)
+            done = done + 1
+          end)
+        end
+        loom.wait_all_tasks_blocked()
+        -- Each took a pooled coroutine; its slot still names it.
+        assert.equal(n - 10, core.stats().pooled_coroutines)
+        assert.equal(stale + 10, core.stats().pool_stale_slots)
+        loom.sleep(0.001) -- the scheduler waits: idle
+        assert.equal(0, core.stats().pool_stale_slots)
+        collectgarbage()
+        collectgarbage()
+        -- The tasks' own handles anchor their coroutines: they go on.
+        tg:cancel()
+      end)
+      assert.equal(10, done)
+      assert.equal(n, core.stats().pooled_coroutines)
+      assert.equal(0, core.stats().pool_stale_slots)
+    end)
+  end)
+end)
