@@ -7,18 +7,13 @@
  * waiting on it and reports to its group. Also the anchor table of live
  * tasks, the coroutine pool, the message handler and core.rethrow.
  */
-#define _GNU_SOURCE /* posix_memalign, MAP_ANONYMOUS, MADV_HUGEPAGE */
+#define _GNU_SOURCE /* posix_memalign, MAP_ANONYMOUS, MAP_POPULATE */
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__linux__)
 #include <sys/mman.h>
-#ifdef MADV_POPULATE_WRITE
-#define LOOM_MADV_POPULATE_WRITE MADV_POPULATE_WRITE
-#else
-#define LOOM_MADV_POPULATE_WRITE 23 /* Linux 5.14; older headers lack it */
-#endif
 #endif
 
 #include "loom_internal.h"
@@ -85,37 +80,26 @@ static void lists_init(loom_rt *rt) {
   }
 }
 
-/* REGION_BYTES aligned to SLAB_BYTES, or NULL. On Linux the region is
- * aligned to its own size, asks for a transparent huge page
- * (MADV_HUGEPAGE: one page instead of 512, where the system's THP setting
- * is "madvise" or "always") and is populated by the kernel in one call
- * (MADV_POPULATE_WRITE, Linux 5.14; before that, one touch per page): a
- * burst that needs a region would otherwise touch it page by page, and a
- * first-touch fault per 4 KiB page costs several times what populating
- * does (bench/results/core-redesign.md). The region is resident from then
- * on, which is at most one partly used region beyond the tasks that
- * live. */
+/* REGION_BYTES aligned to SLAB_BYTES, or NULL. On Linux its pages are
+ * populated by the kernel in one call (MAP_POPULATE): a burst that needs a
+ * region then touches it page by page, and a first-touch fault per 4 KiB
+ * page costs several times what populating does (bench/results/
+ * core-redesign.md). The region is resident from then on, which is at
+ * most one partly used region beyond the tasks that live. */
 static char *region_map(void) {
-#if defined(__linux__) && defined(MAP_ANONYMOUS)
-  size_t len = 2 * REGION_BYTES;
+#if defined(__linux__) && defined(MAP_POPULATE)
+  size_t len = REGION_BYTES + SLAB_BYTES;
   char *p = (char *)mmap(NULL, len, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   char *base;
   size_t head, tail;
   if (p == (char *)MAP_FAILED) return NULL;
-  base = (char *)(((uintptr_t)p + REGION_BYTES - 1) &
-                  ~(uintptr_t)(REGION_BYTES - 1));
+  base = (char *)(((uintptr_t)p + SLAB_BYTES - 1) &
+                  ~(uintptr_t)(SLAB_BYTES - 1));
   head = (size_t)(base - p);
   tail = len - head - REGION_BYTES;
   if (head > 0) munmap(p, head);
   if (tail > 0) munmap(base + REGION_BYTES, tail);
-#ifdef MADV_HUGEPAGE
-  (void)madvise(base, REGION_BYTES, MADV_HUGEPAGE); /* a hint only */
-#endif
-  if (madvise(base, REGION_BYTES, LOOM_MADV_POPULATE_WRITE) != 0) {
-    size_t i; /* an older kernel: touch each page (one fault if huge) */
-    for (i = 0; i < REGION_BYTES; i += 4096) ((volatile char *)base)[i] = 0;
-  }
   return base;
 #else
   void *p = NULL;
@@ -124,7 +108,7 @@ static char *region_map(void) {
 }
 
 static void region_unmap(char *base) {
-#if defined(__linux__) && defined(MAP_ANONYMOUS)
+#if defined(__linux__) && defined(MAP_POPULATE)
   munmap(base, REGION_BYTES);
 #else
   free(base);
