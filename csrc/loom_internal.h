@@ -307,7 +307,7 @@ struct loom_task {
    * queue, its group's children and rt->all_tasks like a task, and takes
    * its struct when the drain reaches it (or earlier, for h:cancel()), in
    * the record's place everywhere (task.c, loom__task_materialize). A
-   * burst then holds 128 bytes per waiting task instead of 320, and its
+   * burst then holds 96 bytes per waiting task instead of 320, and its
    * tasks run one after another on the structs the previous ones gave
    * back. Code that walks tasks reads nothing past the record of a task
    * with `record` set; under ASan the rest of its slot is poisoned. */
@@ -343,7 +343,7 @@ struct loom_task {
   struct loom_waitq *waitq; /* the queue wait_link is in (loom__waitq_*) */
   void *wait_data; /* the object waited on, for the owner of the queue */
   loom_timer sleep_timer;
-} __attribute__((aligned(64)));
+} __attribute__((aligned(32)));
 
 #define LOOM_TASK_RECORD_BYTES offsetof(loom_task, wake_nargs)
 enum {

@@ -346,7 +346,7 @@ describe("tasks spawned in a burst (pending records)", function()
     end)
     assert.is_true(core.layout().pending_record <= 128)
     -- idle: at most ~1,024 free records are kept
-    assert.is_true(core.layout().record_chunks <= 1024 // 127 + 2,
+    assert.is_true(core.layout().record_chunks <= 1024 // 170 + 2,
       "chunks kept: " .. core.layout().record_chunks)
   end)
 end)
