@@ -127,7 +127,7 @@ static int k_wait(lua_State *L, int status, lua_KContext ctx) {
 /* h:wait() / h:result(): a checkpoint even when the task is done. */
 static int wait_task(lua_State *L, const char *fn, int want_result) {
   loom_handle *h = loom__check_handle(L, 1);
-  loom_task *self = loom__check_blocking(L, fn, 1);
+  loom_task *self = loom__check_blocking(L, fn, 1), *t;
   lua_settop(L, 1);
   if (h->t == self)
     return luaL_error(L,
@@ -136,9 +136,17 @@ static int wait_task(lua_State *L, const char *fn, int want_result) {
                       fn);
   loom__cancel_point(L, self);
   if (h->done) return loom__schedule_point(L, self, want_result, k_wait);
-  loom__task_ext(L, h->t); /* (may raise: before parking) */
-  loom__park(self, waiter_abort, "task", h->t);
-  loom__list_push(&h->t->ext->waiters, &self->wait_link);
+  if (h->t->record && h->t->state == LOOM_TASK_ABANDONED) {
+    /* never ran, never will (memory ran out): waits until cancelled */
+    loom__park(self, waiter_abort, "task", h->t);
+    return loom__suspend(L, want_result, k_wait);
+  }
+  /* A pending record takes its struct (which has the extension) and keeps
+   * its turn; both may raise (out of memory) before parking. */
+  t = loom__task_materialize(L, h->t);
+  loom__task_ext(L, t);
+  loom__park(self, waiter_abort, "task", t);
+  loom__list_push(&t->ext->waiters, &self->wait_link);
   return loom__suspend(L, want_result, k_wait);
 }
 
@@ -338,22 +346,25 @@ static int l_check_in_task(lua_State *L) {
   return 0;
 }
 
-/* core.layout() -> {task =, task_ext =, pending_record =, handle =, scope
- * =, cancel_scope =, handle_user_values =, pooled_tasks =, slab_regions =,
- * task_extensions =, record_chunks =}: the sizes in bytes of the task
+/* core.layout() -> {task =, task_ext =, pending_record =, record_slot =,
+ * handle =, scope =, cancel_scope =, handle_user_values =, pooled_tasks =,
+ * slab_regions =, task_extensions =, record_chunks =}: the sizes in bytes
+ * of the task
  * layout's C structs (docs/architecture.md, "Task layout"), for
  * bench/core/mem_split.lua, the task structs kept for reuse now, the 2 MiB
  * regions of task slabs held now, the extensions live tasks hold now and
  * the chunks of pending records held now. */
 static int l_layout(lua_State *L) {
   loom_rt *rt = loom__rt(L);
-  lua_createtable(L, 0, 11);
+  lua_createtable(L, 0, 12);
   lua_pushinteger(L, (lua_Integer)sizeof(loom_task));
   lua_setfield(L, -2, "task");
   lua_pushinteger(L, (lua_Integer)sizeof(loom_task_ext));
   lua_setfield(L, -2, "task_ext");
   lua_pushinteger(L, (lua_Integer)LOOM_TASK_RECORD_BYTES);
   lua_setfield(L, -2, "pending_record");
+  lua_pushinteger(L, (lua_Integer)LOOM_REC_SLOT);
+  lua_setfield(L, -2, "record_slot");
   lua_pushinteger(L, rt->rec_chunks);
   lua_setfield(L, -2, "record_chunks");
   lua_pushinteger(L, rt->ext_live);

@@ -307,7 +307,7 @@ struct loom_task {
    * queue, its group's children and rt->all_tasks like a task, and takes
    * its struct when the drain reaches it (or earlier, for h:cancel()), in
    * the record's place everywhere (task.c, loom__task_materialize). A
-   * burst then holds 96 bytes per waiting task instead of 320, and its
+   * burst then holds 80 bytes per waiting task instead of 320, and its
    * tasks run one after another on the structs the previous ones gave
    * back. Code that walks tasks reads nothing past the record of a task
    * with `record` set; under ASan the rest of its slot is poisoned. */
@@ -317,14 +317,15 @@ struct loom_task {
   loom_group *group;     /* owning group (NULL: root, or before started) */
   loom_list group_link;  /* node in group->children */
   loom_list all_link;    /* node in rt->all_tasks while live */
-  loom_task_ext *ext;    /* the rarely used part, or NULL (see below) */
   int ref;               /* slot of its handle in the anchor table */
   int nargs;             /* arguments kept in the handle until the first
                           * resume (-1: they are on L already) */
   unsigned char state, wake;
   unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
   unsigned char record;    /* LOOM_REC_*: a pending record, 0: a task */
-  /* The rest exists only in a task's struct. */
+  /* The rest exists only in a task's struct (a pending record has no
+   * extension: h:wait() takes the struct first, as h:cancel() does). */
+  loom_task_ext *ext;     /* the rarely used part, or NULL (see below) */
   int wake_nargs;         /* values pushed on L for the resume */
   lua_State *L;           /* its coroutine (from its first resume to its end) */
   loom_scope *cur;        /* innermost active scope */
@@ -343,9 +344,18 @@ struct loom_task {
   struct loom_waitq *waitq; /* the queue wait_link is in (loom__waitq_*) */
   void *wait_data; /* the object waited on, for the owner of the queue */
   loom_timer sleep_timer;
-} __attribute__((aligned(32)));
+} __attribute__((aligned(16)));
 
-#define LOOM_TASK_RECORD_BYTES offsetof(loom_task, wake_nargs)
+#define LOOM_TASK_RECORD_BYTES offsetof(loom_task, ext)
+/* A pending record's slot: 80 bytes, 16-byte aligned as the struct type
+ * asks. Under ASan, a struct's whole stride with everything past the
+ * record poisoned (task.c), so that a read of a struct-only field of a
+ * record fails the sanitizer run wherever the field is. */
+#if defined(__SANITIZE_ADDRESS__)
+#define LOOM_REC_SLOT ((sizeof(loom_task) + 63) & ~(size_t)63)
+#else
+#define LOOM_REC_SLOT ((LOOM_TASK_RECORD_BYTES + 15) & ~(size_t)15)
+#endif
 enum {
   LOOM_REC_PENDING = 1, /* a record waiting for its struct */
   LOOM_REC_MARKED = 2   /* ... whose scope is to be marked cancelled */
@@ -429,7 +439,8 @@ void loom__task_ext_reserve(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
  * (absolute) idx raised in t, or nil. */
 void loom__push_traceback_for(lua_State *L, loom_task *t, int idx) LOOM_HIDDEN;
 /* The groups t hosts / the tasks waiting for it, or NULL: none. */
-#define loom__task_groups(t) ((t)->ext != NULL ? &(t)->ext->groups : NULL)
+#define loom__task_groups(t) \
+  (!(t)->record && (t)->ext != NULL ? &(t)->ext->groups : NULL)
 void loom__wake_waiters(loom_list *waiters) LOOM_HIDDEN;
 int loom__open_task(lua_State *L) LOOM_HIDDEN;
 

@@ -71,7 +71,7 @@ struct task_slab {
   ((task_slab *)(void *)((uintptr_t)(t) & ~(uintptr_t)(SLAB_BYTES - 1)))
 #define SLAB_HEADER 64 /* bytes before the first struct (>= the header) */
 /* Structs are 64 bytes apart at least, each on its own cache lines (the
- * type asks only for 32: the pending records, 96 bytes, stand for it). */
+ * type asks only for 16: the pending records, 80 bytes, stand for it). */
 #define TASK_STRIDE ((sizeof(loom_task) + 63) & ~(size_t)63)
 #define SLAB_FIRST(sl) ((loom_task *)(void *)((char *)(sl) + SLAB_HEADER))
 
@@ -373,10 +373,11 @@ static void forget_tasks(loom_list *head) {
     loom_task *t = loom__container_of(n, loom_task, all_link);
     next = n->next;
     if (t->h != NULL) t->h->t = NULL;
+    /* (a record goes with its chunk, a struct with its slab) */
+    if (t->record) continue;
     if (t->ext != NULL) t->rt->ext_live--;
     free(t->ext); /* (its refs and lists go with the Lua state) */
     t->ext = NULL;
-    /* (a record goes with its chunk, a struct with its slab) */
   }
   loom__list_init(head);
 }
@@ -625,9 +626,9 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
  * the entirely free ones (those allocated alone beyond REC_KEEP free
  * records). */
 
-/* A record is reached through a struct loom_task pointer, which is 32-byte
- * aligned: so is every record (84 bytes used of 96). */
-#define REC_SIZE ((LOOM_TASK_RECORD_BYTES + 31) & ~(size_t)31)
+/* A record is reached through a struct loom_task pointer, which is 16-byte
+ * aligned: so is every record (76 bytes used of 80; LOOM_REC_SLOT). */
+#define REC_SIZE LOOM_REC_SLOT
 #define REC_KEEP 1024
 
 /* Under ASan the rest of a record's slot is poisoned: code that reads a
@@ -743,7 +744,6 @@ void loom__launch(loom_task *t, loom_scope *parent) {
  * forwarding to it (LOOM_TASK_FORWARD), until the drain reaches it. */
 static loom_task *materialize(lua_State *L, loom_rt *rt, loom_task *p) {
   loom_task *t;
-  loom_list *n;
   LOOM_ASSERT(p->record && p->state == LOOM_TASK_PENDING && p->group != NULL);
   task_reserve(L, rt);
   /* Nothing below can fail. */
@@ -758,12 +758,8 @@ static loom_task *materialize(lua_State *L, loom_rt *rt, loom_task *p) {
   loom__list_replace(&p->group_link, &t->group_link);
   loom__list_replace(&p->all_link, &t->all_link);
   t->h->t = t;
-  if (t->ext != NULL) /* tasks already waiting for it: they wait on t */
-    for (n = t->ext->waiters.next; n != &t->ext->waiters; n = n->next)
-      loom__container_of(n, loom_task, wait_link)->wait_data = t;
   launch_scope(t, t->group->scope);
   if (p->record & LOOM_REC_MARKED) loom__scope_mark_cancelled(rt, &t->scope, 0);
-  p->ext = NULL;
   p->state = LOOM_TASK_FORWARD;
   return t;
 }

@@ -344,9 +344,11 @@ describe("tasks spawned in a burst (pending records)", function()
       end)
       for i = 1, 3000 do assert.equal("parent", seen[i]) end
     end)
-    assert.is_true(core.layout().pending_record <= 128)
-    -- idle: at most ~1,024 free records are kept
-    assert.is_true(core.layout().record_chunks <= 1024 // 170 + 2,
+    local L = core.layout()
+    assert.is_true(L.pending_record <= L.record_slot)
+    -- idle: at most ~1,024 free records are kept (16 KiB slabs)
+    local per_slab = (16384 - 64) // L.record_slot
+    assert.is_true(core.layout().record_chunks <= 1024 // per_slab + 2,
       "chunks kept: " .. core.layout().record_chunks)
   end)
 end)
