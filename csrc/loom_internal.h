@@ -307,24 +307,27 @@ struct loom_task {
    * queue, its group's children and rt->all_tasks like a task, and takes
    * its struct when the drain reaches it (or earlier, for h:cancel()), in
    * the record's place everywhere (task.c, loom__task_materialize). A
-   * burst then holds 80 bytes per waiting task instead of 320, and its
+   * burst then holds 64 bytes per waiting task instead of 320, and its
    * tasks run one after another on the structs the previous ones gave
    * back. Code that walks tasks reads nothing past the record of a task
    * with `record` set; under ASan the rest of its slot is poisoned. */
+  loom_task *next_ready;    /* ready queue; the free list when not in use */
+  loom_handle *h;           /* its handle, anchored while the task is live */
+  loom_group *group;        /* owning group (NULL: root, or before started) */
+  loom_list group_link;     /* node in group->children */
+  loom_list all_link;       /* node in rt->all_tasks while live */
+  int ref;                  /* slot of its handle in the anchor table */
+  int16_t nargs;            /* arguments kept in the handle until the first
+                             * resume (-1: they are on L already; at most
+                             * LOOM_DEFER_MAX_ARGS) */
+  unsigned char state : 4;  /* LOOM_TASK_* */
+  unsigned char wake : 2;   /* LOOM_WAKE_* */
+  unsigned char record : 2; /* LOOM_REC_*: a pending record, 0: a task */
+  unsigned char ctx_state;  /* LOOM_CTX_*: its context table, see task.c */
+  /* The rest exists only in a task's struct. A pending record has no
+   * runtime pointer (loom__task_rt: its group's) and no extension (h:wait()
+   * takes the struct first, as h:cancel() does). */
   loom_rt *rt;
-  loom_task *next_ready; /* ready queue; the free list when not in use */
-  loom_handle *h;        /* its handle, anchored while the task is live */
-  loom_group *group;     /* owning group (NULL: root, or before started) */
-  loom_list group_link;  /* node in group->children */
-  loom_list all_link;    /* node in rt->all_tasks while live */
-  int ref;               /* slot of its handle in the anchor table */
-  int nargs;             /* arguments kept in the handle until the first
-                          * resume (-1: they are on L already) */
-  unsigned char state, wake;
-  unsigned char ctx_state; /* LOOM_CTX_*: its context table, see task.c */
-  unsigned char record;    /* LOOM_REC_*: a pending record, 0: a task */
-  /* The rest exists only in a task's struct (a pending record has no
-   * extension: h:wait() takes the struct first, as h:cancel() does). */
   loom_task_ext *ext;     /* the rarely used part, or NULL (see below) */
   int wake_nargs;         /* values pushed on L for the resume */
   lua_State *L;           /* its coroutine (from its first resume to its end) */
@@ -346,8 +349,13 @@ struct loom_task {
   loom_timer sleep_timer;
 } __attribute__((aligned(16)));
 
-#define LOOM_TASK_RECORD_BYTES offsetof(loom_task, ext)
-/* A pending record's slot: 80 bytes, 16-byte aligned as the struct type
+#define LOOM_TASK_RECORD_BYTES offsetof(loom_task, rt)
+/* More arguments than this are put on the task's coroutine at spawn, even
+ * in a burst (nargs is 16 bits). */
+#define LOOM_DEFER_MAX_ARGS 0x7fff
+/* A task's runtime, a pending record's included. */
+#define loom__task_rt(t) ((t)->record ? (t)->group->rt : (t)->rt)
+/* A pending record's slot: 64 bytes, 16-byte aligned as the struct type
  * asks. Under ASan, a struct's whole stride with everything past the
  * record poisoned (task.c), so that a read of a struct-only field of a
  * record fails the sanitizer run wherever the field is. */

@@ -71,7 +71,7 @@ struct task_slab {
   ((task_slab *)(void *)((uintptr_t)(t) & ~(uintptr_t)(SLAB_BYTES - 1)))
 #define SLAB_HEADER 64 /* bytes before the first struct (>= the header) */
 /* Structs are 64 bytes apart at least, each on its own cache lines (the
- * type asks only for 16: the pending records, 80 bytes, stand for it). */
+ * type asks only for 16). */
 #define TASK_STRIDE ((sizeof(loom_task) + 63) & ~(size_t)63)
 #define SLAB_FIRST(sl) ((loom_task *)(void *)((char *)(sl) + SLAB_HEADER))
 
@@ -428,7 +428,7 @@ void loom__tasks_free(loom_rt *rt) {
 
 void loom__push_task(lua_State *L, loom_task *t) {
   if (t != NULL && t->ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->rt->anchor_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, loom__task_rt(t)->anchor_ref);
     lua_rawgeti(L, -1, t->ref);
     lua_copy(L, -1, -2);
     lua_pop(L, 1);
@@ -627,7 +627,7 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
  * records). */
 
 /* A record is reached through a struct loom_task pointer, which is 16-byte
- * aligned: so is every record (76 bytes used of 80; LOOM_REC_SLOT). */
+ * aligned: so is every record (64 bytes; LOOM_REC_SLOT). */
 #define REC_SIZE LOOM_REC_SLOT
 #define REC_KEEP 1024
 
@@ -735,7 +735,7 @@ void loom__launch(loom_task *t, loom_scope *parent) {
   /* A record is under its group's scope: it attaches with its struct. */
   if (t->record) LOOM_ASSERT(t->group != NULL && parent == t->group->scope);
   else launch_scope(t, parent);
-  loom__enqueue(t->rt, t);
+  loom__enqueue(loom__task_rt(t), t);
 }
 
 /* Take p's struct (p is a pending record): may raise (out of memory)
@@ -751,6 +751,7 @@ static loom_task *materialize(lua_State *L, loom_rt *rt, loom_task *p) {
   memcpy(t, p, LOOM_TASK_RECORD_BYTES);
   memset((char *)t + LOOM_TASK_RECORD_BYTES, 0,
          sizeof *t - LOOM_TASK_RECORD_BYTES);
+  t->rt = rt;
   t->next_ready = NULL;
   t->record = 0;
   t->state = LOOM_TASK_NEW;
@@ -767,7 +768,7 @@ static loom_task *materialize(lua_State *L, loom_rt *rt, loom_task *p) {
 loom_task *loom__task_materialize(lua_State *L, loom_task *p) {
   if (!p->record) return p;
   if (p->state == LOOM_TASK_FORWARD) return p->h->t;
-  return materialize(L, p->rt, p);
+  return materialize(L, p->group->rt, p);
 }
 
 /* The drain reached the record p at the head of the ready queue: its
@@ -794,7 +795,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
    * one (a burst of spawns emptied the pool), they wait in the handle's
    * extra user values until the first resume, which takes the coroutine
    * a finished task has given back by then. */
-  int defer = rt->pool_len == 0;
+  int defer = rt->pool_len == 0 && nargs <= LOOM_DEFER_MAX_ARGS;
   int rec = defer && may_pend;
   fn_idx = lua_absindex(L, fn_idx);
   /* A C function has LUA_MINSTACK free slots; callers push at most 4. */
@@ -870,14 +871,14 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   } else {
     t = task_take(rt);
     memset(t, 0, sizeof *t);
+    t->rt = rt;
     t->L = co;
     task_init_rest(t);
     t->state = LOOM_TASK_NEW;
   }
-  t->rt = rt;
   t->h = h;
   t->ref = i;
-  t->nargs = defer ? nargs : -1;
+  t->nargs = (int16_t)(defer ? nargs : -1);
   t->ctx_state = (unsigned char)ctx_state;
   loom__list_init(&t->group_link);
   h->id = ++rt->next_id;

@@ -104,6 +104,28 @@ describe("a burst of spawns", function()
     assert.equal(600 * 601 / 2 + 600, got)
   end)
 
+  it("runs a task given more arguments than a record keeps (32,767)",
+     function()
+    local args = {}
+    for i = 1, 40000 do args[i] = i end
+    local counts = {}
+    run(function()
+      loom.task_group(function(tg)
+        -- The pool is empty: such a task takes a new coroutine at once, a
+        -- task with fewer arguments waits as a record.
+        for k = 1, 3 do
+          tg:start_soon(function(...)
+            counts[k] = select("#", ...) + select(40000, ...)
+          end, table.unpack(args))
+        end
+        assert.equal(0, core.stats().pending_records)
+        tg:start_soon(function(a, b) counts[4] = a + b end, 1, 2)
+        assert.equal(1, core.stats().pending_records)
+      end)
+    end)
+    assert.same({ 80000, 80000, 80000, 3 }, counts)
+  end)
+
   it("runs functions without arguments renamed before the first resume",
      function()
     local ran, names = 0, {}
