@@ -320,13 +320,13 @@ struct loom_task {
   int16_t nargs;            /* arguments kept in the handle until the first
                              * resume (-1: they are on L already; at most
                              * LOOM_DEFER_MAX_ARGS) */
-  unsigned char state : 4;  /* LOOM_TASK_* */
-  unsigned char wake : 2;   /* LOOM_WAKE_* */
+  unsigned char state;      /* LOOM_TASK_* */
   unsigned char record : 2; /* LOOM_REC_*: a pending record, 0: a task */
-  unsigned char ctx_state;  /* LOOM_CTX_*: its context table, see task.c */
+  unsigned char ctx_state : 2; /* LOOM_CTX_*: its context table (task.c) */
   /* The rest exists only in a task's struct. A pending record has no
    * runtime pointer (loom__task_rt: its group's) and no extension (h:wait()
    * takes the struct first, as h:cancel() does). */
+  unsigned char wake; /* LOOM_WAKE_*: how it was woken */
   loom_rt *rt;
   loom_task_ext *ext;     /* the rarely used part, or NULL (see below) */
   int wake_nargs;         /* values pushed on L for the resume */
