@@ -15,6 +15,9 @@
 /* User values of a group userdata. */
 enum { G_SCOPE = 1, G_ERRORS = 2, G_TRACEBACKS = 3, G_HOST = 4 };
 
+/* The spawn that gives a group a metatable of its own (own_metatable). */
+#define OWN_MT_AT 8
+
 static loom_group *check_group(lua_State *L, int idx) {
   loom_group *g = (loom_group *)loom__test_ud(L, idx, sizeof *g,
                                               LOOM_MAGIC_GROUP);
@@ -35,6 +38,35 @@ static void launch(lua_State *L, loom_task *t, loom_scope *parent) {
   loom__launch(t, parent);
 }
 
+/* The group at 1 gets a metatable of its own: {__index = itself,
+ * cancel_scope = its scope, the methods (upvalue 3), __name, __tostring},
+ * whose metatable is the class's (a name neither has reaches the class's
+ * C __index, which raises the "has no method" error). A method is then one
+ * table hit instead of a call of the class's C __index (~250 instructions
+ * per tg:start_soon). Made for a group that spawns many children only: it
+ * costs a table (~350 ns), a group of one child would pay 40 % more. May
+ * raise (out of memory) before anything changed. */
+static void own_metatable(lua_State *L) {
+  lua_createtable(L, 0, 8);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_getiuservalue(L, 1, G_SCOPE);
+  lua_setfield(L, -2, "cancel_scope");
+  luaL_getmetatable(L, LOOM_GROUP_MT);
+  lua_getfield(L, -1, "__name");
+  lua_setfield(L, -3, "__name");
+  lua_getfield(L, -1, "__tostring");
+  lua_setfield(L, -3, "__tostring");
+  lua_pushnil(L);
+  while (lua_next(L, lua_upvalueindex(3)) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -5);
+  }
+  lua_setmetatable(L, -2);
+  lua_setmetatable(L, 1);
+}
+
 /* tg:start_soon(fn, ...) / tg:create_task(fn, ...) -> TaskHandle */
 static int l_group_spawn(lua_State *L) {
   loom_group *g = check_group(L, 1);
@@ -43,6 +75,8 @@ static int l_group_spawn(lua_State *L) {
   loom_task *t;
   check_active(L, g);
   loom__check_callable(L, 2, NULL);
+  if (g->nspawned < OWN_MT_AT && ++g->nspawned == OWN_MT_AT && !g->is_host)
+    own_metatable(L);
   t = loom__task_new(L, rt, 2, nargs, rt->current, lua_upvalueindex(2), 1);
   t->group = g;
   loom__list_push(&g->children, &t->group_link);
@@ -458,32 +492,8 @@ static int l_group_run(lua_State *L) {
   loom__list_init(&g->children);
   loom__list_init(&g->starting);
   loom__list_init(&g->host_link);
-  g->scope = loom__scope_new(L); /* [body, tg, scope] */
-  /* The group's own metatable: {__index = itself, cancel_scope = scope,
-   * the methods, __name, __tostring}, whose metatable is the class's (its
-   * __index, the methods table, raises the "has no method" error for a
-   * name neither has). A method or the property is one table hit, so
-   * tg:start_soon calls no C __index (~120 instructions per spawn). */
-  lua_createtable(L, 0, 8);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -2, "__index");
-  lua_pushvalue(L, -2);
-  lua_setfield(L, -2, "cancel_scope");
-  luaL_getmetatable(L, LOOM_GROUP_MT);
-  lua_getfield(L, -1, "__name");
-  lua_setfield(L, -3, "__name");
-  lua_getfield(L, -1, "__tostring");
-  lua_setfield(L, -3, "__tostring");
-  lua_getfield(L, -1, "__index"); /* the methods: copied, one hit each */
-  lua_pushnil(L);
-  while (lua_next(L, -2) != 0) {
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, -6);
-  }
-  lua_pop(L, 1);
-  lua_setmetatable(L, -2);
-  lua_setmetatable(L, 2);
+  luaL_setmetatable(L, LOOM_GROUP_MT);
+  g->scope = loom__scope_new(L);
   lua_setiuservalue(L, 2, G_SCOPE);
   loom__push_task(L, t);
   lua_setiuservalue(L, 2, G_HOST);
@@ -509,6 +519,19 @@ static int l_group_cancel(lua_State *L) {
   return 0;
 }
 
+static int l_group_index(lua_State *L) {
+  /* A method is a table hit (no type check: a method checks its self);
+   * only the property reads the group. */
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+  if (lua_type(L, 2) == LUA_TSTRING &&
+      strcmp(lua_tostring(L, 2), "cancel_scope") == 0) {
+    check_group(L, 1);
+    lua_getiuservalue(L, 1, G_SCOPE);
+  } else return loom__no_member(L);
+  return 1;
+}
+
 static int l_group_tostring(lua_State *L) {
   loom_group *g = check_group(L, 1);
   static const char *const states[] = {"open", "exiting", "closed"};
@@ -532,10 +555,12 @@ static const luaL_Reg group_methods[] = {
 
 /* Stack: rt(1) module(top). */
 int loom__open_group(lua_State *L) {
-  /* __index is the methods table; each group's own metatable (l_group_run)
-   * holds cancel_scope and has this one as its metatable. */
+  /* cancel_scope is a property: a C __index, upvalues rt, methods (and a
+   * group that spawns many children gets a metatable of its own, see
+   * own_metatable) */
   static const loom_class group_class = {
-    LOOM_GROUP_MT, group_meta, group_methods, NULL, NULL, "group_methods", 0};
+    LOOM_GROUP_MT,   group_meta, group_methods, NULL, l_group_index,
+    "group_methods", 0};
   static const luaL_Reg status_methods[] = {{"started", l_status_started},
                                             {NULL, NULL}};
   static const loom_class status_class = {
@@ -547,7 +572,8 @@ int loom__open_group(lua_State *L) {
   lua_getfield(L, -1, "group_methods");
   lua_pushvalue(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, LOOM_TASK_MT);
-  lua_pushcclosure(L, l_group_spawn, 2);
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, l_group_spawn, 3);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "start_soon");
   lua_setfield(L, -2, "create_task");

@@ -476,6 +476,7 @@ struct loom_group {
   loom_list host_link; /* node in host->groups */
   int ref;             /* registry ref while not closed */
   int nlive;           /* live children + pending start() calls */
+  int nspawned;        /* tg:start_soon calls, counted up to 8 */
   int nerrors;
   unsigned char state, host_waiting, host_cancelled;
   unsigned char body_failed, record_failed; /* see group_exit */

@@ -310,6 +310,10 @@ describe("host groups", function()
     local h = hg:create_task(function() loom.sleep_forever() end)
     assert.truthy(tostring(h):find("^loom.Task"))
     assert.is_nil(h:parent())
+    -- many spawns change nothing a host group answers
+    for _ = 1, 20 do hg:start_soon(function() end) end
+    assert.are.equal("fields", hg.name)
+    assert.truthy(tostring(hg):find('^loom.HostGroup: 0x%x+ "fields" '))
     loom.step()
     hg:cancel("level unloaded")
     loom.step()

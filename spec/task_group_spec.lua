@@ -962,6 +962,30 @@ describe("a TaskGroup object", function()
     end)
   end)
 
+  it("answers the same once it has spawned many children", function()
+    run(function()
+      loom.task_group(function(tg)
+        local scope, spawn = tg.cancel_scope, tg.start_soon
+        local n = 0
+        for _ = 1, 20 do tg:start_soon(function() n = n + 1 end) end
+        assert.equal(scope, tg.cancel_scope)
+        assert.equal(spawn, tg.start_soon)
+        assert.equal(spawn, tg.create_task)
+        assert.truthy(tostring(tg):find("^loom%.TaskGroup: "))
+        H.fails_with("loom.TaskGroup has no method 'start_son' (did you "
+          .. "mean 'start_soon'?)", function() return tg.start_son end)
+        H.fails_with("loom.TaskGroup has no field 'cancel_scop' (did you "
+          .. "mean 'cancel_scope'?)", function() return tg.cancel_scop end)
+        H.fails_with("attempt to index a loom.TaskGroup value",
+          function() tg.cancel_scope = 1 end)
+        loom.sleep(0)
+        assert.equal(20, n)
+        tg:cancel()
+        assert.is_true(scope.cancel_called)
+      end)
+    end)
+  end)
+
   it("rejects a misspelt member and a write with clear errors", function()
     run(function()
       loom.task_group(function(tg)
