@@ -75,8 +75,10 @@ static int l_group_spawn(lua_State *L) {
   loom_task *t;
   check_active(L, g);
   loom__check_callable(L, 2, NULL);
-  if (g->nspawned < OWN_MT_AT && ++g->nspawned == OWN_MT_AT && !g->is_host)
-    own_metatable(L);
+  if (g->nspawned < OWN_MT_AT) {
+    if (g->nspawned == OWN_MT_AT - 1 && !g->is_host) own_metatable(L);
+    g->nspawned++;
+  }
   t = loom__task_new(L, rt, 2, nargs, rt->current, lua_upvalueindex(2), 1);
   t->group = g;
   loom__list_push(&g->children, &t->group_link);

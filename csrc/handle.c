@@ -349,8 +349,7 @@ static int l_check_in_task(lua_State *L) {
 /* core.layout() -> {task =, task_ext =, pending_record =, record_slot =,
  * handle =, scope =, cancel_scope =, handle_user_values =, pooled_tasks =,
  * slab_regions =, task_extensions =, record_chunks =}: the sizes in bytes
- * of the task
- * layout's C structs (docs/architecture.md, "Task layout"), for
+ * of the task layout's C structs (docs/architecture.md, "Task layout"), for
  * bench/core/mem_split.lua, the task structs kept for reuse now, the 2 MiB
  * regions of task slabs held now, the extensions live tasks hold now and
  * the chunks of pending records held now. */
