@@ -132,6 +132,8 @@ bench-core: build
 	bash bench/core/callgrind_split.sh
 	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
 	  lua5.4 bench/core/mem_split.lua
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+	  lua5.4 bench/core/group_small.lua
 	bash bench/core/ctx_callgrind.sh
 
 # Bare-Lua floors of the targets (no loom needed): wall-clock medians of 5
