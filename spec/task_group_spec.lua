@@ -940,6 +940,16 @@ describe("task group cancellation", function()
     end)
 end)
 
+-- The errors of a misspelt method, a misspelt field and a write.
+local function rejects_bad_members(tg)
+  H.fails_with("loom.TaskGroup has no method 'start_son' (did you "
+    .. "mean 'start_soon'?)", function() return tg.start_son end)
+  H.fails_with("loom.TaskGroup has no field 'cancel_scop' (did you "
+    .. "mean 'cancel_scope'?)", function() return tg.cancel_scop end)
+  H.fails_with("attempt to index a loom.TaskGroup value",
+    function() tg.cancel_scope = 1 end)
+end
+
 describe("a TaskGroup object", function()
   it("answers its own cancel_scope and the shared methods", function()
     run(function()
@@ -972,12 +982,7 @@ describe("a TaskGroup object", function()
         assert.equal(spawn, tg.start_soon)
         assert.equal(spawn, tg.create_task)
         assert.truthy(tostring(tg):find("^loom%.TaskGroup: "))
-        H.fails_with("loom.TaskGroup has no method 'start_son' (did you "
-          .. "mean 'start_soon'?)", function() return tg.start_son end)
-        H.fails_with("loom.TaskGroup has no field 'cancel_scop' (did you "
-          .. "mean 'cancel_scope'?)", function() return tg.cancel_scop end)
-        H.fails_with("attempt to index a loom.TaskGroup value",
-          function() tg.cancel_scope = 1 end)
+        rejects_bad_members(tg)
         loom.sleep(0)
         assert.equal(20, n)
         tg:cancel()
@@ -989,12 +994,7 @@ describe("a TaskGroup object", function()
   it("rejects a misspelt member and a write with clear errors", function()
     run(function()
       loom.task_group(function(tg)
-        H.fails_with("loom.TaskGroup has no method 'start_son' (did you "
-          .. "mean 'start_soon'?)", function() return tg.start_son end)
-        H.fails_with("loom.TaskGroup has no field 'cancel_scop' (did you "
-          .. "mean 'cancel_scope'?)", function() return tg.cancel_scop end)
-        H.fails_with("attempt to index a loom.TaskGroup value",
-          function() tg.cancel_scope = 1 end)
+        rejects_bad_members(tg)
         H.fails_with("loom.TaskGroup expected, got number",
           function() tg.start_soon(1, print) end)
       end)
