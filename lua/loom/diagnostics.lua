@@ -39,14 +39,7 @@ function M.members(mt)
   end
   local idx = rawget(mt, "__index")
   if type(idx) == "table" then
-    -- A TaskGroup's metatable is its own __index, chained to the class's
-    -- methods table through its metatable: follow such links.
-    for _ = 1, 4 do
-      add_methods(idx)
-      local up = getmetatable(idx)
-      idx = type(up) == "table" and rawget(up, "__index") or nil
-      if type(idx) ~= "table" then break end
-    end
+    add_methods(idx)
   elseif type(idx) == "function" then
     for i = 1, 255 do
       local name, v = debug.getupvalue(idx, i)
