@@ -35,12 +35,14 @@ for c in "w1-create|task (create + resume to end, N queued first)|1" \
          "w1-pool-ud|task (pooled coroutine + userdata handle + FIFO)|1" \
          "w1-c-pool|task (queue and resume in C, pooled coroutine)|1" \
          "w1-c-pool-ud|task (the same + userdata handle holding fn)|1" \
+         "w1-contract|task (the W1 script on the least runtime keeping loom's contract, in C)|1" \
          "w2-c-ud|task (C FIFO, a coroutine + userdata handle each, 2 resumes)|1" \
          "w3-raw|switch (coroutine.resume + yield round trip)|1" \
          "w3-c|switch (lua_resume from C + yield)|1" \
          "w3-c-ud|switch (lua_resume from C + yield + fresh userdata)|1" \
          "w3-c-script|switch (lua_resume from C + the W3 script's calls: new event, set, wait)|1" \
          "w3-c-table|switch (lua_resume from C + yield + fresh table)|1" \
+         "w3-contract|switch (the W3 script on the least runtime keeping loom's contract, in C)|2" \
          "w3-sched|switch (Lua scheduler, fresh event table per hop)|2" \
          "w7-raise|task (park, then resume to raise out of the coroutine)|1" \
          "w7-raise-gc|task (park, raise, + full collect)|1"; do

@@ -34,6 +34,21 @@
  *                            pool) and is resumed; a task that yields goes
  *                            to the back of the FIFO, one that ends is
  *                            dropped. Returns the number of resumes.
+ *   floorlib.event(), floorlib.run(f1, f2, ...)
+ *                            the W3 contract floor: the least a runtime
+ *                            must do per switch to keep loom's contract for
+ *                            events, and nothing more (see "W3 contract
+ *                            floor" below). event() makes an event (a
+ *                            userdata with a FIFO of waiters); run() runs
+ *                            each function as a task on its own coroutine,
+ *                            FIFO, until all have returned.
+ *   floorlib.group_run(body)  the W1 contract floor: the least a runtime
+ *                            must do per task to keep loom's contract for
+ *                            tg:start_soon (see "W1 contract floor"
+ *                            below). body(tg) is called with a task group
+ *                            whose start_soon(fn, ...) returns a handle;
+ *                            the tasks then run, FIFO, each on a pooled
+ *                            coroutine, until the group has none left.
  *   floorlib.timers(body, delays, fresh)
  *                            the W4 floor with the scheduler in C: for each
  *                            delay d (ms) of the array, a coroutine running
@@ -45,7 +60,9 @@
  *                            it. Returns the seconds to park all, and the
  *                            total seconds until the last has finished.
  */
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -240,6 +257,422 @@ static int l_floor_timers(lua_State *L) {
   return 2;
 }
 
+/* ---- W3 contract floor -------------------------------------------------
+ * What any runtime keeping loom's contract for events must do per switch,
+ * written as plainly as C allows, with none of loom's extras (no groups,
+ * no task tree, no hooks, no host frames, no guard against foreign
+ * resumes, no assertions):
+ *   - ev:set() and ev:wait() check their self (a bad one must raise, not
+ *     crash): a full userdata of the event's size with its magic, the same
+ *     two API calls as loom's check;
+ *   - ev:wait() must be called from a task and where Lua can yield (else a
+ *     clear error): the runtime from the C function's upvalue, its running
+ *     task compared with L, lua_isyieldable;
+ *   - ev:wait() is a checkpoint: it reads the task's cancellation and the
+ *     earliest deadline (none here, so one load each);
+ *   - a waiter parks in the event's FIFO; set() moves every waiter to the
+ *     runtime's FIFO ready queue;
+ *   - a woken task learns how it was woken (a cancel raises in it): the
+ *     wait yields with a continuation that reads it;
+ *   - the scheduler resumes the ready queue in FIFO order from C, and
+ *     polls libuv every 512 resumes so that I/O is not starved (loom's
+ *     IO_BUDGET).
+ * The event is a 32-byte userdata without user values (loom's is 32
+ * bytes too); it keeps a pointer to its runtime, so that set and wait need
+ * no upvalue look-up.
+ */
+#define CF_MAGIC_RT 0x63667274u
+#define CF_MAGIC_EV 0x63666576u
+
+typedef struct cf_task {
+  lua_State *L;
+  struct cf_task *next; /* ready queue or an event's waiters */
+  int cancelled;        /* a cancel is pending (never, here) */
+  int woken_by_cancel;
+} cf_task;
+
+typedef struct cf_rt {
+  uint32_t magic;
+  cf_task *cur;
+  cf_task *head, *tail; /* ready FIFO */
+  void *deadlines;      /* earliest deadline (none, here) */
+  uv_loop_t *loop;
+} cf_rt;
+
+typedef struct cf_event {
+  uint32_t magic;
+  int is_set;
+  cf_rt *rt;             /* its runtime: no upvalue look-up in set/wait */
+  cf_task *first, *last; /* waiters, FIFO */
+} cf_event;
+
+static void cf_enqueue(cf_rt *rt, cf_task *t) {
+  t->next = NULL;
+  if (rt->tail) rt->tail->next = t;
+  else rt->head = t;
+  rt->tail = t;
+}
+
+static cf_event *cf_check(lua_State *L) {
+  cf_event *e = (cf_event *)lua_touserdata(L, 1);
+  if (e == NULL || lua_rawlen(L, 1) != sizeof *e || e->magic != CF_MAGIC_EV)
+    luaL_error(L, "bad self: an event expected");
+  return e;
+}
+
+static int l_cf_event(lua_State *L) {
+  cf_event *e = (cf_event *)lua_newuserdatauv(L, sizeof *e, 0);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_setmetatable(L, -2);
+  e->magic = CF_MAGIC_EV;
+  e->is_set = 0;
+  e->rt = (cf_rt *)lua_touserdata(L, lua_upvalueindex(1));
+  e->first = e->last = NULL;
+  return 1;
+}
+
+static int l_cf_set(lua_State *L) {
+  cf_event *e = cf_check(L);
+  cf_rt *rt = e->rt;
+  cf_task *t;
+  if (e->is_set) return 0;
+  e->is_set = 1;
+  while ((t = e->first) != NULL) {
+    e->first = t->next;
+    cf_enqueue(rt, t);
+  }
+  e->last = NULL;
+  return 0;
+}
+
+static int cf_raise_cancel(lua_State *L) {
+  return luaL_error(L, "cancelled");
+}
+
+static int k_cf_wait(lua_State *L, int status, lua_KContext ctx) {
+  cf_task *t = (cf_task *)ctx;
+  (void)status;
+  if (t->woken_by_cancel) return cf_raise_cancel(L);
+  return 0;
+}
+
+static int l_cf_wait(lua_State *L) {
+  cf_event *e = cf_check(L);
+  cf_rt *rt = e->rt;
+  cf_task *t;
+  if ((t = rt->cur) == NULL || t->L != L)
+    return luaL_error(L, "wait: not inside a task");
+  if (!lua_isyieldable(L)) return luaL_error(L, "wait: cannot suspend here");
+  if (rt->deadlines != NULL || t->cancelled) return cf_raise_cancel(L);
+  if (e->is_set) {
+    cf_enqueue(rt, t); /* a schedule point */
+  } else {
+    t->next = NULL;
+    if (e->last) e->last->next = t;
+    else e->first = t;
+    e->last = t;
+  }
+  t->woken_by_cancel = 0;
+  return lua_yieldk(L, 0, (lua_KContext)t, k_cf_wait);
+}
+
+static int l_cf_run(lua_State *L) {
+  cf_rt *rt = (cf_rt *)lua_touserdata(L, lua_upvalueindex(1));
+  int n = lua_gettop(L), i, since_poll = 0;
+  cf_task *tasks = (cf_task *)lua_newuserdatauv(L, sizeof(cf_task) * n, 0);
+  for (i = 0; i < n; i++) {
+    luaL_checktype(L, i + 1, LUA_TFUNCTION);
+    tasks[i].L = lua_newthread(L); /* anchored on L's stack */
+    lua_pushvalue(L, i + 1);
+    lua_xmove(L, tasks[i].L, 1);
+    tasks[i].cancelled = tasks[i].woken_by_cancel = 0;
+    cf_enqueue(rt, &tasks[i]);
+  }
+  while (rt->head != NULL) {
+    cf_task *t = rt->head;
+    int nres, st;
+    rt->head = t->next;
+    if (rt->head == NULL) rt->tail = NULL;
+    rt->cur = t;
+    st = lua_resume(t->L, L, 0, &nres);
+    rt->cur = NULL;
+    if (st == LUA_YIELD) lua_pop(t->L, nres);
+    else if (st != LUA_OK) {
+      lua_xmove(t->L, L, 1);
+      return lua_error(L);
+    }
+    if (++since_poll == 512) {
+      uv_run(rt->loop, UV_RUN_NOWAIT);
+      since_poll = 0;
+    }
+  }
+  return 0;
+}
+
+/* [-0, +1] the contract floor's functions, in the table on top. */
+static void cf_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"set", l_cf_set}, {"wait", l_cf_wait}, {NULL, NULL}};
+  cf_rt *rt = (cf_rt *)lua_newuserdatauv(L, sizeof *rt, 0);
+  rt->magic = CF_MAGIC_RT;
+  rt->cur = rt->head = rt->tail = NULL;
+  rt->deadlines = NULL;
+  rt->loop = uv_default_loop();
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "contract_rt"); /* anchored by the library */
+  lua_createtable(L, 0, 1);           /* the events' metatable */
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  /* [lib, rt, mt] */
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, l_cf_event, 2); /* upvalues: the runtime, the mt */
+  lua_setfield(L, -4, "event");
+  lua_pop(L, 1);
+  lua_pushcclosure(L, l_cf_run, 1);
+  lua_setfield(L, -2, "run");
+}
+
+/* ---- W1 contract floor -------------------------------------------------
+ * What any runtime keeping loom's contract for tg:start_soon must do per
+ * task, and nothing more (no scopes, no context, no task tree, no
+ * records, no hooks, no assertions, no leak counters):
+ *   - start_soon checks its self (a group, still open) and that fn is a
+ *     function (bad input raises, never crashes);
+ *   - it returns a handle that outlives the task and answers its outcome:
+ *     a 24-byte userdata (magic, done/outcome, the task, an id) with two
+ *     user values, the function (a task's name is made from it when asked)
+ *     and then the result or error. Its metatable is the group's own,
+ *     made once per group, which also names the parent (h:parent() needs
+ *     no user value);
+ *   - the task's state is a 48-byte C struct from a free list: the ready
+ *     FIFO link, its group's doubly linked children (a cancel reaches
+ *     every child), the handle, its anchor slot;
+ *   - the live task's handle is anchored in an array slot (the GC must
+ *     not collect it while the task is alive and only C points at it);
+ *   - the task runs on a pooled coroutine under lua_pcallk with a message
+ *     handler (an error reaches the group with its traceback);
+ *   - at its end: the outcome goes into the handle, the slot, the struct
+ *     and the coroutine are given back, the group counts it.
+ * The group's body is called directly (no host task parks); then the
+ * tasks run FIFO until none is left.
+ */
+#define CG_MAGIC_GROUP 0x63666770u
+#define CG_MAGIC_TASK 0x63667473u
+#define CG_SLAB 256
+#define CG_POOL 64
+
+typedef struct cg_task {
+  struct cg_task *next;          /* ready FIFO, or the free list */
+  struct cg_task *gprev, *gnext; /* the group's children */
+  struct cg_handle *h;
+  int ref; /* anchor slot */
+  int nargs;
+} cg_task;
+
+typedef struct cg_handle {
+  uint32_t magic;
+  unsigned char done, outcome;
+  cg_task *t;
+  lua_Integer id;
+} cg_handle;
+
+typedef struct cg_group {
+  uint32_t magic;
+  int active, nlive;
+  cg_task children; /* sentinel of the children's ring */
+  cg_task *head, *tail, *free;
+  void **slabs;
+  int nslabs, npool, npooled, nfree_refs, cap_refs, next_ref;
+  int *free_refs;
+  lua_Integer next_id;
+  lua_State *pool[CG_POOL];
+} cg_group;
+
+static int cg_msgh(lua_State *L) {
+  luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  lua_pop(L, 1); /* (a real runtime keeps the traceback with the error) */
+  return 1;
+}
+
+static int cg_main_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushboolean(L, 0);
+    lua_replace(L, 1);
+  }
+  return lua_gettop(L);
+}
+
+/* [msgh, fn, args...] -> [ok, results... | error] */
+static int cg_main(lua_State *L) {
+  return cg_main_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 1, 0,
+                                 cg_main_k),
+                   0);
+}
+
+static cg_task *cg_take(lua_State *L, cg_group *g) {
+  cg_task *t = g->free;
+  if (t == NULL) {
+    int i;
+    void **slabs = (void **)realloc(g->slabs, sizeof(void *) * (g->nslabs + 1));
+    cg_task *slab = (cg_task *)malloc(sizeof(cg_task) * CG_SLAB);
+    if (slabs == NULL || slab == NULL) luaL_error(L, "not enough memory");
+    g->slabs = slabs;
+    g->slabs[g->nslabs++] = slab;
+    for (i = 0; i < CG_SLAB; i++) {
+      slab[i].next = g->free;
+      g->free = &slab[i];
+    }
+    t = g->free;
+  }
+  g->free = t->next;
+  return t;
+}
+
+/* tg:start_soon(fn, ...) -> handle. Upvalue 1: the anchor table. */
+static int l_cg_spawn(lua_State *L) {
+  cg_group *g = (cg_group *)lua_touserdata(L, 1);
+  int nargs = lua_gettop(L) - 2, i, ref;
+  cg_handle *h;
+  cg_task *t;
+  if (g == NULL || lua_rawlen(L, 1) != sizeof *g || g->magic != CG_MAGIC_GROUP)
+    return luaL_error(L, "bad self: a task group expected");
+  if (!g->active) return luaL_error(L, "start_soon: the group is closed");
+  if (lua_type(L, 2) != LUA_TFUNCTION)
+    return luaL_error(L, "start_soon: a function expected");
+  /* (the free slots never outnumber the slots ever used: room for those) */
+  if (g->nfree_refs == 0 && g->next_ref == g->cap_refs) {
+    int cap = g->cap_refs ? 2 * g->cap_refs : 1024;
+    int *refs = (int *)realloc(g->free_refs, sizeof(int) * cap);
+    if (refs == NULL) return luaL_error(L, "not enough memory");
+    g->free_refs = refs;
+    g->cap_refs = cap;
+  }
+  t = cg_take(L, g);
+  h = (cg_handle *)lua_newuserdatauv(L, sizeof *h, 2 + nargs);
+  h->magic = CG_MAGIC_TASK;
+  h->done = h->outcome = 0;
+  h->t = t;
+  h->id = ++g->next_id;
+  lua_getiuservalue(L, 1, 1); /* the group's handle metatable */
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 1);
+  for (i = 1; i <= nargs; i++) {
+    lua_pushvalue(L, 2 + i);
+    lua_setiuservalue(L, -2, 2 + i);
+  }
+  ref = g->nfree_refs > 0 ? g->free_refs[--g->nfree_refs] : ++g->next_ref;
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, lua_upvalueindex(1), ref);
+  t->h = h;
+  t->ref = ref;
+  t->nargs = nargs;
+  t->gnext = &g->children; /* link last among the children */
+  t->gprev = g->children.gprev;
+  g->children.gprev->gnext = t;
+  g->children.gprev = t;
+  g->nlive++;
+  t->next = NULL;
+  if (g->tail) g->tail->next = t;
+  else g->head = t;
+  g->tail = t;
+  return 1;
+}
+
+static int cg_group_gc(lua_State *L) {
+  cg_group *g = (cg_group *)lua_touserdata(L, 1);
+  int i;
+  for (i = 0; i < g->nslabs; i++) free(g->slabs[i]);
+  free(g->slabs);
+  free(g->free_refs);
+  g->slabs = NULL;
+  g->free_refs = NULL;
+  g->nslabs = 0;
+  return 0;
+}
+
+/* floorlib.group_run(body): body(tg), then run the group's tasks. */
+static int l_cg_run(lua_State *L) {
+  cg_group *g;
+  int anchor, pooltab, gi, base, i;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_newtable(L); /* 2: the anchor table */
+  anchor = 2;
+  lua_newtable(L); /* 3: anchors the pooled coroutines */
+  pooltab = 3;
+  g = (cg_group *)lua_newuserdatauv(L, sizeof *g, 1); /* 4 */
+  gi = 4;
+  memset(g, 0, sizeof *g);
+  g->magic = CG_MAGIC_GROUP;
+  g->active = 1;
+  g->children.gnext = g->children.gprev = &g->children;
+  lua_createtable(L, 0, 1); /* the group's metatable: __gc, __index */
+  lua_pushcfunction(L, cg_group_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, anchor);
+  lua_pushcclosure(L, l_cg_spawn, 1);
+  lua_setfield(L, -2, "start_soon");
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, gi);
+  lua_createtable(L, 0, 2); /* the handles' metatable, the group's own */
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__parent"); /* (the host's handle, in a runtime) */
+  lua_setiuservalue(L, gi, 1);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, gi);
+  lua_call(L, 1, 0); /* body(tg): the spawns */
+  g->active = 0;
+  base = lua_gettop(L);
+  while (g->head != NULL) {
+    cg_task *t = g->head;
+    cg_handle *h = t->h;
+    lua_State *co;
+    int nres, st, ok;
+    g->head = t->next;
+    if (g->head == NULL) g->tail = NULL;
+    lua_rawgeti(L, anchor, t->ref); /* base + 1: the handle */
+    if (g->npool > 0) {
+      co = g->pool[--g->npool];
+    } else {
+      co = lua_newthread(L);
+      lua_rawseti(L, pooltab, ++g->npooled);
+    }
+    lua_pushcfunction(L, cg_main);
+    lua_pushcfunction(L, cg_msgh);
+    lua_getiuservalue(L, base + 1, 1);
+    for (i = 1; i <= t->nargs; i++) lua_getiuservalue(L, base + 1, 2 + i);
+    lua_xmove(L, co, 3 + t->nargs);
+    st = lua_resume(co, L, 2 + t->nargs, &nres);
+    if (st != LUA_OK) return luaL_error(L, "group_run: a task yielded");
+    ok = lua_toboolean(co, -nres);
+    /* the outcome: the error, or the one result (0 results: nothing) */
+    if (!ok || nres == 2) {
+      lua_xmove(co, L, 1);
+      lua_setiuservalue(L, base + 1, 2);
+    }
+    h->outcome = ok ? 1 : 2;
+    h->done = 1;
+    h->t = NULL;
+    lua_pushnil(L);
+    lua_rawseti(L, anchor, t->ref);
+    g->free_refs[g->nfree_refs++] = t->ref;
+    t->gprev->gnext = t->gnext;
+    t->gnext->gprev = t->gprev;
+    g->nlive--;
+    lua_settop(co, 0);
+    if (g->npool < CG_POOL) g->pool[g->npool++] = co;
+    t->next = g->free;
+    g->free = t;
+    lua_settop(L, base);
+  }
+  return 0;
+}
+
 int luaopen_floorlib(lua_State *L);
 int luaopen_floorlib(lua_State *L) {
   static const luaL_Reg fns[] = {{"callk", l_floor_callk},
@@ -256,5 +689,8 @@ int luaopen_floorlib(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcclosure(L, l_floor_handle, 1);
   lua_setfield(L, -2, "handle");
+  cf_open(L);
+  lua_pushcfunction(L, l_cg_run);
+  lua_setfield(L, -2, "group_run");
   return 1;
 }

@@ -147,6 +147,21 @@ cases["w1-c-pool-ud"] = function(N)
   return now() - t0
 end
 
+-- The W1 contract floor: the W1 script itself (the loom script with
+-- floorlib for loom), on the least runtime in C that keeps loom's contract
+-- for tg:start_soon (floorlib.c, "W1 contract floor"): checked self and
+-- function, a handle with the function and the outcome, a C struct from a
+-- free list, an anchor slot, a pooled coroutine under lua_pcallk with a
+-- message handler, the group's children list and count.
+cases["w1-contract"] = function(N)
+  local F = require("floorlib")
+  local t0 = now()
+  F.group_run(function(tg)
+    for _ = 1, N do tg:start_soon(noop) end
+  end)
+  return now() - t0
+end
+
 -- What the W1 script adds per task on top of a runtime in C: its own
 -- `tg:start_soon(noop)`, a method looked up on a userdata and a C call
 -- (here a C function that does nothing).
@@ -228,6 +243,33 @@ cases["w3-c"] = function(M) return w3c(M) end
 cases["w3-c-table"] = function(M) return w3c(M, "table") end
 cases["w3-c-ud"] = function(M) return w3c(M, "ud") end
 cases["w3-c-script"] = function(M) return w3c(M, "script") end
+
+-- The W3 contract floor: the W3 script itself (the loom script with
+-- floorlib for loom), on the least runtime in C that keeps loom's contract
+-- for events (floorlib.c, "W3 contract floor"): checked self, in-task and
+-- yieldable checks, a checkpoint, FIFO park and wake, a continuation that
+-- reads the wake-up, a FIFO scheduler in C polling libuv every 512 resumes.
+cases["w3-contract"] = function(M)
+  local F = require("floorlib")
+  local wake_a, wake_b = nil, F.event()
+  local function ping()
+    for _ = 1, M do
+      wake_a = F.event()
+      wake_b:set()
+      wake_a:wait()
+    end
+  end
+  local function pong()
+    for _ = 1, M do
+      wake_b:wait()
+      wake_b = F.event()
+      wake_a:set()
+    end
+  end
+  local t0 = now()
+  F.run(pong, ping)
+  return now() - t0, 2 * M
+end
 
 -- Two coroutines hand a token through a minimal scheduler in Lua: a ring
 -- FIFO of ready coroutines, and a fresh event table per hop (as the W3
