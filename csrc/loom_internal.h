@@ -323,9 +323,10 @@ struct loom_task {
   unsigned char state;      /* LOOM_TASK_* */
   unsigned char record : 2; /* LOOM_REC_*: a pending record, 0: a task */
   unsigned char ctx_state : 2; /* LOOM_CTX_*: its context table (task.c) */
-  /* The rest exists only in a task's struct. A pending record has no
-   * runtime pointer (loom__task_rt: its group's) and no extension (h:wait()
-   * takes the struct first, as h:cancel() does). */
+  /* The rest exists only in a task's struct (the record ends here, at 64
+   * bytes: task_layout_spec checks it). A pending record has no runtime
+   * pointer (loom__task_rt: its group's) and no extension (h:wait() takes
+   * the struct first, as h:cancel() does). */
   unsigned char wake; /* LOOM_WAKE_*: how it was woken */
   loom_rt *rt;
   loom_task_ext *ext;     /* the rarely used part, or NULL (see below) */
@@ -349,7 +350,7 @@ struct loom_task {
   loom_timer sleep_timer;
 } __attribute__((aligned(16)));
 
-#define LOOM_TASK_RECORD_BYTES offsetof(loom_task, rt)
+#define LOOM_TASK_RECORD_BYTES offsetof(loom_task, wake)
 /* More arguments than this are put on the task's coroutine at spawn, even
  * in a burst (nargs is 16 bits). */
 #define LOOM_DEFER_MAX_ARGS 0x7fff

@@ -629,6 +629,10 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
 /* A record is reached through a struct loom_task pointer, which is 16-byte
  * aligned: so is every record (64 bytes; LOOM_REC_SLOT). */
 #define REC_SIZE LOOM_REC_SLOT
+/* A record is one cache line: a field added before `wake` in struct
+ * loom_task must take the place of another (C99: a negative array size
+ * fails the build). */
+typedef char loom_record_is_64_bytes[LOOM_TASK_RECORD_BYTES == 64 ? 1 : -1];
 #define REC_KEEP 1024
 
 /* Under ASan the rest of a record's slot is poisoned: code that reads a
