@@ -222,9 +222,9 @@ static int l_task_newindex(lua_State *L) {
   if (h->t != NULL && h->t->nargs >= 0 &&
       lua_getiuservalue(L, 1, LOOM_HV_NAME) != LUA_TSTRING) {
     /* Not started, its function waits in the name's slot: move it to the
-     * coroutine's slot, unused until the first resume
+     * result's slot, unused until the task finishes
      * (loom__task_prepare takes it from there). */
-    lua_setiuservalue(L, 1, LOOM_HV_THREAD);
+    lua_setiuservalue(L, 1, LOOM_HV_RESULT);
   } else lua_settop(L, 3);
   lua_setiuservalue(L, 1, LOOM_HV_NAME);
   return 0;

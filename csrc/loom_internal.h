@@ -278,10 +278,10 @@ typedef void (*loom_abort_fn)(loom_task *t);
  * table, handle -> value; loom__aux_get/set). */
 enum {
   LOOM_HV_NAME = 1, /* an explicit name (string), else the function */
-  /* One slot, two lives: the task's coroutine while it is live (anchored
-   * with the handle), then its outcome: one result, a packed table of
-   * several, or the error. */
-  LOOM_HV_THREAD = 2,
+  /* The outcome once the task finished: one result, a packed table of
+   * several, or the error (empty when it returned nothing). Before its
+   * first resume, the function of a task named meanwhile. The task's
+   * coroutine is not here: the threads table anchors it (task.c). */
   LOOM_HV_RESULT = 2,
   LOOM_HV_PARENT = 3, /* handle of the parent task */
   LOOM_HV_N = 3
@@ -331,6 +331,8 @@ struct loom_task {
   loom_rt *rt;
   loom_task_ext *ext;     /* the rarely used part, or NULL (see below) */
   int wake_nargs;         /* values pushed on L for the resume */
+  int co_slot;            /* L's home in the pool table, 0: none (its
+                           * handle anchors it) */
   lua_State *L;           /* its coroutine (from its first resume to its end) */
   loom_scope *cur;        /* innermost active scope */
   loom_abort_fn abort;    /* NULL: the current wait cannot be aborted */
@@ -431,11 +433,12 @@ int loom__task_push_results(lua_State *L, loom_handle *h, int ud) LOOM_HIDDEN;
 /* Free every task struct of rt (the free list, live and abandoned tasks):
  * the runtime's finaliser. */
 void loom__tasks_free(loom_rt *rt) LOOM_HIDDEN;
+/* Let go of every pooled coroutine (the runtime closes). */
+void loom__pool_empty(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
 /* Free the task structs kept beyond the free list's cap, and shrink the
- * anchor table after a burst (L: a state with no batch cache on it, or
- * NULL): when the scheduler goes idle, at the end of loom.run and of every
- * step. */
-void loom__pool_trim(lua_State *L, loom_rt *rt, int from) LOOM_HIDDEN;
+ * anchor and threads tables after a burst (L: a state with no batch cache
+ * on it, or NULL): when the scheduler goes idle, at the end of loom.run and
+ * of every step. */
 void loom__tasks_trim(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
 int loom__msgh(lua_State *L) LOOM_HIDDEN;
 /* t's extension (struct loom_task_ext), made now if it has none: raises
@@ -570,6 +573,8 @@ loom_task *loom__waitq_shift(loom_waitq *q) LOOM_HIDDEN;
 /* ---- runtime.c: the runtime struct (built, filled and freed there); ---- *
  * ---- sched.c: the scheduler that runs on it ------------------------------ */
 
+#define LOOM_POOL_MAX 256 /* finished coroutines kept for reuse */
+
 struct loom_rt {
   uint32_t magic;  /* LOOM_MAGIC_RT, checked by loom__task_of */
   uv_loop_t *loop; /* &own_loop, or a host's loop (borrowed) */
@@ -583,10 +588,17 @@ struct loom_rt {
   loom_heap_entry *heap;
   size_t heap_len, heap_cap;
   uint64_t timer_seq;
-  /* finished coroutines kept for reuse, in the pool table */
-  int pool_ref; /* registry ref of the pool table */
+  /* The coroutines (task.c, "the coroutines"): the pool keeps finished
+   * ones, pool_co[0, pool_len), each in its home pool_slot[i], a fixed
+   * slot of the pool table (registry ref pool_ref); home_free lists the
+   * homes nobody has. */
+  int pool_ref;
   int pool_len;
-  int pool_hi; /* slots above pool_len up to here may still be set */
+  int home_nfree;
+  int task_coroutines; /* coroutines tasks run on (homed or not) */
+  lua_State *pool_co[LOOM_POOL_MAX];
+  int pool_slot[LOOM_POOL_MAX];
+  int home_free[LOOM_POOL_MAX];
   loom_list blocked_waiters; /* tasks in wait_all_tasks_blocked() */
   lua_Integer next_id;
   size_t live_tasks;
@@ -684,7 +696,6 @@ struct loom_rt {
 };
 
 #define LOOM_RT_MT "loom.Runtime"
-#define LOOM_POOL_MAX 256 /* finished coroutines kept for reuse */
 
 /* runtime.c. [-0, +1] the runtime userdata of L's state (made on first
  * use, raises on failure); luaopen_loom_core puts it at index 1. */

@@ -56,7 +56,7 @@ static const loom_class rt_class = {LOOM_RT_MT, rt_meta, NULL, NULL,
 
 static loom_rt *new_runtime(lua_State *L) {
   loom_rt *rt;
-  int err;
+  int err, i;
   loom__class_register(L, 0, &rt_class, 0, 0);
   lua_pop(L, 1);
   rt = (loom_rt *)lua_newuserdatauv(L, sizeof *rt, 0);
@@ -85,9 +85,11 @@ static loom_rt *new_runtime(lua_State *L) {
   rt->timer.data = rt;
   rt->magic = LOOM_MAGIC_RT; /* from here on __gc finalises it */
   luaL_setmetatable(L, LOOM_RT_MT);
-  /* The coroutine pool: every slot allocated now, so that returning a
-   * coroutine to it never allocates. */
+  /* The pool table (task.c, "the coroutines"): every home allocated now,
+   * so that adopting a coroutine never allocates. */
   lua_createtable(L, LOOM_POOL_MAX, 0);
+  for (i = 0; i < LOOM_POOL_MAX; i++) rt->home_free[i] = LOOM_POOL_MAX - i;
+  rt->home_nfree = LOOM_POOL_MAX;
   rt->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* The anchor table of live tasks (task.c), made now so that the first
    * run takes no registry slot. */
@@ -212,8 +214,8 @@ static void rt_shutdown(lua_State *L, loom_rt *rt) {
   }
   rt->closed = 1;
   uv_loop_close(&rt->own_loop);
-  /* Pooled coroutines: emptied (allocates nothing), collected later. */
-  if (lua_checkstack(L, 2)) loom__pool_trim(L, rt, 0);
+  /* Pooled coroutines: let go (allocates nothing), collected later. */
+  if (lua_checkstack(L, 2)) loom__pool_empty(L, rt);
   /* Tasks that outlived the grace stay parked for good: a later cancel
    * must find their timers out of the (freed) heap. */
   loom__heap_free(rt);

@@ -976,10 +976,11 @@ static int l_stats(lua_State *L) {
   uc.own_hi = (const char *)(rt + 1);
   /* After loom_close the loop is closed (or is the host's, gone). */
   if (!rt->closed) uv_walk(rt->loop, uv_count_cb, &uc);
-  lua_createtable(L, 0, 13);
+  lua_createtable(L, 0, 16);
   set_count(L, "live_tasks", (lua_Integer)rt->live_tasks);
   set_count(L, "pooled_coroutines", rt->pool_len);
-  set_count(L, "pool_stale_slots", rt->pool_hi - rt->pool_len);
+  /* coroutines tasks run on: a live count */
+  set_count(L, "task_coroutines", rt->task_coroutines);
   set_count(L, "anchor_slots", (lua_Integer)rt->anchor_top);
   set_count(L, "cancelled_scopes", (lua_Integer)rt->ncancelled);
   set_count(L, "task_extensions", (lua_Integer)rt->ext_live);

@@ -322,19 +322,20 @@ static int shrink_anchors(lua_State *L, loom_rt *rt);
 static void records_trim(loom_rt *rt);
 static void records_free_all(loom_rt *rt, loom_list *head);
 
-/* Clear the pool's slots above pool_len (taken coroutines, not cleared
- * when taken: their tasks anchor them, and a closed one is let go here).
- * L has 2 free slots; allocates nothing. */
-void loom__pool_trim(lua_State *L, loom_rt *rt, int from) {
-  int i;
-  if (rt->pool_hi <= from || rt->pool_ref == LUA_NOREF) return;
+/* Let go of every pooled coroutine (the runtime closes): their homes are
+ * cleared, the collector takes them. L has 2 free slots; allocates
+ * nothing. */
+void loom__pool_empty(lua_State *L, loom_rt *rt) {
+  if (rt->pool_ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
-  for (i = from + 1; i <= rt->pool_hi; i++) {
+  while (rt->pool_len > 0) {
+    int home = rt->pool_slot[--rt->pool_len];
     lua_pushnil(L);
-    lua_rawseti(L, -2, i);
+    lua_rawseti(L, -2, home);
+    LOOM_ASSERT(rt->home_nfree < LOOM_POOL_MAX);
+    rt->home_free[rt->home_nfree++] = home;
   }
   lua_pop(L, 1);
-  rt->pool_hi = from;
 }
 
 void loom__tasks_trim(lua_State *L, loom_rt *rt) {
@@ -344,7 +345,6 @@ void loom__tasks_trim(lua_State *L, loom_rt *rt) {
    * again, walking every live task each time. */
   if (L != NULL && rt->batch_base == 0 && lua_checkstack(L, 3)) {
     shrink_anchors(L, rt);
-    loom__pool_trim(L, rt, rt->pool_len);
   }
   records_trim(rt);
   if (rt->slabs_partial.next == NULL) return;
@@ -408,6 +408,7 @@ void loom__tasks_free(loom_rt *rt) {
   forget_tasks(&rt->abandoned);
   free(rt->anchor_free);
   rt->anchor_free = NULL;
+  rt->pool_len = 0;
   free(rt->ext_spare);
   rt->ext_spare = NULL;
   rt->anchor_nfree = rt->anchor_cap = 0;
@@ -546,52 +547,87 @@ static int batch_cache(lua_State *S, loom_rt *rt) {
   return rt->batch_base = lua_gettop(S) - 2;
 }
 
-/* ---- the coroutine pool ------------------------------------------------- */
+/* ---- the coroutines ----------------------------------------------------- *
+ * The pool keeps up to LOOM_POOL_MAX finished coroutines for new tasks.
+ * Each coroutine it has ever adopted has a home: a fixed slot of the pool
+ * table (1..LOOM_POOL_MAX, all allocated when the runtime is made), which
+ * anchors it while it is pooled and while a task runs on it, so that
+ * taking it and giving it back touch no Lua table and write nothing into
+ * the task's handle. A coroutine made because the pool was empty (a burst
+ * of tasks parked at once) has no home: its task's handle anchors it (the
+ * result's slot, until the outcome takes it), as many of them may be
+ * alive at once and a table of them would grow with the burst. When its
+ * task finishes it is adopted, if a home is free, or let go. */
 
-/* [-0, +1] a coroutine for a new task: a pooled one, or a new one (may
- * raise: out of memory). */
-static lua_State *acquire_thread(lua_State *L, loom_rt *rt, int pool) {
-  if (rt->pool_len > 0) {
-    lua_State *co;
-    /* The slot is not cleared (a table write less per task): the task's
-     * handle anchors the coroutine from now on, and pool_trim clears the
-     * slots above pool_len when the scheduler goes idle. */
-    if (pool > 0) { /* the pool table at index pool */
-      lua_rawgeti(L, pool, rt->pool_len--);
-      return lua_tothread(L, -1);
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
-    lua_rawgeti(L, -1, rt->pool_len--);
-    co = lua_tothread(L, -1);
-    lua_remove(L, -2);
-    return co;
-  }
+/* The coroutine for task t (its struct, not taken yet): the pool's top,
+ * or a new one, pushed on L, which the caller anchors in t's handle
+ * (LOOM_HV_RESULT) once nothing can fail. Nothing is taken until
+ * pool_take. May raise (out of memory) with nothing lost. */
+static lua_State *pool_peek(lua_State *L, loom_rt *rt) {
+  if (rt->pool_len > 0) return rt->pool_co[rt->pool_len - 1];
   return lua_newthread(L);
 }
 
-/* Return t's finished coroutine to the pool (or let it be collected). A
- * coroutine that died with an error cannot be resumed again: reset and
- * drop. Allocates nothing: the pool table has all its slots from the
- * start. */
+/* Give t the coroutine pool_peek returned: the pool's top, or (fresh) the
+ * new one. Cannot fail. */
+static void pool_take(loom_rt *rt, loom_task *t, lua_State *co, int fresh) {
+  if (fresh) {
+    t->co_slot = 0; /* anchored by its handle */
+  } else {
+    rt->pool_len--;
+    LOOM_ASSERT(rt->pool_co[rt->pool_len] == co);
+    t->co_slot = rt->pool_slot[rt->pool_len];
+  }
+  t->L = co;
+  rt->task_coroutines++;
+}
+
+/* Clear home slot `home` of the pool table (at index pool of S, or 0: in
+ * the registry). Allocates nothing; without 2 free slots on S the slot
+ * keeps its coroutine until it is reused. */
+static void home_clear(lua_State *S, loom_rt *rt, int pool, int home) {
+  LOOM_ASSERT(rt->home_nfree < LOOM_POOL_MAX);
+  rt->home_free[rt->home_nfree++] = home;
+  if (!lua_checkstack(S, 2)) return;
+  if (pool == 0) lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
+  lua_pushnil(S);
+  lua_rawseti(S, pool > 0 ? pool : -2, home);
+  if (pool == 0) lua_pop(S, 1);
+}
+
+/* Give t's finished coroutine back to the pool, adopting it if it has no
+ * home and one is free; let it go otherwise, or if it died with an error
+ * (it cannot be resumed again: closed). Allocates nothing (the homes are
+ * array slots made with the table). A coroutine without a home stays in
+ * t's handle until loom__task_finish writes the outcome there. */
 void loom__release_thread(loom_rt *rt, lua_State *S, loom_task *t) {
   lua_State *co = t->L;
+  int home = t->co_slot;
+  int pool = rt->batch_base > 0 ? rt->batch_base + C_POOL : 0;
   if (co == NULL) return;
   t->L = NULL;
-  if (lua_status(co) == LUA_OK && rt->pool_len < LOOM_POOL_MAX &&
-      lua_checkstack(S, 2)) {
-    int pool = rt->batch_base > 0 ? rt->batch_base + C_POOL : 0;
-    lua_settop(co, 0);
+  t->co_slot = 0;
+  rt->task_coroutines--;
+  if (lua_status(co) != LUA_OK) {
+    loom_closethread(co, S);
+    if (home > 0) home_clear(S, rt, pool, home);
+    return;
+  }
+  lua_settop(co, 0);
+  if (home == 0) {
+    /* adopt it: a free home (none left: let it go) */
+    if (rt->home_nfree == 0 || !lua_checkstack(S, 3)) return;
+    home = rt->home_free[--rt->home_nfree];
     if (pool == 0) lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool_ref);
     lua_pushthread(co);
     lua_xmove(co, S, 1);
-    if (pool > 0) lua_rawseti(S, pool, ++rt->pool_len);
-    else {
-      lua_rawseti(S, -2, ++rt->pool_len);
-      lua_pop(S, 1);
-    }
-    if (rt->pool_len > rt->pool_hi) rt->pool_hi = rt->pool_len;
-  } else if (lua_status(co) != LUA_OK) loom_closethread(co, S);
-  else lua_settop(co, 0); /* ran to its end: nothing left to close */
+    lua_rawseti(S, pool > 0 ? pool : -2, home); /* an array slot: no alloc */
+    if (pool == 0) lua_pop(S, 1);
+  }
+  /* (a homed coroutine always finds room: the pool holds homed ones) */
+  LOOM_ASSERT(rt->pool_len < LOOM_POOL_MAX);
+  rt->pool_co[rt->pool_len] = co;
+  rt->pool_slot[rt->pool_len++] = home;
 }
 
 int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
@@ -794,7 +830,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   loom_handle *h;
   loom_task *t;
   lua_State *co = NULL;
-  int hi, i, ctx_state = LOOM_CTX_NONE;
+  int hi, i, anchor_slot, fresh = 0, ctx_state = LOOM_CTX_NONE;
   /* With a pooled coroutine, fn and its arguments go onto it now. Without
    * one (a burst of spawns emptied the pool), they wait in the handle's
    * extra user values until the first resume, which takes the coroutine
@@ -854,19 +890,22 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
       lua_setiuservalue(L, hi, LOOM_HV_N + i);
     }
   } else {
-    co = acquire_thread(L, rt, 0);
+    fresh = rt->pool_len == 0;
+    co = pool_peek(L, rt); /* (pushed if fresh) */
     /* A pooled coroutine has LUA_MINSTACK free slots. */
     if (nargs + 5 > LUA_MINSTACK && !lua_checkstack(co, nargs + 5))
       luaL_error(L, "not enough memory");
+  }
+  anchor_slot = anchor(L, rt, hi);
+  /* Nothing below can fail. */
+  if (co != NULL) {
     lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);
     lua_pushlightuserdata(co, t);
     lua_pushlightuserdata(co, t); /* the message handler's slot */
     for (i = 0; i <= nargs; i++) lua_pushvalue(L, fn_idx + i);
     lua_xmove(L, co, nargs + 1);
-    lua_setiuservalue(L, hi, LOOM_HV_THREAD); /* the handle anchors it */
+    if (fresh) lua_setiuservalue(L, hi, LOOM_HV_RESULT); /* anchors it */
   }
-  i = anchor(L, rt, hi);
-  /* Nothing below can fail. */
   if (rec) {
     t = record_take(rt);
     memset(t, 0, LOOM_TASK_RECORD_BYTES);
@@ -876,12 +915,12 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
     t = task_take(rt);
     memset(t, 0, sizeof *t);
     t->rt = rt;
-    t->L = co;
+    if (co != NULL) pool_take(rt, t, co, fresh);
     task_init_rest(t);
     t->state = LOOM_TASK_NEW;
   }
   t->h = h;
-  t->ref = i;
+  t->ref = anchor_slot;
   t->nargs = (int16_t)(defer ? nargs : -1);
   t->ctx_state = (unsigned char)ctx_state;
   loom__list_init(&t->group_link);
@@ -895,27 +934,29 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
 void loom__task_prepare(lua_State *S, loom_task *t) {
   loom_rt *rt = t->rt;
   lua_State *co;
-  int i, n = t->nargs, top = lua_gettop(S), c = rt->batch_base;
+  int i, fresh, n = t->nargs, top = lua_gettop(S), c = rt->batch_base;
   /* (a step starts with LUA_MINSTACK free slots above the batch cache) */
   if (c == 0 || top != c + C_MAIN) luaL_checkstack(S, 8, "loom: resume");
   /* the handle, at top + 1 */
   if (c > 0) lua_rawgeti(S, c + C_ANCHOR, t->ref);
   else loom__push_task(S, t);
-  co = acquire_thread(S, rt, c > 0 ? c + C_POOL : 0);
+  fresh = rt->pool_len == 0;
+  co = pool_peek(S, rt); /* (at top + 2 if fresh) */
   if (n + 5 > LUA_MINSTACK && !lua_checkstack(co, n + 5))
     luaL_error(S, "not enough memory");
   /* Nothing below can fail: co has room for everything, S for the frame
-   * (task_main, t, t, fn) built on it and moved in one go. co is at
-   * top + 2 until the handle takes it. */
+   * (task_main, t, t, fn) built on it and moved in one go. */
   if (c > 0) lua_pushvalue(S, c + C_MAIN);
   else lua_rawgeti(S, LUA_REGISTRYINDEX, rt->task_main_ref);
   lua_pushlightuserdata(S, t);
   lua_pushlightuserdata(S, t); /* the message handler's slot */
   /* the function: in the name's slot unless a name was set since, then
-   * in the coroutine's slot */
+   * in the result's slot (emptied: it is the outcome's from now on) */
   if (lua_getiuservalue(S, top + 1, LOOM_HV_NAME) == LUA_TSTRING) {
     lua_pop(S, 1);
-    lua_getiuservalue(S, top + 1, LOOM_HV_THREAD);
+    lua_getiuservalue(S, top + 1, LOOM_HV_RESULT);
+    lua_pushnil(S);
+    lua_setiuservalue(S, top + 1, LOOM_HV_RESULT);
   }
   lua_xmove(S, co, 4);
   for (i = 1; i <= n; i++) {
@@ -925,9 +966,10 @@ void loom__task_prepare(lua_State *S, loom_task *t) {
     lua_pushnil(S);
     lua_setiuservalue(S, top + 1, LOOM_HV_N + i);
   }
-  lua_setiuservalue(S, top + 1, LOOM_HV_THREAD); /* the handle anchors it */
+  /* a new coroutine: the handle anchors it (see "the coroutines") */
+  if (fresh) lua_setiuservalue(S, top + 1, LOOM_HV_RESULT);
   lua_settop(S, top);
-  t->L = co;
+  pool_take(rt, t, co, fresh);
   t->nargs = -1;
 }
 
@@ -1182,7 +1224,7 @@ static int nil_error(lua_State *L) {
 void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   loom_rt *rt = t->rt;
   loom_handle *h = t->h;
-  int ud = lua_gettop(L) - nres, err = 0, tb = 0, count = nres;
+  int ud = lua_gettop(L) - nres, err = 0, tb = 0, count = nres, homeless;
   /* It just returned from its last resume: in no queue, no wait. */
   LOOM_ASSERT(t->state == LOOM_TASK_RUNNING && t->next_ready == NULL);
   LOOM_ASSERT(t->waitq == NULL && loom__list_empty(&t->wait_link));
@@ -1227,13 +1269,17 @@ void loom__task_finish(lua_State *L, loom_task *t, int failed, int nres) {
   }
   if (tb != 0 && !lua_isnil(L, tb)) keep_traceback(L, rt, ud, tb);
   release_tb(L, t);
+  /* The outcome's slot: the error, or the one result (packed if
+   * several); a task that returned nothing leaves it empty, or empties it
+   * if it anchored the task's coroutine (one without a home). */
+  homeless = t->L != NULL && t->co_slot == 0;
   loom__release_thread(rt, L, t);
-  /* The coroutine's slot takes the outcome (the pool, if anyone, holds
-   * the coroutine now). */
-  if (err != 0) lua_pushvalue(L, err);
-  else if (nres == 1) lua_pushvalue(L, ud + 1);
-  else lua_pushnil(L);
-  lua_setiuservalue(L, ud, LOOM_HV_RESULT);
+  if (err != 0 || nres == 1 || homeless) {
+    if (err != 0) lua_pushvalue(L, err);
+    else if (nres == 1) lua_pushvalue(L, ud + 1);
+    else lua_pushnil(L);
+    lua_setiuservalue(L, ud, LOOM_HV_RESULT);
+  }
   t->state = LOOM_TASK_DONE;
   h->done = 1;
   if (t == rt->root) rt->root = NULL; /* (its handle keeps the outcome) */

@@ -13,7 +13,7 @@ local M = {}
 
 local NOT_LIVE = {
   ["stats.pooled_coroutines"] = true,  -- finished coroutines kept for reuse
-  ["stats.pool_stale_slots"] = true,   -- pool slots cleared when idle
+  ["stats.coroutine_slots"] = true,    -- the threads table's size (shrinks idle)
   ["stats.anchor_slots"] = true,       -- the anchor table's size (shrinks idle)
   ["stats.registry_refs"] = true,      -- compared as REFS below
   ["stats.running"] = true,            -- checked by M.idle_problem

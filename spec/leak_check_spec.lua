@@ -71,6 +71,8 @@ describe("the leak check after each test", function()
             "  core.stats().live_tasks: 0 before the test, 3 after",
             "  core.stats().parked: 0 before the test, 2 after",
             "  core.stats().queued: 0 before the test, 1 after",
+            -- the root and its two children, each on its coroutine
+            "  core.stats().task_coroutines: 0 before the test, 3 after",
             -- the root hosts the group: its extension holds the list
             "  core.stats().task_extensions: 0 before the test, 1 after",
           }, LC.grown(before, now, false))

@@ -439,38 +439,110 @@ describe("the anchor table after a burst", function()
   end)
 end)
 
-describe("the coroutine pool", function()
-  it("does not clear a slot a task takes, and clears it once idle", function()
+describe("the coroutines", function()
+  it("are anchored by the runtime, not by the tasks' handles, and go back "
+    .. "to the pool when their tasks finish", function()
     run(function()
       -- Fill the pool: tasks that finish give their coroutines back.
       loom.task_group(function(tg)
         for _ = 1, 50 do tg:start_soon(loom.sleep, 0) end
       end)
-      local n = core.stats().pooled_coroutines
-      local stale = core.stats().pool_stale_slots
-      assert.is_true(n >= 10)
+      local pooled = core.stats().pooled_coroutines
+      local running = core.stats().task_coroutines -- the root's
+      assert.is_true(pooled >= 10)
       local done = 0
       loom.task_group(function(tg)
         for _ = 1, 10 do
           tg:start_soon(function()
             pcall(loom.sleep_forever)
+            collectgarbage() -- on its own coroutine, parked or not
             done = done + 1
           end)
         end
         loom.wait_all_tasks_blocked()
-        -- Each took a pooled coroutine; its slot still names it.
-        assert.equal(n - 10, core.stats().pooled_coroutines)
-        assert.equal(stale + 10, core.stats().pool_stale_slots)
-        loom.sleep(0.001) -- the scheduler waits: idle
-        assert.equal(0, core.stats().pool_stale_slots)
+        assert.equal(pooled - 10, core.stats().pooled_coroutines)
+        assert.equal(running + 10, core.stats().task_coroutines)
+        -- Only the runtime holds the coroutines of these parked tasks.
         collectgarbage()
         collectgarbage()
-        -- The tasks' own handles anchor their coroutines: they go on.
         tg:cancel()
       end)
       assert.equal(10, done)
-      assert.equal(n, core.stats().pooled_coroutines)
-      assert.equal(0, core.stats().pool_stale_slots)
+      assert.equal(pooled, core.stats().pooled_coroutines)
+      assert.equal(running, core.stats().task_coroutines)
+    end)
+  end)
+
+  it("of failed tasks are not pooled; a burst's extra ones are let go",
+    function()
+    run(function()
+      loom.task_group(function(tg)
+        for _ = 1, 20 do tg:start_soon(loom.sleep, 0) end
+      end)
+      local pooled = core.stats().pooled_coroutines
+      local running = core.stats().task_coroutines
+      for _ = 1, 5 do
+        local ok = pcall(loom.task_group, function(tg)
+          for _ = 1, 10 do tg:start_soon(function() error("boom") end) end
+        end)
+        assert.is_false(ok)
+      end
+      -- 50 coroutines died: none came back
+      assert.equal(running, core.stats().task_coroutines)
+      assert.is_true(core.stats().pooled_coroutines <= pooled)
+      -- A burst of parked tasks: each on a coroutine of its own, anchored
+      -- by its handle; the pool keeps 256 of them afterwards.
+      local N = 2000
+      local go = loom.event()
+      local sum = 0
+      loom.task_group(function(tg)
+        for i = 1, N do
+          tg:start_soon(function() go:wait(); sum = sum + i end)
+        end
+        loom.wait_all_tasks_blocked()
+        assert.equal(running + N, core.stats().task_coroutines)
+        collectgarbage()
+        collectgarbage()
+        go:set()
+      end)
+      assert.equal(N * (N + 1) // 2, sum)
+      assert.equal(running, core.stats().task_coroutines)
+      -- (the running tasks, the root, may hold homes of the pool)
+      local kept = core.stats().pooled_coroutines
+      assert.is_true(kept <= 256 and kept >= 256 - running, kept)
+      -- The pool works on: tasks take pooled and new coroutines.
+      local hs = {}
+      loom.task_group(function(tg)
+        for i = 1, 300 do
+          hs[i] = tg:start_soon(function() loom.sleep(0); return i end)
+        end
+      end)
+      for i = 1, 300 do assert.equal(i, hs[i]:result()) end
+      assert.equal(running, core.stats().task_coroutines)
+    end)
+  end)
+
+  it("run a task named before it starts on its own function, and its "
+    .. "handle keeps only the outcome", function()
+    run(function()
+      local hs = {}
+      loom.task_group(function(tg)
+        for i = 1, 300 do -- beyond the pool: the later ones are records
+          hs[i] = tg:start_soon(function(a) return a * 2 end, i)
+          hs[i].name = "t" .. i
+        end
+      end)
+      for i = 1, 300 do
+        assert.equal(2 * i, hs[i]:result())
+        assert.equal("t" .. i, hs[i].name)
+      end
+      local none
+      loom.task_group(function(tg)
+        none = tg:start_soon(function() end)
+        none.name = "nothing"
+      end)
+      assert.same({}, { none:result() })
+      assert.equal("finished", none:status())
     end)
   end)
 end)
