@@ -147,19 +147,38 @@ cases["w1-c-pool-ud"] = function(N)
   return now() - t0
 end
 
--- The W1 contract floor: the W1 script itself (the loom script with
--- floorlib for loom), on the least runtime in C that keeps loom's contract
--- for tg:start_soon (floorlib.c, "W1 contract floor"): checked self and
--- function, a handle with the function and the outcome, a C struct from a
--- free list, an anchor slot, a pooled coroutine under lua_pcallk with a
--- message handler, the group's children list and count.
+-- The contract floors: loom's own bench script of a workload (bench/<dir>/
+-- loom.bench.lua) run unchanged, with `loom` replaced by the least runtime
+-- in C that keeps loom's contract for what the script calls (floorlib.c,
+-- "W1 contract floor" and "W3 contract floor"). Returns the seconds the
+-- script reports.
+local function contract_run(dir, shim, n)
+  local path = here .. "/../" .. dir .. "/loom.bench.lua"
+  local secs
+  local saved_arg = arg
+  package.loaded["loom"] = shim
+  package.loaded["bench"] = setmetatable({
+    report = function(_, _, _, s) secs = s end,
+  }, { __index = B })
+  arg = { [0] = path, n }
+  local ok, err = pcall(dofile, path)
+  arg = saved_arg
+  package.loaded["bench"] = B
+  package.loaded["loom"] = nil
+  if not ok then error(err, 0) end
+  return secs
+end
+
+-- W1: tg:start_soon on a checked group, a handle with the function and the
+-- outcome, a C struct from a free list, an anchor slot, a pooled coroutine
+-- under lua_pcallk with a message handler, the group's children and count.
+-- (loom.run's root task is not modelled: the body runs on the main thread.)
 cases["w1-contract"] = function(N)
   local F = require("floorlib")
-  local t0 = now()
-  F.group_run(function(tg)
-    for _ = 1, N do tg:start_soon(noop) end
-  end)
-  return now() - t0
+  return contract_run("w1_spawn", {
+    run = function(f) f() end,
+    task_group = F.group_run,
+  }, N)
 end
 
 -- What the W1 script adds per task on top of a runtime in C: its own
@@ -244,31 +263,22 @@ cases["w3-c-table"] = function(M) return w3c(M, "table") end
 cases["w3-c-ud"] = function(M) return w3c(M, "ud") end
 cases["w3-c-script"] = function(M) return w3c(M, "script") end
 
--- The W3 contract floor: the W3 script itself (the loom script with
--- floorlib for loom), on the least runtime in C that keeps loom's contract
--- for events (floorlib.c, "W3 contract floor"): checked self, in-task and
--- yieldable checks, a checkpoint, FIFO park and wake, a continuation that
--- reads the wake-up, a FIFO scheduler in C polling libuv every 512 resumes.
+-- W3: checked self, in-task and yieldable checks, a checkpoint, FIFO park
+-- and wake, a continuation that reads the wake-up, a FIFO scheduler in C
+-- polling libuv every 512 resumes. The group's tasks start when its body
+-- returns, as in loom; loom.run's root task is not modelled.
 cases["w3-contract"] = function(M)
   local F = require("floorlib")
-  local wake_a, wake_b = nil, F.event()
-  local function ping()
-    for _ = 1, M do
-      wake_a = F.event()
-      wake_b:set()
-      wake_a:wait()
-    end
-  end
-  local function pong()
-    for _ = 1, M do
-      wake_b:wait()
-      wake_b = F.event()
-      wake_a:set()
-    end
-  end
-  local t0 = now()
-  F.run(pong, ping)
-  return now() - t0, 2 * M
+  local secs = contract_run("w3_event", {
+    event = F.event,
+    run = function(f) f() end,
+    task_group = function(body)
+      local fns = {}
+      body({ start_soon = function(_, fn) fns[#fns + 1] = fn end })
+      F.run(table.unpack(fns))
+    end,
+  }, M)
+  return secs, 2 * M
 end
 
 -- Two coroutines hand a token through a minimal scheduler in Lua: a ring
