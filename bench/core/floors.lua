@@ -160,9 +160,9 @@ local function contract_run(dir, shim, n)
   package.loaded["bench"] = setmetatable({
     report = function(_, _, _, s) secs = s end,
   }, { __index = B })
-  arg = { [0] = path, n }
+  rawset(_G, "arg", { [0] = path, n }) -- the script reads its own arg
   local ok, err = pcall(dofile, path)
-  arg = saved_arg
+  rawset(_G, "arg", saved_arg)
   package.loaded["bench"] = B
   package.loaded["loom"] = nil
   if not ok then error(err, 0) end
