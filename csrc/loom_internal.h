@@ -280,8 +280,9 @@ enum {
   LOOM_HV_NAME = 1, /* an explicit name (string), else the function */
   /* The outcome once the task finished: one result, a packed table of
    * several, or the error (empty when it returned nothing). Before its
-   * first resume, the function of a task named meanwhile. The task's
-   * coroutine is not here: the threads table anchors it (task.c). */
+   * first resume, the function of a task named meanwhile. While the task
+   * is live, also its coroutine if that has no home in the pool table
+   * (task.c, "the coroutines"); a homed one is anchored by its home. */
   LOOM_HV_RESULT = 2,
   LOOM_HV_PARENT = 3, /* handle of the parent task */
   LOOM_HV_N = 3
@@ -436,9 +437,9 @@ void loom__tasks_free(loom_rt *rt) LOOM_HIDDEN;
 /* Let go of every pooled coroutine (the runtime closes). */
 void loom__pool_empty(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
 /* Free the task structs kept beyond the free list's cap, and shrink the
- * anchor and threads tables after a burst (L: a state with no batch cache
- * on it, or NULL): when the scheduler goes idle, at the end of loom.run and
- * of every step. */
+ * anchor table after a burst (L: a state with no batch cache on it, or
+ * NULL): when the scheduler goes idle, at the end of loom.run and of every
+ * step. */
 void loom__tasks_trim(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
 int loom__msgh(lua_State *L) LOOM_HIDDEN;
 /* t's extension (struct loom_task_ext), made now if it has none: raises

@@ -343,9 +343,8 @@ void loom__tasks_trim(lua_State *L, loom_rt *rt) {
   /* The anchor table shrinks here, not as tasks finish: a burst of
    * finishes (a group cancelling 100,000 tasks) would rebuild it again and
    * again, walking every live task each time. */
-  if (L != NULL && rt->batch_base == 0 && lua_checkstack(L, 3)) {
+  if (L != NULL && rt->batch_base == 0 && lua_checkstack(L, 3))
     shrink_anchors(L, rt);
-  }
   records_trim(rt);
   if (rt->slabs_partial.next == NULL) return;
   /* Every entirely free slab of a region goes back to it (regions hold
