@@ -305,6 +305,31 @@ static void begin_frame(loom_rt *rt) {
   }
 }
 
+/* The drain resumes t next (it is second in the ready queue): start
+ * loading what that resume touches while the current one runs. A task
+ * that waited long, or one of thousands woken at once (a cancelled group,
+ * a broadcast), is cold, and its resume is otherwise a chain of cache
+ * misses: the coroutine's state, its CallInfo list (Lua walks it to find
+ * the pcall an error unwinds to) and its stack. Lua allocates a new
+ * coroutine's state (~210 bytes) and first stack (~720 bytes), then the
+ * CallInfos of its first calls (64 bytes each), one after the other, so
+ * they lie in the PREFETCH_BYTES that follow the state (a pooled coroutine
+ * keeps them across tasks). A hint only: nothing there is read, and a
+ * wrong guess (a coroutine whose stack grew elsewhere) costs bandwidth,
+ * never correctness. A cancellation of 1e5 sleeping tasks: -60 % here
+ * (bench/results/core-redesign.md, "Round 8"). The record of a pending
+ * task has no coroutine (nothing past its 64 bytes is read). */
+#define PREFETCH_BYTES 1280
+static inline void prefetch_next(const loom_task *t) {
+  __builtin_prefetch(t->h);
+  if (t->next_ready != NULL) __builtin_prefetch(t->next_ready);
+  if (!t->record && t->L != NULL) {
+    const char *p = (const char *)(void *)t->L;
+    size_t off;
+    for (off = 0; off < PREFETCH_BYTES; off += 64) __builtin_prefetch(p + off);
+  }
+}
+
 /* Resume ready tasks in FIFO batches: a batch is the tasks ready when it
  * begins; tasks woken during it run in the next one. Stops after *batches
  * batches (decremented as they begin), max_resumes resumes (0: no limit)
@@ -325,6 +350,7 @@ static inline __attribute__((always_inline)) long run_batches(
     do {
       /* step takes t off the queue once nothing can fail any more */
       t = rt->ready_head;
+      if (t->next_ready != NULL) prefetch_next(t->next_ready);
       loom__task_step(rt, S, t);
       n++;
       if ((max_resumes > 0 && n >= max_resumes) ||
