@@ -760,7 +760,10 @@ describe("loom TCP misuse", function()
 end)
 
 describe("loom TCP examples", function()
-  local env = 'LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" '
+  -- The build under test (make asan builds elsewhere) and the memory
+  -- check's prefix (make valgrind, make asan), as in examples_spec.lua.
+  local env = ('LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH=%s %s ')
+    :format(H.q(H.build .. "/?.so;;"), os.getenv("LOOM_TEST_PREFIX") or "")
   local function run(script)
     local p = assert(io.popen(env .. "lua5.4 " .. script .. " 2>&1"))
     local out = p:read("a")
