@@ -187,7 +187,7 @@ static int l_task_error(lua_State *L) {
 
 static int l_task_parent(lua_State *L) {
   loom__check_handle(L, 1);
-  lua_getiuservalue(L, 1, LOOM_HV_PARENT);
+  loom__push_parent(L, 1);
   return 1;
 }
 

@@ -284,15 +284,23 @@ enum {
    * is live, also its coroutine if that has no home in the pool table
    * (task.c, "the coroutines"); a homed one is anchored by its home. */
   LOOM_HV_RESULT = 2,
-  LOOM_HV_PARENT = 3, /* handle of the parent task */
+  /* The handle of the parent task (the host of its group). A child of a
+   * group that spawned many (group.c, own_metatables) has no such slot:
+   * its parent is in its group's Task metatable (h->parent_in_mt). */
+  LOOM_HV_PARENT = 3,
   LOOM_HV_N = 3
 };
+/* The user value of a handle holding argument i (1-based) of a task that
+ * has not started (deferred: t->nargs >= 0): after the fixed slots. */
+#define loom__hv_arg(h, i) \
+  (((h)->parent_in_mt ? LOOM_HV_PARENT - 1 : LOOM_HV_N) + (i))
 
 typedef struct loom_handle {
-  uint32_t magic;                 /* LOOM_MAGIC_TASK: fast type check */
-  unsigned char done;             /* the task finished: outcome is set */
+  uint32_t magic;                     /* LOOM_MAGIC_TASK: fast type check */
+  unsigned char done : 1;             /* the task finished: outcome is set */
+  unsigned char cancel_requested : 1; /* h:cancel() was called */
+  unsigned char parent_in_mt : 1; /* no LOOM_HV_PARENT: see loom__push_parent */
   unsigned char outcome;          /* LOOM_OUT_* */
-  unsigned char cancel_requested; /* h:cancel() was called */
   unsigned char start_state;      /* LOOM_START_*: how tg:start() went */
   loom_task *t; /* the task while live (or abandoned), else NULL */
   lua_Integer id;
@@ -405,9 +413,15 @@ void loom__aux_set(lua_State *L, loom_rt *rt, int ud) LOOM_HIDDEN;
  * before anything changed. */
 loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
                           loom_task *spawner, int mt_idx,
-                          int may_pend) LOOM_HIDDEN;
-/* may_pend: the task may be a pending record (a spawn into a group's
- * scope, launched with loom__launch). */
+                          int flags) LOOM_HIDDEN;
+enum {
+  /* The task may be a pending record (a spawn into a group's scope,
+   * launched with loom__launch). */
+  LOOM_SPAWN_MAY_PEND = 1,
+  /* The handle gets no LOOM_HV_PARENT slot: the metatable at mt_idx (a
+   * group's own Task metatable) holds the parent. */
+  LOOM_SPAWN_PARENT_IN_MT = 2
+};
 /* Link a new task (or record) under parent and make it ready: a record
  * takes its scope only with its struct. */
 void loom__launch(loom_task *t, loom_scope *parent) LOOM_HIDDEN;
@@ -487,7 +501,8 @@ struct loom_group {
   unsigned char body_failed, record_failed; /* see group_exit */
   /* Host groups (hostgroup.c): no host task; errors go to the hook. */
   unsigned char is_host, fail_fast;
-  loom_list hg_link; /* node in rt->host_groups */
+  unsigned char children_mt; /* its children's Task metatable exists */
+  loom_list hg_link;         /* node in rt->host_groups */
 };
 
 #define LOOM_GROUP_MT "loom.TaskGroup"
@@ -497,6 +512,10 @@ struct loom_group {
 void loom__group_record(lua_State *L, loom_group *g, int err_idx,
                         int tb_idx) LOOM_HIDDEN;
 void loom__group_child_done(lua_State *L, loom_group *g) LOOM_HIDDEN;
+/* [-0, +1] the parent's handle of the handle at absolute index hi (nil
+ * for the root task): in the handle's LOOM_HV_PARENT slot, or for a child
+ * of a group that spawned many, in the group's Task metatable. */
+void loom__push_parent(lua_State *L, int hi) LOOM_HIDDEN;
 /* A task started with tg:start() finished before started() moved it. */
 void loom__start_child_done(lua_State *L, loom_task *t,
                             int err_idx) LOOM_HIDDEN;

@@ -825,7 +825,7 @@ static loom_task *record_reached(lua_State *S, loom_rt *rt, loom_task *p) {
 }
 
 loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
-                          loom_task *spawner, int mt_idx, int may_pend) {
+                          loom_task *spawner, int mt_idx, int flags) {
   loom_handle *h;
   loom_task *t;
   lua_State *co = NULL;
@@ -835,7 +835,8 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
    * extra user values until the first resume, which takes the coroutine
    * a finished task has given back by then. */
   int defer = rt->pool_len == 0 && nargs <= LOOM_DEFER_MAX_ARGS;
-  int rec = defer && may_pend;
+  int rec = defer && (flags & LOOM_SPAWN_MAY_PEND);
+  int in_mt = (flags & LOOM_SPAWN_PARENT_IN_MT) != 0;
   fn_idx = lua_absindex(L, fn_idx);
   /* A C function has LUA_MINSTACK free slots; callers push at most 4. */
   if (nargs + 8 > LUA_MINSTACK - 4)
@@ -845,10 +846,12 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   if (rec) record_reserve(L, rt);
   else task_reserve(L, rt);
   h = (loom_handle *)lua_newuserdatauv(L, sizeof *h,
-                                       LOOM_HV_N + (defer ? nargs : 0));
+                                       LOOM_HV_N - in_mt + (defer ? nargs : 0));
   hi = lua_gettop(L);
   h->magic = LOOM_MAGIC_TASK;
-  h->done = h->outcome = h->cancel_requested = 0;
+  h->done = h->cancel_requested = 0;
+  h->parent_in_mt = (unsigned char)in_mt;
+  h->outcome = 0;
   h->start_state = LOOM_START_NONE;
   h->t = NULL;
   h->id = 0;
@@ -886,7 +889,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
      * unused until the first resume, takes it if a name is set before). */
     for (i = 1; i <= nargs; i++) {
       lua_pushvalue(L, fn_idx + i);
-      lua_setiuservalue(L, hi, LOOM_HV_N + i);
+      lua_setiuservalue(L, hi, loom__hv_arg(h, i));
     }
   } else {
     fresh = rt->pool_len == 0;
@@ -959,11 +962,11 @@ void loom__task_prepare(lua_State *S, loom_task *t) {
   }
   lua_xmove(S, co, 4);
   for (i = 1; i <= n; i++) {
-    lua_getiuservalue(S, top + 1, LOOM_HV_N + i);
+    lua_getiuservalue(S, top + 1, loom__hv_arg(t->h, i));
     lua_xmove(S, co, 1);
     /* only needed once: drop the reference */
     lua_pushnil(S);
-    lua_setiuservalue(S, top + 1, LOOM_HV_N + i);
+    lua_setiuservalue(S, top + 1, loom__hv_arg(t->h, i));
   }
   /* a new coroutine: the handle anchors it (see "the coroutines") */
   if (fresh) lua_setiuservalue(S, top + 1, LOOM_HV_RESULT);

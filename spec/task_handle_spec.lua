@@ -585,6 +585,78 @@ describe("TaskHandle", function()
       end)
     end)
 
+    -- From its 8th spawn a group keeps its children's parent in a Task
+    -- metatable of its own instead of a slot in every handle: the handles
+    -- must answer exactly as the first ones do.
+    it("parent(), name, id, methods and errors are the same for the 20th "
+       .. "child of a group as for the first", function()
+      local hs, ran = {}, {}
+      loom.run(function()
+        local root = loom.current_task()
+        loom.task_group(function(tg)
+          for i = 1, 20 do
+            -- spawned in a burst (no pooled coroutine is free): the
+            -- arguments wait in the handle until the first resume
+            hs[i] = tg:start_soon(function(a, b, c)
+              ran[i] = { a, b, c, loom.current_task():parent() }
+              return i
+            end, i, "x" .. i, nil)
+          end
+          hs[20].name = "twentieth"
+          assert.equal(root, hs[1]:parent())
+          assert.equal(root, hs[20]:parent())
+        end)
+        for i = 1, 20 do
+          assert.same({ i, "x" .. i, nil, root }, ran[i])
+          assert.equal(i, hs[i]:result())
+          assert.equal(root, hs[i]:parent())
+        end
+      end)
+      collectgarbage()
+      local first, last = hs[1], hs[20]
+      assert.equal(first:parent(), last:parent())
+      assert.is_nil(first:parent():parent())
+      assert.equal("twentieth", last.name)
+      assert.truthy(first.name:find("^function .*task_handle_spec%.lua:%d+$"))
+      assert.are_not.equal(getmetatable(first), getmetatable(last))
+      assert.equal(first.id + 19, last.id)
+      assert.equal(first.status, last.status)
+      assert.equal("finished", last:status())
+      assert.truthy(tostring(last):find('^loom%.Task: .* %(finished%) "twentieth"$'))
+      H.fails_with("loom.Task has no field 'nmae' (did you mean 'name'?)",
+        function() return last.nmae end)
+      H.fails_with("loom.Task has no method 'reslt' (did you mean "
+        .. "'result'?)", function() return last.reslt end)
+      H.fails_with("loom.Task: cannot set field 'id' (only 'name' is "
+        .. "writable)", function() last.id = 1 end)
+      H.fails_with("loom.Task expected, got number",
+        function() return last.status(5) end)
+    end)
+
+    it("parent() of a tg:start() child moved into a group that spawned "
+       .. "many is that group's host", function()
+      loom.run(function()
+        loom.task_group(function(outer)
+          local host
+          local h2
+          outer:start_soon(function()
+            host = loom.current_task()
+            loom.task_group(function(tg)
+              for _ = 1, 10 do tg:start_soon(loom.sleep, 0) end
+              local _, h = tg:start(function(task_status)
+                task_status:started()
+                return loom.current_task():parent()
+              end)
+              h2 = h
+            end)
+          end)
+          loom.sleep(0.01)
+          assert.equal(host, h2:parent())
+          assert.equal(host, h2:result())
+        end)
+      end)
+    end)
+
     it("checks self", function()
       loom.run(function()
         local h = loom.current_task()
