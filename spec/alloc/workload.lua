@@ -35,6 +35,26 @@ local function groups_and_handles()
   end
 end
 
+-- A group's 8th spawn gives it metatables of its own (group.c,
+-- own_metatables): its later children's handles keep their parent in the
+-- group's Task metatable.
+local function many_children()
+  local ok, err = pcall(loom.task_group, function(tg)
+    local me, hs = loom.current_task(), {}
+    for i = 1, 10 do hs[i] = tg:start_soon(function(x) return x end, i) end
+    for i = 1, 10 do
+      assert(hs[i]:result() == i and hs[i]:parent() == me)
+    end
+  end)
+  if ok then return end
+  if loom.is(err, loom.ErrorGroup) then
+    for _, l in ipairs(err:leaves()) do
+      if l == "not enough memory" then error(l, 0) end
+    end
+  end
+  error(err, 0)
+end
+
 local function scopes()
   local s = loom.move_on_after(0.001, loom.sleep_forever)
   assert(s.cancelled_caught)
@@ -186,6 +206,7 @@ end
 pcall(loom.configure, { on_error = "raise" })
 local r = loom.run(function()
   groups_and_handles()
+  many_children()
   scopes()
   start_and_sync()
   channels()
