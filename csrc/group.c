@@ -118,10 +118,11 @@ static int l_group_spawn(lua_State *L) {
   if (g->children_mt) {
     lua_getiuservalue(L, 1, G_TASK_MT);
     t = loom__task_new(L, rt, 2, nargs, rt->current, lua_gettop(L),
-                       LOOM_SPAWN_MAY_PEND | LOOM_SPAWN_PARENT_IN_MT);
+                       LOOM_SPAWN_MAY_PEND | LOOM_SPAWN_PARENT_IN_MT |
+                         LOOM_SPAWN_ANCHORS_IN_UV);
   } else {
     t = loom__task_new(L, rt, 2, nargs, rt->current, lua_upvalueindex(2),
-                       LOOM_SPAWN_MAY_PEND);
+                       LOOM_SPAWN_MAY_PEND | LOOM_SPAWN_ANCHORS_IN_UV);
     lua_getiuservalue(L, 1, G_HOST); /* [..., task, host] */
     lua_setiuservalue(L, -2, LOOM_HV_PARENT);
   }
@@ -603,9 +604,10 @@ static const luaL_Reg group_methods[] = {
 
 /* Stack: rt(1) module(top). */
 int loom__open_group(lua_State *L) {
+  loom_rt *rt = (loom_rt *)lua_touserdata(L, 1);
   /* cancel_scope is a property: a C __index, upvalues rt, methods (and a
    * group that spawns many children gets a metatable of its own, see
-   * own_metatable) */
+   * own_metatables) */
   static const loom_class group_class = {
     LOOM_GROUP_MT,   group_meta, group_methods, NULL, l_group_index,
     "group_methods", 0};
@@ -615,13 +617,17 @@ int loom__open_group(lua_State *L) {
     STATUS_MT, NULL, status_methods, NULL, NULL, NULL, 0};
   loom__class_register(L, -1, &group_class, 1, 1);
   lua_pop(L, 1);
-  /* The spawning methods close over (rt, the Task metatable): a spawn
-   * reads no registry slot for the metatable. */
+  /* tg:start_soon closes over (rt, the Task metatable, the methods, the
+   * anchor table): a spawn reads no registry slot. A rebuild of the anchor
+   * table replaces its upvalue (loom__register_spawner). */
   lua_getfield(L, -1, "group_methods");
   lua_pushvalue(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, LOOM_TASK_MT);
   lua_pushvalue(L, -3);
-  lua_pushcclosure(L, l_group_spawn, 3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
+  lua_pushcclosure(L, l_group_spawn, LOOM_SPAWN_ANCHORS_UV);
+  lua_pushvalue(L, -1);
+  loom__register_spawner(L, rt);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "start_soon");
   lua_setfield(L, -2, "create_task");

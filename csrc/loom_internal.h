@@ -420,8 +420,16 @@ enum {
   LOOM_SPAWN_MAY_PEND = 1,
   /* The handle gets no LOOM_HV_PARENT slot: the metatable at mt_idx (a
    * group's own Task metatable) holds the parent. */
-  LOOM_SPAWN_PARENT_IN_MT = 2
+  LOOM_SPAWN_PARENT_IN_MT = 2,
+  /* The anchor table is the spawning C function's upvalue
+   * LOOM_SPAWN_ANCHORS_UV (a closure registered with
+   * loom__register_spawner): no registry read. */
+  LOOM_SPAWN_ANCHORS_IN_UV = 4
 };
+#define LOOM_SPAWN_ANCHORS_UV 4
+/* [-1, +0] the closure on top holds the anchor table as its upvalue
+ * LOOM_SPAWN_ANCHORS_UV: keep it current (allocates: may raise). */
+void loom__register_spawner(lua_State *L, loom_rt *rt) LOOM_HIDDEN;
 /* Link a new task (or record) under parent and make it ready: a record
  * takes its scope only with its struct. */
 void loom__launch(loom_task *t, loom_scope *parent) LOOM_HIDDEN;
@@ -663,6 +671,10 @@ struct loom_rt {
    * the table is rebuilt smaller after a burst, so that its array does not
    * keep the size of the largest burst (a registry ref per task would). */
   int anchor_ref;
+  /* The C closures that hold the anchor table as their upvalue
+   * LOOM_SPAWN_ANCHORS_UV (tg:start_soon, one per loading of the module),
+   * in an array in the registry: a rebuild gives them the new table. */
+  int spawners_ref;
   int anchor_n, anchor_peak; /* slots in use; the most since the rebuild */
   int anchor_top;            /* highest slot handed out */
   int *anchor_free;

@@ -69,6 +69,7 @@ static loom_rt *new_runtime(lua_State *L) {
   rt->cancelled_ref = LUA_NOREF;
   rt->issued_ref = LUA_NOREF;
   rt->anchor_ref = LUA_NOREF;
+  rt->spawners_ref = LUA_NOREF;
   rt->pool_ref = LUA_NOREF;
   rt->clock_ref = rt->on_error_ref = rt->errq_ref = rt->eg_ref = LUA_NOREF;
   loom__list_init(&rt->blocked_waiters);
@@ -95,6 +96,8 @@ static loom_rt *new_runtime(lua_State *L) {
    * run takes no registry slot. */
   lua_newtable(L);
   rt->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L); /* the closures that cache it (loom__register_spawner) */
+  rt->spawners_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* The queue of errors for the error hook (embed.c): made now too, so
    * that the first unhandled error takes no registry slot. */
   lua_newtable(L);

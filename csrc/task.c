@@ -438,8 +438,10 @@ void loom__push_task(lua_State *L, loom_task *t) {
 /* [-0, +0] anchor the handle at hi in a free slot, whose number it
  * returns (may raise: out of memory; then nothing changed). Freed slots are
  * reused (rt->anchor_free, a stack of their numbers, with room for every
- * slot in use), so a finishing task touches no other task. */
-static int anchor(lua_State *L, loom_rt *rt, int hi) {
+ * slot in use), so a finishing task touches no other task. The anchor
+ * table is at index `at` (an upvalue of the spawning function), or 0: in
+ * the registry. */
+static int anchor(lua_State *L, loom_rt *rt, int hi, int at) {
   int n;
   if (rt->anchor_nfree > 0) n = rt->anchor_free[rt->anchor_nfree - 1];
   else {
@@ -452,10 +454,13 @@ static int anchor(lua_State *L, loom_rt *rt, int hi) {
       rt->anchor_cap = cap;
     }
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
+  if (at == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
+    at = lua_gettop(L);
+  }
   lua_pushvalue(L, hi);
-  lua_rawseti(L, -2, n); /* may grow the table: may raise */
-  lua_pop(L, 1);
+  lua_rawseti(L, at, n); /* may grow the table: may raise */
+  if (at == lua_gettop(L)) lua_pop(L, 1);
   if (rt->anchor_nfree > 0) rt->anchor_nfree--;
   else rt->anchor_top = n;
   if (++rt->anchor_n > rt->anchor_peak) rt->anchor_peak = rt->anchor_n;
@@ -474,6 +479,13 @@ static int rebuild_list(lua_State *L, loom_list *head, int i) {
   return i;
 }
 
+void loom__register_spawner(lua_State *L, loom_rt *rt) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->spawners_ref);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 1);
+}
+
 /* Copy the live anchors into a table of their size (the old one keeps the
  * array of the largest burst): every task gets a new slot. Only the new
  * table allocates, before anything changed. */
@@ -486,6 +498,16 @@ static int rebuild_anchors(lua_State *L) {
   i = rebuild_list(L, &rt->all_tasks, 0);
   i = rebuild_list(L, &rt->abandoned, i);
   LOOM_ASSERT(i == rt->anchor_n);
+  /* The spawning closures get the new table (nothing below allocates). */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->spawners_ref);
+  for (i = (int)lua_rawlen(L, -1); i > 0; i--) {
+    lua_rawgeti(L, -1, i);
+    lua_pushvalue(L, 3);
+    lua_setupvalue(L, -2, LOOM_SPAWN_ANCHORS_UV);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  i = rt->anchor_n;
   lua_rawseti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
   rt->anchor_top = rt->anchor_peak = i;
   rt->anchor_nfree = 0;
@@ -898,7 +920,10 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
     if (nargs + 5 > LUA_MINSTACK && !lua_checkstack(co, nargs + 5))
       luaL_error(L, "not enough memory");
   }
-  anchor_slot = anchor(L, rt, hi);
+  anchor_slot = anchor(L, rt, hi,
+                       (flags & LOOM_SPAWN_ANCHORS_IN_UV)
+                         ? lua_upvalueindex(LOOM_SPAWN_ANCHORS_UV)
+                         : 0);
   /* Nothing below can fail. */
   if (co != NULL) {
     lua_rawgeti(co, LUA_REGISTRYINDEX, rt->task_main_ref);

@@ -437,6 +437,45 @@ describe("the anchor table after a burst", function()
       for i = 1, 100 do assert.equal(i, hs[i]:result()) end
     end)
   end)
+
+  -- tg:start_soon holds the anchor table as an upvalue; the rebuild must
+  -- give it the new one. Were it left with the old table, a task it spawns
+  -- would take a slot number of the new table without filling it, and its
+  -- finish would clear that slot under another task (one tg:start() made),
+  -- whose handle the collector could then take while it runs.
+  it("is the one tg:start_soon anchors in after a rebuild", function()
+    run(function()
+      local ran = 0
+      loom.task_group(function(tg)
+        -- a group whose closure-made spawns span the rebuild
+        for _ = 1, 8 do tg:start_soon(function() end) end
+        loom.task_group(function(burst)
+          for _ = 1, 20000 do burst:start_soon(loom.sleep_forever) end
+          loom.wait_all_tasks_blocked()
+          burst:cancel()
+        end)
+        loom.sleep(0.001) -- idle: the table is rebuilt
+        assert.is_true(core.stats().anchor_slots < 4096)
+        local go = loom.event()
+        for _ = 1, 50 do
+          tg:start_soon(function() go:wait() end)
+          tg:start(function(task_status)
+            task_status:started()
+            go:wait()
+            loom.sleep(0.001)
+            collectgarbage()
+            ran = ran + 1
+          end)
+        end
+        go:set()
+        loom.sleep(0)
+        collectgarbage()
+        collectgarbage()
+      end)
+      assert.equal(50, ran)
+      assert.equal(1, core.stats().live_tasks)
+    end)
+  end)
 end)
 
 describe("the coroutines", function()
