@@ -454,13 +454,15 @@ static int anchor(lua_State *L, loom_rt *rt, int hi, int at) {
       rt->anchor_cap = cap;
     }
   }
-  if (at == 0) {
+  if (at != 0) {
+    lua_pushvalue(L, hi);
+    lua_rawseti(L, at, n); /* may grow the table: may raise */
+  } else {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
-    at = lua_gettop(L);
+    lua_pushvalue(L, hi);
+    lua_rawseti(L, -2, n);
+    lua_pop(L, 1);
   }
-  lua_pushvalue(L, hi);
-  lua_rawseti(L, at, n); /* may grow the table: may raise */
-  if (at == lua_gettop(L)) lua_pop(L, 1);
   if (rt->anchor_nfree > 0) rt->anchor_nfree--;
   else rt->anchor_top = n;
   if (++rt->anchor_n > rt->anchor_peak) rt->anchor_peak = rt->anchor_n;
