@@ -673,7 +673,8 @@ struct loom_rt {
   int anchor_ref;
   /* The C closures that hold the anchor table as their upvalue
    * LOOM_SPAWN_ANCHORS_UV (tg:start_soon, one per loading of the module),
-   * in an array in the registry: a rebuild gives them the new table. */
+   * the keys of a weak-keyed table in the registry: a rebuild gives them
+   * the new table. */
   int spawners_ref;
   int anchor_n, anchor_peak; /* slots in use; the most since the rebuild */
   int anchor_top;            /* highest slot handed out */

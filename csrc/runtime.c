@@ -96,7 +96,13 @@ static loom_rt *new_runtime(lua_State *L) {
    * run takes no registry slot. */
   lua_newtable(L);
   rt->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L); /* the closures that cache it (loom__register_spawner) */
+  /* The closures that hold it (loom__register_spawner): weak keys, so that
+   * those of a module loaded again and dropped can go. */
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
   rt->spawners_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* The queue of errors for the error hook (embed.c): made now too, so
    * that the first unhandled error takes no registry slot. */

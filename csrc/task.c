@@ -484,7 +484,8 @@ static int rebuild_list(lua_State *L, loom_list *head, int i) {
 void loom__register_spawner(lua_State *L, loom_rt *rt) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->spawners_ref);
   lua_insert(L, -2);
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
   lua_pop(L, 1);
 }
 
@@ -502,14 +503,13 @@ static int rebuild_anchors(lua_State *L) {
   LOOM_ASSERT(i == rt->anchor_n);
   /* The spawning closures get the new table (nothing below allocates). */
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->spawners_ref);
-  for (i = (int)lua_rawlen(L, -1); i > 0; i--) {
-    lua_rawgeti(L, -1, i);
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) { /* [..., spawners, closure, true] */
     lua_pushvalue(L, 3);
-    lua_setupvalue(L, -2, LOOM_SPAWN_ANCHORS_UV);
+    lua_setupvalue(L, -3, LOOM_SPAWN_ANCHORS_UV);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  i = rt->anchor_n;
   lua_rawseti(L, LUA_REGISTRYINDEX, rt->anchor_ref);
   rt->anchor_top = rt->anchor_peak = i;
   rt->anchor_nfree = 0;

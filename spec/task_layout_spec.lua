@@ -476,6 +476,56 @@ describe("the anchor table after a burst", function()
       assert.equal(1, core.stats().live_tasks)
     end)
   end)
+
+  -- Loading the module again makes another tg:start_soon closure over the
+  -- same runtime: the rebuild hands the new table to both (in a fresh
+  -- interpreter: the reload would replace this one's modules).
+  it("is handed to the tg:start_soon of every loading of the module",
+    function()
+    local script = [[
+      local loom1 = require("loom")
+      for k in pairs(package.loaded) do
+        if k:match("^loom") then package.loaded[k] = nil end
+      end
+      local loom2 = require("loom")
+      assert(loom1 ~= loom2 and loom1.task_group ~= loom2.task_group)
+      local ran = 0
+      loom2.run(function()
+        for _, L in ipairs({ loom1, loom2 }) do
+          L.task_group(function(tg)
+            for _ = 1, 8 do tg:start_soon(function() end) end
+            L.task_group(function(burst)
+              for _ = 1, 20000 do burst:start_soon(L.sleep_forever) end
+              L.wait_all_tasks_blocked()
+              burst:cancel()
+            end)
+            L.sleep(0.001)
+            local go = L.event()
+            for _ = 1, 50 do
+              tg:start_soon(function() go:wait() end)
+              tg:start(function(task_status)
+                task_status:started()
+                go:wait()
+                L.sleep(0.001)
+                collectgarbage()
+                ran = ran + 1
+              end)
+            end
+            go:set()
+            L.sleep(0)
+            collectgarbage()
+          end)
+        end
+      end)
+      print(ran, require("loom.core").stats().live_tasks)
+    ]]
+    local out, ok = H.sh(("cd %s && LUA_PATH='lua/?.lua;lua/?/init.lua;;' "
+      .. "LUA_CPATH=%s %s lua5.4 -e %s"):format(H.q(H.root),
+      H.q(H.build .. "/?.so;;"), os.getenv("LOOM_TEST_PREFIX") or "",
+      H.q(script)))
+    assert.equal("100\t0\n", out)
+    assert.is_true(ok)
+  end)
 end)
 
 describe("the coroutines", function()
