@@ -779,6 +779,8 @@ int loom__open_channel(lua_State *L) LOOM_HIDDEN;
  * (the runtime userdata is at rt_idx). */
 void loom__setfuncs(lua_State *L, int rt_idx,
                     const luaL_Reg *funcs) LOOM_HIDDEN;
+/* [-0, +1] a new table with weak keys (may raise: out of memory). */
+void loom__new_weak_keys(lua_State *L) LOOM_HIDDEN;
 
 /* The task running on L, or NULL (L is not a task's own coroutine: the
  * main thread, a coroutine the user made, or no task is running). Only the

@@ -98,11 +98,7 @@ static loom_rt *new_runtime(lua_State *L) {
   rt->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* The closures that hold it (loom__register_spawner): weak keys, so that
    * those of a module loaded again and dropped can go. */
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  loom__new_weak_keys(L);
   rt->spawners_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* The queue of errors for the error hook (embed.c): made now too, so
    * that the first unhandled error takes no registry slot. */
@@ -140,6 +136,14 @@ void loom__setfuncs(lua_State *L, int rt_idx, const luaL_Reg *funcs) {
     lua_pushcclosure(L, funcs->func, 1);
     lua_setfield(L, -2, funcs->name);
   }
+}
+
+void loom__new_weak_keys(lua_State *L) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
 }
 
 void loom__push_hook(lua_State *L, loom_rt *rt, const char *name) {

@@ -1365,11 +1365,7 @@ int loom__open_task(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"msgh", loom__msgh}, {"rethrow", l_rethrow}, {NULL, NULL}};
   if (rt->aux_ref == LUA_NOREF) {
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
+    loom__new_weak_keys(L);
     rt->aux_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   luaL_newmetatable(L, LOOM_TASK_MT);

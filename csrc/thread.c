@@ -343,13 +343,8 @@ static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
 static void push_cache(lua_State *L, const char *key, int weak) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
   lua_pop(L, 1);
-  lua_newtable(L);
-  if (weak) {
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-  }
+  if (weak) loom__new_weak_keys(L);
+  else lua_newtable(L);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }

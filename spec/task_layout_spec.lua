@@ -442,37 +442,44 @@ describe("the anchor table after a burst", function()
   -- give it the new one. Were it left with the old table, a task it spawns
   -- would take a slot number of the new table without filling it, and its
   -- finish would clear that slot under another task (one tg:start() made),
-  -- whose handle the collector could then take while it runs.
+  -- whose handle the collector could then take while it runs. A chunk, run
+  -- here and by the second test in a fresh interpreter: loom (the module
+  -- it is given) spawns across a rebuild; it returns how many of the
+  -- tg:start() tasks ran to their end (50).
+  local ACROSS_REBUILD = [[
+    local loom = ...
+    local ran = 0
+    loom.task_group(function(tg)
+      -- a group whose closure-made spawns span the rebuild
+      for _ = 1, 8 do tg:start_soon(function() end) end
+      loom.task_group(function(burst)
+        for _ = 1, 20000 do burst:start_soon(loom.sleep_forever) end
+        loom.wait_all_tasks_blocked()
+        burst:cancel()
+      end)
+      loom.sleep(0.001) -- idle: the table is rebuilt
+      assert(require("loom.core").stats().anchor_slots < 4096)
+      local go = loom.event()
+      for _ = 1, 50 do
+        tg:start_soon(function() go:wait() end)
+        tg:start(function(task_status)
+          task_status:started()
+          go:wait()
+          loom.sleep(0.001)
+          collectgarbage()
+          ran = ran + 1
+        end)
+      end
+      go:set()
+      loom.sleep(0)
+      collectgarbage()
+    end)
+    return ran
+  ]]
+
   it("is the one tg:start_soon anchors in after a rebuild", function()
     run(function()
-      local ran = 0
-      loom.task_group(function(tg)
-        -- a group whose closure-made spawns span the rebuild
-        for _ = 1, 8 do tg:start_soon(function() end) end
-        loom.task_group(function(burst)
-          for _ = 1, 20000 do burst:start_soon(loom.sleep_forever) end
-          loom.wait_all_tasks_blocked()
-          burst:cancel()
-        end)
-        loom.sleep(0.001) -- idle: the table is rebuilt
-        assert.is_true(core.stats().anchor_slots < 4096)
-        local go = loom.event()
-        for _ = 1, 50 do
-          tg:start_soon(function() go:wait() end)
-          tg:start(function(task_status)
-            task_status:started()
-            go:wait()
-            loom.sleep(0.001)
-            collectgarbage()
-            ran = ran + 1
-          end)
-        end
-        go:set()
-        loom.sleep(0)
-        collectgarbage()
-        collectgarbage()
-      end)
-      assert.equal(50, ran)
+      assert.equal(50, assert(load(ACROSS_REBUILD))(loom))
       assert.equal(1, core.stats().live_tasks)
     end)
   end)
@@ -482,7 +489,8 @@ describe("the anchor table after a burst", function()
   -- interpreter: the reload would replace this one's modules).
   it("is handed to the tg:start_soon of every loading of the module",
     function()
-    local script = [[
+    local script = ("local across = assert(load(%q))\n"):format(ACROSS_REBUILD)
+      .. [[
       local loom1 = require("loom")
       for k in pairs(package.loaded) do
         if k:match("^loom") then package.loaded[k] = nil end
@@ -491,31 +499,7 @@ describe("the anchor table after a burst", function()
       assert(loom1 ~= loom2 and loom1.task_group ~= loom2.task_group)
       local ran = 0
       loom2.run(function()
-        for _, L in ipairs({ loom1, loom2 }) do
-          L.task_group(function(tg)
-            for _ = 1, 8 do tg:start_soon(function() end) end
-            L.task_group(function(burst)
-              for _ = 1, 20000 do burst:start_soon(L.sleep_forever) end
-              L.wait_all_tasks_blocked()
-              burst:cancel()
-            end)
-            L.sleep(0.001)
-            local go = L.event()
-            for _ = 1, 50 do
-              tg:start_soon(function() go:wait() end)
-              tg:start(function(task_status)
-                task_status:started()
-                go:wait()
-                L.sleep(0.001)
-                collectgarbage()
-                ran = ran + 1
-              end)
-            end
-            go:set()
-            L.sleep(0)
-            collectgarbage()
-          end)
-        end
+        ran = across(loom1) + across(loom2)
       end)
       print(ran, require("loom.core").stats().live_tasks)
     ]]
