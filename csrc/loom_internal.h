@@ -316,15 +316,18 @@ struct loom_task {
    * queue, its group's children and rt->all_tasks like a task, and takes
    * its struct when the drain reaches it (or earlier, for h:cancel()), in
    * the record's place everywhere (task.c, loom__task_materialize). A
-   * burst then holds 64 bytes per waiting task instead of 320, and its
+   * burst then holds 48 bytes per waiting task instead of 320, and its
    * tasks run one after another on the structs the previous ones gave
    * back. Code that walks tasks reads nothing past the record of a task
-   * with `record` set; under ASan the rest of its slot is poisoned. */
+   * with `record` set; under ASan the rest of its slot is poisoned. A
+   * record is in no list of the runtime's: code that visits every live
+   * task finds the pending records in the ready queue (state
+   * LOOM_TASK_PENDING; FORWARD ones are their structs' stand-ins) and the
+   * abandoned ones on rt->abandoned_recs. */
   loom_task *next_ready;    /* ready queue; the free list when not in use */
   loom_handle *h;           /* its handle, anchored while the task is live */
   loom_group *group;        /* owning group (NULL: root, or before started) */
   loom_list group_link;     /* node in group->children */
-  loom_list all_link;       /* node in rt->all_tasks while live */
   int ref;                  /* slot of its handle in the anchor table */
   int16_t nargs;            /* arguments kept in the handle until the first
                              * resume (-1: they are on L already; at most
@@ -332,11 +335,11 @@ struct loom_task {
   unsigned char state;      /* LOOM_TASK_* */
   unsigned char record : 2; /* LOOM_REC_*: a pending record, 0: a task */
   unsigned char ctx_state : 2; /* LOOM_CTX_*: its context table (task.c) */
-  /* The rest exists only in a task's struct (the record ends here, at 64
+  /* The rest exists only in a task's struct (the record ends here, at 48
    * bytes: task_layout_spec checks it). A pending record has no runtime
    * pointer (loom__task_rt: its group's) and no extension (h:wait() takes
    * the struct first, as h:cancel() does). */
-  unsigned char wake; /* LOOM_WAKE_*: how it was woken */
+  loom_list all_link; /* node in rt->all_tasks while live */
   loom_rt *rt;
   loom_task_ext *ext;     /* the rarely used part, or NULL (see below) */
   int wake_nargs;         /* values pushed on L for the resume */
@@ -353,6 +356,7 @@ struct loom_task {
   lua_KFunction k;
   lua_KContext kctx;
   int park_top;
+  unsigned char wake; /* LOOM_WAKE_*: how it was woken */
   /* Parking. */
   const char *wait_what;    /* what it waits on, for task_tree() */
   loom_list wait_link;      /* node in one wait queue (free while not parked) */
@@ -361,13 +365,13 @@ struct loom_task {
   loom_timer sleep_timer;
 } __attribute__((aligned(16)));
 
-#define LOOM_TASK_RECORD_BYTES offsetof(loom_task, wake)
+#define LOOM_TASK_RECORD_BYTES offsetof(loom_task, all_link)
 /* More arguments than this are put on the task's coroutine at spawn, even
  * in a burst (nargs is 16 bits). */
 #define LOOM_DEFER_MAX_ARGS 0x7fff
 /* A task's runtime, a pending record's included. */
 #define loom__task_rt(t) ((t)->record ? (t)->group->rt : (t)->rt)
-/* A pending record's slot: 64 bytes, 16-byte aligned as the struct type
+/* A pending record's slot: 48 bytes, 16-byte aligned as the struct type
  * asks. Under ASan, a struct's whole stride with everything past the
  * record poisoned (task.c), so that a read of a struct-only field of a
  * record fails the sanitizer run wherever the field is. */
@@ -663,8 +667,10 @@ struct loom_rt {
   int rec_free_n;                   /* free records in the chunks */
   int rec_chunks;                   /* chunks held */
   int rec_live;                     /* records in use (queued) */
-  int ext_live;                     /* extensions held by tasks */
-  int region_free_slabs;            /* entirely free slabs cut from regions */
+  loom_task *abandoned_recs; /* pending records abandoned (finish_stranded),
+                              * linked by next_ready */
+  int ext_live;              /* extensions held by tasks */
+  int region_free_slabs;     /* entirely free slabs cut from regions */
   /* The anchor table: each live task's handle in slot task->ref (the
    * handle holds the coroutine). Freed slots are reused (anchor_free: a
    * stack of their numbers, with room for every slot up to anchor_top);

@@ -449,11 +449,20 @@ static int in_run(loom_rt *rt, loom_task *t) {
   return 1;
 }
 
+/* A pending record of this run? (they are in the ready queue only) */
+static int pending_in_run(loom_rt *rt, loom_task *p) {
+  return p->record && p->state == LOOM_TASK_PENDING && in_run(rt, p);
+}
+
 /* Is a task of this run live? Only walks when some task is. */
 static int run_tasks_live(loom_rt *rt) {
   loom_list *n;
+  loom_task *p;
   for (n = rt->all_tasks.next; n != &rt->all_tasks; n = n->next)
     if (in_run(rt, loom__container_of(n, loom_task, all_link))) return 1;
+  if (rt->rec_live > 0)
+    for (p = rt->ready_head; p != NULL; p = p->next_ready)
+      if (pending_in_run(rt, p)) return 1;
   return 0;
 }
 
@@ -547,17 +556,17 @@ static int drain_protected(lua_State *L, loom_rt *rt, int all_tasks) {
  * and the deadline heap, so that nothing resumes it, and freed by
  * lua_close. */
 static void finish_stranded(loom_rt *rt, lua_State *L) {
-  int attempt;
+  int attempt, pending_kept = 0;
   loom_list *n, *next;
   loom_task *t, *keep_head = NULL, *keep_tail = NULL;
   for (attempt = 0; attempt < 4 && run_tasks_live(rt); attempt++) {
     for (n = rt->all_tasks.next; n != &rt->all_tasks; n = n->next) {
       t = loom__container_of(n, loom_task, all_link);
-      if (!in_run(rt, t)) continue;
-      /* (a pending record marks its scope when it takes its struct) */
-      if (t->record) t->record |= LOOM_REC_MARKED;
-      else loom__scope_mark_cancelled(rt, &t->scope, 0);
+      if (in_run(rt, t)) loom__scope_mark_cancelled(rt, &t->scope, 0);
     }
+    /* (a pending record marks its scope when it takes its struct) */
+    for (t = rt->ready_head; t != NULL; t = t->next_ready)
+      if (pending_in_run(rt, t)) t->record |= LOOM_REC_MARKED;
     rt->deadlock = 0;
     if (drain_protected(L, rt, 1) != LUA_OK) lua_pop(L, 1);
   }
@@ -565,25 +574,35 @@ static void finish_stranded(loom_rt *rt, lua_State *L) {
     t = loom__container_of(n, loom_task, all_link);
     next = n->next;
     if (!in_run(rt, t)) continue;
-    if (!t->record) {
-      if (t->state == LOOM_TASK_PARKED) {
-        if (t->abort != NULL) t->abort(t);
-        rt->parked--;
-      }
-      loom__heap_remove(rt, &t->sleep_timer);
-      t->abort = NULL;
+    if (t->state == LOOM_TASK_PARKED) {
+      if (t->abort != NULL) t->abort(t);
+      rt->parked--;
     }
+    loom__heap_remove(rt, &t->sleep_timer);
+    t->abort = NULL;
     t->state = LOOM_TASK_ABANDONED;
     loom__list_remove(&t->all_link);
     loom__list_push(&rt->abandoned, &t->all_link); /* freed at the end */
     rt->live_tasks--;
   }
+  for (t = rt->ready_head; t != NULL; t = t->next_ready)
+    if (pending_in_run(rt, t)) {
+      t->state = LOOM_TASK_ABANDONED; /* (put on abandoned_recs below) */
+      rt->live_tasks--;
+    }
   /* The ready queue keeps only the tasks of host groups. */
   rt->nready = 0;
   while ((t = rt->ready_head) != NULL) {
     rt->ready_head = t->next_ready;
     t->next_ready = NULL;
-    if (t->state == LOOM_TASK_ABANDONED) continue;
+    if (t->state == LOOM_TASK_ABANDONED) {
+      if (t->record) { /* kept until the end, as abandoned structs are */
+        t->next_ready = rt->abandoned_recs;
+        rt->abandoned_recs = t;
+      }
+      continue;
+    }
+    if (t->record && t->state == LOOM_TASK_PENDING) pending_kept = 1;
     if (t->state == LOOM_TASK_FORWARD &&
         t->h->t->state == LOOM_TASK_ABANDONED) {
       loom__record_free(rt, t); /* its task is abandoned */
@@ -597,7 +616,7 @@ static void finish_stranded(loom_rt *rt, lua_State *L) {
   rt->ready_head = keep_head;
   rt->ready_tail = keep_tail;
   /* Deadlines of scopes that no live task is in any more. */
-  if (loom__list_empty(&rt->all_tasks)) loom__heap_free(rt);
+  if (loom__list_empty(&rt->all_tasks) && !pending_kept) loom__heap_free(rt);
 }
 
 /* loom.run(fn, ...) -> fn's results, or raises its error. */

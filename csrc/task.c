@@ -400,8 +400,13 @@ static void free_slabs(loom_rt *rt, loom_list *head) {
 }
 
 void loom__tasks_free(loom_rt *rt) {
+  loom_task *p;
   /* Handles that outlive the runtime (lua_close) must not reach a freed
-   * struct. */
+   * struct, or record (those are only in the ready queue, or abandoned). */
+  for (p = rt->ready_head; p != NULL; p = p->next_ready)
+    if (p->record && p->state == LOOM_TASK_PENDING) p->h->t = NULL;
+  for (p = rt->abandoned_recs; p != NULL; p = p->next_ready) p->h->t = NULL;
+  rt->abandoned_recs = NULL;
   loom__ready_drop(rt);
   forget_tasks(&rt->all_tasks);
   forget_tasks(&rt->abandoned);
@@ -469,15 +474,29 @@ static int anchor(lua_State *L, loom_rt *rt, int hi, int at) {
   return n;
 }
 
+static int rebuild_one(lua_State *L, loom_task *t, int i) {
+  if (t->ref == LUA_NOREF) return i;
+  lua_rawgeti(L, 2, t->ref);
+  lua_rawseti(L, 3, ++i);
+  t->ref = i;
+  return i;
+}
+
 static int rebuild_list(lua_State *L, loom_list *head, int i) {
   loom_list *n;
-  for (n = head->next; n != head; n = n->next) {
-    loom_task *t = loom__container_of(n, loom_task, all_link);
-    if (t->ref == LUA_NOREF) continue;
-    lua_rawgeti(L, 2, t->ref);
-    lua_rawseti(L, 3, ++i);
-    t->ref = i;
-  }
+  for (n = head->next; n != head; n = n->next)
+    i = rebuild_one(L, loom__container_of(n, loom_task, all_link), i);
+  return i;
+}
+
+/* The pending records (in the ready queue; a FORWARD one's slot is its
+ * struct's) and the abandoned ones. */
+static int rebuild_records(lua_State *L, loom_rt *rt, int i) {
+  loom_task *p;
+  for (p = rt->ready_head; p != NULL; p = p->next_ready)
+    if (p->record && p->state == LOOM_TASK_PENDING) i = rebuild_one(L, p, i);
+  for (p = rt->abandoned_recs; p != NULL; p = p->next_ready)
+    i = rebuild_one(L, p, i);
   return i;
 }
 
@@ -500,6 +519,7 @@ static int rebuild_anchors(lua_State *L) {
   lua_createtable(L, n > 64 ? n : 64, 0);
   i = rebuild_list(L, &rt->all_tasks, 0);
   i = rebuild_list(L, &rt->abandoned, i);
+  i = rebuild_records(L, rt, i);
   LOOM_ASSERT(i == rt->anchor_n);
   /* The spawning closures get the new table (nothing below allocates). */
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->spawners_ref);
@@ -686,12 +706,12 @@ int loom__is_cancelled(lua_State *L, loom_rt *rt, int idx) {
  * records). */
 
 /* A record is reached through a struct loom_task pointer, which is 16-byte
- * aligned: so is every record (64 bytes; LOOM_REC_SLOT). */
+ * aligned: so is every record (48 bytes; LOOM_REC_SLOT). */
 #define REC_SIZE LOOM_REC_SLOT
-/* A record is one cache line: a field added before `wake` in struct
+/* A record is 48 bytes: a field added before `all_link` in struct
  * loom_task must take the place of another (C99: a negative array size
  * fails the build). */
-typedef char loom_record_is_64_bytes[LOOM_TASK_RECORD_BYTES == 64 ? 1 : -1];
+typedef char loom_record_is_48_bytes[LOOM_TASK_RECORD_BYTES == 48 ? 1 : -1];
 #define REC_KEEP 1024
 
 /* Under ASan the rest of a record's slot is poisoned: code that reads a
@@ -820,7 +840,7 @@ static loom_task *materialize(lua_State *L, loom_rt *rt, loom_task *p) {
   t->state = LOOM_TASK_NEW;
   task_init_rest(t);
   loom__list_replace(&p->group_link, &t->group_link);
-  loom__list_replace(&p->all_link, &t->all_link);
+  loom__list_push(&rt->all_tasks, &t->all_link);
   t->h->t = t;
   launch_scope(t, t->group->scope);
   if (p->record & LOOM_REC_MARKED) loom__scope_mark_cancelled(rt, &t->scope, 0);
@@ -955,7 +975,7 @@ loom_task *loom__task_new(lua_State *L, loom_rt *rt, int fn_idx, int nargs,
   loom__list_init(&t->group_link);
   h->id = ++rt->next_id;
   h->t = t;
-  loom__list_push(&rt->all_tasks, &t->all_link);
+  if (!rec) loom__list_push(&rt->all_tasks, &t->all_link);
   rt->live_tasks++;
   return t;
 }

@@ -375,9 +375,9 @@ describe("tasks spawned in a burst (pending records)", function()
       for i = 1, 3000 do assert.equal("parent", seen[i]) end
     end)
     local L = core.layout()
-    -- A record is one 64-byte line (its slot is bigger only under ASan,
-    -- which poisons the rest of a struct's stride).
-    assert.equal(64, L.pending_record)
+    -- A record is 48 bytes (its slot is bigger only under ASan, which
+    -- poisons the rest of a struct's stride).
+    assert.equal(48, L.pending_record)
     assert.is_true(L.pending_record <= L.record_slot)
     -- idle: at most ~1,024 free records are kept (16 KiB slabs)
     local per_slab = (16384 - 64) // L.record_slot
