@@ -313,7 +313,7 @@ struct loom_task {
    * (a burst of spawns: it cannot run before the spawner yields anyway)
    * is at first only these fields (LOOM_TASK_RECORD_BYTES, from task.c's
    * chunks), record != 0 and state LOOM_TASK_PENDING: it waits in the ready
-   * queue, its group's children and rt->all_tasks like a task, and takes
+   * queue and its group's children like a task, and takes
    * its struct when the drain reaches it (or earlier, for h:cancel()), in
    * the record's place everywhere (task.c, loom__task_materialize). A
    * burst then holds 48 bytes per waiting task instead of 320, and its
@@ -369,6 +369,10 @@ struct loom_task {
 /* More arguments than this are put on the task's coroutine at spawn, even
  * in a burst (nargs is 16 bits). */
 #define LOOM_DEFER_MAX_ARGS 0x7fff
+/* Is t a record still waiting for its struct? (Such records are found in
+ * the ready queue only; see struct loom_task.) */
+#define loom__is_pending_record(t) \
+  ((t)->record && (t)->state == LOOM_TASK_PENDING)
 /* A task's runtime, a pending record's included. */
 #define loom__task_rt(t) ((t)->record ? (t)->group->rt : (t)->rt)
 /* A pending record's slot: 48 bytes, 16-byte aligned as the struct type

@@ -451,7 +451,7 @@ static int in_run(loom_rt *rt, loom_task *t) {
 
 /* A pending record of this run? (they are in the ready queue only) */
 static int pending_in_run(loom_rt *rt, loom_task *p) {
-  return p->record && p->state == LOOM_TASK_PENDING && in_run(rt, p);
+  return loom__is_pending_record(p) && in_run(rt, p);
 }
 
 /* Is a task of this run live? Only walks when some task is. */
@@ -602,7 +602,7 @@ static void finish_stranded(loom_rt *rt, lua_State *L) {
       }
       continue;
     }
-    if (t->record && t->state == LOOM_TASK_PENDING) pending_kept = 1;
+    if (loom__is_pending_record(t)) pending_kept = 1;
     if (t->state == LOOM_TASK_FORWARD &&
         t->h->t->state == LOOM_TASK_ABANDONED) {
       loom__record_free(rt, t); /* its task is abandoned */

@@ -404,7 +404,7 @@ void loom__tasks_free(loom_rt *rt) {
   /* Handles that outlive the runtime (lua_close) must not reach a freed
    * struct, or record (those are only in the ready queue, or abandoned). */
   for (p = rt->ready_head; p != NULL; p = p->next_ready)
-    if (p->record && p->state == LOOM_TASK_PENDING) p->h->t = NULL;
+    if (loom__is_pending_record(p)) p->h->t = NULL;
   for (p = rt->abandoned_recs; p != NULL; p = p->next_ready) p->h->t = NULL;
   rt->abandoned_recs = NULL;
   loom__ready_drop(rt);
@@ -494,7 +494,7 @@ static int rebuild_list(lua_State *L, loom_list *head, int i) {
 static int rebuild_records(lua_State *L, loom_rt *rt, int i) {
   loom_task *p;
   for (p = rt->ready_head; p != NULL; p = p->next_ready)
-    if (p->record && p->state == LOOM_TASK_PENDING) i = rebuild_one(L, p, i);
+    if (loom__is_pending_record(p)) i = rebuild_one(L, p, i);
   for (p = rt->abandoned_recs; p != NULL; p = p->next_ready)
     i = rebuild_one(L, p, i);
   return i;
@@ -827,7 +827,7 @@ void loom__launch(loom_task *t, loom_scope *parent) {
  * forwarding to it (LOOM_TASK_FORWARD), until the drain reaches it. */
 static loom_task *materialize(lua_State *L, loom_rt *rt, loom_task *p) {
   loom_task *t;
-  LOOM_ASSERT(p->record && p->state == LOOM_TASK_PENDING && p->group != NULL);
+  LOOM_ASSERT(loom__is_pending_record(p) && p->group != NULL);
   task_reserve(L, rt);
   /* Nothing below can fail. */
   t = task_take(rt);
